@@ -1,0 +1,93 @@
+"""Bytes on the wire to typed envelopes and back, upcasting older schema versions on read.
+
+Every reader goes through `decode`, so an event stored years ago under version 1 reaches today's
+code as the newest model. An upcaster is a pure function on the payload dict of one version that
+returns the payload of the next.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.envelope import Envelope
+from schemas.messages import ALL_MESSAGES, Message
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+MESSAGE_TYPES: dict[str, type[Message]] = {m.TYPE: m for m in ALL_MESSAGES}
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""(type, version) -> function turning that version's payload into version + 1's."""
+
+
+class DecodeError(ValueError):
+    """A message that cannot become a current envelope; `reason` is safe to log (no values)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode(envelope: Envelope[Any]) -> bytes:
+    """Canonical JSON bytes of an envelope (UTF-8, Chinese kept as characters, not escapes)."""
+    return envelope.model_dump_json().encode("utf-8")
+
+
+def upcast(
+    event_type: str,
+    version: int,
+    payload: dict[str, Any],
+    upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
+    target: int | None = None,
+) -> dict[str, Any]:
+    """Apply the upcaster chain from `version` to `target` (default: the type's current version)."""
+    chain = UPCASTERS if upcasters is None else upcasters
+    final = MESSAGE_TYPES[event_type].VERSION if target is None else target
+    if version > final:
+        raise DecodeError(f"{event_type} v{version} is newer than this reader (v{final})")
+    while version < final:
+        step = chain.get((event_type, version))
+        if step is None:
+            raise DecodeError(f"no upcaster from {event_type} v{version}")
+        payload = step(payload)
+        version += 1
+    return payload
+
+
+def describe_errors(error: ValidationError) -> str:
+    """Every failing field as `path: reason (type)`; never the value, which may be personal data."""
+    parts = []
+    for err in error.errors(include_url=False, include_input=False):
+        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{path}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def decode(raw: bytes) -> Envelope[Message]:
+    """Parse, upcast and validate one message; raise DecodeError naming what is wrong."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"not UTF-8 JSON: {exc.__class__.__name__}") from None
+    if not isinstance(data, dict):
+        raise DecodeError("not a JSON object")
+    event_type = data.get("event_type")
+    version = data.get("schema_version")
+    if not isinstance(event_type, str) or event_type not in MESSAGE_TYPES:
+        raise DecodeError("event_type: unknown or missing")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DecodeError("schema_version: missing or not a positive integer")
+    payload = data.get("payload")
+    if not isinstance(payload, dict):
+        raise DecodeError("payload: missing or not an object")
+    cls = MESSAGE_TYPES[event_type]
+    data["payload"] = upcast(event_type, version, payload)
+    data["schema_version"] = cls.VERSION
+    try:
+        return Envelope[cls].model_validate(data)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise DecodeError(describe_errors(exc)) from None

@@ -1,0 +1,200 @@
+"""Value types shared by postings and events: text, money, places, time windows, vocabularies.
+
+Validation lives here, once, so that the HTTP API, the intake services and any foreign client
+checking our topics refuse exactly the same things.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+
+class Frozen(BaseModel):
+    """Base of every wire model: immutable, and unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _nfc(value: object) -> object:
+    """Normalise text to NFC so that the same Chinese name typed two ways compares equal."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value).strip()
+    return value
+
+
+def _no_control_chars(value: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    BeforeValidator(_nfc),
+    StringConstraints(min_length=1, max_length=120),
+    AfterValidator(_no_control_chars),
+]
+"""A person-facing name (organisation, fund, need title): NFC, 1–120 characters."""
+
+Description = Annotated[
+    str,
+    BeforeValidator(_nfc),
+    StringConstraints(min_length=0, max_length=2000),
+]
+"""Free text shown to people: NFC, at most 2,000 characters."""
+
+PlaceName = Annotated[
+    str,
+    BeforeValidator(_nfc),
+    StringConstraints(min_length=1, max_length=60),
+    AfterValidator(_no_control_chars),
+]
+"""A district, street or community name such as 鼓楼区 or 江东街道."""
+
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+MAX_AMOUNT_MINOR = 10**13
+"""Largest single amount accepted, in minor units (one hundred billion yuan): a typo guard."""
+
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+"""ISO 4217 alphabetic code. The exchange runs in CNY; the code is carried so nothing assumes it."""
+
+
+class Money(Frozen):
+    """An amount of money as integer minor units (fen for CNY) and its currency. Never a float."""
+
+    amount_minor: Annotated[int, Field(gt=0, le=MAX_AMOUNT_MINOR, strict=True)]
+    currency: CurrencyCode = "CNY"
+
+
+class Category(StrEnum):
+    """What a need is for. Grows by adding members; a member is never removed or renamed."""
+
+    ELDERLY_MEALS = "elderly_meals"  # 银发助餐
+    ELDER_CARE = "elder_care"  # 养老服务
+    CHILD_CARE = "child_care"  # 一老一小 / 四点半课堂
+    TUTORING = "tutoring"  # 课业辅导
+    EMERGENCY = "emergency"  # 应急救援 / 应急物资
+    HARDSHIP_RELIEF = "hardship_relief"  # 困难群众帮扶
+    VULNERABLE_CHILDREN = "vulnerable_children"  # 孤困儿童关爱
+    LIVELIHOOD_PROJECT = "livelihood_project"  # 民生微实事
+    HOME_WATCH = "home_watch"  # 看家守院
+    MEDIATION = "mediation"  # 家门口的调解室
+    NEW_WORKERS = "new_workers"  # 宁小蜂驿站
+    CULTURE = "culture"  # 非遗、书香
+    GENERAL = "general"
+
+
+class Skill(StrEnum):
+    """A volunteer skill a need may require. Grows by adding members."""
+
+    DRIVING = "driving"
+    FIRST_AID = "first_aid"
+    ELDERLY_CARE = "elderly_care"
+    TUTORING = "tutoring"
+    COOKING = "cooking"
+    MEAL_DELIVERY = "meal_delivery"
+    CHILD_CARE = "child_care"
+    LEGAL = "legal"
+    COUNSELLING = "counselling"
+    EMERGENCY_RESCUE = "emergency_rescue"
+    PATROL = "patrol"
+    GENERAL = "general"
+
+
+class NeedKind(StrEnum):
+    """Whether a need asks for volunteer time, money, or goods."""
+
+    VOLUNTEER_HOURS = "volunteer_hours"
+    MONEY = "money"
+    GOODS = "goods"
+
+
+class Urgency(StrEnum):
+    """How soon a need must be met; matching serves higher urgency first."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Larger is more urgent; used for ordering, never persisted."""
+        return ["low", "normal", "high", "critical"].index(self.value)
+
+
+class Role(StrEnum):
+    """The part an actor plays in 五社联动 (five-party linkage)."""
+
+    FOUNDATION = "foundation"
+    COMMUNITY = "community"
+    SOCIAL_ORG = "social_org"
+    VOLUNTEER = "volunteer"
+    AUDITOR = "auditor"
+    SYSTEM = "system"
+
+
+class Place(Frozen):
+    """Where a need is, or where a volunteer lives: district, optionally street and community.
+
+    Coordinates are optional and coarse (a community centre, never a home)."""
+
+    district: PlaceName
+    street: PlaceName | None = None
+    community: PlaceName | None = None
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+
+MAX_WINDOW = timedelta(days=366)
+
+
+class TimeWindow(Frozen):
+    """A half-open interval [start, end) in aware UTC-comparable datetimes.
+
+    Half-open, so that two shifts that touch (10:00–12:00 and 12:00–14:00) do not overlap."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.end - self.start > MAX_WINDOW:
+            raise ValueError("window must not be longer than 366 days")
+        return self
+
+    @property
+    def hours(self) -> float:
+        """Length in hours (for display and limits; quantities on the wire are minutes)."""
+        return (self.end - self.start).total_seconds() / 3600
+
+    @property
+    def minutes(self) -> int:
+        """Length in whole minutes: the unit in which volunteer time is counted on the wire."""
+        return int((self.end - self.start).total_seconds() // 60)
+
+    def covers(self, other: TimeWindow) -> bool:
+        """True when `other` lies entirely inside this window."""
+        return self.start <= other.start and other.end <= self.end
+
+    def overlaps(self, other: TimeWindow) -> bool:
+        """True when the two half-open windows share any instant."""
+        return self.start < other.end and other.start < self.end
+

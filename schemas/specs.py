@@ -1,0 +1,175 @@
+"""What clients post: the body of a need, a fund, a donation and a pledge.
+
+These are the HTTP request bodies and also the heart of the commands and events that carry them,
+so one set of rules validates a posting wherever it is seen.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from schemas.common import (
+    Category,
+    Description,
+    Frozen,
+    Money,
+    Name,
+    NeedKind,
+    Place,
+    PlaceName,
+    Skill,
+    TimeWindow,
+    Urgency,
+)
+
+SkillSet = Annotated[list[Skill], Field(max_length=12)]
+
+
+def _unique(items: list[object], field: str) -> None:
+    if len(set(items)) != len(items):
+        raise ValueError(f"{field} must not repeat an entry")
+
+
+class NeedSpec(Frozen):
+    """A community's need: volunteer hours for a shift, an amount of money, or goods.
+
+    Carries how many people are served, never who they are."""
+
+    title: Name
+    description: Description = ""
+    kind: NeedKind
+    category: Category
+    place: Place
+    urgency: Urgency = Urgency.NORMAL
+    deadline: AwareDatetime
+    people_served: Annotated[int, Field(ge=0, le=100_000)] = 0
+    # volunteer_hours
+    shift: TimeWindow | None = None
+    volunteers_needed: Annotated[int, Field(ge=1, le=500)] | None = None
+    required_skills: SkillSet = []
+    # money
+    amount: Money | None = None
+    # goods
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    unit: Annotated[Name, Field(max_length=20)] | None = None
+    unit_cost: Money | None = None
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> Self:
+        _unique(list(self.required_skills), "required_skills")
+        wanted = {
+            NeedKind.VOLUNTEER_HOURS: {"shift", "volunteers_needed"},
+            NeedKind.MONEY: {"amount"},
+            NeedKind.GOODS: {"quantity", "unit"},
+        }
+        allowed = {
+            NeedKind.VOLUNTEER_HOURS: {"shift", "volunteers_needed", "required_skills"},
+            NeedKind.MONEY: {"amount"},
+            NeedKind.GOODS: {"quantity", "unit", "unit_cost"},
+        }
+        kind_fields = {
+            "shift",
+            "volunteers_needed",
+            "required_skills",
+            "amount",
+            "quantity",
+            "unit",
+            "unit_cost",
+        }
+        present = {f for f in kind_fields if getattr(self, f) not in (None, [])}
+        missing = wanted[self.kind] - present
+        if missing:
+            raise ValueError(f"a {self.kind.value} need requires {', '.join(sorted(missing))}")
+        extra = present - allowed[self.kind]
+        if extra:
+            raise ValueError(
+                f"a {self.kind.value} need must not carry {', '.join(sorted(extra))}"
+            )
+        if self.shift is not None and self.shift.end > self.deadline:
+            raise ValueError("shift must end by the deadline")
+        return self
+
+    @property
+    def money_wanted(self) -> Money | None:
+        """The money that would meet this need: its amount, or the cost of its goods."""
+        if self.amount is not None:
+            return self.amount
+        if self.unit_cost is not None and self.quantity is not None:
+            return Money(
+                amount_minor=self.unit_cost.amount_minor * self.quantity,
+                currency=self.unit_cost.currency,
+            )
+        return None
+
+
+class FundSpec(Frozen):
+    """A fund a foundation opens, with the restrictions (earmarks) its money carries for life."""
+
+    name: Name
+    foundation: Name
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "CNY"
+    categories: Annotated[list[Category], Field(max_length=20)] = []
+    districts: Annotated[list[PlaceName], Field(max_length=20)] = []
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    cap_per_need: Money | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _unique(list(self.categories), "categories")
+        _unique(list(self.districts), "districts")
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        if self.cap_per_need is not None and self.cap_per_need.currency != self.currency:
+            raise ValueError("cap_per_need must be in the fund's currency")
+        return self
+
+    def allows(self, category: Category, district: str, at: datetime) -> bool:
+        """Whether this fund's earmarks allow paying for a need of this category and place."""
+        if self.categories and category not in self.categories:
+            return False
+        if self.districts and district not in self.districts:
+            return False
+        if self.valid_from and at < self.valid_from:
+            return False
+        return not (self.valid_until and at >= self.valid_until)
+
+
+class DonationSpec(Frozen):
+    """Money given into a fund. The donor is a label the foundation chooses (may be 匿名)."""
+
+    donor: Name
+    amount: Money
+    note: Description = ""
+
+
+class TravelRange(StrEnum):
+    """How far a volunteer will go from home; grids and distance come with the matching issue."""
+
+    SAME_STREET = "same_street"
+    SAME_DISTRICT = "same_district"
+    ANYWHERE = "anywhere"
+
+
+class PledgeSpec(Frozen):
+    """A volunteer's offer of time. Pseudonymous: no phone, ID number or address, ever."""
+
+    pseudonym: Name
+    home: Place
+    skills: Annotated[SkillSet, Field(min_length=1)]
+    availability: Annotated[list[TimeWindow], Field(min_length=1, max_length=50)]
+    weekly_hour_limit: Annotated[int, Field(ge=1, le=60)] = 8
+    travel: TravelRange = TravelRange.SAME_DISTRICT
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _unique(list(self.skills), "skills")
+        windows = sorted(self.availability, key=lambda w: w.start)
+        for a, b in zip(windows, windows[1:], strict=False):
+            if a.overlaps(b):
+                raise ValueError("availability windows must not overlap")
+        return self

@@ -1,0 +1,1 @@
+"""Community Exchange services: gateway, intake (needs, donations, pledges), matcher, ledger."""

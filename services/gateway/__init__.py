@@ -1,0 +1,1 @@
+"""The HTTP gateway: validates postings, makes them durable, publishes them, serves read models."""

@@ -1,0 +1,147 @@
+"""Accepting a posting: durable in PostgreSQL before the client hears "accepted", then published.
+
+The `postings` table is a transactional outbox: the row commits before the answer, the publish
+follows, and a relay publishes anything left unpublished (a crash between commit and publish).
+It is also what brings the embedded broker's topics back after the broker forgets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from schemas.codec import encode
+from schemas.common import Role
+from schemas.envelope import Actor, Envelope
+from schemas.messages import Message
+from schemas.topics import TopicSpec
+from services.domain.intake import stream_of
+from services.platform.kafka import headers_for, partition_for
+
+log = logging.getLogger(__name__)
+
+
+class IdempotencyConflict(Exception):
+    """The same Idempotency-Key was used before with a different request."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The answer to a posting; `replayed` when it is the stored answer to a repeated request."""
+
+    response: dict[str, Any]
+    replayed: bool
+
+
+def request_hash(path: str, body: dict[str, Any]) -> str:
+    """Fingerprint of a request, to tell a true retry from a different request with the same key."""
+    canonical = json.dumps({"path": path, "body": body}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Postings:
+    """Writes postings to the outbox and the broker; the gateway's only write path."""
+
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
+        self.pool = pool
+        self.producer = producer
+
+    async def accept(
+        self,
+        *,
+        topic: TopicSpec,
+        key: uuid.UUID,
+        payload: Message,
+        org_id: str,
+        role: Role,
+        idempotency_key: str | None,
+        fingerprint: str,
+        response: dict[str, Any],
+    ) -> Accepted:
+        """Record the posting durably (or find the original of a retry), then publish it."""
+        posting_id = uuid.UUID(response["posting_id"])
+        now = datetime.now(UTC)
+        envelope = Envelope[Message](
+            event_id=posting_id, event_type=payload.TYPE, schema_version=payload.VERSION,
+            stream_id=stream_of(payload), stream_seq=0, occurred_at=now, recorded_at=now,
+            actor=Actor(org_id=org_id, role=role), correlation_id=posting_id,
+            idempotency_key=idempotency_key, payload=payload,
+        )
+        value = encode(envelope)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if idempotency_key is not None:
+                prior = await conn.fetchrow(
+                    "SELECT request_hash, response FROM postings"
+                    " WHERE org_id = $1 AND idempotency_key = $2", org_id, idempotency_key,
+                )
+                if prior is not None:
+                    if prior["request_hash"] != fingerprint:
+                        raise IdempotencyConflict()
+                    return Accepted(prior["response"], replayed=True)
+            inserted = await conn.fetchval(
+                "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id,"
+                " idempotency_key, request_hash, response) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+                " ON CONFLICT (org_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                " DO NOTHING RETURNING posting_id",
+                posting_id, topic.name, str(key).encode(), value, payload.TYPE, org_id,
+                idempotency_key, fingerprint, response,
+            )
+        if inserted is None:  # a concurrent retry with the same key won the race
+            return await self.accept(
+                topic=topic, key=key, payload=payload, org_id=org_id, role=role,
+                idempotency_key=idempotency_key, fingerprint=fingerprint, response=response,
+            )
+        await self._publish_now(topic, posting_id, str(key).encode(), value, payload.TYPE)
+        return Accepted(response, replayed=False)
+
+    async def _publish_now(
+        self, topic: TopicSpec, posting_id: uuid.UUID, key: bytes, value: bytes, event_type: str
+    ) -> None:
+        try:
+            await self.publish(topic.name, topic.partitions, posting_id, key, value, event_type)
+        except Exception as exc:  # durable already; the relay will publish it
+            log.warning("publish deferred to relay", extra={"posting_id": str(posting_id),
+                                                            "error": repr(exc)})
+
+    async def publish(
+        self, topic: str, partitions: int, posting_id: uuid.UUID, key: bytes, value: bytes,
+        event_type: str,
+    ) -> None:
+        """Send one posting, wait for the broker's ack, and mark it published."""
+        await self.producer.send_and_wait(
+            topic, value=value, key=key, partition=partition_for(key, partitions),
+            headers=headers_for(posting_id, event_type),
+        )
+        await self.pool.execute(
+            "UPDATE postings SET published_at = now() WHERE posting_id = $1", posting_id
+        )
+
+    async def relay(self, topics: dict[str, TopicSpec], interval: float = 1.0) -> None:
+        """Forever: publish postings left unpublished for more than a few seconds, in order."""
+        while True:
+            try:
+                rows = await self.pool.fetch(
+                    "SELECT posting_id, topic, kafka_key, value, event_type FROM postings"
+                    " WHERE published_at IS NULL AND accepted_at < now() - interval '3 seconds'"
+                    " ORDER BY seq LIMIT 500"
+                )
+                for r in rows:
+                    spec = topics[r["topic"]]
+                    await self.publish(spec.name, spec.partitions, r["posting_id"],
+                                       r["kafka_key"], r["value"], r["event_type"])
+                if rows:
+                    log.info("relay published", extra={"count": len(rows)})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("relay failed; retrying", extra={"error": repr(exc)})
+            await asyncio.sleep(interval)

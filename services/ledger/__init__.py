@@ -1,0 +1,1 @@
+"""The ledger: archives every event exactly once and keeps the read models and money journal."""

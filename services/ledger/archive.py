@@ -1,0 +1,167 @@
+"""Writes one batch of records into PostgreSQL in one transaction: archive, projections, positions.
+
+The positions live in the same transaction as the rows, so a crash at any instant adds nothing
+twice and skips nothing; `event_id` is unique in the archive, so a redelivered or duplicated
+message (a replay, a restored topic) changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from schemas.codec import DecodeError, decode
+from schemas.envelope import NAMESPACE, Envelope
+from schemas.messages import Message
+from services.domain.projections import JournalLine, NeedFilled, Row, project
+from services.platform.kafka import EVENT_TYPE_HEADER, Record
+
+CONSUMER = "ledger"
+POSTINGS_SUFFIX = ".postings"
+
+TEMP_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS archive_in (
+    ord integer, event_id uuid, topic text, kafka_partition integer, kafka_offset bigint,
+    kafka_key bytea, value bytea, headers text, event_type text, stream_id text,
+    stream_seq bigint, recorded_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
+
+_ROW_KEYS = {
+    "rm_needs": "need_id", "rm_funds": "fund_id", "rm_pledges": "volunteer_id",
+    "rm_matches": "match_id", "rm_refusals": "posting_id",
+}
+
+
+def archive_id(record: Record) -> uuid.UUID:
+    """The record's event id, or for a message without one (poison) an id from its bytes."""
+    if record.event_id is not None:
+        return record.event_id
+    digest = hashlib.sha256((record.key or b"") + b"\x00" + record.value).hexdigest()
+    return uuid.uuid5(NAMESPACE, f"undecodable/{record.topic}/{digest}")
+
+
+def _header(record: Record, name: str) -> str | None:
+    for key, value in record.headers:
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+def _decoded(record: Record) -> Envelope[Message] | None:
+    if record.topic.endswith(".dlq"):
+        return None
+    try:
+        return decode(record.value)
+    except DecodeError:
+        return None  # the owning processor parks it on the dead-letter topic
+
+
+async def prepare(conn: asyncpg.Connection) -> None:
+    """Create this connection's staging table (COPY target) once."""
+    await conn.execute(TEMP_TABLE)
+
+
+async def archive_batch(conn: asyncpg.Connection, records: Sequence[Record]) -> int:
+    """Archive `records` (in consumption order); return how many were new."""
+    envelopes: dict[uuid.UUID, Envelope[Message]] = {}
+    rows = []
+    for ord_, rec in enumerate(records):
+        env = _decoded(rec)
+        eid = env.event_id if env is not None else archive_id(rec)
+        if env is not None:
+            envelopes[eid] = env
+        rows.append((
+            ord_, eid, rec.topic, rec.partition, rec.offset, rec.key, rec.value,
+            json.dumps([[k, v.decode("utf-8", "replace")] for k, v in rec.headers],
+                       ensure_ascii=False),
+            env.event_type if env else (_header(rec, EVENT_TYPE_HEADER) or "Undecodable"),
+            env.stream_id if env else None, env.stream_seq if env else None,
+            env.recorded_at if env else None,
+        ))
+    async with conn.transaction():
+        await conn.copy_records_to_table("archive_in", records=rows)
+        inserted = await conn.fetch(
+            "INSERT INTO archive (event_id, topic, kafka_partition, kafka_offset, kafka_key,"
+            " value, headers, event_type, stream_id, stream_seq, recorded_at)"
+            " SELECT event_id, topic, kafka_partition, kafka_offset, kafka_key, value,"
+            " headers::jsonb,"
+            " event_type, stream_id, stream_seq, recorded_at FROM ("
+            "  SELECT DISTINCT ON (event_id) * FROM archive_in ORDER BY event_id, ord"
+            " ) first_seen ORDER BY ord"
+            " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, archive_seq"
+        )
+        new = sorted(inserted, key=lambda r: r["archive_seq"])
+        for r in new:
+            env = envelopes.get(r["event_id"])
+            if env is not None:
+                await apply_projection(conn, env)
+        postings = [r[1] for r in rows if r[2].endswith(POSTINGS_SUFFIX)]
+        if postings:
+            await conn.execute(
+                "UPDATE postings SET archived_at = now()"
+                " WHERE posting_id = ANY($1::uuid[]) AND archived_at IS NULL", postings,
+            )
+        await save_positions(conn, records)
+    return len(new)
+
+
+async def save_positions(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+    """Record the next offset to read for every partition this batch touched."""
+    nxt: dict[tuple[str, int], int] = {}
+    for rec in records:
+        key = (rec.topic, rec.partition)
+        nxt[key] = max(nxt.get(key, 0), rec.offset + 1)
+    await conn.executemany(
+        "INSERT INTO consumer_positions (consumer, topic, kafka_partition, next_offset)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (consumer, topic, kafka_partition)"
+        " DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+        [(CONSUMER, t, p, o) for (t, p), o in nxt.items()],
+    )
+
+
+async def apply_projection(conn: asyncpg.Connection, env: Envelope[Message]) -> None:
+    """Turn one event's projected changes into SQL on the read models and journal."""
+    line_no = 0
+    for change in project(env):
+        if isinstance(change, Row):
+            await _insert_row(conn, change)
+        elif isinstance(change, JournalLine):
+            line_no += 1
+            await conn.execute(
+                "INSERT INTO journal_lines (event_id, line_no, account, amount_minor, currency)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                env.event_id, line_no, change.account, change.amount_minor, change.currency,
+            )
+        elif isinstance(change, NeedFilled):
+            await conn.execute(
+                "UPDATE rm_needs SET filled = filled + $2, updated_at = now(),"
+                " status = CASE WHEN filled + $2 >= wanted THEN 'matched'"
+                " ELSE 'partially_matched' END WHERE need_id = $1",
+                change.need_id, change.amount,
+            )
+
+
+async def _insert_row(conn: asyncpg.Connection, row: Row) -> None:
+    cols = list(row.values)
+    params: list[Any] = list(row.values.values())
+    placeholders = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    await conn.execute(
+        f"INSERT INTO {row.table} ({', '.join(cols)}) VALUES ({placeholders})"
+        f" ON CONFLICT ({_ROW_KEYS[row.table]}) DO NOTHING",
+        *params,
+    )
+
+
+async def load_positions(conn: asyncpg.Connection) -> dict[tuple[str, int], int]:
+    """Where the ledger resumes: next offset per (topic, partition)."""
+    rows = await conn.fetch(
+        "SELECT topic, kafka_partition, next_offset FROM consumer_positions WHERE consumer = $1",
+        CONSUMER,
+    )
+    return {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}

@@ -1,0 +1,88 @@
+"""The ledger service: reads every topic from positions kept in PostgreSQL and archives batches.
+
+It is a plain aiokafka consumer, not a faust agent: its positions must commit in the same
+PostgreSQL transaction as its rows, which faust's Kafka-committed offsets cannot give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.topics import all_topic_names, partitions_of
+from services.ledger.archive import archive_batch, load_positions, prepare
+from services.platform import logs
+from services.platform.db import Heartbeat, connect, connect_pool, migrate
+from services.platform.kafka import Record, ensure_topics
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
+    """Archive until `stop` is set. Ready once a fetch came back empty (caught up)."""
+    dsn, bootstrap = settings.require_database(), settings.require_kafka()
+    await migrate(dsn)
+    await asyncio.to_thread(ensure_topics, bootstrap)
+    pool = await connect_pool(dsn, max_size=2)
+    beat = Heartbeat(pool, "ledger", settings.heartbeat_seconds)
+    beat.start()
+    conn = await connect(dsn)
+    await prepare(conn)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        positions = await load_positions(conn)
+        parts = [TopicPartition(t, p) for t in all_topic_names() for p in range(partitions_of(t))]
+        consumer.assign(parts)
+        for tp in parts:
+            if (tp.topic, tp.partition) in positions:
+                consumer.seek(tp, positions[(tp.topic, tp.partition)])
+            else:
+                await consumer.seek_to_beginning(tp)
+        archived = 0
+        started = time.monotonic()
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=settings.ledger_batch_size)
+            records = [
+                Record(m.topic, m.partition, m.offset, m.key, m.value or b"",
+                       tuple((k, bytes(v)) for k, v in (m.headers or ())))
+                for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
+                for m in batch[tp]
+            ]
+            if not records:
+                if not beat.ready:
+                    beat.ready = True
+                    await beat.beat()
+                    log.info("ready: caught up", extra={"archived": archived})
+                continue
+            archived += await archive_batch(conn, records)
+            beat.details = {"archived": archived,
+                            "rate": round(archived / max(time.monotonic() - started, 1e-9), 1)}
+    finally:
+        await consumer.stop()
+        await beat.stop()
+        await conn.close()
+        await pool.close()
+
+
+def main(settings: Settings) -> None:
+    """Run the ledger in the foreground until SIGINT or SIGTERM."""
+    logs.configure("ledger", settings.log_level, settings.log_json)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_ledger(settings, stop)
+
+    asyncio.run(_main())

@@ -1,0 +1,1 @@
+"""Edges shared by every service: logging, Kafka clients, PostgreSQL pool, heartbeats."""

@@ -1,0 +1,144 @@
+"""PostgreSQL edges: the connection pool, versioned migrations and service heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 0x45584348  # advisory lock id ("EXCH"): one migrator at a time
+
+
+async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections speak UTF-8 and UTC; JSON columns come back as Python objects."""
+
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection,
+        server_settings=SERVER_SETTINGS,
+    )
+    assert pool is not None
+    return pool
+
+
+SERVER_SETTINGS = {"timezone": "UTC", "client_encoding": "UTF8"}
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One dedicated connection, set up exactly as the pool's are."""
+    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+    await init_connection(conn)
+    return conn
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """JSON and JSONB columns travel as Python objects, non-ASCII text kept as characters."""
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=_dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every packaged migration, in version order."""
+    folder = resources.files("services.ledger") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply every migration not yet applied, each in its own transaction; return their names.
+
+    Safe to call from every service at start: an advisory lock serialises concurrent callers,
+    and a changed file that was already applied is refused (its checksum is recorded)."""
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
+        for version, name, sql in migration_files():
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if version in done:
+                if done[version] != checksum:
+                    raise RuntimeError(f"migration {name} changed after it was applied")
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    version, name, checksum,
+                )
+            applied.append(name)
+            log.info("migration applied", extra={"migration": name})
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        await conn.close()
+    return applied
+
+
+class Heartbeat:
+    """Records in PostgreSQL that a service is alive and whether it is ready to serve."""
+
+    def __init__(self, pool: asyncpg.Pool, service: str, interval: float) -> None:
+        self.pool = pool
+        self.service = service
+        self.interval = interval
+        self.ready = False
+        self.details: dict[str, Any] = {}
+        self.started_at = datetime.now(UTC)
+        self._task: asyncio.Task[None] | None = None
+
+    async def beat(self) -> None:
+        """Write one heartbeat row now."""
+        await self.pool.execute(
+            "INSERT INTO service_heartbeats (service, pid, started_at, beat_at, ready, details)"
+            " VALUES ($1, $2, $3, now(), $4, $5)"
+            " ON CONFLICT (service) DO UPDATE SET pid = $2, started_at = $3, beat_at = now(),"
+            " ready = $4, details = $5",
+            self.service, os.getpid(), self.started_at, self.ready, self.details,
+        )
+
+    def start(self) -> None:
+        """Beat every `interval` seconds until `stop()`; a failed beat is logged, not fatal."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.beat()
+                except Exception as exc:  # the database may be restarting: keep trying
+                    log.warning("heartbeat failed", extra={"error": repr(exc)})
+                await asyncio.sleep(self.interval)
+
+        self._task = asyncio.get_running_loop().create_task(loop())
+
+    async def stop(self) -> None:
+        """Stop beating and mark the service not ready."""
+        if self._task:
+            self._task.cancel()
+        self.ready = False
+        try:
+            await self.beat()
+        except Exception:
+            pass

@@ -1,0 +1,168 @@
+"""Kafka edges for tooling and start-up: topic creation, reading a topic to its end, producing.
+
+Tansu reports end offsets too low (see docs/architecture.md), so "caught up" here never trusts
+end offsets: a topic is read until fetches come back empty several times in a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from schemas.topics import all_topic_names, partitions_of
+
+log = logging.getLogger(__name__)
+
+EVENT_ID_HEADER = "event_id"
+EVENT_TYPE_HEADER = "event_type"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message read from a topic, with the event id taken from its header when present."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+    @property
+    def event_id(self) -> uuid.UUID | None:
+        """The message's `event_id` header, or None for a message without one (e.g. poison)."""
+        for name, raw in self.headers:
+            if name == EVENT_ID_HEADER:
+                try:
+                    return uuid.UUID(raw.decode("ascii"))
+                except (ValueError, UnicodeDecodeError):
+                    return None
+        return None
+
+
+def headers_for(event_id: uuid.UUID, event_type: str) -> list[tuple[str, bytes]]:
+    """Headers every message carries so that consumers can dedupe without decoding the value."""
+    return [(EVENT_ID_HEADER, str(event_id).encode()), (EVENT_TYPE_HEADER, event_type.encode())]
+
+
+def ensure_topics(bootstrap: str, names: Sequence[str] | None = None, timeout: float = 30) -> None:
+    """Create the exchange's topics with their registered partition counts; existing ones stay.
+
+    Explicit creation matters: Tansu auto-creates unknown topics with 4 partitions, which would
+    silently change the keying of a topic registered with another count."""
+    wanted = list(names) if names is not None else all_topic_names()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="exchange-admin")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        if missing:
+            new = [NewTopic(n, num_partitions=partitions_of(n), replication_factor=-1) for n in missing]
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("topics created", extra={"topics": missing})
+    finally:
+        admin.close()
+
+
+def consumer(bootstrap: str, fetch_max_wait_ms: int = 10, **extra: Any) -> KafkaConsumer:
+    """A group-less consumer for tooling; the caller assigns partitions explicitly."""
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        max_poll_records=5000,
+        client_id="exchange-reader",
+        **extra,
+    )
+
+
+def read_all(
+    bootstrap: str,
+    topics: Sequence[str],
+    quiet_polls: int = 3,
+    poll_ms: int = 100,
+    fetch_max_wait_ms: int = 10,
+) -> Iterator[Record]:
+    """Every message of `topics` from the beginning, partition order preserved, until caught up.
+
+    "Caught up" is `quiet_polls` consecutive empty polls, not an end offset (see module doc)."""
+    reader = consumer(bootstrap, fetch_max_wait_ms=fetch_max_wait_ms)
+    try:
+        parts = [
+            TopicPartition(t, p) for t in topics for p in sorted(_partitions(reader, t))
+        ]
+        if not parts:
+            return
+        reader.assign(parts)
+        reader.seek_to_beginning(*parts)
+        empty = 0
+        while empty < quiet_polls:
+            batch = reader.poll(timeout_ms=poll_ms)
+            if not batch or not any(batch.values()):
+                empty += 1
+                continue
+            empty = 0
+            for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
+                for m in batch[tp]:
+                    yield Record(
+                        m.topic, m.partition, m.offset, m.key, m.value,
+                        tuple((h[0], bytes(h[1])) for h in (m.headers or [])),
+                    )
+    finally:
+        reader.close()
+
+
+def _partitions(reader: KafkaConsumer, topic: str, timeout: float = 10) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        parts = reader.partitions_for_topic(topic)
+        if parts:
+            return set(parts)
+        if time.monotonic() > deadline:
+            return set()
+        time.sleep(0.1)
+
+
+def topics_are_empty(bootstrap: str, topics: Sequence[str]) -> bool:
+    """True when none of `topics` holds a single message (read from the start, no end offsets)."""
+    return next(iter(read_all(bootstrap, topics, quiet_polls=3)), None) is None
+
+
+def producer(bootstrap: str, **extra: Any) -> KafkaProducer:
+    """A durable producer for tooling: acks from all in-sync replicas, idempotent, ordered."""
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_in_flight_requests_per_connection=1,
+        client_id="exchange-tool",
+        **extra,
+    )
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key` (murmur2, as the Java client).
+
+    Writers pass it explicitly so the gateway, the restorer and any client agree by design."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

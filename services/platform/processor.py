@@ -1,0 +1,104 @@
+"""The shape every stream service shares: a pure processor behind a faust agent.
+
+A `Processor` turns one input record into the messages it decides to write, holding its state
+in memory. Its state is a fold over its input topics, so it is rebuilt on start by replaying
+them (`catch_up`), writing only decisions that are missing from the output topics. Nothing
+depends on faust's committed offsets or changelog recovery, which Tansu cannot be trusted with
+(end offsets reported short); faust carries the live path with at-least-once delivery and
+agent concurrency 1, and redeliveries are recognised by event id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Protocol
+
+from schemas.codec import DecodeError
+from schemas.envelope import NAMESPACE
+from services.domain.outputs import Outgoing
+from services.platform.kafka import Record, headers_for, producer, read_all
+
+log = logging.getLogger(__name__)
+
+
+class Processor(Protocol):
+    """A pure stream step: input records in, decided messages out; no I/O."""
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    def handle(self, record: Record) -> list[Outgoing]:
+        """Decide what one input record produces; raise DecodeError for a poison message."""
+        ...
+
+
+def dead_letter(record: Record, reason: str) -> Outgoing:
+    """The message that parks an undecodable record on its topic's dead-letter topic.
+
+    Its id is derived from the topic and the exact bytes, so a replay parks it once."""
+    digest = hashlib.sha256((record.key or b"") + b"\x00" + record.value).hexdigest()
+    event_id = uuid.uuid5(NAMESPACE, f"dead-letter/{record.topic}/{digest}")
+    body = {
+        "event_id": str(event_id),
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "reason": reason,
+        "original_key_hex": (record.key or b"").hex(),
+        "original_value_hex": record.value.hex(),
+    }
+    import json
+
+    return Outgoing(
+        f"{record.topic}.dlq", record.key or b"", event_id, "DeadLetter",
+        json.dumps(body, ensure_ascii=False).encode(),
+    )
+
+
+def process(processor: Processor, record: Record) -> list[Outgoing]:
+    """Run the processor on one record, turning a poison message into a dead letter."""
+    try:
+        return processor.handle(record)
+    except DecodeError as exc:
+        log.warning(
+            "poison message moved to dead-letter topic",
+            extra={"topic": record.topic, "partition": record.partition,
+                   "offset": record.offset, "reason": exc.reason},
+        )
+        return [dead_letter(record, exc.reason)]
+
+
+def written_ids(bootstrap: str, topics: Iterable[str]) -> set[uuid.UUID]:
+    """Event ids already present on `topics` (read from the start until caught up)."""
+    return {r.event_id for r in read_all(bootstrap, list(topics)) if r.event_id is not None}
+
+
+def catch_up(bootstrap: str, processor: Processor) -> int:
+    """Rebuild the processor's state from its inputs and write whatever it decided but lost.
+
+    Returns how many missing messages were written. Must run before the live agent starts and
+    while no other instance of this processor runs (the single writer of its outputs)."""
+    outputs = set(processor.outputs) | {f"{t}.dlq" for t in processor.inputs}
+    present = written_ids(bootstrap, outputs)
+    writer = producer(bootstrap)
+    written = replayed = 0
+    try:
+        for record in read_all(bootstrap, list(processor.inputs)):
+            replayed += 1
+            for out in process(processor, record):
+                if out.event_id in present:
+                    continue
+                writer.send(out.topic, key=out.key, value=out.value,
+                            headers=headers_for(out.event_id, out.event_type))
+                present.add(out.event_id)
+                written += 1
+        writer.flush()
+    finally:
+        writer.close()
+    log.info("caught up", extra={"processor": processor.name, "replayed": replayed,
+                                 "rewritten": written})
+    return written

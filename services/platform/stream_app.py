@@ -1,0 +1,141 @@
+"""Runs processors as a faust-streaming app: catch up, then one agent per processor.
+
+Settings that Tansu needs (and that are valid on Apache Kafka) are applied here once: short
+session timeout and heartbeat so group joins take seconds, a small fetch wait, and
+at-least-once delivery with concurrency 1 (faust `exactly_once` is unsafe on Tansu).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from schemas.topics import partitions_of
+from services.platform import logs
+from services.platform.db import Heartbeat, connect_pool, migrate
+from services.platform.kafka import Record, ensure_topics, headers_for
+from services.platform.processor import Processor, catch_up, process
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, app_id: str, processors: Sequence[Processor]) -> faust.App:
+    """A faust app whose agents feed `processors` and write what they decide, awaiting acks."""
+    bootstrap = settings.require_kafka()
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{b}" for b in bootstrap.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        store="memory://",
+        datadir=str(settings.var_dir / "faust" / app_id),
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        stream_wait_empty=False,
+    )
+    _limit_fetch_wait(settings.fetch_max_wait_ms)
+    for proc in processors:
+        _add_agent(app, proc)
+    _add_heartbeat(app, settings, app_id)
+    return app
+
+
+def _limit_fetch_wait(wait_ms: int) -> None:
+    """Make faust's worker consumer use our fetch wait instead of its hard-coded 1,500 ms.
+
+    faust-streaming 0.15 passes `fetch_max_wait_ms=1500` to aiokafka with no setting to change
+    it, and Tansu answers a fetch only after about half the wait, which would add ~750 ms to
+    every hop. aiokafka reads the value from this attribute when the consumer starts."""
+    from faust.transport.drivers import aiokafka as driver
+
+    thread = driver.AIOKafkaConsumerThread
+    if getattr(thread, "_exchange_fetch_wait", None) == wait_ms:
+        return
+    original = getattr(thread, "_exchange_original_create", thread._create_worker_consumer)
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = wait_ms
+        return consumer
+
+    thread._exchange_original_create = original
+    thread._create_worker_consumer = create
+    thread._exchange_fetch_wait = wait_ms
+
+
+def _topic(app: faust.App, name: str) -> Any:
+    return app.topic(name, partitions=partitions_of(name), key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw")
+
+
+def _add_agent(app: faust.App, proc: Processor) -> None:
+    source = app.topic(*proc.inputs, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+    sinks = {name: _topic(app, name) for name in proc.outputs}
+    sinks.update({f"{t}.dlq": _topic(app, f"{t}.dlq") for t in proc.inputs})
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            raw_headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
+            record = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value or b"",
+                            tuple((k, bytes(v)) for k, v in (raw_headers or [])))
+            for out in process(proc, record):
+                sent = await sinks[out.topic].send(
+                    key=out.key, value=out.value,
+                    headers=headers_for(out.event_id, out.event_type),
+                )
+                await sent  # wait for the broker's ack before this input counts as done
+
+    agent.__name__ = proc.name.replace("-", "_")
+    app.agent(source, name=proc.name, concurrency=1)(agent)
+
+
+def _add_heartbeat(app: faust.App, settings: Settings, service: str) -> None:
+    """Beat in PostgreSQL; ready once faust finished a rebalance (partitions assigned).
+
+    The rebalance signal fires before app tasks start, so it only sets a flag: waiting in it
+    for the task would deadlock faust's start-up."""
+    flags = {"assigned": False}
+
+    @app.on_rebalance_complete.connect
+    async def assigned(sender: Any, **kwargs: Any) -> None:
+        flags["assigned"] = True
+
+    @app.task
+    async def heartbeat() -> None:
+        logs.configure(service, settings.log_level, settings.log_json)
+        pool = await connect_pool(settings.require_database(), max_size=2)
+        beat = Heartbeat(pool, service, settings.heartbeat_seconds)
+        beat.start()
+        while not flags["assigned"]:
+            await asyncio.sleep(0.05)
+        beat.ready = True
+        await beat.beat()
+        log.info("ready: partitions assigned")
+
+
+def run(settings: Settings, app_id: str, processors: Sequence[Processor]) -> None:
+    """Catch every processor up, then run the faust worker in the foreground until signalled."""
+    logs.configure(app_id, settings.log_level, settings.log_json)
+    bootstrap = settings.require_kafka()
+    asyncio.run(migrate(settings.require_database()))
+    ensure_topics(bootstrap)
+    for proc in processors:
+        catch_up(bootstrap, proc)
+    (settings.var_dir / "faust" / app_id).mkdir(parents=True, exist_ok=True)
+    app = create_app(settings, app_id, processors)
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True,
+                    redirect_stdouts=False)
+    worker.execute_from_commandline()

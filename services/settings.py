@@ -1,0 +1,77 @@
+"""One settings object per process, read from the environment once in `main()` and passed down.
+
+Nothing connects at import time; every service receives what it needs from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings of every exchange process. Prefix `EXCHANGE_`, except the two connection URLs."""
+
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_", extra="ignore")
+
+    var_dir: Path = Path("./var")
+    """Where the embedded broker's and PostgreSQL's files, pid files and logs live."""
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "EXCHANGE_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    """Kafka to use. Unset: `exchange up` starts the embedded broker and sets it for services."""
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "EXCHANGE_DATABASE_URL")
+    )
+    """PostgreSQL to use. Unset: `exchange up` starts the embedded PostgreSQL under var_dir."""
+
+    http_host: str = "127.0.0.1"
+    """Address the HTTP gateway binds to."""
+
+    http_port: int = 0
+    """Gateway port; 0 picks 8000 when free, else any free port (printed at start)."""
+
+    fetch_max_wait_ms: int = 10
+    """Consumers' fetch wait. Tansu answers a fetch only after about half of it, so keep it
+    small on the embedded default; 100–500 suits Apache Kafka."""
+
+    session_timeout_ms: int = 6000
+    """Consumer-group session timeout; 6 s is Kafka's minimum and makes Tansu joins take 3–6 s."""
+
+    heartbeat_interval_ms: int = 1000
+    """Consumer-group heartbeat interval."""
+
+    heartbeat_seconds: float = 1.0
+    """How often each service records that it is alive in PostgreSQL (for /healthz)."""
+
+    stale_after_seconds: float = 10.0
+    """A service whose last heartbeat is older than this is reported down by /healthz."""
+
+    archive_lag_seconds: float = 15.0
+    """/healthz fails while a posting accepted longer ago than this is not yet archived."""
+
+    ledger_batch_size: int = 2000
+    """Most events the ledger archives in one PostgreSQL transaction."""
+
+    log_level: str = "INFO"
+    """Log level of every service (structured JSON lines on stderr)."""
+
+    log_json: bool = True
+    """JSON log lines (for machines); false gives plain text (for people)."""
+
+    def require_kafka(self) -> str:
+        """The bootstrap servers, or a clear error for a service started without them."""
+        if not self.kafka_bootstrap_servers:
+            raise SystemExit("KAFKA_BOOTSTRAP_SERVERS is not set (exchange up sets it)")
+        return self.kafka_bootstrap_servers
+
+    def require_database(self) -> str:
+        """The database URL, or a clear error for a service started without it."""
+        if not self.database_url:
+            raise SystemExit("DATABASE_URL is not set (exchange up sets it)")
+        return self.database_url
