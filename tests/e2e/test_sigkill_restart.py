@@ -1,0 +1,103 @@
+"""Kill -9 every process of the exchange mid-flight, start again: nothing acknowledged is lost,
+nothing is applied twice, and the exchange carries on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests import factories as f
+from tests.e2e.harness import Exchange, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def post_load(http: httpx.Client, rounds: int) -> dict[str, list[str]]:
+    """Post funds, donations, pledges and needs; return the ids of every acknowledged posting."""
+    acked: dict[str, list[str]] = {"postings": [], "needs": [], "funds": [], "pledges": [], "donations": []}
+
+    def post(path: str, body: dict[str, Any], kind: str, id_field: str) -> str:
+        r = http.post(path, json=body, headers={"X-Exchange-Org": "kill-test"})
+        assert r.status_code == 202, r.text
+        acked["postings"].append(r.json()["posting_id"])
+        acked[kind].append(r.json()[id_field])
+        return str(r.json()[id_field])
+
+    for i in range(rounds):
+        fund_id = post("/v1/funds", f.fund(name=f"基金{i}"), "funds", "fund_id")
+        post(f"/v1/funds/{fund_id}/donations", f.donation(50_000), "donations", "donation_id")
+        post("/v1/pledges", f.pledge(pseudonym=f"志愿者{i}"), "pledges", "volunteer_id")
+        post("/v1/needs", f.money_need(30_000, title=f"补贴{i}"), "needs", "need_id")
+        post("/v1/needs", f.volunteer_need(title=f"送餐{i}", volunteers_needed=1), "needs", "need_id")
+    return acked
+
+
+async def facts(dsn: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {
+            "needs": {str(r["need_id"]) for r in await conn.fetch("SELECT need_id FROM rm_needs")},
+            "funds": {str(r["fund_id"]) for r in await conn.fetch("SELECT fund_id FROM rm_funds")},
+            "pledges": {str(r["volunteer_id"]) for r in await conn.fetch("SELECT volunteer_id FROM rm_pledges")},
+            "postings": {str(r["posting_id"]) for r in await conn.fetch("SELECT posting_id FROM postings")},
+            "decided": await conn.fetchval(
+                "SELECT count(*) FROM archive WHERE event_type IN"
+                " ('NeedPosted','FundOpened','DonationReceived','PledgeMade','PostingRefused')"),
+            "refused": await conn.fetchval("SELECT count(*) FROM rm_refusals"),
+            "donated": await conn.fetchval(
+                "SELECT coalesce(-sum(amount_minor), 0) FROM journal_lines WHERE account LIKE 'donors:%'"),
+            "overfilled": await conn.fetchval("SELECT count(*) FROM rm_needs WHERE filled > wanted"),
+            "overspent": await conn.fetchval(
+                "SELECT count(*) FROM (SELECT split_part(account, ':', 2) AS fund,"
+                " sum(amount_minor) AS available FROM journal_lines"
+                " WHERE account LIKE 'fund:%:available' GROUP BY 1) b WHERE available < 0"),
+            "double_booked": await conn.fetchval(
+                "SELECT count(*) FROM (SELECT volunteer_id, need_id FROM rm_matches"
+                " WHERE volunteer_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1) d"),
+        }
+    finally:
+        await conn.close()
+
+
+def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    ex = Exchange(var).start()
+    ex.wait_healthy()
+    with ex.http() as http:
+        acked = post_load(http, rounds=12)
+    dsn = ex.state["database_url"]
+
+    ex.kill_everything()  # mid-flight: most postings are not yet decided or archived
+
+    ex = Exchange(var).start()
+    try:
+        ex.wait_healthy()
+        total = len(acked["postings"])
+
+        def all_decided() -> dict[str, Any] | None:
+            got = asyncio.run(facts(dsn))
+            return got if got["decided"] >= total else None
+
+        got = wait_for("every acknowledged posting to be decided", all_decided, timeout=120)
+        assert got["decided"] == total, "each posting decided exactly once"
+        assert got["refused"] == 0
+        assert set(acked["postings"]) <= got["postings"]
+        assert got["needs"] == set(acked["needs"])
+        assert got["funds"] == set(acked["funds"])
+        assert got["pledges"] == set(acked["pledges"])
+        assert got["donated"] == 50_000 * len(acked["donations"])
+        assert (got["overfilled"], got["overspent"], got["double_booked"]) == (0, 0, 0)
+
+        with ex.http() as http:  # and it carries on
+            r = http.post("/v1/needs", json=f.volunteer_need(title="重启之后"),
+                          headers={"X-Exchange-Org": "kill-test"})
+            need_id = r.json()["need_id"]
+            wait_for("a posting after the restart to be visible",
+                     lambda: http.get(f"/v1/needs/{need_id}").status_code == 200)
+    finally:
+        ex.stop()
