@@ -20,8 +20,11 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/exchange up --demo
 
-## The whole test suite, against a real broker and a real PostgreSQL.
+## Lint, type-check, then the whole test suite against a real broker and a real PostgreSQL.
 test: $(STAMP)
+	$(BIN)/ruff check services schemas tests
+	$(BIN)/ruff format --check services schemas tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest tests -q
 
 unit: $(STAMP)

@@ -24,7 +24,7 @@ from pydantic import (
 
 
 class Frozen(BaseModel):
-    """Base of every wire model: immutable, and unknown fields are an error, not silently dropped."""
+    """Base of every wire model: immutable; an unknown field is an error, never dropped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -197,4 +197,3 @@ class TimeWindow(Frozen):
     def overlaps(self, other: TimeWindow) -> bool:
         """True when the two half-open windows share any instant."""
         return self.start < other.end and other.start < self.end
-

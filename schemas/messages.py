@@ -99,7 +99,8 @@ class PledgeMade(Message):
 
 
 class PostingRefused(Message):
-    """An intake service refused a posting the gateway had accepted; the reason is for the poster."""
+    """An intake service refused a posting the gateway had accepted; the reason is for
+    the poster."""
 
     TYPE: ClassVar[str] = "PostingRefused"
     posting_id: uuid.UUID

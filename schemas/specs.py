@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Self
 
 from pydantic import AwareDatetime, Field, model_validator
@@ -50,7 +51,7 @@ class NeedSpec(Frozen):
     # volunteer_hours
     shift: TimeWindow | None = None
     volunteers_needed: Annotated[int, Field(ge=1, le=500)] | None = None
-    required_skills: SkillSet = []
+    required_skills: SkillSet = Field(default_factory=list)
     # money
     amount: Money | None = None
     # goods
@@ -86,9 +87,7 @@ class NeedSpec(Frozen):
             raise ValueError(f"a {self.kind.value} need requires {', '.join(sorted(missing))}")
         extra = present - allowed[self.kind]
         if extra:
-            raise ValueError(
-                f"a {self.kind.value} need must not carry {', '.join(sorted(extra))}"
-            )
+            raise ValueError(f"a {self.kind.value} need must not carry {', '.join(sorted(extra))}")
         if self.shift is not None and self.shift.end > self.deadline:
             raise ValueError("shift must end by the deadline")
         return self
@@ -112,8 +111,8 @@ class FundSpec(Frozen):
     name: Name
     foundation: Name
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "CNY"
-    categories: Annotated[list[Category], Field(max_length=20)] = []
-    districts: Annotated[list[PlaceName], Field(max_length=20)] = []
+    categories: Annotated[list[Category], Field(max_length=20)] = Field(default_factory=list)
+    districts: Annotated[list[PlaceName], Field(max_length=20)] = Field(default_factory=list)
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
     cap_per_need: Money | None = None
@@ -169,7 +168,7 @@ class PledgeSpec(Frozen):
     def _consistent(self) -> Self:
         _unique(list(self.skills), "skills")
         windows = sorted(self.availability, key=lambda w: w.start)
-        for a, b in zip(windows, windows[1:], strict=False):
+        for a, b in pairwise(windows):
             if a.overlaps(b):
                 raise ValueError("availability windows must not overlap")
         return self

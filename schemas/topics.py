@@ -41,36 +41,67 @@ class TopicSpec:
 
 
 NEEDS_POSTINGS = TopicSpec(
-    "needs.postings", "need_id", (PostNeed,), "gateway", 4,
+    "needs.postings",
+    "need_id",
+    (PostNeed,),
+    "gateway",
+    4,
     "Needs accepted by the gateway, durable in PostgreSQL, awaiting the needs service.",
 )
 DONATIONS_POSTINGS = TopicSpec(
-    "donations.postings", "fund_id", (OpenFund, ReceiveDonation), "gateway", 4,
+    "donations.postings",
+    "fund_id",
+    (OpenFund, ReceiveDonation),
+    "gateway",
+    4,
     "Fund openings and donations accepted by the gateway, awaiting the donations service.",
 )
 PLEDGES_POSTINGS = TopicSpec(
-    "pledges.postings", "volunteer_id", (MakePledge,), "gateway", 4,
+    "pledges.postings",
+    "volunteer_id",
+    (MakePledge,),
+    "gateway",
+    4,
     "Volunteer pledges accepted by the gateway, awaiting the pledges service.",
 )
 NEEDS_EVENTS = TopicSpec(
-    "needs.events", "need_id", (NeedPosted, PostingRefused), "intake-needs", 4,
+    "needs.events",
+    "need_id",
+    (NeedPosted, PostingRefused),
+    "intake-needs",
+    4,
     "Decided facts about needs.",
 )
 FUNDS_EVENTS = TopicSpec(
-    "funds.events", "fund_id", (FundOpened, DonationReceived, PostingRefused),
-    "intake-donations", 4, "Decided facts about funds and donations.",
+    "funds.events",
+    "fund_id",
+    (FundOpened, DonationReceived, PostingRefused),
+    "intake-donations",
+    4,
+    "Decided facts about funds and donations.",
 )
 VOLUNTEERS_EVENTS = TopicSpec(
-    "volunteers.events", "volunteer_id", (PledgeMade, PostingRefused), "intake-pledges", 4,
+    "volunteers.events",
+    "volunteer_id",
+    (PledgeMade, PostingRefused),
+    "intake-pledges",
+    4,
     "Decided facts about volunteers' pledges.",
 )
 MATCHER_INPUTS = TopicSpec(
-    "matcher.inputs", "zone", (NeedPosted, FundOpened, DonationReceived, PledgeMade),
-    "matcher", 4,
+    "matcher.inputs",
+    "zone",
+    (NeedPosted, FundOpened, DonationReceived, PledgeMade),
+    "matcher",
+    4,
     "Supply and demand events re-keyed by matching zone: the matcher's ordered, logged input.",
 )
 MATCHES_EVENTS = TopicSpec(
-    "matches.events", "need_id", (MatchProposed,), "matcher", 4,
+    "matches.events",
+    "need_id",
+    (MatchProposed,),
+    "matcher",
+    4,
     "Matching decisions, each a pure function of matcher.inputs in logged order.",
 )
 

@@ -10,8 +10,14 @@ from collections.abc import Callable
 
 from services.settings import Settings
 
-SERVICE_NAMES = ("gateway", "intake-needs", "intake-donations", "intake-pledges", "matcher",
-                 "ledger")
+SERVICE_NAMES = (
+    "gateway",
+    "intake-needs",
+    "intake-donations",
+    "intake-pledges",
+    "matcher",
+    "ledger",
+)
 
 
 def run_service(settings: Settings, name: str) -> None:
@@ -82,8 +88,11 @@ def _cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     dsn = settings.database_url or state["database_url"]
     ensure_topics(bootstrap)
     report = asyncio.run(restore_if_empty(bootstrap, dsn))
-    print("broker already holds the exchange's topics; nothing restored" if report.skipped
-          else f"restored {report.archived} archived events and {report.postings} postings")
+    print(
+        "broker already holds the exchange's topics; nothing restored"
+        if report.skipped
+        else f"restored {report.archived} archived events and {report.postings} postings"
+    )
     return 0
 
 
@@ -121,8 +130,11 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="start the whole exchange (embedded broker and PostgreSQL "
-                        "unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set)")
+    up = sub.add_parser(
+        "up",
+        help="start the whole exchange (embedded broker and PostgreSQL "
+        "unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set)",
+    )
     up.add_argument("--demo", action="store_true", help="load the Nanjing demo scenario")
     up.set_defaults(func=_cmd_up)
 
@@ -136,16 +148,17 @@ def parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database tasks")
     dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     dsub.add_parser("migrate", help="apply pending schema migrations").set_defaults(
-        func=_cmd_migrate)
+        func=_cmd_migrate
+    )
 
     broker = sub.add_parser("broker", help="broker tasks")
     bsub = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
     bsub.add_parser("restore", help="refill an empty broker from PostgreSQL").set_defaults(
-        func=_cmd_restore)
+        func=_cmd_restore
+    )
 
     sub.add_parser("topics", help="print the topic registry").set_defaults(func=_cmd_topics)
-    sub.add_parser("status", help="health of the running exchange").set_defaults(
-        func=_cmd_status)
+    sub.add_parser("status", help="health of the running exchange").set_defaults(func=_cmd_status)
     demo = sub.add_parser("demo", help="load the demo scenario into a running exchange")
     demo.add_argument("--url", help="gateway URL (default: the running exchange's)")
     demo.set_defaults(func=_cmd_demo)

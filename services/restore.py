@@ -39,8 +39,9 @@ def _progress(done: int, total: int) -> None:
     if total and sys.stderr.isatty():
         width = 30
         filled = int(width * done / total)
-        sys.stderr.write(f"\rrestoring broker [{'#' * filled}{'.' * (width - filled)}] "
-                         f"{done}/{total}")
+        sys.stderr.write(
+            f"\rrestoring broker [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        )
         if done == total:
             sys.stderr.write("\n")
 
@@ -59,16 +60,26 @@ async def restore_if_empty(bootstrap: str, dsn: str, batch: int = 5000) -> Resto
             rows = await conn.fetch(
                 "SELECT archive_seq, topic, kafka_partition, kafka_key, value, headers"
                 " FROM archive WHERE archive_seq > $1 ORDER BY archive_seq LIMIT $2",
-                last, batch,
+                last,
+                batch,
             )
             if not rows:
                 break
             futures = []
             for r in rows:
                 headers = [(k, v.encode()) for k, v in _json(r["headers"])]
-                futures.append(((r["topic"], r["kafka_partition"]), writer.send(
-                    r["topic"], key=r["kafka_key"], value=r["value"],
-                    partition=r["kafka_partition"], headers=headers)))
+                futures.append(
+                    (
+                        (r["topic"], r["kafka_partition"]),
+                        writer.send(
+                            r["topic"],
+                            key=r["kafka_key"],
+                            value=r["value"],
+                            partition=r["kafka_partition"],
+                            headers=headers,
+                        ),
+                    )
+                )
             writer.flush()
             for tp, fut in futures:
                 meta = fut.get(timeout=30)
@@ -89,10 +100,16 @@ async def restore_if_empty(bootstrap: str, dsn: str, batch: int = 5000) -> Resto
         )
         for r in pending:
             spec = BY_NAME[r["topic"]]
-            writer.send(spec.name, key=r["kafka_key"], value=r["value"],
-                        partition=partition_for(r["kafka_key"], spec.partitions),
-                        headers=[("event_id", str(r["posting_id"]).encode()),
-                                 ("event_type", r["event_type"].encode())])
+            writer.send(
+                spec.name,
+                key=r["kafka_key"],
+                value=r["value"],
+                partition=partition_for(r["kafka_key"], spec.partitions),
+                headers=[
+                    ("event_id", str(r["posting_id"]).encode()),
+                    ("event_type", r["event_type"].encode()),
+                ],
+            )
         writer.flush()
         if pending:
             await conn.execute(

@@ -21,7 +21,9 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "EXCHANGE_KAFKA_BOOTSTRAP_SERVERS"),
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "EXCHANGE_KAFKA_BOOTSTRAP_SERVERS"
+        ),
     )
     """Kafka to use. Unset: `exchange up` starts the embedded broker and sets it for services."""
 

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -67,7 +66,8 @@ class Supervisor:
 
     def _take_lock(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.run_dir / "exchange.lock", "w")
+        # held open for the supervisor's lifetime: the lock is the open file
+        self._lock = open(self.run_dir / "exchange.lock", "w")  # noqa: SIM115
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -95,8 +95,10 @@ class Supervisor:
         ensure_topics(self.bootstrap)
         report = asyncio.run(restore_if_empty(self.bootstrap, self.database_url))
         if not report.skipped and (report.archived or report.postings):
-            say(f"broker restored from PostgreSQL: {report.archived} archived events, "
-                f"{report.postings} postings not yet archived")
+            say(
+                f"broker restored from PostgreSQL: {report.archived} archived events, "
+                f"{report.postings} postings not yet archived"
+            )
 
     def child_env(self) -> dict[str, str]:
         """The environment every service process gets: where Kafka, PostgreSQL and HTTP are."""
@@ -113,10 +115,12 @@ class Supervisor:
     def start_child(self, child: Child) -> None:
         """Start one service as `python -m services.cli services run NAME`."""
         if child.log is None:
-            child.log = open(self.log_dir / f"{child.name}.log", "ab")
+            child.log = open(self.log_dir / f"{child.name}.log", "ab")  # noqa: SIM115 (closed in stop)
         child.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "services", "run", child.name],
-            env=self.child_env(), stdout=child.log, stderr=subprocess.STDOUT,
+            env=self.child_env(),
+            stdout=child.log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
 
@@ -188,8 +192,10 @@ class Supervisor:
             now = time.monotonic()
             child.restarts = [t for t in child.restarts if now - t < 60] + [now]
             if len(child.restarts) > RESTARTS_PER_MINUTE:
-                raise RuntimeError(f"service {child.name} keeps failing; see "
-                                   f"{self.log_dir / (child.name + '.log')}")
+                raise RuntimeError(
+                    f"service {child.name} keeps failing; see "
+                    f"{self.log_dir / (child.name + '.log')}"
+                )
             say(f"service {child.name} exited ({child.process.returncode}); restarting")
             self.start_child(child)
             self.write_state()
@@ -228,7 +234,9 @@ class Supervisor:
 
     def stop_children(self, timeout: float = 20) -> None:
         """SIGTERM every service, wait, SIGKILL what is left."""
-        procs = [c.process for c in self.children.values() if c.process and c.process.poll() is None]
+        procs = [
+            c.process for c in self.children.values() if c.process and c.process.poll() is None
+        ]
         for p in procs:
             p.terminate()
         deadline = time.monotonic() + timeout

@@ -34,7 +34,7 @@ def database_url(postgres: EmbeddedPostgres) -> str:
     async def create() -> None:
         conn = await asyncpg.connect(postgres.admin_url)
         try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+            await conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
         finally:
             await conn.close()
         await migrate(url)

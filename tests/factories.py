@@ -26,7 +26,10 @@ def volunteer_need(**over: Any) -> dict[str, Any]:
         "urgency": "high",
         "deadline": iso(T0 + timedelta(hours=4)),
         "people_served": 40,
-        "shift": {"start": iso(T0 + timedelta(minutes=30)), "end": iso(T0 + timedelta(hours=2, minutes=30))},
+        "shift": {
+            "start": iso(T0 + timedelta(minutes=30)),
+            "end": iso(T0 + timedelta(hours=2, minutes=30)),
+        },
         "volunteers_needed": 2,
         "required_skills": ["meal_delivery"],
     }
@@ -59,7 +62,10 @@ def fund(**over: Any) -> dict[str, Any]:
 
 
 def donation(amount: int = 800_000, **over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"donor": "金陵名人居业主委员会", "amount": {"amount_minor": amount, "currency": "CNY"}}
+    body: dict[str, Any] = {
+        "donor": "金陵名人居业主委员会",
+        "amount": {"amount_minor": amount, "currency": "CNY"},
+    }
     body.update(over)
     return body
 
@@ -69,18 +75,33 @@ def pledge(**over: Any) -> dict[str, Any]:
         "pseudonym": "王师傅",
         "home": {"district": "鼓楼区", "street": "江东街道"},
         "skills": ["driving", "meal_delivery"],
-        "availability": [{"start": iso(T0 - timedelta(hours=1)), "end": iso(T0 + timedelta(hours=4))}],
+        "availability": [
+            {"start": iso(T0 - timedelta(hours=1)), "end": iso(T0 + timedelta(hours=4))}
+        ],
         "weekly_hour_limit": 6,
     }
     body.update(over)
     return body
 
 
-def envelope(payload: Message, *, at: datetime = T0, event_id: uuid.UUID | None = None,
-             stream: str = "test", org: str = "test-org") -> Envelope[Message]:
+def envelope(
+    payload: Message,
+    *,
+    at: datetime = T0,
+    event_id: uuid.UUID | None = None,
+    stream: str = "test",
+    org: str = "test-org",
+) -> Envelope[Message]:
     eid = event_id or uuid.uuid4()
     return Envelope[Message](
-        event_id=eid, event_type=payload.TYPE, schema_version=payload.VERSION, stream_id=stream,
-        stream_seq=0, occurred_at=at, recorded_at=at, actor=Actor(org_id=org, role=Role.COMMUNITY),
-        correlation_id=eid, payload=payload,
+        event_id=eid,
+        event_type=payload.TYPE,
+        schema_version=payload.VERSION,
+        stream_id=stream,
+        stream_seq=0,
+        occurred_at=at,
+        recorded_at=at,
+        actor=Actor(org_id=org, role=Role.COMMUNITY),
+        correlation_id=eid,
+        payload=payload,
     )

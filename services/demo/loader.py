@@ -55,15 +55,20 @@ def load_demo(base_url: str, today: date | None = None, wait_for_match: float = 
     with httpx.Client(base_url=base_url, timeout=10) as http:
 
         def post(path: str, org: str, ref: str, body: dict[str, Any]) -> dict[str, Any]:
-            r = http.post(path, json=resolve(body, monday),
-                          headers={"X-Exchange-Org": org, "Idempotency-Key": f"demo/{week}/{ref}"})
+            r = http.post(
+                path,
+                json=resolve(body, monday),
+                headers={"X-Exchange-Org": org, "Idempotency-Key": f"demo/{week}/{ref}"},
+            )
             if r.status_code != 202:
                 raise RuntimeError(f"demo posting {ref} refused: {r.status_code} {r.text}")
             result: dict[str, Any] = r.json()
             return result
 
         for f in data["funds"]:
-            fund_ids[f["ref"]] = post("/v1/funds", f["org"], f"fund/{f['ref']}", f["body"])["fund_id"]
+            fund_ids[f["ref"]] = post("/v1/funds", f["org"], f"fund/{f['ref']}", f["body"])[
+                "fund_id"
+            ]
         for i, d in enumerate(data["donations"]):
             post(f"/v1/funds/{fund_ids[d['fund']]}/donations", d["org"], f"donation/{i}", d["body"])
         for p in data["pledges"]:
@@ -78,7 +83,9 @@ def load_demo(base_url: str, today: date | None = None, wait_for_match: float = 
             if matches:
                 break
             time.sleep(0.2)
-    return (f"demo loaded (week of {week}): {len(data['funds'])} funds, "
-            f"{len(data['donations'])} donations, {len(data['pledges'])} volunteers, "
-            f"{len(data['needs'])} needs; {len(matches)} matches proposed so far "
-            f"(see {base_url}/v1/matches)")
+    return (
+        f"demo loaded (week of {week}): {len(data['funds'])} funds, "
+        f"{len(data['donations'])} donations, {len(data['pledges'])} volunteers, "
+        f"{len(data['needs'])} needs; {len(matches)} matches proposed so far "
+        f"(see {base_url}/v1/matches)"
+    )

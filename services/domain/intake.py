@@ -81,9 +81,7 @@ def _verdict(state: IntakeState, posting: Envelope[Message]) -> Message:
         if cmd.donation_id in state.donations:
             return _refusal(posting, "this donation was already recorded", "donation_id")
         if cmd.donation.amount.currency != currency:
-            return _refusal(
-                posting, f"the fund holds {currency} only", "donation.amount.currency"
-            )
+            return _refusal(posting, f"the fund holds {currency} only", "donation.amount.currency")
         return DonationReceived(
             fund_id=cmd.fund_id, donation_id=cmd.donation_id, donation=cmd.donation
         )

@@ -123,7 +123,9 @@ def fund_share(need: OpenNeed, fund: Fund, now: datetime) -> int:
         return 0
     share = min(need.remaining, fund.available)
     if fund.spec.cap_per_need is not None:
-        share = min(share, fund.spec.cap_per_need.amount_minor - need.from_funds.get(fund.fund_id, 0))
+        share = min(
+            share, fund.spec.cap_per_need.amount_minor - need.from_funds.get(fund.fund_id, 0)
+        )
     return max(share, 0)
 
 
@@ -138,12 +140,20 @@ class _Proposals:
         n = len(self.out)
         match_id = derive_id(self.cause.event_id, f"match/{n}")
         proposal = MatchProposed(
-            match_id=match_id, need_id=need.need_id, zone=CITY_ZONE, rule=rule,
-            **payload_fields,  # type: ignore[arg-type]
+            match_id=match_id,
+            need_id=need.need_id,
+            zone=CITY_ZONE,
+            rule=rule,
+            **payload_fields,
         )
         self.out.append(
-            derived(self.cause, proposal, label=f"proposal/{n}",
-                    stream_id=f"match:{match_id}", stream_seq=1)
+            derived(
+                self.cause,
+                proposal,
+                label=f"proposal/{n}",
+                stream_id=f"match:{match_id}",
+                stream_seq=1,
+            )
         )
 
 
@@ -154,9 +164,14 @@ def _book_volunteer(p: _Proposals, need: OpenNeed, vol: Volunteer) -> None:
     need.volunteers.add(vol.volunteer_id)
     need.remaining -= 1
     p.add(
-        {"supply": SupplyKind.VOLUNTEER, "volunteer_id": vol.volunteer_id, "shift": shift,
-         "minutes": shift.minutes},
-        need, "skills, availability, travel and weekly limit fit",
+        {
+            "supply": SupplyKind.VOLUNTEER,
+            "volunteer_id": vol.volunteer_id,
+            "shift": shift,
+            "minutes": shift.minutes,
+        },
+        need,
+        "skills, availability, travel and weekly limit fit",
     )
 
 
@@ -165,9 +180,13 @@ def _reserve_fund(p: _Proposals, need: OpenNeed, fund: Fund, share: int) -> None
     need.remaining -= share
     need.from_funds[fund.fund_id] = need.from_funds.get(fund.fund_id, 0) + share
     p.add(
-        {"supply": SupplyKind.FUND, "fund_id": fund.fund_id,
-         "amount": Money(amount_minor=share, currency=fund.spec.currency)},
-        need, "fund earmarks allow this category, district and period",
+        {
+            "supply": SupplyKind.FUND,
+            "fund_id": fund.fund_id,
+            "amount": Money(amount_minor=share, currency=fund.spec.currency),
+        },
+        need,
+        "fund earmarks allow this category, district and period",
     )
 
 
@@ -186,8 +205,9 @@ def _serve_need(state: MatcherState, need: OpenNeed, p: _Proposals, now: datetim
                 _book_volunteer(p, need, vol)
     else:
         far = datetime.max.replace(tzinfo=now.tzinfo)
-        for fund in sorted(state.funds.values(),
-                           key=lambda f: (f.spec.valid_until or far, f.arrival)):
+        for fund in sorted(
+            state.funds.values(), key=lambda f: (f.spec.valid_until or far, f.arrival)
+        ):
             if need.remaining <= 0:
                 break
             share = fund_share(need, fund, now)
@@ -211,7 +231,9 @@ def apply(state: MatcherState, event: Envelope[Message]) -> list[Envelope[Messag
     state.arrivals += 1
     now, payload, p = event.recorded_at, event.payload, _Proposals(event)
     if isinstance(payload, NeedPosted):
-        need = OpenNeed(payload.need_id, payload.need, state.arrivals, need_quantity(payload.need)[0])
+        need = OpenNeed(
+            payload.need_id, payload.need, state.arrivals, need_quantity(payload.need)[0]
+        )
         if need.remaining > 0 and payload.need.deadline > now:
             state.needs[need.need_id] = need
             _serve_need(state, need, p, now)

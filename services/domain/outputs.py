@@ -24,7 +24,9 @@ class Outgoing:
     @classmethod
     def of(cls, topic: str, key: str | uuid.UUID, envelope: Envelope[Any]) -> Outgoing:
         """Encode an envelope for `topic` under `key`."""
-        return cls(topic, str(key).encode(), envelope.event_id, envelope.event_type, encode(envelope))
+        return cls(
+            topic, str(key).encode(), envelope.event_id, envelope.event_type, encode(envelope)
+        )
 
 
 def derived(

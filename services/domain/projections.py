@@ -71,18 +71,41 @@ def project(event: Envelope[Message]) -> list[Change]:
     p, org = event.payload, event.actor.org_id
     if isinstance(p, NeedPosted):
         wanted, unit = need_quantity(p.need)
-        return [Row("rm_needs", {
-            "need_id": p.need_id, "org_id": org, "title": p.need.title, "kind": p.need.kind.value,
-            "category": p.need.category.value, "district": p.need.place.district,
-            "urgency": p.need.urgency.value, "status": "open", "wanted": wanted, "filled": 0,
-            "unit": unit, "deadline": p.need.deadline, "spec": _dump(p.need),
-            "posted_event": event.event_id,
-        })]
+        return [
+            Row(
+                "rm_needs",
+                {
+                    "need_id": p.need_id,
+                    "org_id": org,
+                    "title": p.need.title,
+                    "kind": p.need.kind.value,
+                    "category": p.need.category.value,
+                    "district": p.need.place.district,
+                    "urgency": p.need.urgency.value,
+                    "status": "open",
+                    "wanted": wanted,
+                    "filled": 0,
+                    "unit": unit,
+                    "deadline": p.need.deadline,
+                    "spec": _dump(p.need),
+                    "posted_event": event.event_id,
+                },
+            )
+        ]
     if isinstance(p, FundOpened):
-        return [Row("rm_funds", {
-            "fund_id": p.fund_id, "org_id": org, "name": p.fund.name,
-            "currency": p.fund.currency, "spec": _dump(p.fund), "opened_event": event.event_id,
-        })]
+        return [
+            Row(
+                "rm_funds",
+                {
+                    "fund_id": p.fund_id,
+                    "org_id": org,
+                    "name": p.fund.name,
+                    "currency": p.fund.currency,
+                    "spec": _dump(p.fund),
+                    "opened_event": event.event_id,
+                },
+            )
+        ]
     if isinstance(p, DonationReceived):
         amount = p.donation.amount
         return [
@@ -90,30 +113,53 @@ def project(event: Envelope[Message]) -> list[Change]:
             JournalLine(fund_account(p.fund_id, "available"), amount.amount_minor, amount.currency),
         ]
     if isinstance(p, PledgeMade):
-        return [Row("rm_pledges", {
-            "volunteer_id": p.volunteer_id, "org_id": org, "pseudonym": p.pledge.pseudonym,
-            "district": p.pledge.home.district, "spec": _dump(p.pledge),
-            "pledged_event": event.event_id,
-        })]
+        return [
+            Row(
+                "rm_pledges",
+                {
+                    "volunteer_id": p.volunteer_id,
+                    "org_id": org,
+                    "pseudonym": p.pledge.pseudonym,
+                    "district": p.pledge.home.district,
+                    "spec": _dump(p.pledge),
+                    "pledged_event": event.event_id,
+                },
+            )
+        ]
     if isinstance(p, PostingRefused):
-        return [Row("rm_refusals", {
-            "posting_id": p.posting_id, "reason": p.reason, "field": p.field,
-            "event_id": event.event_id,
-        })]
+        return [
+            Row(
+                "rm_refusals",
+                {
+                    "posting_id": p.posting_id,
+                    "reason": p.reason,
+                    "field": p.field,
+                    "event_id": event.event_id,
+                },
+            )
+        ]
     if isinstance(p, MatchProposed):
         return _match_changes(event.event_id, p)
     return []
 
 
 def _match_changes(event_id: uuid.UUID, p: MatchProposed) -> list[Change]:
-    row = Row("rm_matches", {
-        "match_id": p.match_id, "need_id": p.need_id, "supply": p.supply.value,
-        "volunteer_id": p.volunteer_id, "fund_id": p.fund_id,
-        "amount_minor": p.amount.amount_minor if p.amount else None,
-        "currency": p.amount.currency if p.amount else None,
-        "minutes": p.minutes, "status": "proposed", "spec": _dump(p),
-        "proposed_event": event_id,
-    })
+    row = Row(
+        "rm_matches",
+        {
+            "match_id": p.match_id,
+            "need_id": p.need_id,
+            "supply": p.supply.value,
+            "volunteer_id": p.volunteer_id,
+            "fund_id": p.fund_id,
+            "amount_minor": p.amount.amount_minor if p.amount else None,
+            "currency": p.amount.currency if p.amount else None,
+            "minutes": p.minutes,
+            "status": "proposed",
+            "spec": _dump(p),
+            "proposed_event": event_id,
+        },
+    )
     if p.supply is SupplyKind.VOLUNTEER:
         return [row, NeedFilled(p.need_id, 1)]
     assert p.fund_id is not None and p.amount is not None

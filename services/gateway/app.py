@@ -27,13 +27,21 @@ log = logging.getLogger(__name__)
 
 OrgHeader = Annotated[
     str,
-    Header(alias="X-Exchange-Org", min_length=1, max_length=80,
-           description="Posting organisation's id (bearer tokens replace this header later)."),
+    Header(
+        alias="X-Exchange-Org",
+        min_length=1,
+        max_length=80,
+        description="Posting organisation's id (bearer tokens replace this header later).",
+    ),
 ]
 IdemHeader = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=200,
-           description="Same key and body: the original answer, nothing new written."),
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Same key and body: the original answer, nothing new written.",
+    ),
 ]
 
 
@@ -50,8 +58,13 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        out.append({"field": ".".join(loc) or "(body)", "reason": err.get("msg", "invalid"),
-                    "type": err.get("type", "value_error")})
+        out.append(
+            {
+                "field": ".".join(loc) or "(body)",
+                "reason": err.get("msg", "invalid"),
+                "type": err.get("type", "value_error"),
+            }
+        )
     return out
 
 
@@ -63,7 +76,9 @@ def create_app(settings: Settings) -> FastAPI:
         await migrate(settings.require_database())
         pool = await connect_pool(settings.require_database(), max_size=10)
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.require_kafka(), acks="all", linger_ms=0,
+            bootstrap_servers=settings.require_kafka(),
+            acks="all",
+            linger_ms=0,
             enable_idempotence=False,  # aiokafka's idempotent producer fails on Tansu
         )
         await producer.start()
@@ -95,70 +110,135 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": validation_errors(exc)})
 
     async def _post(
-        request: Request, svc: Postings, *, topic: TopicSpec, key: uuid.UUID, payload: Message,
-        body: Any, org: str, role: Role, idem: str | None, ids: dict[str, str],
+        request: Request,
+        svc: Postings,
+        *,
+        topic: TopicSpec,
+        key: uuid.UUID,
+        payload: Message,
+        body: Any,
+        org: str,
+        role: Role,
+        idem: str | None,
+        ids: dict[str, str],
     ) -> JSONResponse:
         posting_id = uuid.uuid4()
-        response = {"posting_id": str(posting_id), "status": "accepted", **ids,
-                    "links": {"posting": f"/v1/postings/{posting_id}"}}
+        response = {
+            "posting_id": str(posting_id),
+            "status": "accepted",
+            **ids,
+            "links": {"posting": f"/v1/postings/{posting_id}"},
+        }
         try:
             result = await svc.accept(
-                topic=topic, key=key, payload=payload, org_id=org, role=role,
+                topic=topic,
+                key=key,
+                payload=payload,
+                org_id=org,
+                role=role,
                 idempotency_key=idem,
                 fingerprint=request_hash(request.url.path, body.model_dump(mode="json")),
                 response=response,
             )
         except IdempotencyConflict:
-            raise HTTPException(409, "Idempotency-Key was already used with a different request")
+            raise HTTPException(
+                409, "Idempotency-Key was already used with a different request"
+            ) from None
         if not result.replayed:
             request.app.state.accepted += 1
         headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
         return JSONResponse(status_code=202, content=result.response, headers=headers)
 
     @app.post("/v1/needs", status_code=202, tags=["communities"])
-    async def post_need(request: Request, body: NeedSpec, svc: PostingsDep, org: OrgHeader,
-                        idem: IdemHeader = None) -> JSONResponse:
+    async def post_need(
+        request: Request, body: NeedSpec, svc: PostingsDep, org: OrgHeader, idem: IdemHeader = None
+    ) -> JSONResponse:
         """Post a need (volunteer hours, money or goods). Answered once it is durable."""
         need_id = uuid.uuid4()
-        return await _post(request, svc, topic=NEEDS_POSTINGS, key=need_id,
-                           payload=PostNeed(need_id=need_id, need=body), body=body, org=org,
-                           role=Role.COMMUNITY, idem=idem, ids={"need_id": str(need_id)})
+        return await _post(
+            request,
+            svc,
+            topic=NEEDS_POSTINGS,
+            key=need_id,
+            payload=PostNeed(need_id=need_id, need=body),
+            body=body,
+            org=org,
+            role=Role.COMMUNITY,
+            idem=idem,
+            ids={"need_id": str(need_id)},
+        )
 
     @app.post("/v1/funds", status_code=202, tags=["foundations"])
-    async def open_fund(request: Request, body: FundSpec, svc: PostingsDep, org: OrgHeader,
-                        idem: IdemHeader = None) -> JSONResponse:
+    async def open_fund(
+        request: Request, body: FundSpec, svc: PostingsDep, org: OrgHeader, idem: IdemHeader = None
+    ) -> JSONResponse:
         """Open a fund with its restrictions (categories, districts, period, cap per need)."""
         fund_id = uuid.uuid4()
-        return await _post(request, svc, topic=DONATIONS_POSTINGS, key=fund_id,
-                           payload=OpenFund(fund_id=fund_id, fund=body), body=body, org=org,
-                           role=Role.FOUNDATION, idem=idem, ids={"fund_id": str(fund_id)})
+        return await _post(
+            request,
+            svc,
+            topic=DONATIONS_POSTINGS,
+            key=fund_id,
+            payload=OpenFund(fund_id=fund_id, fund=body),
+            body=body,
+            org=org,
+            role=Role.FOUNDATION,
+            idem=idem,
+            ids={"fund_id": str(fund_id)},
+        )
 
     @app.post("/v1/funds/{fund_id}/donations", status_code=202, tags=["foundations"])
-    async def donate(request: Request, fund_id: uuid.UUID, body: DonationSpec,
-                     svc: PostingsDep, org: OrgHeader, idem: IdemHeader = None) -> JSONResponse:
+    async def donate(
+        request: Request,
+        fund_id: uuid.UUID,
+        body: DonationSpec,
+        svc: PostingsDep,
+        org: OrgHeader,
+        idem: IdemHeader = None,
+    ) -> JSONResponse:
         """Record a donation into a fund."""
         donation_id = uuid.uuid4()
         return await _post(
-            request, svc, topic=DONATIONS_POSTINGS, key=fund_id,
+            request,
+            svc,
+            topic=DONATIONS_POSTINGS,
+            key=fund_id,
             payload=ReceiveDonation(fund_id=fund_id, donation_id=donation_id, donation=body),
-            body=body, org=org, role=Role.FOUNDATION, idem=idem,
+            body=body,
+            org=org,
+            role=Role.FOUNDATION,
+            idem=idem,
             ids={"fund_id": str(fund_id), "donation_id": str(donation_id)},
         )
 
     @app.post("/v1/pledges", status_code=202, tags=["volunteers"])
-    async def pledge(request: Request, body: PledgeSpec, svc: PostingsDep, org: OrgHeader,
-                     idem: IdemHeader = None) -> JSONResponse:
+    async def pledge(
+        request: Request,
+        body: PledgeSpec,
+        svc: PostingsDep,
+        org: OrgHeader,
+        idem: IdemHeader = None,
+    ) -> JSONResponse:
         """Pledge a volunteer's skills and availability (pseudonymous)."""
         volunteer_id = uuid.uuid4()
-        return await _post(request, svc, topic=PLEDGES_POSTINGS, key=volunteer_id,
-                           payload=MakePledge(volunteer_id=volunteer_id, pledge=body), body=body,
-                           org=org, role=Role.SOCIAL_ORG, idem=idem,
-                           ids={"volunteer_id": str(volunteer_id)})
+        return await _post(
+            request,
+            svc,
+            topic=PLEDGES_POSTINGS,
+            key=volunteer_id,
+            payload=MakePledge(volunteer_id=volunteer_id, pledge=body),
+            body=body,
+            org=org,
+            role=Role.SOCIAL_ORG,
+            idem=idem,
+            ids={"volunteer_id": str(volunteer_id)},
+        )
 
     def _found(item: dict[str, Any] | None, what: str) -> dict[str, Any]:
         if item is None:
-            raise HTTPException(404, f"no such {what} (yet: postings become visible "
-                                     "once decided and archived)")
+            raise HTTPException(
+                404, f"no such {what} (yet: postings become visible once decided and archived)"
+            )
         return item
 
     @app.get("/v1/postings/{posting_id}", tags=["read"])
@@ -173,12 +253,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/needs", tags=["read"])
     async def list_needs(
-        request: Request, district: str | None = None, category: str | None = None,
-        status: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        request: Request,
+        district: str | None = None,
+        category: str | None = None,
+        status: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[dict[str, Any]]:
         """Needs, most urgent first, filtered by district, category and status."""
-        return await reads.needs(request.app.state.pool, district=district,
-                                 category=category, status=status, limit=limit)
+        return await reads.needs(
+            request.app.state.pool, district=district, category=category, status=status, limit=limit
+        )
 
     @app.get("/v1/funds/{fund_id}", tags=["read"])
     async def get_fund(request: Request, fund_id: uuid.UUID) -> dict[str, Any]:
@@ -200,18 +284,21 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/healthz", tags=["operations"])
     async def healthz(request: Request) -> JSONResponse:
         """200 only when every service is running, ready and the archive is keeping up."""
-        report = await health.check(request.app.state.pool, settings.stale_after_seconds,
-                                    settings.archive_lag_seconds)
+        report = await health.check(
+            request.app.state.pool, settings.stale_after_seconds, settings.archive_lag_seconds
+        )
         return JSONResponse(status_code=200 if report["ok"] else 503, content=report)
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> str:
         """Prometheus text format: postings, outbox and archive backlog, service readiness."""
         pool = request.app.state.pool
-        report = await health.check(pool, settings.stale_after_seconds,
-                                    settings.archive_lag_seconds)
+        report = await health.check(
+            pool, settings.stale_after_seconds, settings.archive_lag_seconds
+        )
         unpublished = await pool.fetchval(
-            "SELECT count(*) FROM postings WHERE published_at IS NULL")
+            "SELECT count(*) FROM postings WHERE published_at IS NULL"
+        )
         lines = [
             "# TYPE exchange_postings_accepted_total counter",
             f"exchange_postings_accepted_total {request.app.state.accepted}",
@@ -235,5 +322,10 @@ def main(settings: Settings) -> None:
     from services.platform import logs
 
     logs.configure("gateway", settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+    )

@@ -30,7 +30,8 @@ async def check(pool: asyncpg.Pool, stale_after: float, archive_lag: float) -> d
         services[name] = {"ok": ok, "reason": reason, "pid": r["pid"], **r["details"]}
     lagging = await pool.fetchval(
         "SELECT count(*) FROM postings WHERE archived_at IS NULL"
-        " AND accepted_at < now() - make_interval(secs => $1)", archive_lag,
+        " AND accepted_at < now() - make_interval(secs => $1)",
+        archive_lag,
     )
     ok = all(s["ok"] for s in services.values()) and lagging == 0
     return {"ok": ok, "services": services, "postings_not_yet_archived": lagging}

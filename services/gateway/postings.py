@@ -71,17 +71,26 @@ class Postings:
         posting_id = uuid.UUID(response["posting_id"])
         now = datetime.now(UTC)
         envelope = Envelope[Message](
-            event_id=posting_id, event_type=payload.TYPE, schema_version=payload.VERSION,
-            stream_id=stream_of(payload), stream_seq=0, occurred_at=now, recorded_at=now,
-            actor=Actor(org_id=org_id, role=role), correlation_id=posting_id,
-            idempotency_key=idempotency_key, payload=payload,
+            event_id=posting_id,
+            event_type=payload.TYPE,
+            schema_version=payload.VERSION,
+            stream_id=stream_of(payload),
+            stream_seq=0,
+            occurred_at=now,
+            recorded_at=now,
+            actor=Actor(org_id=org_id, role=role),
+            correlation_id=posting_id,
+            idempotency_key=idempotency_key,
+            payload=payload,
         )
         value = encode(envelope)
         async with self.pool.acquire() as conn, conn.transaction():
             if idempotency_key is not None:
                 prior = await conn.fetchrow(
                     "SELECT request_hash, response FROM postings"
-                    " WHERE org_id = $1 AND idempotency_key = $2", org_id, idempotency_key,
+                    " WHERE org_id = $1 AND idempotency_key = $2",
+                    org_id,
+                    idempotency_key,
                 )
                 if prior is not None:
                     if prior["request_hash"] != fingerprint:
@@ -92,13 +101,26 @@ class Postings:
                 " idempotency_key, request_hash, response) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
                 " ON CONFLICT (org_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                 " DO NOTHING RETURNING posting_id",
-                posting_id, topic.name, str(key).encode(), value, payload.TYPE, org_id,
-                idempotency_key, fingerprint, response,
+                posting_id,
+                topic.name,
+                str(key).encode(),
+                value,
+                payload.TYPE,
+                org_id,
+                idempotency_key,
+                fingerprint,
+                response,
             )
         if inserted is None:  # a concurrent retry with the same key won the race
             return await self.accept(
-                topic=topic, key=key, payload=payload, org_id=org_id, role=role,
-                idempotency_key=idempotency_key, fingerprint=fingerprint, response=response,
+                topic=topic,
+                key=key,
+                payload=payload,
+                org_id=org_id,
+                role=role,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+                response=response,
             )
         await self._publish_now(topic, posting_id, str(key).encode(), value, payload.TYPE)
         return Accepted(response, replayed=False)
@@ -109,16 +131,26 @@ class Postings:
         try:
             await self.publish(topic.name, topic.partitions, posting_id, key, value, event_type)
         except Exception as exc:  # durable already; the relay will publish it
-            log.warning("publish deferred to relay", extra={"posting_id": str(posting_id),
-                                                            "error": repr(exc)})
+            log.warning(
+                "publish deferred to relay",
+                extra={"posting_id": str(posting_id), "error": repr(exc)},
+            )
 
     async def publish(
-        self, topic: str, partitions: int, posting_id: uuid.UUID, key: bytes, value: bytes,
+        self,
+        topic: str,
+        partitions: int,
+        posting_id: uuid.UUID,
+        key: bytes,
+        value: bytes,
         event_type: str,
     ) -> None:
         """Send one posting, wait for the broker's ack, and mark it published."""
         await self.producer.send_and_wait(
-            topic, value=value, key=key, partition=partition_for(key, partitions),
+            topic,
+            value=value,
+            key=key,
+            partition=partition_for(key, partitions),
             headers=headers_for(posting_id, event_type),
         )
         await self.pool.execute(
@@ -136,8 +168,14 @@ class Postings:
                 )
                 for r in rows:
                     spec = topics[r["topic"]]
-                    await self.publish(spec.name, spec.partitions, r["posting_id"],
-                                       r["kafka_key"], r["value"], r["event_type"])
+                    await self.publish(
+                        spec.name,
+                        spec.partitions,
+                        r["posting_id"],
+                        r["kafka_key"],
+                        r["value"],
+                        r["event_type"],
+                    )
                 if rows:
                     log.info("relay published", extra={"count": len(rows)})
             except asyncio.CancelledError:

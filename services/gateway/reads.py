@@ -13,10 +13,18 @@ from services.domain.projections import fund_account, income_account
 
 def _need(row: asyncpg.Record) -> dict[str, Any]:
     return {
-        "need_id": str(row["need_id"]), "org_id": row["org_id"], "title": row["title"],
-        "kind": row["kind"], "category": row["category"], "district": row["district"],
-        "urgency": row["urgency"], "status": row["status"], "wanted": row["wanted"],
-        "filled": row["filled"], "unit": row["unit"], "deadline": row["deadline"].isoformat(),
+        "need_id": str(row["need_id"]),
+        "org_id": row["org_id"],
+        "title": row["title"],
+        "kind": row["kind"],
+        "category": row["category"],
+        "district": row["district"],
+        "urgency": row["urgency"],
+        "status": row["status"],
+        "wanted": row["wanted"],
+        "filled": row["filled"],
+        "unit": row["unit"],
+        "deadline": row["deadline"].isoformat(),
         "spec": row["spec"],
     }
 
@@ -24,11 +32,15 @@ def _need(row: asyncpg.Record) -> dict[str, Any]:
 def _match(row: asyncpg.Record) -> dict[str, Any]:
     spec = row["spec"]
     return {
-        "match_id": str(row["match_id"]), "need_id": str(row["need_id"]),
-        "supply": row["supply"], "status": row["status"],
+        "match_id": str(row["match_id"]),
+        "need_id": str(row["need_id"]),
+        "supply": row["supply"],
+        "status": row["status"],
         "volunteer_id": str(row["volunteer_id"]) if row["volunteer_id"] else None,
         "fund_id": str(row["fund_id"]) if row["fund_id"] else None,
-        "amount": spec.get("amount"), "shift": spec.get("shift"), "minutes": row["minutes"],
+        "amount": spec.get("amount"),
+        "shift": spec.get("shift"),
+        "minutes": row["minutes"],
         "rule": spec.get("rule"),
     }
 
@@ -40,13 +52,18 @@ async def need(pool: asyncpg.Pool, need_id: uuid.UUID) -> dict[str, Any] | None:
         return None
     matches = await pool.fetch(
         "SELECT m.* FROM rm_matches m JOIN archive a ON a.event_id = m.proposed_event"
-        " WHERE m.need_id = $1 ORDER BY a.archive_seq", need_id,
+        " WHERE m.need_id = $1 ORDER BY a.archive_seq",
+        need_id,
     )
     return _need(row) | {"matches": [_match(m) for m in matches]}
 
 
 async def needs(
-    pool: asyncpg.Pool, *, district: str | None, category: str | None, status: str | None,
+    pool: asyncpg.Pool,
+    *,
+    district: str | None,
+    category: str | None,
+    status: str | None,
     limit: int,
 ) -> list[dict[str, Any]]:
     """Needs filtered by district, category and status, most urgent first."""
@@ -55,7 +72,10 @@ async def needs(
         " AND ($2::text IS NULL OR category = $2) AND ($3::text IS NULL OR status = $3)"
         " ORDER BY CASE urgency WHEN 'critical' THEN 0 WHEN 'high' THEN 1"
         " WHEN 'normal' THEN 2 ELSE 3 END, deadline LIMIT $4",
-        district, category, status, limit,
+        district,
+        category,
+        status,
+        limit,
     )
     return [_need(r) for r in rows]
 
@@ -70,13 +90,19 @@ async def fund(pool: asyncpg.Pool, fund_id: uuid.UUID) -> dict[str, Any] | None:
         for r in await pool.fetch(
             "SELECT account, sum(amount_minor)::bigint AS total FROM journal_lines"
             " WHERE account = ANY($1::text[]) GROUP BY account",
-            [income_account(fund_id), fund_account(fund_id, "available"),
-             fund_account(fund_id, "reserved")],
+            [
+                income_account(fund_id),
+                fund_account(fund_id, "available"),
+                fund_account(fund_id, "reserved"),
+            ],
         )
     }
     return {
-        "fund_id": str(row["fund_id"]), "org_id": row["org_id"], "name": row["name"],
-        "currency": row["currency"].strip(), "spec": row["spec"],
+        "fund_id": str(row["fund_id"]),
+        "org_id": row["org_id"],
+        "name": row["name"],
+        "currency": row["currency"].strip(),
+        "spec": row["spec"],
         "balance": {
             "donated_minor": -sums.get(income_account(fund_id), 0),
             "available_minor": sums.get(fund_account(fund_id, "available"), 0),
@@ -94,8 +120,10 @@ async def pledge(pool: asyncpg.Pool, volunteer_id: uuid.UUID) -> dict[str, Any] 
         "SELECT * FROM rm_matches WHERE volunteer_id = $1 ORDER BY match_id", volunteer_id
     )
     return {
-        "volunteer_id": str(row["volunteer_id"]), "pseudonym": row["pseudonym"],
-        "district": row["district"], "spec": row["spec"],
+        "volunteer_id": str(row["volunteer_id"]),
+        "pseudonym": row["pseudonym"],
+        "district": row["district"],
+        "spec": row["spec"],
         "matches": [_match(m) for m in matches],
     }
 
@@ -104,7 +132,8 @@ async def matches(pool: asyncpg.Pool, limit: int) -> list[dict[str, Any]]:
     """The most recent matches, newest first."""
     rows = await pool.fetch(
         "SELECT m.* FROM rm_matches m JOIN archive a ON a.event_id = m.proposed_event"
-        " ORDER BY a.archive_seq DESC LIMIT $1", limit,
+        " ORDER BY a.archive_seq DESC LIMIT $1",
+        limit,
     )
     return [_match(r) for r in rows]
 
@@ -125,7 +154,11 @@ async def posting(pool: asyncpg.Pool, posting_id: uuid.UUID) -> dict[str, Any] |
     )
     status = "refused" if row["reason"] else ("decided" if decided else "pending")
     return {
-        "posting_id": str(row["posting_id"]), "type": row["event_type"], "status": status,
-        "reason": row["reason"], "field": row["field"],
-        "accepted_at": row["accepted_at"].isoformat(), "response": row["response"],
+        "posting_id": str(row["posting_id"]),
+        "type": row["event_type"],
+        "status": status,
+        "reason": row["reason"],
+        "field": row["field"],
+        "accepted_at": row["accepted_at"].isoformat(),
+        "response": row["response"],
     }

@@ -56,4 +56,3 @@ class IntakeProcessor:
             Outgoing(self.kind.events.name, key, e.event_id, e.event_type, encode(e))
             for e in decide(self.state, posting)
         ]
-

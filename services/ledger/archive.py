@@ -33,8 +33,11 @@ CREATE TEMP TABLE IF NOT EXISTS archive_in (
 """
 
 _ROW_KEYS = {
-    "rm_needs": "need_id", "rm_funds": "fund_id", "rm_pledges": "volunteer_id",
-    "rm_matches": "match_id", "rm_refusals": "posting_id",
+    "rm_needs": "need_id",
+    "rm_funds": "fund_id",
+    "rm_pledges": "volunteer_id",
+    "rm_matches": "match_id",
+    "rm_refusals": "posting_id",
 }
 
 
@@ -76,14 +79,24 @@ async def archive_batch(conn: asyncpg.Connection, records: Sequence[Record]) -> 
         eid = env.event_id if env is not None else archive_id(rec)
         if env is not None:
             envelopes[eid] = env
-        rows.append((
-            ord_, eid, rec.topic, rec.partition, rec.offset, rec.key, rec.value,
-            json.dumps([[k, v.decode("utf-8", "replace")] for k, v in rec.headers],
-                       ensure_ascii=False),
-            env.event_type if env else (_header(rec, EVENT_TYPE_HEADER) or "Undecodable"),
-            env.stream_id if env else None, env.stream_seq if env else None,
-            env.recorded_at if env else None,
-        ))
+        rows.append(
+            (
+                ord_,
+                eid,
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                rec.key,
+                rec.value,
+                json.dumps(
+                    [[k, v.decode("utf-8", "replace")] for k, v in rec.headers], ensure_ascii=False
+                ),
+                env.event_type if env else (_header(rec, EVENT_TYPE_HEADER) or "Undecodable"),
+                env.stream_id if env else None,
+                env.stream_seq if env else None,
+                env.recorded_at if env else None,
+            )
+        )
     async with conn.transaction():
         await conn.copy_records_to_table("archive_in", records=rows)
         inserted = await conn.fetch(
@@ -105,7 +118,8 @@ async def archive_batch(conn: asyncpg.Connection, records: Sequence[Record]) -> 
         if postings:
             await conn.execute(
                 "UPDATE postings SET archived_at = now()"
-                " WHERE posting_id = ANY($1::uuid[]) AND archived_at IS NULL", postings,
+                " WHERE posting_id = ANY($1::uuid[]) AND archived_at IS NULL",
+                postings,
             )
         await save_positions(conn, records)
     return len(new)
@@ -136,14 +150,19 @@ async def apply_projection(conn: asyncpg.Connection, env: Envelope[Message]) -> 
             await conn.execute(
                 "INSERT INTO journal_lines (event_id, line_no, account, amount_minor, currency)"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                env.event_id, line_no, change.account, change.amount_minor, change.currency,
+                env.event_id,
+                line_no,
+                change.account,
+                change.amount_minor,
+                change.currency,
             )
         elif isinstance(change, NeedFilled):
             await conn.execute(
                 "UPDATE rm_needs SET filled = filled + $2, updated_at = now(),"
                 " status = CASE WHEN filled + $2 >= wanted THEN 'matched'"
                 " ELSE 'partially_matched' END WHERE need_id = $1",
-                change.need_id, change.amount,
+                change.need_id,
+                change.amount,
             )
 
 

@@ -34,8 +34,11 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
     conn = await connect(dsn)
     await prepare(conn)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
@@ -53,8 +56,14 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.ledger_batch_size)
             records = [
-                Record(m.topic, m.partition, m.offset, m.key, m.value or b"",
-                       tuple((k, bytes(v)) for k, v in (m.headers or ())))
+                Record(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value or b"",
+                    tuple((k, bytes(v)) for k, v in (m.headers or ())),
+                )
                 for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
                 for m in batch[tp]
             ]
@@ -65,8 +74,10 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
                     log.info("ready: caught up", extra={"archived": archived})
                 continue
             archived += await archive_batch(conn, records)
-            beat.details = {"archived": archived,
-                            "rate": round(archived / max(time.monotonic() - started, 1e-9), 1)}
+            beat.details = {
+                "archived": archived,
+                "rate": round(archived / max(time.monotonic() - started, 1e-9), 1),
+            }
     finally:
         await consumer.stop()
         await beat.stop()

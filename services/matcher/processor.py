@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from schemas.codec import decode, encode
 from schemas.messages import PostingRefused
-from schemas.topics import FUNDS_EVENTS, MATCHER_INPUTS, MATCHES_EVENTS, NEEDS_EVENTS, VOLUNTEERS_EVENTS
+from schemas.topics import (
+    FUNDS_EVENTS,
+    MATCHER_INPUTS,
+    MATCHES_EVENTS,
+    NEEDS_EVENTS,
+    VOLUNTEERS_EVENTS,
+)
 from services.domain.matching import MatcherState, apply, zone_of
 from services.domain.outputs import Outgoing
 from services.platform.kafka import Record
@@ -47,7 +53,12 @@ class Matcher:
         """Apply one input; each proposal is keyed by its need."""
         event = decode(record.value)
         return [
-            Outgoing(MATCHES_EVENTS.name, str(p.payload.need_id).encode(),  # type: ignore[attr-defined]
-                     p.event_id, p.event_type, encode(p))
+            Outgoing(
+                MATCHES_EVENTS.name,
+                str(p.payload.need_id).encode(),  # type: ignore[attr-defined]
+                p.event_id,
+                p.event_type,
+                encode(p),
+            )
             for p in apply(self.state, event)
         ]

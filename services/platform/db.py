@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,7 +23,10 @@ async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> async
     """A pool whose connections speak UTF-8 and UTC; JSON columns come back as Python objects."""
 
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection,
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
         server_settings=SERVER_SETTINGS,
     )
     assert pool is not None
@@ -88,7 +92,9 @@ async def migrate(dsn: str) -> list[str]:
                 await conn.execute(sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    version, name, checksum,
+                    version,
+                    name,
+                    checksum,
                 )
             applied.append(name)
             log.info("migration applied", extra={"migration": name})
@@ -117,7 +123,11 @@ class Heartbeat:
             " VALUES ($1, $2, $3, now(), $4, $5)"
             " ON CONFLICT (service) DO UPDATE SET pid = $2, started_at = $3, beat_at = now(),"
             " ready = $4, details = $5",
-            self.service, os.getpid(), self.started_at, self.ready, self.details,
+            self.service,
+            os.getpid(),
+            self.started_at,
+            self.ready,
+            self.details,
         )
 
     def start(self) -> None:
@@ -138,7 +148,5 @@ class Heartbeat:
         if self._task:
             self._task.cancel()
         self.ready = False
-        try:
+        with contextlib.suppress(Exception):  # shutting down: the database may be gone
             await self.beat()
-        except Exception:
-            pass

@@ -6,6 +6,7 @@ end offsets: a topic is read until fetches come back empty several times in a ro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -72,11 +73,11 @@ def ensure_topics(bootstrap: str, names: Sequence[str] | None = None, timeout: f
         existing = set(admin.list_topics())
         missing = [n for n in wanted if n not in existing]
         if missing:
-            new = [NewTopic(n, num_partitions=partitions_of(n), replication_factor=-1) for n in missing]
-            try:
+            new = [
+                NewTopic(n, num_partitions=partitions_of(n), replication_factor=-1) for n in missing
+            ]
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
             log.info("topics created", extra={"topics": missing})
     finally:
         admin.close()
@@ -107,9 +108,7 @@ def read_all(
     "Caught up" is `quiet_polls` consecutive empty polls, not an end offset (see module doc)."""
     reader = consumer(bootstrap, fetch_max_wait_ms=fetch_max_wait_ms)
     try:
-        parts = [
-            TopicPartition(t, p) for t in topics for p in sorted(_partitions(reader, t))
-        ]
+        parts = [TopicPartition(t, p) for t in topics for p in sorted(_partitions(reader, t))]
         if not parts:
             return
         reader.assign(parts)
@@ -124,7 +123,11 @@ def read_all(
             for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
                 for m in batch[tp]:
                     yield Record(
-                        m.topic, m.partition, m.offset, m.key, m.value,
+                        m.topic,
+                        m.partition,
+                        m.offset,
+                        m.key,
+                        m.value,
                         tuple((h[0], bytes(h[1])) for h in (m.headers or [])),
                     )
     finally:
@@ -165,4 +168,4 @@ def partition_for(key: bytes, partitions: int) -> int:
     Writers pass it explicitly so the gateway, the restorer and any client agree by design."""
     from kafka.partitioner.default import murmur2
 
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions

@@ -27,9 +27,20 @@ log = logging.getLogger(__name__)
 class Processor(Protocol):
     """A pure stream step: input records in, decided messages out; no I/O."""
 
-    name: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+    @property
+    def name(self) -> str:
+        """The processor's name in logs."""
+        ...
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Topics it reads; its state is a fold over them."""
+        ...
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Topics it alone writes."""
+        ...
 
     def handle(self, record: Record) -> list[Outgoing]:
         """Decide what one input record produces; raise DecodeError for a poison message."""
@@ -54,7 +65,10 @@ def dead_letter(record: Record, reason: str) -> Outgoing:
     import json
 
     return Outgoing(
-        f"{record.topic}.dlq", record.key or b"", event_id, "DeadLetter",
+        f"{record.topic}.dlq",
+        record.key or b"",
+        event_id,
+        "DeadLetter",
         json.dumps(body, ensure_ascii=False).encode(),
     )
 
@@ -66,8 +80,12 @@ def process(processor: Processor, record: Record) -> list[Outgoing]:
     except DecodeError as exc:
         log.warning(
             "poison message moved to dead-letter topic",
-            extra={"topic": record.topic, "partition": record.partition,
-                   "offset": record.offset, "reason": exc.reason},
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "reason": exc.reason,
+            },
         )
         return [dead_letter(record, exc.reason)]
 
@@ -92,13 +110,18 @@ def catch_up(bootstrap: str, processor: Processor) -> int:
             for out in process(processor, record):
                 if out.event_id in present:
                     continue
-                writer.send(out.topic, key=out.key, value=out.value,
-                            headers=headers_for(out.event_id, out.event_type))
+                writer.send(
+                    out.topic,
+                    key=out.key,
+                    value=out.value,
+                    headers=headers_for(out.event_id, out.event_type),
+                )
                 present.add(out.event_id)
                 written += 1
         writer.flush()
     finally:
         writer.close()
-    log.info("caught up", extra={"processor": processor.name, "replayed": replayed,
-                                 "rewritten": written})
+    log.info(
+        "caught up", extra={"processor": processor.name, "replayed": replayed, "rewritten": written}
+    )
     return written

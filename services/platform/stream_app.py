@@ -57,7 +57,7 @@ def _limit_fetch_wait(wait_ms: int) -> None:
     every hop. aiokafka reads the value from this attribute when the consumer starts."""
     from faust.transport.drivers import aiokafka as driver
 
-    thread = driver.AIOKafkaConsumerThread
+    thread: Any = driver.AIOKafkaConsumerThread
     if getattr(thread, "_exchange_fetch_wait", None) == wait_ms:
         return
     original = getattr(thread, "_exchange_original_create", thread._create_worker_consumer)
@@ -73,13 +73,20 @@ def _limit_fetch_wait(wait_ms: int) -> None:
 
 
 def _topic(app: faust.App, name: str) -> Any:
-    return app.topic(name, partitions=partitions_of(name), key_type=bytes, value_type=bytes,
-                     key_serializer="raw", value_serializer="raw")
+    return app.topic(
+        name,
+        partitions=partitions_of(name),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
 
 
 def _add_agent(app: faust.App, proc: Processor) -> None:
-    source = app.topic(*proc.inputs, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")
+    source = app.topic(
+        *proc.inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
     sinks = {name: _topic(app, name) for name in proc.outputs}
     sinks.update({f"{t}.dlq": _topic(app, f"{t}.dlq") for t in proc.inputs})
 
@@ -87,11 +94,18 @@ def _add_agent(app: faust.App, proc: Processor) -> None:
         async for event in stream.events():
             msg = event.message
             raw_headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
-            record = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value or b"",
-                            tuple((k, bytes(v)) for k, v in (raw_headers or [])))
+            record = Record(
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                msg.key,
+                msg.value or b"",
+                tuple((k, bytes(v)) for k, v in (raw_headers or [])),
+            )
             for out in process(proc, record):
                 sent = await sinks[out.topic].send(
-                    key=out.key, value=out.value,
+                    key=out.key,
+                    value=out.value,
                     headers=headers_for(out.event_id, out.event_type),
                 )
                 await sent  # wait for the broker's ack before this input counts as done
@@ -105,20 +119,20 @@ def _add_heartbeat(app: faust.App, settings: Settings, service: str) -> None:
 
     The rebalance signal fires before app tasks start, so it only sets a flag: waiting in it
     for the task would deadlock faust's start-up."""
-    flags = {"assigned": False}
+    assigned = asyncio.Event()
 
-    @app.on_rebalance_complete.connect
-    async def assigned(sender: Any, **kwargs: Any) -> None:
-        flags["assigned"] = True
+    async def on_assigned(sender: Any, **kwargs: Any) -> None:
+        assigned.set()
 
-    @app.task
+    app.on_rebalance_complete.connect(on_assigned)  # type: ignore[arg-type]
+
+    @app.task  # type: ignore[untyped-decorator]
     async def heartbeat() -> None:
         logs.configure(service, settings.log_level, settings.log_json)
         pool = await connect_pool(settings.require_database(), max_size=2)
         beat = Heartbeat(pool, service, settings.heartbeat_seconds)
         beat.start()
-        while not flags["assigned"]:
-            await asyncio.sleep(0.05)
+        await assigned.wait()
         beat.ready = True
         await beat.beat()
         log.info("ready: partitions assigned")
@@ -136,6 +150,5 @@ def run(settings: Settings, app_id: str, processors: Sequence[Processor]) -> Non
     app = create_app(settings, app_id, processors)
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True,
-                    redirect_stdouts=False)
+    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,8 +18,9 @@ import httpx
 T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120,
-              interval: float = 0.2) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 120, interval: float = 0.2
+) -> T:
     """Poll `probe` until it returns a truthy value; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -30,7 +32,9 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120,
         except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
             last_error = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})"
+    )
 
 
 class Exchange:
@@ -44,15 +48,24 @@ class Exchange:
 
     def start(self) -> Exchange:
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
+        }
         env.update({"EXCHANGE_VAR_DIR": str(self.var_dir), "PYTHONUNBUFFERED": "1"})
         state = self.var_dir / "run" / "exchange.json"
         state.unlink(missing_ok=True)
         args = [sys.executable, "-m", "services.cli", "up"] + (["--demo"] if self.demo else [])
         with open(self.output, "ab") as out:
-            self.process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                args,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         wait_for("the exchange to write its state file", state.exists, timeout=120)
         return self
 
@@ -90,10 +103,8 @@ class Exchange:
     def kill_everything(self) -> None:
         """SIGKILL every process of the exchange at once, PostgreSQL included."""
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self.process is not None:
             self.process.wait(10)
         for pid in self.pids():

@@ -35,13 +35,21 @@ def test_the_demo_produces_a_proposed_match_visible_over_http(exchange: Exchange
 
 def test_chinese_names_round_trip_through_every_layer(exchange: Exchange) -> None:
     with exchange.http() as http:
-        r = http.post("/v1/needs", json=f.volunteer_need(title="溪花记·非遗剪纸课 志愿者"),
-                      headers={"X-Exchange-Org": "gulou-jiangdong"})
+        r = http.post(
+            "/v1/needs",
+            json=f.volunteer_need(title="溪花记·非遗剪纸课 志愿者"),
+            headers={"X-Exchange-Org": "gulou-jiangdong"},
+        )
         assert r.status_code == 202
         need_id = r.json()["need_id"]
-        need = wait_for("the need to be visible",
-                        lambda: http.get(f"/v1/needs/{need_id}").json()
-                        if http.get(f"/v1/needs/{need_id}").status_code == 200 else None)
+        need = wait_for(
+            "the need to be visible",
+            lambda: (
+                http.get(f"/v1/needs/{need_id}").json()
+                if http.get(f"/v1/needs/{need_id}").status_code == 200
+                else None
+            ),
+        )
     assert need["title"] == "溪花记·非遗剪纸课 志愿者"
     assert need["org_id"] == "gulou-jiangdong"
     assert need["spec"]["place"]["community"] == "金陵名人居"
@@ -49,14 +57,30 @@ def test_chinese_names_round_trip_through_every_layer(exchange: Exchange) -> Non
 
 def test_a_fund_balance_is_derived_from_the_journal(exchange: Exchange) -> None:
     with exchange.http() as http:
-        fund_id = http.post("/v1/funds", json=f.fund(districts=["高淳区"], categories=["culture"]),
-                            headers={"X-Exchange-Org": "gaochun"}).json()["fund_id"]
-        http.post(f"/v1/funds/{fund_id}/donations", json=f.donation(12_345),
-                  headers={"X-Exchange-Org": "gaochun"})
-        fund = wait_for("the donation to be booked", lambda: (
-            r.json() if (r := http.get(f"/v1/funds/{fund_id}")).status_code == 200
-            and r.json()["balance"]["donated_minor"] else None))
-    assert fund["balance"] == {"donated_minor": 12_345, "available_minor": 12_345, "reserved_minor": 0}
+        fund_id = http.post(
+            "/v1/funds",
+            json=f.fund(districts=["高淳区"], categories=["culture"]),
+            headers={"X-Exchange-Org": "gaochun"},
+        ).json()["fund_id"]
+        http.post(
+            f"/v1/funds/{fund_id}/donations",
+            json=f.donation(12_345),
+            headers={"X-Exchange-Org": "gaochun"},
+        )
+        fund = wait_for(
+            "the donation to be booked",
+            lambda: (
+                r.json()
+                if (r := http.get(f"/v1/funds/{fund_id}")).status_code == 200
+                and r.json()["balance"]["donated_minor"]
+                else None
+            ),
+        )
+    assert fund["balance"] == {
+        "donated_minor": 12_345,
+        "available_minor": 12_345,
+        "reserved_minor": 0,
+    }
 
 
 def test_bad_input_is_422_naming_the_field_and_writes_nothing(exchange: Exchange) -> None:
@@ -71,8 +95,11 @@ def test_bad_input_is_422_naming_the_field_and_writes_nothing(exchange: Exchange
 
     before = asyncio.run(count())
     with exchange.http() as http:
-        r = http.post("/v1/needs", json=f.volunteer_need(volunteers_needed=0, phone="13800000000"),
-                      headers={"X-Exchange-Org": "x"})
+        r = http.post(
+            "/v1/needs",
+            json=f.volunteer_need(volunteers_needed=0, phone="13800000000"),
+            headers={"X-Exchange-Org": "x"},
+        )
     assert r.status_code == 422
     fields = {e["field"] for e in r.json()["detail"]}
     assert {"volunteers_needed", "phone"} <= fields

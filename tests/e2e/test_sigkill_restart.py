@@ -19,7 +19,13 @@ pytestmark = pytest.mark.e2e
 
 def post_load(http: httpx.Client, rounds: int) -> dict[str, list[str]]:
     """Post funds, donations, pledges and needs; return the ids of every acknowledged posting."""
-    acked: dict[str, list[str]] = {"postings": [], "needs": [], "funds": [], "pledges": [], "donations": []}
+    acked: dict[str, list[str]] = {
+        "postings": [],
+        "needs": [],
+        "funds": [],
+        "pledges": [],
+        "donations": [],
+    }
 
     def post(path: str, body: dict[str, Any], kind: str, id_field: str) -> str:
         r = http.post(path, json=body, headers={"X-Exchange-Org": "kill-test"})
@@ -33,7 +39,9 @@ def post_load(http: httpx.Client, rounds: int) -> dict[str, list[str]]:
         post(f"/v1/funds/{fund_id}/donations", f.donation(50_000), "donations", "donation_id")
         post("/v1/pledges", f.pledge(pseudonym=f"志愿者{i}"), "pledges", "volunteer_id")
         post("/v1/needs", f.money_need(30_000, title=f"补贴{i}"), "needs", "need_id")
-        post("/v1/needs", f.volunteer_need(title=f"送餐{i}", volunteers_needed=1), "needs", "need_id")
+        post(
+            "/v1/needs", f.volunteer_need(title=f"送餐{i}", volunteers_needed=1), "needs", "need_id"
+        )
     return acked
 
 
@@ -43,28 +51,42 @@ async def facts(dsn: str) -> dict[str, Any]:
         return {
             "needs": {str(r["need_id"]) for r in await conn.fetch("SELECT need_id FROM rm_needs")},
             "funds": {str(r["fund_id"]) for r in await conn.fetch("SELECT fund_id FROM rm_funds")},
-            "pledges": {str(r["volunteer_id"]) for r in await conn.fetch("SELECT volunteer_id FROM rm_pledges")},
-            "postings": {str(r["posting_id"]) for r in await conn.fetch("SELECT posting_id FROM postings")},
+            "pledges": {
+                str(r["volunteer_id"])
+                for r in await conn.fetch("SELECT volunteer_id FROM rm_pledges")
+            },
+            "postings": {
+                str(r["posting_id"]) for r in await conn.fetch("SELECT posting_id FROM postings")
+            },
             "decided": await conn.fetchval(
                 "SELECT count(*) FROM archive WHERE event_type IN"
-                " ('NeedPosted','FundOpened','DonationReceived','PledgeMade','PostingRefused')"),
+                " ('NeedPosted','FundOpened','DonationReceived','PledgeMade','PostingRefused')"
+            ),
             "refused": await conn.fetchval("SELECT count(*) FROM rm_refusals"),
             "donated": await conn.fetchval(
-                "SELECT coalesce(-sum(amount_minor), 0) FROM journal_lines WHERE account LIKE 'donors:%'"),
-            "overfilled": await conn.fetchval("SELECT count(*) FROM rm_needs WHERE filled > wanted"),
+                "SELECT coalesce(-sum(amount_minor), 0) FROM journal_lines"
+                " WHERE account LIKE 'donors:%'"
+            ),
+            "overfilled": await conn.fetchval(
+                "SELECT count(*) FROM rm_needs WHERE filled > wanted"
+            ),
             "overspent": await conn.fetchval(
                 "SELECT count(*) FROM (SELECT split_part(account, ':', 2) AS fund,"
                 " sum(amount_minor) AS available FROM journal_lines"
-                " WHERE account LIKE 'fund:%:available' GROUP BY 1) b WHERE available < 0"),
+                " WHERE account LIKE 'fund:%:available' GROUP BY 1) b WHERE available < 0"
+            ),
             "double_booked": await conn.fetchval(
                 "SELECT count(*) FROM (SELECT volunteer_id, need_id FROM rm_matches"
-                " WHERE volunteer_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1) d"),
+                " WHERE volunteer_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1) d"
+            ),
         }
     finally:
         await conn.close()
 
 
-def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(
+    tmp_path: Path,
+) -> None:
     var = tmp_path / "var"
     ex = Exchange(var).start()
     ex.wait_healthy()
@@ -94,10 +116,15 @@ def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(tm
         assert (got["overfilled"], got["overspent"], got["double_booked"]) == (0, 0, 0)
 
         with ex.http() as http:  # and it carries on
-            r = http.post("/v1/needs", json=f.volunteer_need(title="重启之后"),
-                          headers={"X-Exchange-Org": "kill-test"})
+            r = http.post(
+                "/v1/needs",
+                json=f.volunteer_need(title="重启之后"),
+                headers={"X-Exchange-Org": "kill-test"},
+            )
             need_id = r.json()["need_id"]
-            wait_for("a posting after the restart to be visible",
-                     lambda: http.get(f"/v1/needs/{need_id}").status_code == 200)
+            wait_for(
+                "a posting after the restart to be visible",
+                lambda: http.get(f"/v1/needs/{need_id}").status_code == 200,
+            )
     finally:
         ex.stop()

@@ -19,17 +19,30 @@ from tests import factories as f
 pytestmark = pytest.mark.integration
 
 
-def test_poison_is_parked_with_its_reason_and_valid_postings_still_flow(broker: EmbeddedBroker) -> None:
+def test_poison_is_parked_with_its_reason_and_valid_postings_still_flow(
+    broker: EmbeddedBroker,
+) -> None:
     ensure_topics(broker.bootstrap)
     need_id = uuid.uuid4()
-    good = f.envelope(PostNeed(need_id=need_id, need=NeedSpec.model_validate(f.volunteer_need())),
-                      at=f.T0.replace(year=2026, month=12, day=1))
+    good = f.envelope(
+        PostNeed(need_id=need_id, need=NeedSpec.model_validate(f.volunteer_need())),
+        at=f.T0.replace(year=2026, month=12, day=1),
+    )
     w = producer(broker.bootstrap)
     w.send("needs.postings", key=b"poison", value=b"{not json", partition=0)
-    w.send("needs.postings", key=b"wrong", partition=0,
-           value=encode(f.envelope(NeedPosted(need_id=need_id, need=good.payload.need))))  # type: ignore[attr-defined]
-    w.send("needs.postings", key=str(need_id).encode(), value=encode(good), partition=0,
-           headers=headers_for(good.event_id, good.event_type))
+    w.send(
+        "needs.postings",
+        key=b"wrong",
+        partition=0,
+        value=encode(f.envelope(NeedPosted(need_id=need_id, need=good.payload.need))),
+    )  # type: ignore[attr-defined]
+    w.send(
+        "needs.postings",
+        key=str(need_id).encode(),
+        value=encode(good),
+        partition=0,
+        headers=headers_for(good.event_id, good.event_type),
+    )
     w.flush()
     w.close()
 

@@ -78,8 +78,16 @@ def test_the_same_key_with_another_body_is_refused_and_writes_nothing(
 
 
 def test_keys_are_per_organisation(client: TestClient, database_url: str) -> None:
-    client.post("/v1/needs", json=f.volunteer_need(), headers={"X-Exchange-Org": "a", "Idempotency-Key": "k"})
-    client.post("/v1/needs", json=f.volunteer_need(), headers={"X-Exchange-Org": "b", "Idempotency-Key": "k"})
+    client.post(
+        "/v1/needs",
+        json=f.volunteer_need(),
+        headers={"X-Exchange-Org": "a", "Idempotency-Key": "k"},
+    )
+    client.post(
+        "/v1/needs",
+        json=f.volunteer_need(),
+        headers={"X-Exchange-Org": "b", "Idempotency-Key": "k"},
+    )
     assert postings_count(database_url) == 2
 
 

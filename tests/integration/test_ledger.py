@@ -24,7 +24,9 @@ from tests import factories as f
 pytestmark = pytest.mark.integration
 
 
-def publish(bootstrap: str, topic: str, payloads: list[Message], repeat_first: bool = False) -> list[uuid.UUID]:
+def publish(
+    bootstrap: str, topic: str, payloads: list[Message], repeat_first: bool = False
+) -> list[uuid.UUID]:
     w = producer(bootstrap)
     ids = []
     envs = [f.envelope(p, stream=stream_of(p)) for p in payloads]
@@ -39,8 +41,8 @@ def publish(bootstrap: str, topic: str, payloads: list[Message], repeat_first: b
     return ids
 
 
-async def wait_until(conn: asyncpg.Connection, sql: str, expected: int, timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_until(conn: asyncpg.Connection, sql: str, expected: int, within: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         got = await conn.fetchval(sql)
         if got == expected:
@@ -51,8 +53,12 @@ async def wait_until(conn: asyncpg.Connection, sql: str, expected: int, timeout:
 
 
 def needs(n: int) -> list[Message]:
-    return [NeedPosted(need_id=uuid.uuid4(), need=NeedSpec.model_validate(f.volunteer_need(title=f"需求{i}")))
-            for i in range(n)]
+    return [
+        NeedPosted(
+            need_id=uuid.uuid4(), need=NeedSpec.model_validate(f.volunteer_need(title=f"需求{i}"))
+        )
+        for i in range(n)
+    ]
 
 
 async def test_every_event_is_archived_once_across_a_restart(
@@ -76,7 +82,8 @@ async def test_every_event_is_archived_once_across_a_restart(
     stop.set()
     await task
     positions = await db.fetchval(
-        "SELECT sum(next_offset) FROM consumer_positions WHERE topic = 'needs.events'")
+        "SELECT sum(next_offset) FROM consumer_positions WHERE topic = 'needs.events'"
+    )
     assert positions == 71  # 70 events and one redelivery were read; each archived once
 
 
@@ -85,11 +92,18 @@ async def test_money_is_journalled_in_balanced_entries(
 ) -> None:
     ensure_topics(broker.bootstrap)
     fund_id = uuid.uuid4()
-    publish(broker.bootstrap, "funds.events", [
-        FundOpened(fund_id=fund_id, fund=FundSpec.model_validate(f.fund())),
-        DonationReceived(fund_id=fund_id, donation_id=uuid.uuid4(),
-                         donation=DonationSpec.model_validate(f.donation(800_000))),
-    ])
+    publish(
+        broker.bootstrap,
+        "funds.events",
+        [
+            FundOpened(fund_id=fund_id, fund=FundSpec.model_validate(f.fund())),
+            DonationReceived(
+                fund_id=fund_id,
+                donation_id=uuid.uuid4(),
+                donation=DonationSpec.model_validate(f.donation(800_000)),
+            ),
+        ],
+    )
     stop = asyncio.Event()
     settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
     task = asyncio.create_task(run_ledger(settings, stop))
@@ -97,13 +111,18 @@ async def test_money_is_journalled_in_balanced_entries(
     stop.set()
     await task
     assert await db.fetchval("SELECT sum(amount_minor) FROM journal_lines") == 0
-    assert await db.fetchval(
-        "SELECT amount_minor FROM journal_lines WHERE account = $1", f"fund:{fund_id}:available"
-    ) == 800_000
+    assert (
+        await db.fetchval(
+            "SELECT amount_minor FROM journal_lines WHERE account = $1", f"fund:{fund_id}:available"
+        )
+        == 800_000
+    )
 
 
 async def test_an_empty_broker_is_refilled_from_postgresql(
-    broker: EmbeddedBroker, start_broker: Callable[[], EmbeddedBroker], database_url: str,
+    broker: EmbeddedBroker,
+    start_broker: Callable[[], EmbeddedBroker],
+    database_url: str,
     db: asyncpg.Connection,
 ) -> None:
     ensure_topics(broker.bootstrap)
@@ -118,9 +137,12 @@ async def test_an_empty_broker_is_refilled_from_postgresql(
     # a posting the gateway acknowledged but nobody archived before the broker was lost
     pending = uuid.uuid4()
     await db.execute(
-        "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id, request_hash,"
-        " response) VALUES ($1, 'needs.postings', $2, $3, 'PostNeed', 'o', 'h', '{}'::jsonb)",
-        pending, b"k", b"{}",
+        "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id,"
+        " request_hash, response)"
+        " VALUES ($1, 'needs.postings', $2, $3, 'PostNeed', 'o', 'h', '{}'::jsonb)",
+        pending,
+        b"k",
+        b"{}",
     )
 
     fresh = start_broker()

@@ -39,7 +39,10 @@ def test_an_envelope_survives_encode_and_decode_with_chinese_text() -> None:
         (b'{"event_type": "Nope", "schema_version": 1, "payload": {}}', "event_type"),
         (b'{"event_type": "PostingRefused", "schema_version": 0, "payload": {}}', "schema_version"),
         (b'{"event_type": "PostingRefused", "schema_version": 1}', "payload"),
-        (b'{"event_type": "PostingRefused", "schema_version": 9, "payload": {}}', "newer than this"),
+        (
+            b'{"event_type": "PostingRefused", "schema_version": 9, "payload": {}}',
+            "newer than this",
+        ),
     ],
 )
 def test_undecodable_messages_say_why(raw: bytes, reason: str) -> None:
@@ -75,18 +78,23 @@ def test_a_missing_upcaster_is_an_error_not_a_silent_pass() -> None:
 
 texts = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp")),
-    min_size=1, max_size=60,
+    min_size=1,
+    max_size=60,
 ).filter(lambda s: s.strip() == s)
 
 
 @given(reason=texts, field=st.one_of(st.none(), texts), posting_type=texts)
 @settings(max_examples=200, deadline=None)
-def test_any_valid_refusal_round_trips_unchanged(reason: str, field: str | None, posting_type: str) -> None:
+def test_any_valid_refusal_round_trips_unchanged(
+    reason: str, field: str | None, posting_type: str
+) -> None:
     import unicodedata
 
     payload = PostingRefused(
-        posting_id=uuid.uuid4(), posting_type=posting_type[:80],
-        reason=unicodedata.normalize("NFC", reason), field=field,
+        posting_id=uuid.uuid4(),
+        posting_type=posting_type[:80],
+        reason=unicodedata.normalize("NFC", reason),
+        field=field,
     )
     env = f.envelope(payload)
     assert decode(encode(env)) == env

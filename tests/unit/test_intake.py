@@ -25,7 +25,9 @@ pytestmark = pytest.mark.unit
 
 
 def post_need(need_id: uuid.UUID | None = None, **over: object) -> PostNeed:
-    return PostNeed(need_id=need_id or uuid.uuid4(), need=NeedSpec.model_validate(f.volunteer_need(**over)))
+    return PostNeed(
+        need_id=need_id or uuid.uuid4(), need=NeedSpec.model_validate(f.volunteer_need(**over))
+    )
 
 
 def test_an_accepted_need_gets_an_id_derived_from_its_posting() -> None:
@@ -61,21 +63,34 @@ def test_a_need_whose_deadline_has_passed_is_refused() -> None:
 def test_a_donation_needs_an_open_fund_in_its_currency() -> None:
     state = IntakeState()
     fund_id = uuid.uuid4()
-    donate = ReceiveDonation(fund_id=fund_id, donation_id=uuid.uuid4(),
-                             donation=DonationSpec.model_validate(f.donation()))
+    donate = ReceiveDonation(
+        fund_id=fund_id,
+        donation_id=uuid.uuid4(),
+        donation=DonationSpec.model_validate(f.donation()),
+    )
     [refused] = decide(state, f.envelope(donate))
     assert isinstance(refused.payload, PostingRefused) and refused.payload.field == "fund_id"
 
-    [opened] = decide(state, f.envelope(OpenFund(fund_id=fund_id, fund=FundSpec.model_validate(f.fund()))))
+    [opened] = decide(
+        state, f.envelope(OpenFund(fund_id=fund_id, fund=FundSpec.model_validate(f.fund())))
+    )
     assert isinstance(opened.payload, FundOpened)
-    donate2 = ReceiveDonation(fund_id=fund_id, donation_id=uuid.uuid4(),
-                              donation=DonationSpec.model_validate(f.donation()))
+    donate2 = ReceiveDonation(
+        fund_id=fund_id,
+        donation_id=uuid.uuid4(),
+        donation=DonationSpec.model_validate(f.donation()),
+    )
     [received] = decide(state, f.envelope(donate2))
     assert isinstance(received.payload, DonationReceived)
     assert received.stream_seq == 3  # refused, opened, received: one stream per fund
 
-    usd = ReceiveDonation(fund_id=fund_id, donation_id=uuid.uuid4(), donation=DonationSpec.model_validate(
-        {"donor": "Friends", "amount": {"amount_minor": 100, "currency": "USD"}}))
+    usd = ReceiveDonation(
+        fund_id=fund_id,
+        donation_id=uuid.uuid4(),
+        donation=DonationSpec.model_validate(
+            {"donor": "Friends", "amount": {"amount_minor": 100, "currency": "USD"}}
+        ),
+    )
     [wrong] = decide(state, f.envelope(usd))
     assert isinstance(wrong.payload, PostingRefused)
     assert wrong.payload.field == "donation.amount.currency"

@@ -29,14 +29,21 @@ def need(body: dict[str, Any]) -> Envelope[Message]:
 
 
 def volunteer(**over: Any) -> Envelope[Message]:
-    return f.envelope(PledgeMade(volunteer_id=uuid.uuid4(), pledge=PledgeSpec.model_validate(f.pledge(**over))))
+    return f.envelope(
+        PledgeMade(volunteer_id=uuid.uuid4(), pledge=PledgeSpec.model_validate(f.pledge(**over)))
+    )
 
 
 def fund_with(amount: int, **over: Any) -> tuple[Envelope[Message], Envelope[Message]]:
     fund_id = uuid.uuid4()
     opened = f.envelope(FundOpened(fund_id=fund_id, fund=FundSpec.model_validate(f.fund(**over))))
-    gift = f.envelope(DonationReceived(fund_id=fund_id, donation_id=uuid.uuid4(),
-                                       donation=DonationSpec.model_validate(f.donation(amount))))
+    gift = f.envelope(
+        DonationReceived(
+            fund_id=fund_id,
+            donation_id=uuid.uuid4(),
+            donation=DonationSpec.model_validate(f.donation(amount)),
+        )
+    )
     return opened, gift
 
 
@@ -59,7 +66,17 @@ def test_missing_skill_wrong_district_or_no_availability_means_no_match() -> Non
 
 
 def test_a_volunteer_travelling_anywhere_crosses_districts() -> None:
-    assert len(run([need(f.volunteer_need()), volunteer(home={"district": "江宁区"}, travel="anywhere")])) == 1
+    assert (
+        len(
+            run(
+                [
+                    need(f.volunteer_need()),
+                    volunteer(home={"district": "江宁区"}, travel="anywhere"),
+                ]
+            )
+        )
+        == 1
+    )
 
 
 def test_a_volunteer_is_never_booked_on_two_overlapping_shifts() -> None:
@@ -70,22 +87,32 @@ def test_a_volunteer_is_never_booked_on_two_overlapping_shifts() -> None:
 
 
 def test_touching_shifts_can_both_be_served() -> None:
-    a = f.volunteer_need(volunteers_needed=1, shift={"start": f.iso(f.T0), "end": f.iso(f.T0 + timedelta(hours=1))})
-    b = f.volunteer_need(volunteers_needed=1, shift={"start": f.iso(f.T0 + timedelta(hours=1)),
-                                                     "end": f.iso(f.T0 + timedelta(hours=2))})
+    a = f.volunteer_need(
+        volunteers_needed=1, shift={"start": f.iso(f.T0), "end": f.iso(f.T0 + timedelta(hours=1))}
+    )
+    b = f.volunteer_need(
+        volunteers_needed=1,
+        shift={"start": f.iso(f.T0 + timedelta(hours=1)), "end": f.iso(f.T0 + timedelta(hours=2))},
+    )
     assert len(run([need(a), need(b), volunteer()])) == 2
 
 
 def test_the_weekly_hour_limit_holds() -> None:
-    a = f.volunteer_need(volunteers_needed=1, shift={"start": f.iso(f.T0), "end": f.iso(f.T0 + timedelta(hours=2))})
-    b = f.volunteer_need(volunteers_needed=1, shift={"start": f.iso(f.T0 + timedelta(hours=2)),
-                                                     "end": f.iso(f.T0 + timedelta(hours=4))})
+    a = f.volunteer_need(
+        volunteers_needed=1, shift={"start": f.iso(f.T0), "end": f.iso(f.T0 + timedelta(hours=2))}
+    )
+    b = f.volunteer_need(
+        volunteers_needed=1,
+        shift={"start": f.iso(f.T0 + timedelta(hours=2)), "end": f.iso(f.T0 + timedelta(hours=4))},
+    )
     assert len(run([need(a), need(b), volunteer(weekly_hour_limit=3)])) == 1
 
 
 def test_a_need_is_never_filled_beyond_its_quantity() -> None:
-    matches = run([need(f.volunteer_need(volunteers_needed=2))] + [
-        volunteer(pseudonym=f"志愿者{i}") for i in range(5)])
+    matches = run(
+        [need(f.volunteer_need(volunteers_needed=2))]
+        + [volunteer(pseudonym=f"志愿者{i}") for i in range(5)]
+    )
     assert len(matches) == 2
 
 
@@ -122,7 +149,14 @@ def test_more_urgent_needs_are_served_first_when_money_arrives() -> None:
 
 def test_replaying_the_same_input_gives_byte_identical_decisions() -> None:
     opened, gift = fund_with(300_000)
-    events = [opened, gift, need(f.money_need()), need(f.volunteer_need()), volunteer(), volunteer(pseudonym="李阿姨")]
+    events = [
+        opened,
+        gift,
+        need(f.money_need()),
+        need(f.volunteer_need()),
+        volunteer(),
+        volunteer(pseudonym="李阿姨"),
+    ]
     state_a, state_b = MatcherState(), MatcherState()
     a = [p.model_dump_json() for e in events for p in apply(state_a, e)]
     b = [p.model_dump_json() for e in events for p in apply(state_b, e)]

@@ -51,7 +51,9 @@ def test_bad_need_fields_are_named(override: dict[str, Any], field: str) -> None
 
 
 def test_a_shift_must_end_after_it_starts() -> None:
-    body = f.volunteer_need(shift={"start": "2026-12-05T12:00:00+08:00", "end": "2026-12-05T12:00:00+08:00"})
+    body = f.volunteer_need(
+        shift={"start": "2026-12-05T12:00:00+08:00", "end": "2026-12-05T12:00:00+08:00"}
+    )
     with pytest.raises(ValidationError) as exc:
         NeedSpec.model_validate(body)
     assert "shift" in fields_of(exc.value)
@@ -82,12 +84,19 @@ def test_money_is_never_a_float() -> None:
 @pytest.mark.parametrize("currency", ["cny", "CN", "RMB1", ""])
 def test_currency_is_an_iso_code(currency: str) -> None:
     with pytest.raises(ValidationError):
-        DonationSpec.model_validate({"donor": "匿名", "amount": {"amount_minor": 100, "currency": currency}})
+        DonationSpec.model_validate(
+            {"donor": "匿名", "amount": {"amount_minor": 100, "currency": currency}}
+        )
 
 
 def test_goods_with_a_unit_cost_are_counted_in_money() -> None:
-    body = f.money_need(kind="goods", quantity=20, unit="套", category="emergency",
-                        unit_cost={"amount_minor": 15_000, "currency": "CNY"})
+    body = f.money_need(
+        kind="goods",
+        quantity=20,
+        unit="套",
+        category="emergency",
+        unit_cost={"amount_minor": 15_000, "currency": "CNY"},
+    )
     del body["amount"]
     need = NeedSpec.model_validate(body)
     assert need.money_wanted is not None and need.money_wanted.amount_minor == 300_000
@@ -95,7 +104,9 @@ def test_goods_with_a_unit_cost_are_counted_in_money() -> None:
 
 def test_fund_restrictions_are_checked() -> None:
     with pytest.raises(ValidationError, match="valid_until must be after valid_from"):
-        FundSpec.model_validate(f.fund(valid_from="2026-12-01T00:00:00Z", valid_until="2026-11-01T00:00:00Z"))
+        FundSpec.model_validate(
+            f.fund(valid_from="2026-12-01T00:00:00Z", valid_until="2026-11-01T00:00:00Z")
+        )
     with pytest.raises(ValidationError, match="categories must not repeat"):
         FundSpec.model_validate(f.fund(categories=["elderly_meals", "elderly_meals"]))
     with pytest.raises(ValidationError, match="cap_per_need must be in the fund's currency"):
@@ -105,7 +116,9 @@ def test_fund_restrictions_are_checked() -> None:
 def test_a_fund_allows_only_what_its_earmarks_allow() -> None:
     fund = FundSpec.model_validate(f.fund(valid_until="2026-12-31T16:00:00Z"))
     assert fund.allows(NeedSpec.model_validate(f.money_need()).category, "鼓楼区", f.T0)
-    assert not fund.allows(NeedSpec.model_validate(f.money_need(category="tutoring")).category, "鼓楼区", f.T0)
+    assert not fund.allows(
+        NeedSpec.model_validate(f.money_need(category="tutoring")).category, "鼓楼区", f.T0
+    )
     assert not fund.allows(NeedSpec.model_validate(f.money_need()).category, "江宁区", f.T0)
 
 
@@ -116,7 +129,10 @@ def test_pledge_windows_must_not_overlap() -> None:
     ]
     with pytest.raises(ValidationError, match="must not overlap"):
         PledgeSpec.model_validate(f.pledge(availability=windows))
-    touching = [windows[0], {"start": "2026-12-05T12:00:00+08:00", "end": "2026-12-05T13:00:00+08:00"}]
+    touching = [
+        windows[0],
+        {"start": "2026-12-05T12:00:00+08:00", "end": "2026-12-05T13:00:00+08:00"},
+    ]
     assert len(PledgeSpec.model_validate(f.pledge(availability=touching)).availability) == 2
 
 
