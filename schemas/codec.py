@@ -15,12 +15,15 @@ from pydantic import ValidationError
 
 from schemas.envelope import Envelope
 from schemas.messages import ALL_MESSAGES, Message
+from schemas.refusals import posting_refused_v1_to_v2
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 MESSAGE_TYPES: dict[str, type[Message]] = {m.TYPE: m for m in ALL_MESSAGES}
 
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("PostingRefused", 1): posting_refused_v1_to_v2,
+}
 """(type, version) -> function turning that version's payload into version + 1's."""
 
 

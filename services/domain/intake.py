@@ -20,6 +20,7 @@ from schemas.messages import (
     PledgeMade,
     PostingRefused,
     PostNeed,
+    Problem,
     ReceiveDonation,
 )
 from services.domain.outputs import derived
@@ -56,7 +57,9 @@ def stream_of(payload: Message) -> str:
 
 def _refusal(posting: Envelope[Message], reason: str, fld: str | None) -> PostingRefused:
     return PostingRefused(
-        posting_id=posting.event_id, posting_type=posting.event_type, reason=reason, field=fld
+        posting_id=posting.event_id,
+        posting_type=posting.event_type,
+        problems=[Problem(field=fld, reason=reason)],
     )
 
 

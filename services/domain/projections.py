@@ -133,7 +133,7 @@ def project(event: Envelope[Message]) -> list[Change]:
                 {
                     "posting_id": p.posting_id,
                     "reason": p.reason,
-                    "field": p.field,
+                    "field": p.problems[0].field,
                     "event_id": event.event_id,
                 },
             )

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import DecodeError, decode, encode, upcast
-from schemas.messages import NeedPosted, PostingRefused
+from schemas.messages import NeedPosted, PostingRefused, Problem
 from schemas.specs import NeedSpec
 from tests import factories as f
 
@@ -93,8 +93,32 @@ def test_any_valid_refusal_round_trips_unchanged(
     payload = PostingRefused(
         posting_id=uuid.uuid4(),
         posting_type=posting_type[:80],
-        reason=unicodedata.normalize("NFC", reason),
-        field=field,
+        problems=[Problem(field=field, reason=unicodedata.normalize("NFC", reason))],
     )
     env = f.envelope(payload)
     assert decode(encode(env)) == env
+
+
+def test_a_stored_v1_refusal_loads_as_v2() -> None:
+    v2 = json.loads(
+        encode(
+            f.envelope(
+                PostingRefused(
+                    posting_id=uuid.uuid4(),
+                    posting_type="PostNeed",
+                    problems=[Problem(field="need.deadline", reason="截止时间已过")],
+                )
+            )
+        )
+    )
+    v1 = {
+        **v2,
+        "schema_version": 1,
+        "payload": {
+            "posting_id": v2["payload"]["posting_id"],
+            "posting_type": "PostNeed",
+            "reason": "截止时间已过",
+            "field": "need.deadline",
+        },
+    }
+    assert decode(json.dumps(v1).encode()).payload == decode(json.dumps(v2).encode()).payload

@@ -57,7 +57,7 @@ def test_a_need_whose_deadline_has_passed_is_refused() -> None:
     posting = f.envelope(post_need(), at=f.T0 + timedelta(days=1))
     [event] = decide(IntakeState(), posting)
     assert isinstance(event.payload, PostingRefused)
-    assert event.payload.field == "need.deadline"
+    assert event.payload.problems[0].field == "need.deadline"
 
 
 def test_a_donation_needs_an_open_fund_in_its_currency() -> None:
@@ -69,7 +69,10 @@ def test_a_donation_needs_an_open_fund_in_its_currency() -> None:
         donation=DonationSpec.model_validate(f.donation()),
     )
     [refused] = decide(state, f.envelope(donate))
-    assert isinstance(refused.payload, PostingRefused) and refused.payload.field == "fund_id"
+    assert (
+        isinstance(refused.payload, PostingRefused)
+        and refused.payload.problems[0].field == "fund_id"
+    )
 
     [opened] = decide(
         state, f.envelope(OpenFund(fund_id=fund_id, fund=FundSpec.model_validate(f.fund())))
@@ -93,7 +96,7 @@ def test_a_donation_needs_an_open_fund_in_its_currency() -> None:
     )
     [wrong] = decide(state, f.envelope(usd))
     assert isinstance(wrong.payload, PostingRefused)
-    assert wrong.payload.field == "donation.amount.currency"
+    assert wrong.payload.problems[0].field == "donation.amount.currency"
 
 
 def test_a_need_id_is_posted_once() -> None:

@@ -1,0 +1,102 @@
+"""Funds and money: opened with earmarks, donations in and refunded, reserved for needs,
+released, and disbursed. Amounts are integer minor units with an ISO 4217 currency."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from schemas.common import Description, Money
+from schemas.message import Message
+from schemas.specs import DonationSpec, FundSpec
+
+Reason = Annotated[Description, Field(min_length=1, max_length=500)]
+
+
+class OpenFund(Message):
+    """A foundation opens a fund with restrictions."""
+
+    TYPE: ClassVar[str] = "OpenFund"
+    fund_id: uuid.UUID
+    fund: FundSpec
+
+
+class ReceiveDonation(Message):
+    """A foundation records a donation into one of its funds."""
+
+    TYPE: ClassVar[str] = "ReceiveDonation"
+    fund_id: uuid.UUID
+    donation_id: uuid.UUID
+    donation: DonationSpec
+
+
+class RefundDonation(Message):
+    """A foundation returns all or part of a donation to its donor."""
+
+    TYPE: ClassVar[str] = "RefundDonation"
+    fund_id: uuid.UUID
+    donation_id: uuid.UUID
+    refund_id: uuid.UUID
+    amount: Money
+    reason: Reason
+
+
+class FundOpened(Message):
+    """The donations service opened a fund; it can now receive donations."""
+
+    TYPE: ClassVar[str] = "FundOpened"
+    fund_id: uuid.UUID
+    fund: FundSpec
+
+
+class DonationReceived(Message):
+    """Money arrived in a fund and is available under the fund's restrictions."""
+
+    TYPE: ClassVar[str] = "DonationReceived"
+    fund_id: uuid.UUID
+    donation_id: uuid.UUID
+    donation: DonationSpec
+
+
+class DonationRefunded(Message):
+    """Money went back to a donor; never more than the donation and never reserved money."""
+
+    TYPE: ClassVar[str] = "DonationRefunded"
+    fund_id: uuid.UUID
+    donation_id: uuid.UUID
+    refund_id: uuid.UUID
+    amount: Money
+    reason: Reason
+
+
+class FundsReserved(Message):
+    """The fund's owner set money aside for a need under a proposed match."""
+
+    TYPE: ClassVar[str] = "FundsReserved"
+    fund_id: uuid.UUID
+    reservation_id: uuid.UUID
+    need_id: uuid.UUID
+    match_id: uuid.UUID
+    amount: Money
+
+
+class ReservationReleased(Message):
+    """Reserved money went back to available (declined, expired or cancelled)."""
+
+    TYPE: ClassVar[str] = "ReservationReleased"
+    fund_id: uuid.UUID
+    reservation_id: uuid.UUID
+    amount: Money
+    reason: Reason
+
+
+class FundsDisbursed(Message):
+    """Reserved money was paid out for the need; the community confirmed receipt."""
+
+    TYPE: ClassVar[str] = "FundsDisbursed"
+    fund_id: uuid.UUID
+    reservation_id: uuid.UUID
+    need_id: uuid.UUID
+    amount: Money

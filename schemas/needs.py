@@ -1,0 +1,95 @@
+"""Needs: posted by a community, amended while open, cancelled, expired or fulfilled."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, ClassVar, Self
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from schemas.common import Description, Frozen, Money, TimeWindow, Urgency
+from schemas.message import Message
+from schemas.specs import NeedSpec
+
+Reason = Annotated[Description, Field(min_length=1, max_length=500)]
+
+
+class PostNeed(Message):
+    """A community asks for help. The need id is assigned by the gateway."""
+
+    TYPE: ClassVar[str] = "PostNeed"
+    need_id: uuid.UUID
+    need: NeedSpec
+
+
+class NeedAmendment(Frozen):
+    """What a community may change while its need is open; at least one field is set."""
+
+    urgency: Urgency | None = None
+    deadline: AwareDatetime | None = None
+    shift: TimeWindow | None = None
+    volunteers_needed: Annotated[int, Field(ge=1, le=500)] | None = None
+    amount: Money | None = None
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            raise ValueError("an amendment changes at least one field")
+        return self
+
+
+class AmendNeed(Message):
+    """A community changes quantity, window or urgency of one of its open needs."""
+
+    TYPE: ClassVar[str] = "AmendNeed"
+    need_id: uuid.UUID
+    amendment: NeedAmendment
+
+
+class CancelNeed(Message):
+    """A community withdraws one of its needs; what it holds is released."""
+
+    TYPE: ClassVar[str] = "CancelNeed"
+    need_id: uuid.UUID
+    reason: Reason
+
+
+class NeedPosted(Message):
+    """The needs service accepted a need; it is open for matching."""
+
+    TYPE: ClassVar[str] = "NeedPosted"
+    need_id: uuid.UUID
+    need: NeedSpec
+
+
+class NeedAmended(Message):
+    """A need changed; `need` is the whole need as it now stands, `changed` names the fields."""
+
+    TYPE: ClassVar[str] = "NeedAmended"
+    need_id: uuid.UUID
+    need: NeedSpec
+    changed: Annotated[list[str], Field(min_length=1, max_length=10)]
+
+
+class NeedCancelled(Message):
+    """The community cancelled the need; its reservations are released."""
+
+    TYPE: ClassVar[str] = "NeedCancelled"
+    need_id: uuid.UUID
+    reason: Reason
+
+
+class NeedExpired(Message):
+    """The deadline passed (as told by a clock tick on the log) before the need was met."""
+
+    TYPE: ClassVar[str] = "NeedExpired"
+    need_id: uuid.UUID
+    deadline: AwareDatetime
+
+
+class NeedFulfilled(Message):
+    """Everything the need asked for was confirmed delivered (hours served or money paid)."""
+
+    TYPE: ClassVar[str] = "NeedFulfilled"
+    need_id: uuid.UUID

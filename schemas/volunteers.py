@@ -1,0 +1,81 @@
+"""Volunteers: registered pseudonymously by a community or social organisation, then pledging,
+amending and withdrawing time and skills. No phone, ID number or address ever enters the log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from schemas.common import Description, Name, Place
+from schemas.message import Message
+from schemas.specs import PledgeSpec
+
+Reason = Annotated[Description, Field(min_length=1, max_length=500)]
+
+
+class RegisterVolunteer(Message):
+    """A community or social organisation registers a volunteer under a pseudonym."""
+
+    TYPE: ClassVar[str] = "RegisterVolunteer"
+    volunteer_id: uuid.UUID
+    pseudonym: Name
+    home: Place
+
+
+class MakePledge(Message):
+    """A volunteer pledges time and skills."""
+
+    TYPE: ClassVar[str] = "MakePledge"
+    volunteer_id: uuid.UUID
+    pledge: PledgeSpec
+
+
+class AmendPledge(Message):
+    """A volunteer replaces their pledge (skills, availability, limits)."""
+
+    TYPE: ClassVar[str] = "AmendPledge"
+    volunteer_id: uuid.UUID
+    pledge: PledgeSpec
+
+
+class WithdrawPledge(Message):
+    """A volunteer withdraws; shifts already accepted end only through the match lifecycle."""
+
+    TYPE: ClassVar[str] = "WithdrawPledge"
+    volunteer_id: uuid.UUID
+    reason: Reason
+
+
+class VolunteerRegistered(Message):
+    """A volunteer exists, known to the log only by pseudonym and home district."""
+
+    TYPE: ClassVar[str] = "VolunteerRegistered"
+    volunteer_id: uuid.UUID
+    pseudonym: Name
+    home: Place
+
+
+class PledgeMade(Message):
+    """A volunteer's pledge is on record and can be matched."""
+
+    TYPE: ClassVar[str] = "PledgeMade"
+    volunteer_id: uuid.UUID
+    pledge: PledgeSpec
+
+
+class PledgeAmended(Message):
+    """The pledge now reads as `pledge`; proposals it no longer fits are released."""
+
+    TYPE: ClassVar[str] = "PledgeAmended"
+    volunteer_id: uuid.UUID
+    pledge: PledgeSpec
+
+
+class PledgeWithdrawn(Message):
+    """The volunteer is no longer offered for new matches."""
+
+    TYPE: ClassVar[str] = "PledgeWithdrawn"
+    volunteer_id: uuid.UUID
+    reason: Reason
