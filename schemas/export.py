@@ -132,11 +132,42 @@ def _dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
 
 
+class SchemaChanged(Exception):
+    """A published schema version would change: that needs a new version, not an edit."""
+
+
+def fingerprint(schema: Any) -> Any:
+    """The part of a schema that decides which messages are valid: titles and descriptions
+    (docstrings) removed, so rewording documentation needs no version bump."""
+    if isinstance(schema, dict):
+        return {k: fingerprint(v) for k, v in schema.items() if k not in ("title", "description")}
+    if isinstance(schema, list):
+        return [fingerprint(v) for v in schema]
+    return schema
+
+
+def check_unchanged(path: Path, text: str) -> None:
+    """Refuse to change what a published version accepts."""
+    if path.parent != SCHEMA_DIR or not path.exists():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if fingerprint(old) != fingerprint(json.loads(text)):
+        raise SchemaChanged(
+            f"{path.name} would change what it accepts. Published versions are immutable: "
+            "raise the model's VERSION, add an upcaster from the old version in "
+            "schemas/codec.py, keep the old model in schemas/legacy.py, and add a golden file."
+        )
+
+
 def write() -> list[Path]:
-    """Write every exported file that changed; return those written."""
+    """Write every exported file that changed; return those written. Raises SchemaChanged
+    rather than alter what a published version accepts."""
     SCHEMA_DIR.mkdir(exist_ok=True)
+    files = rendered()
+    for path, text in files.items():
+        check_unchanged(path, text)
     changed = []
-    for path, text in rendered().items():
+    for path, text in files.items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
             changed.append(path)

@@ -127,3 +127,60 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/healthz", timeout=2)
     assert not (tmp_path / "var" / "run" / "exchange.json").exists()
+
+
+def test_a_foreign_client_validates_our_topics_with_the_exported_schemas_alone(
+    exchange: Exchange,
+) -> None:
+    """Reads every message of every topic from the real broker and validates it with nothing
+    but the `jsonschema` package and the checked-in schema files (no import of our models)."""
+    import json
+
+    import jsonschema
+    from kafka import KafkaConsumer, TopicPartition
+
+    schema_dir = Path(__file__).parents[2] / "schemas" / "jsonschema"
+    asyncapi = json.loads((schema_dir.parent / "asyncapi.json").read_text(encoding="utf-8"))
+    topics = [c["address"] for c in asyncapi["channels"].values()]
+    with exchange.http() as http:  # make sure there is traffic on the decision topics too
+        wait_for("a proposed match", lambda: http.get("/v1/matches").json(), timeout=90)
+    consumer = KafkaConsumer(
+        bootstrap_servers=exchange.state["kafka_bootstrap_servers"],
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+    )
+    seen: dict[str, int] = {}
+    try:
+        parts = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or [])
+        ]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        empty = 0
+        while empty < 3:
+            batch = consumer.poll(timeout_ms=200)
+            if not batch:
+                empty += 1
+                continue
+            empty = 0
+            for records in batch.values():
+                for r in records:
+                    message = json.loads(r.value)
+                    name = f"{message['event_type']}.v{message['schema_version']}.json"
+                    schema = json.loads((schema_dir / name).read_text(encoding="utf-8"))
+                    jsonschema.Draft202012Validator(
+                        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+                    ).validate(message)
+                    seen[message["event_type"]] = seen.get(message["event_type"], 0) + 1
+    finally:
+        consumer.close()
+    assert {
+        "PostNeed",
+        "NeedPosted",
+        "FundOpened",
+        "DonationReceived",
+        "PledgeMade",
+        "MatchProposed",
+    } <= set(seen), seen

@@ -1,0 +1,190 @@
+"""One realistic payload of every message type (and every superseded version), in the demo's
+words. The golden files in tests/golden/ were written from these once and are never rewritten:
+they are what the log already holds, and every future version of the code must still read them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.common import Money, Place, TimeWindow
+from schemas.legacy import PostingRefusedV1
+from schemas.message import Message
+from schemas.messages import (
+    AcceptMatch,
+    AmendNeed,
+    AmendPledge,
+    CancelNeed,
+    ClockTicked,
+    ConfirmMatch,
+    CorrectEvent,
+    DeclineMatch,
+    DonationReceived,
+    DonationRefunded,
+    EventCorrected,
+    FundOpened,
+    FundsDisbursed,
+    FundsReserved,
+    MakePledge,
+    MatchAccepted,
+    MatchCompleted,
+    MatchDeclined,
+    MatchExpired,
+    MatchProposed,
+    NeedAmended,
+    NeedAmendment,
+    NeedCancelled,
+    NeedExpired,
+    NeedFulfilled,
+    NeedPosted,
+    NoShowRecorded,
+    OpenFund,
+    OrganisationRegistered,
+    OrgKind,
+    PledgeAmended,
+    PledgeMade,
+    PledgeWithdrawn,
+    PostingRefused,
+    PostNeed,
+    Problem,
+    ReceiveDonation,
+    RecordNoShow,
+    RefundDonation,
+    RegisterVolunteer,
+    ReservationReleased,
+    SupplyKind,
+    VolunteerRegistered,
+    WithdrawPledge,
+)
+from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
+from tests import factories as f
+
+NEED = uuid.UUID("11111111-1111-4111-8111-111111111111")
+FUND = uuid.UUID("22222222-2222-4222-8222-222222222222")
+VOL = uuid.UUID("33333333-3333-4333-8333-333333333333")
+MATCH = uuid.UUID("44444444-4444-4444-8444-444444444444")
+DON = uuid.UUID("55555555-5555-4555-8555-555555555555")
+RES = uuid.UUID("66666666-6666-4666-8666-666666666666")
+ORG = uuid.UUID("77777777-7777-4777-8777-777777777777")
+AT = datetime(2026, 12, 5, 2, 0, tzinfo=UTC)
+
+need = NeedSpec.model_validate(f.volunteer_need())
+fund = FundSpec.model_validate(f.fund(cap_per_need={"amount_minor": 500_000, "currency": "CNY"}))
+gift = DonationSpec.model_validate(f.donation())
+pledge = PledgeSpec.model_validate(f.pledge())
+cny = Money(amount_minor=300_000, currency="CNY")
+shift = TimeWindow.model_validate(f.volunteer_need()["shift"])
+home = Place(district="鼓楼区", street="江东街道", community="辰龙广场社区")
+
+
+def samples() -> list[Message]:
+    """A sample of every current message type, then of every superseded version."""
+    return [
+        PostNeed(need_id=NEED, need=need),
+        AmendNeed(need_id=NEED, amendment=NeedAmendment(urgency="critical", volunteers_needed=3)),
+        CancelNeed(need_id=NEED, reason="活动取消 (event cancelled)"),
+        OpenFund(fund_id=FUND, fund=fund),
+        ReceiveDonation(fund_id=FUND, donation_id=DON, donation=gift),
+        RefundDonation(
+            fund_id=FUND,
+            donation_id=DON,
+            refund_id=RES,
+            amount=cny,
+            reason="捐赠人要求退回部分款项",
+        ),
+        RegisterVolunteer(volunteer_id=VOL, pseudonym="王师傅", home=home),
+        MakePledge(volunteer_id=VOL, pledge=pledge),
+        AmendPledge(volunteer_id=VOL, pledge=pledge),
+        WithdrawPledge(volunteer_id=VOL, reason="搬家 (moving away)"),
+        AcceptMatch(match_id=MATCH),
+        DeclineMatch(match_id=MATCH, reason="那天有事"),
+        ConfirmMatch(match_id=MATCH, minutes_served=120),
+        RecordNoShow(match_id=MATCH),
+        CorrectEvent(
+            corrects_event_id=DON,
+            reason="金额录入错误",
+            replacement={"amount": {"amount_minor": 80_000, "currency": "CNY"}},
+        ),
+        OrganisationRegistered(
+            org_id=ORG,
+            kind=OrgKind.FOUNDATION,
+            name="江东街道慈善基金会",
+            district="鼓楼区",
+            street="江东街道",
+        ),
+        VolunteerRegistered(volunteer_id=VOL, pseudonym="王师傅", home=home),
+        NeedPosted(need_id=NEED, need=need),
+        NeedAmended(need_id=NEED, need=need, changed=["urgency"]),
+        NeedCancelled(need_id=NEED, reason="活动取消"),
+        NeedExpired(need_id=NEED, deadline=AT),
+        NeedFulfilled(need_id=NEED),
+        FundOpened(fund_id=FUND, fund=fund),
+        DonationReceived(fund_id=FUND, donation_id=DON, donation=gift),
+        DonationRefunded(
+            fund_id=FUND,
+            donation_id=DON,
+            refund_id=RES,
+            amount=cny,
+            reason="捐赠人要求退回部分款项",
+        ),
+        FundsReserved(fund_id=FUND, reservation_id=RES, need_id=NEED, match_id=MATCH, amount=cny),
+        ReservationReleased(fund_id=FUND, reservation_id=RES, amount=cny, reason="match declined"),
+        FundsDisbursed(fund_id=FUND, reservation_id=RES, need_id=NEED, amount=cny),
+        PledgeMade(volunteer_id=VOL, pledge=pledge),
+        PledgeAmended(volunteer_id=VOL, pledge=pledge),
+        PledgeWithdrawn(volunteer_id=VOL, reason="搬家"),
+        MatchProposed(
+            match_id=MATCH,
+            need_id=NEED,
+            supply=SupplyKind.VOLUNTEER,
+            volunteer_id=VOL,
+            shift=shift,
+            minutes=120,
+            zone="nanjing",
+            rule="skills fit",
+        ),
+        MatchAccepted(match_id=MATCH, need_id=NEED),
+        MatchDeclined(match_id=MATCH, need_id=NEED, reason="那天有事"),
+        MatchExpired(match_id=MATCH, need_id=NEED),
+        MatchCompleted(match_id=MATCH, need_id=NEED, minutes_served=120),
+        NoShowRecorded(match_id=MATCH, need_id=NEED, volunteer_id=VOL),
+        PostingRefused(
+            posting_id=DON,
+            posting_type="ReceiveDonation",
+            problems=[Problem(field="fund_id", reason="no open fund has this id")],
+        ),
+        EventCorrected(
+            corrects_event_id=DON,
+            corrects_event_type="DonationReceived",
+            reason="金额录入错误",
+            replacement={"amount": {"amount_minor": 80_000, "currency": "CNY"}},
+        ),
+        ClockTicked(at=AT),
+        PostingRefusedV1(
+            posting_id=DON,
+            posting_type="ReceiveDonation",
+            reason="no open fund has this id",
+            field="fund_id",
+        ),
+    ]
+
+
+def envelope_json(payload: Message) -> dict[str, Any]:
+    """The whole message as stored: a fixed envelope around the sample payload."""
+    event_id = uuid.uuid5(uuid.NAMESPACE_URL, f"golden/{payload.TYPE}/v{payload.VERSION}")
+    return {
+        "event_id": str(event_id),
+        "event_type": payload.TYPE,
+        "schema_version": payload.VERSION,
+        "stream_id": "golden:sample",
+        "stream_seq": 1,
+        "occurred_at": "2026-12-05T02:00:00Z",
+        "recorded_at": "2026-12-05T02:00:01Z",
+        "actor": {"org_id": "jiangdong-foundation", "role": "foundation"},
+        "correlation_id": str(event_id),
+        "causation_id": None,
+        "idempotency_key": None,
+        "payload": payload.model_dump(mode="json"),
+    }
