@@ -61,13 +61,41 @@ def upcast(
     return payload
 
 
+def json_type(value: object) -> str:
+    """The JSON type name of a value: what an error may say about input instead of the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def field_errors(error: ValidationError, skip: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Every failing field as path, reason and the type of the value given; never the value
+    itself, which may be personal data."""
+    out = []
+    for err in error.errors(include_url=False):
+        path = ".".join(str(p) for p in err["loc"] if p not in skip) or "(root)"
+        given = "missing" if err["type"] == "missing" else json_type(err.get("input"))
+        out.append({"field": path, "reason": err["msg"], "value_type": given})
+    return out
+
+
 def describe_errors(error: ValidationError) -> str:
-    """Every failing field as `path: reason (type)`; never the value, which may be personal data."""
-    parts = []
-    for err in error.errors(include_url=False, include_input=False):
-        path = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{path}: {err['msg']}")
-    return "; ".join(parts)
+    """Every failing field as `path: reason (given: type)`, on one line for logs and DLQs."""
+    return "; ".join(
+        f"{e['field']}: {e['reason']} (given: {e['value_type']})" for e in field_errors(error)
+    )
 
 
 def decode(raw: bytes) -> Envelope[Message]:

@@ -105,6 +105,18 @@ def _cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.export import SchemaChanged, write
+
+    try:
+        written = write()
+    except SchemaChanged as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(f"wrote {p}" for p in written) or "schemas are up to date")
+    return 0
+
+
 def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     import httpx
 
@@ -158,6 +170,11 @@ def parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("topics", help="print the topic registry").set_defaults(func=_cmd_topics)
+    schemas = sub.add_parser("schemas", help="the published event contract")
+    schsub = schemas.add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
+    schsub.add_parser(
+        "export", help="write JSON Schema files and the AsyncAPI document"
+    ).set_defaults(func=_cmd_schemas_export)
     sub.add_parser("status", help="health of the running exchange").set_defaults(func=_cmd_status)
     demo = sub.add_parser("demo", help="load the demo scenario into a running exchange")
     demo.add_argument("--url", help="gateway URL (default: the running exchange's)")

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from schemas.codec import json_type
 from schemas.common import Role
 from schemas.messages import MakePledge, Message, OpenFund, PostNeed, ReceiveDonation
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
@@ -54,15 +55,17 @@ PostingsDep = Annotated[Postings, Depends(_postings)]
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    """Each failing field as path, reason and error type; never the submitted value."""
+    """Each failing field as path, reason and the JSON type of what was given (never the
+    value itself, which may be personal data)."""
     out = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        given = "missing" if err.get("type") == "missing" else json_type(err.get("input"))
         out.append(
             {
                 "field": ".".join(loc) or "(body)",
                 "reason": err.get("msg", "invalid"),
-                "type": err.get("type", "value_error"),
+                "value_type": given,
             }
         )
     return out

@@ -97,7 +97,10 @@ def test_invalid_input_names_every_field_and_writes_nothing(
     bad = f.pledge(skills=[], weekly_hour_limit=99)
     r = client.post("/v1/pledges", json=bad, headers={"X-Exchange-Org": "x"})
     assert r.status_code == 422
-    assert {e["field"] for e in r.json()["detail"]} == {"skills", "weekly_hour_limit"}
+    detail = {e["field"]: e for e in r.json()["detail"]}
+    assert set(detail) == {"skills", "weekly_hour_limit"}
+    assert detail["weekly_hour_limit"]["value_type"] == "integer"
+    assert "60" in detail["weekly_hour_limit"]["reason"]  # says why: the limit
     assert postings_count(database_url) == 0
     assert list(read_all(broker.bootstrap, ["pledges.postings"])) == []
 
