@@ -15,7 +15,7 @@ from schemas.envelope import Envelope
 from schemas.legacy import LEGACY
 from schemas.message import Message
 from schemas.messages import ALL_MESSAGES
-from schemas.topics import TOPICS
+from schemas.topics import ALL_TOPICS
 
 HERE = Path(__file__).parent
 SCHEMA_DIR = HERE / "jsonschema"
@@ -48,7 +48,7 @@ def asyncapi() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for topic in TOPICS:
+    for topic in ALL_TOPICS:
         cid = topic.name.replace(".", "_")
         refs = {}
         for m in topic.messages:

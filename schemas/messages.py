@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from schemas.clock import ClockTicked
 from schemas.corrections import CorrectEvent, EventCorrected
+from schemas.dead_letters import MessageDeadLettered
 from schemas.funds import (
     DonationReceived,
     DonationRefunded,
@@ -102,6 +103,7 @@ EVENTS: tuple[type[Message], ...] = (
     PostingRefused,
     EventCorrected,
     ClockTicked,
+    MessageDeadLettered,
 )
 """Facts decided by the owning service."""
 
@@ -132,6 +134,7 @@ __all__ = [
     "MatchExpired",
     "MatchProposed",
     "Message",
+    "MessageDeadLettered",
     "NeedAmended",
     "NeedAmendment",
     "NeedCancelled",

@@ -29,6 +29,7 @@ from schemas.messages import (
     MatchExpired,
     MatchProposed,
     Message,
+    MessageDeadLettered,
     NeedAmended,
     NeedCancelled,
     NeedExpired,
@@ -63,11 +64,24 @@ class TopicSpec:
     partitions: int
     description: str
     retention_ms: int = -1  # keep forever: auditors replay from the beginning
+    consumer: str | None = None
+    """The service that decides on this topic's messages and parks the unreadable ones."""
 
     @property
     def dead_letter(self) -> str:
         """Where consumers of this topic move messages they cannot decode, with the reason."""
         return f"{self.name}.dlq"
+
+    def dead_letter_spec(self) -> TopicSpec:
+        """The registry entry of this topic's dead-letter topic."""
+        return TopicSpec(
+            self.dead_letter,
+            f"{self.key} (the original key)",
+            (MessageDeadLettered,),
+            self.consumer or "ledger",
+            1,
+            f"Messages of {self.name} that could not be decoded or validated, with the reason.",
+        )
 
 
 NEEDS_POSTINGS = TopicSpec(
@@ -77,6 +91,7 @@ NEEDS_POSTINGS = TopicSpec(
     "gateway",
     4,
     "Needs postings accepted by the gateway, durable in PostgreSQL, awaiting the needs service.",
+    consumer="intake-needs",
 )
 DONATIONS_POSTINGS = TopicSpec(
     "donations.postings",
@@ -85,6 +100,7 @@ DONATIONS_POSTINGS = TopicSpec(
     "gateway",
     4,
     "Fund and donation postings accepted by the gateway, awaiting the donations service.",
+    consumer="intake-donations",
 )
 PLEDGES_POSTINGS = TopicSpec(
     "pledges.postings",
@@ -93,6 +109,7 @@ PLEDGES_POSTINGS = TopicSpec(
     "gateway",
     4,
     "Volunteer postings accepted by the gateway, awaiting the pledges service.",
+    consumer="intake-pledges",
 )
 MATCHES_POSTINGS = TopicSpec(
     "matches.postings",
@@ -101,6 +118,7 @@ MATCHES_POSTINGS = TopicSpec(
     "gateway",
     4,
     "Volunteers' answers to proposals and communities' confirmations, awaiting the matcher.",
+    consumer="matcher",
 )
 ORGANISATIONS_EVENTS = TopicSpec(
     "organisations.events",
@@ -126,6 +144,7 @@ NEEDS_EVENTS = TopicSpec(
     "intake-needs",
     4,
     "Decided facts about needs.",
+    consumer="matcher",
 )
 FUNDS_EVENTS = TopicSpec(
     "funds.events",
@@ -143,6 +162,7 @@ FUNDS_EVENTS = TopicSpec(
     "intake-donations",
     4,
     "Decided facts about funds and the money in them.",
+    consumer="matcher",
 )
 VOLUNTEERS_EVENTS = TopicSpec(
     "volunteers.events",
@@ -158,6 +178,7 @@ VOLUNTEERS_EVENTS = TopicSpec(
     "intake-pledges",
     4,
     "Decided facts about volunteers and their pledges.",
+    consumer="matcher",
 )
 CLOCK_TICKS = TopicSpec(
     "clock.ticks",
@@ -166,6 +187,7 @@ CLOCK_TICKS = TopicSpec(
     "clock",
     1,
     "Time as an input: ticks that drive expiry and deadlines, so replay decides the same.",
+    consumer="matcher",
 )
 MATCHER_INPUTS = TopicSpec(
     "matcher.inputs",
@@ -185,6 +207,7 @@ MATCHER_INPUTS = TopicSpec(
     "matcher",
     4,
     "Supply and demand events re-keyed by matching zone: the matcher's ordered, logged input.",
+    consumer="matcher",
 )
 MATCHES_EVENTS = TopicSpec(
     "matches.events",
@@ -218,14 +241,17 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}
+"""The main topics by name (dead-letter topics are derived from them)."""
+
+
+DEAD_LETTER_TOPICS: tuple[TopicSpec, ...] = tuple(t.dead_letter_spec() for t in TOPICS)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = TOPICS + DEAD_LETTER_TOPICS
 
 
 def all_topic_names(with_dead_letters: bool = True) -> list[str]:
     """Every topic the exchange needs created, dead-letter topics included by default."""
-    names = [t.name for t in TOPICS]
-    if with_dead_letters:
-        names += [t.dead_letter for t in TOPICS]
-    return names
+    return [t.name for t in (ALL_TOPICS if with_dead_letters else TOPICS)]
 
 
 def partitions_of(name: str) -> int:

@@ -33,6 +33,7 @@ from schemas.messages import (
     MatchDeclined,
     MatchExpired,
     MatchProposed,
+    MessageDeadLettered,
     NeedAmended,
     NeedAmendment,
     NeedCancelled,
@@ -162,6 +163,15 @@ def samples() -> list[Message]:
             replacement={"amount": {"amount_minor": 80_000, "currency": "CNY"}},
         ),
         ClockTicked(at=AT),
+        MessageDeadLettered(
+            topic="needs.postings",
+            partition=0,
+            offset=7,
+            consumer="intake-needs",
+            reason="payload.need.deadline: Field required (given: missing)",
+            original_key_hex=str(NEED).encode().hex(),
+            original_value_hex=b'{"event_type": "PostNeed"}'.hex(),
+        ),
         PostingRefusedV1(
             posting_id=DON,
             posting_type="ReceiveDonation",

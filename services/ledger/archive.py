@@ -57,8 +57,6 @@ def _header(record: Record, name: str) -> str | None:
 
 
 def _decoded(record: Record) -> Envelope[Message] | None:
-    if record.topic.endswith(".dlq"):
-        return None
     try:
         return decode(record.value)
     except DecodeError:

@@ -56,14 +56,7 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.ledger_batch_size)
             records = [
-                Record(
-                    m.topic,
-                    m.partition,
-                    m.offset,
-                    m.key,
-                    m.value or b"",
-                    tuple((k, bytes(v)) for k, v in (m.headers or ())),
-                )
+                Record.of(m)
                 for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
                 for m in batch[tp]
             ]

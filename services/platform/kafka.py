@@ -36,6 +36,22 @@ class Record:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int = 0
+
+    @classmethod
+    def of(cls, message: Any) -> Record:
+        """From a kafka-python or aiokafka ConsumerRecord, or a faust Message."""
+        raw = message.headers.items() if isinstance(message.headers, dict) else message.headers
+        stamp = message.timestamp or 0
+        return cls(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value or b"",
+            tuple((k, bytes(v)) for k, v in (raw or ())),
+            int(stamp * 1000) if isinstance(stamp, float) else int(stamp),  # faust: seconds
+        )
 
     @property
     def event_id(self) -> uuid.UUID | None:
@@ -122,14 +138,7 @@ def read_all(
             empty = 0
             for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
                 for m in batch[tp]:
-                    yield Record(
-                        m.topic,
-                        m.partition,
-                        m.offset,
-                        m.key,
-                        m.value,
-                        tuple((h[0], bytes(h[1])) for h in (m.headers or [])),
-                    )
+                    yield Record.of(m)
     finally:
         reader.close()
 

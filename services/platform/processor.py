@@ -14,10 +14,13 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Protocol
 
-from schemas.codec import DecodeError
-from schemas.envelope import NAMESPACE
+from schemas.codec import DecodeError, encode
+from schemas.common import Role
+from schemas.envelope import NAMESPACE, Actor, Envelope
+from schemas.messages import Message, MessageDeadLettered
 from services.domain.outputs import Outgoing
 from services.platform.kafka import Record, headers_for, producer, read_all
 
@@ -47,29 +50,37 @@ class Processor(Protocol):
         ...
 
 
-def dead_letter(record: Record, reason: str) -> Outgoing:
+def dead_letter(record: Record, reason: str, consumer: str) -> Outgoing:
     """The message that parks an undecodable record on its topic's dead-letter topic.
 
-    Its id is derived from the topic and the exact bytes, so a replay parks it once."""
+    Its id is derived from the topic and the exact bytes, so a replay parks it once; its time is
+    the original record's broker timestamp, so no clock is read here."""
     digest = hashlib.sha256((record.key or b"") + b"\x00" + record.value).hexdigest()
     event_id = uuid.uuid5(NAMESPACE, f"dead-letter/{record.topic}/{digest}")
-    body = {
-        "event_id": str(event_id),
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "reason": reason,
-        "original_key_hex": (record.key or b"").hex(),
-        "original_value_hex": record.value.hex(),
-    }
-    import json
-
+    at = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+    payload = MessageDeadLettered(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        consumer=consumer,
+        reason=reason[:2000],
+        original_key_hex=(record.key or b"").hex(),
+        original_value_hex=record.value.hex(),
+    )
+    envelope = Envelope[Message](
+        event_id=event_id,
+        event_type=payload.TYPE,
+        schema_version=payload.VERSION,
+        stream_id=f"dead-letters:{record.topic}",
+        stream_seq=0,
+        occurred_at=at,
+        recorded_at=at,
+        actor=Actor(org_id=consumer, role=Role.SYSTEM),
+        correlation_id=event_id,
+        payload=payload,
+    )
     return Outgoing(
-        f"{record.topic}.dlq",
-        record.key or b"",
-        event_id,
-        "DeadLetter",
-        json.dumps(body, ensure_ascii=False).encode(),
+        f"{record.topic}.dlq", record.key or b"", event_id, payload.TYPE, encode(envelope)
     )
 
 
@@ -87,7 +98,7 @@ def process(processor: Processor, record: Record) -> list[Outgoing]:
                 "reason": exc.reason,
             },
         )
-        return [dead_letter(record, exc.reason)]
+        return [dead_letter(record, exc.reason, processor.name)]
 
 
 def written_ids(bootstrap: str, topics: Iterable[str]) -> set[uuid.UUID]:

@@ -92,16 +92,7 @@ def _add_agent(app: faust.App, proc: Processor) -> None:
 
     async def agent(stream: Any) -> None:
         async for event in stream.events():
-            msg = event.message
-            raw_headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
-            record = Record(
-                msg.topic,
-                msg.partition,
-                msg.offset,
-                msg.key,
-                msg.value or b"",
-                tuple((k, bytes(v)) for k, v in (raw_headers or [])),
-            )
+            record = Record.of(event.message)
             for out in process(proc, record):
                 sent = await sinks[out.topic].send(
                     key=out.key,

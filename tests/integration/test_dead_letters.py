@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 
 from schemas.codec import decode, encode
-from schemas.messages import NeedPosted, PostNeed
+from schemas.messages import MessageDeadLettered, NeedPosted, PostNeed
 from schemas.specs import NeedSpec
 from services.embedded.broker import EmbeddedBroker
 from services.intake.processor import KINDS, IntakeProcessor
@@ -48,12 +47,14 @@ def test_poison_is_parked_with_its_reason_and_valid_postings_still_flow(
 
     assert catch_up(broker.bootstrap, IntakeProcessor(KINDS["intake-needs"])) == 3
 
-    dead = [json.loads(r.value) for r in read_all(broker.bootstrap, ["needs.postings.dlq"])]
-    assert [d["reason"] for d in dead] == [
+    dead = [decode(r.value).payload for r in read_all(broker.bootstrap, ["needs.postings.dlq"])]
+    assert all(isinstance(d, MessageDeadLettered) for d in dead)
+    assert [d.consumer for d in dead] == ["intake-needs", "intake-needs"]  # type: ignore[attr-defined]
+    assert [d.reason for d in dead] == [  # type: ignore[attr-defined]
         "not UTF-8 JSON: JSONDecodeError",
         "event_type: NeedPosted does not belong on needs.postings",
     ]
-    assert bytes.fromhex(dead[0]["original_value_hex"]) == b"{not json"
+    assert bytes.fromhex(dead[0].original_value_hex) == b"{not json"  # type: ignore[attr-defined]
     [event] = [decode(r.value) for r in read_all(broker.bootstrap, ["needs.events"])]
     assert isinstance(event.payload, NeedPosted) and event.payload.need_id == need_id
 

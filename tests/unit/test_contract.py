@@ -18,7 +18,7 @@ from schemas.codec import UPCASTERS, decode, encode
 from schemas.envelope import Envelope
 from schemas.legacy import LEGACY
 from schemas.messages import ALL_MESSAGES, Message
-from schemas.topics import TOPICS
+from schemas.topics import ALL_TOPICS
 from tests.samples import envelope_json, samples
 from tests.strategies import varied
 
@@ -95,7 +95,7 @@ def test_the_asyncapi_document_names_every_topic_writer_and_message() -> None:
     doc = json.loads(export.ASYNCAPI.read_text())
     assert doc["asyncapi"].startswith("3.")
     channels = {c["address"]: c for c in doc["channels"].values()}
-    for topic in TOPICS:
+    for topic in ALL_TOPICS:
         ch = channels[topic.name]
         assert ch["x-writer"] == topic.owner and ch["x-key"] == topic.key
         assert ch["bindings"]["kafka"]["partitions"] == topic.partitions
