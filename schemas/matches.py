@@ -132,6 +132,16 @@ class MatchCompleted(Message):
         return self
 
 
+class MatchWithdrawn(Message):
+    """The matcher took a proposal back because its need or its supply went away (need
+    cancelled or changed, pledge withdrawn, donation refunded); the supply returns."""
+
+    TYPE: ClassVar[str] = "MatchWithdrawn"
+    match_id: uuid.UUID
+    need_id: uuid.UUID
+    reason: Reason
+
+
 class NoShowRecorded(Message):
     """The volunteer did not come; the need reopens if time allows."""
 

@@ -28,6 +28,7 @@ from schemas.messages import (
     MatchDeclined,
     MatchExpired,
     MatchProposed,
+    MatchWithdrawn,
     Message,
     MessageDeadLettered,
     NeedAmended,
@@ -202,11 +203,16 @@ MATCHER_INPUTS = TopicSpec(
         PledgeMade,
         PledgeAmended,
         PledgeWithdrawn,
+        AcceptMatch,
+        DeclineMatch,
+        ConfirmMatch,
+        RecordNoShow,
         ClockTicked,
     ),
     "matcher",
     4,
-    "Supply and demand events re-keyed by matching zone: the matcher's ordered, logged input.",
+    "Supply, demand and answers to proposals re-keyed by matching zone: the matcher's ordered, "
+    "logged input.",
     consumer="matcher",
 )
 MATCHES_EVENTS = TopicSpec(
@@ -218,6 +224,7 @@ MATCHES_EVENTS = TopicSpec(
         MatchDeclined,
         MatchExpired,
         MatchCompleted,
+        MatchWithdrawn,
         NoShowRecorded,
         PostingRefused,
     ),

@@ -105,6 +105,59 @@ def _cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _database(settings: Settings) -> str:
+    return settings.database_url or _running(settings)["database_url"]
+
+
+def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from schemas.codec import describe_errors
+    from schemas.messages import OrgKind
+    from services.identity import create_organisation
+    from services.platform.db import connect, migrate
+
+    async def create() -> tuple[object, str, bool]:
+        dsn = _database(settings)
+        await migrate(dsn)
+        conn = await connect(dsn)
+        try:
+            return await create_organisation(
+                conn, OrgKind(args.kind.replace("-", "_")), args.name, args.district, args.street
+            )
+        finally:
+            await conn.close()
+
+    try:
+        org_id, token, created = asyncio.run(create())
+    except ValidationError as exc:
+        print(f"refused: {describe_errors(exc)}", file=sys.stderr)
+        return 2
+    print(f"{'created' if created else 'exists'}: {args.kind} {args.name} ({org_id})")
+    print(f"token (shown once, keep it secret): {token}")
+    return 0
+
+
+def _cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncpg
+
+    async def rows() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(_database(settings))
+        try:
+            return list(
+                await conn.fetch(
+                    "SELECT org_id, kind, name, district, street FROM organisations"
+                    " ORDER BY created_at"
+                )
+            )
+        finally:
+            await conn.close()
+
+    for r in asyncio.run(rows()):
+        print(f"{r['org_id']}  {r['kind']:13} {r['district']} {r['street'] or ''}  {r['name']}")
+    return 0
+
+
 def _cmd_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
     from schemas.export import SchemaChanged, write
 
@@ -129,7 +182,8 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from services.demo.loader import load_demo
 
-    print(load_demo(args.url or _running(settings)["http_url"]))
+    state = _running(settings)
+    print(load_demo(args.url or state["http_url"], _database(settings)))
     return 0
 
 
@@ -168,6 +222,20 @@ def parser() -> argparse.ArgumentParser:
     bsub.add_parser("restore", help="refill an empty broker from PostgreSQL").set_defaults(
         func=_cmd_restore
     )
+
+    orgs = sub.add_parser("orgs", help="organisations and their bearer tokens")
+    osub = orgs.add_subparsers(dest="orgs_command", required=True, metavar="ACTION")
+    create = osub.add_parser("create", help="register an organisation and print its token")
+    create.add_argument(
+        "--kind",
+        required=True,
+        choices=["foundation", "community", "street-office", "social-org", "auditor"],
+    )
+    create.add_argument("--name", required=True, help="e.g. 江东街道慈善基金会")
+    create.add_argument("--district", required=True, help="e.g. 鼓楼区")
+    create.add_argument("--street", help="e.g. 江东街道")
+    create.set_defaults(func=_cmd_orgs_create)
+    osub.add_parser("list", help="list organisations").set_defaults(func=_cmd_orgs_list)
 
     sub.add_parser("topics", help="print the topic registry").set_defaults(func=_cmd_topics)
     schemas = sub.add_parser("schemas", help="the published event contract")

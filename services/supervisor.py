@@ -210,7 +210,7 @@ class Supervisor:
 
         def work() -> None:
             try:
-                result["summary"] = load_demo(self.http_url)
+                result["summary"] = load_demo(self.http_url, self.database_url)
             except Exception as exc:
                 result["error"] = str(exc)
 

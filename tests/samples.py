@@ -33,6 +33,7 @@ from schemas.messages import (
     MatchDeclined,
     MatchExpired,
     MatchProposed,
+    MatchWithdrawn,
     MessageDeadLettered,
     NeedAmended,
     NeedAmendment,
@@ -150,6 +151,7 @@ def samples() -> list[Message]:
         MatchDeclined(match_id=MATCH, need_id=NEED, reason="那天有事"),
         MatchExpired(match_id=MATCH, need_id=NEED),
         MatchCompleted(match_id=MATCH, need_id=NEED, minutes_served=120),
+        MatchWithdrawn(match_id=MATCH, need_id=NEED, reason="the need was cancelled"),
         NoShowRecorded(match_id=MATCH, need_id=NEED, volunteer_id=VOL),
         PostingRefused(
             posting_id=DON,

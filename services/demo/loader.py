@@ -1,4 +1,6 @@
-"""Posts the demo scenario through the public HTTP API, like any client would.
+"""Loads the demo scenario the way real participants would: organisations are registered by
+the operator (`exchange orgs create`), then everything else goes through the public HTTP API
+with each organisation's own bearer token.
 
 Every posting carries an Idempotency-Key made of the scenario week and the item, so loading
 the demo twice in the same week (e.g. after a restart) writes nothing new.
@@ -6,6 +8,7 @@ the demo twice in the same week (e.g. after a restart) writes nothing new.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import date, datetime, timedelta
@@ -14,6 +17,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+
+from schemas.messages import OrgKind
+from services.identity import create_organisation
+from services.platform.db import connect
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
@@ -45,47 +52,87 @@ def resolve(value: Any, monday: date) -> Any:
     return value
 
 
-def load_demo(base_url: str, today: date | None = None, wait_for_match: float = 60) -> str:
-    """Post funds, donations, pledges and needs; wait until a match is visible; summarise."""
+async def register_organisations(dsn: str, orgs: list[dict[str, Any]]) -> dict[str, str]:
+    """Register (or find) the scenario's organisations; a fresh token for each, by ref."""
+    conn = await connect(dsn)
+    try:
+        tokens = {}
+        for o in orgs:
+            _, token, _ = await create_organisation(
+                conn, OrgKind(o["kind"]), o["name"], o["district"], o.get("street")
+            )
+            tokens[o["ref"]] = token
+        return tokens
+    finally:
+        await conn.close()
+
+
+def load_demo(
+    base_url: str, database_url: str, today: date | None = None, wait_for_match: float = 60
+) -> str:
+    """Register organisations, then post funds, donations, volunteers, pledges and needs over
+    HTTP; wait until a match is visible; return a summary."""
     data = scenario()
     monday = anchor_monday(today or datetime.now(SHANGHAI).date())
     week = monday.isoformat()
+    tokens = asyncio.run(register_organisations(database_url, data["organisations"]))
     fund_ids: dict[str, str] = {}
-    need_ids: list[str] = []
     with httpx.Client(base_url=base_url, timeout=10) as http:
 
-        def post(path: str, org: str, ref: str, body: dict[str, Any]) -> dict[str, Any]:
-            r = http.post(
+        def call(method: str, path: str, token: str, ref: str, body: dict[str, Any]) -> Any:
+            r = http.request(
+                method,
                 path,
                 json=resolve(body, monday),
-                headers={"X-Exchange-Org": org, "Idempotency-Key": f"demo/{week}/{ref}"},
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Idempotency-Key": f"demo/{week}/{ref}",
+                },
             )
             if r.status_code != 202:
                 raise RuntimeError(f"demo posting {ref} refused: {r.status_code} {r.text}")
-            result: dict[str, Any] = r.json()
-            return result
+            return r.json()
 
         for f in data["funds"]:
-            fund_ids[f["ref"]] = post("/v1/funds", f["org"], f"fund/{f['ref']}", f["body"])[
-                "fund_id"
-            ]
+            answer = call("POST", "/v1/funds", tokens[f["org"]], f"fund/{f['ref']}", f["body"])
+            fund_ids[f["ref"]] = answer["fund_id"]
         for i, d in enumerate(data["donations"]):
-            post(f"/v1/funds/{fund_ids[d['fund']]}/donations", d["org"], f"donation/{i}", d["body"])
+            call(
+                "POST",
+                f"/v1/funds/{fund_ids[d['fund']]}/donations",
+                tokens[d["org"]],
+                f"donation/{i}",
+                d["body"],
+            )
         for p in data["pledges"]:
-            post("/v1/pledges", p["org"], f"pledge/{p['ref']}", p["body"])
+            body = p["body"]
+            volunteer = {"pseudonym": body["pseudonym"], "home": body["home"]}
+            answer = call(
+                "POST", "/v1/volunteers", tokens[p["org"]], f"volunteer/{p['ref']}", volunteer
+            )
+            call(
+                "PUT",
+                f"/v1/volunteers/{answer['volunteer_id']}/pledge",
+                tokens[p["org"]],
+                f"pledge/{p['ref']}",
+                body,
+            )
         for n in data["needs"]:
-            need_ids.append(post("/v1/needs", n["org"], f"need/{n['ref']}", n["body"])["need_id"])
+            call("POST", "/v1/needs", tokens[n["org"]], f"need/{n['ref']}", n["body"])
 
+        auditor = tokens["audit-office"]
         deadline = time.monotonic() + wait_for_match
         matches: list[Any] = []
         while time.monotonic() < deadline:
-            matches = http.get("/v1/matches").json()
+            matches = http.get(
+                "/v1/matches", headers={"Authorization": f"Bearer {auditor}"}
+            ).json()["items"]
             if matches:
                 break
             time.sleep(0.2)
     return (
-        f"demo loaded (week of {week}): {len(data['funds'])} funds, "
-        f"{len(data['donations'])} donations, {len(data['pledges'])} volunteers, "
-        f"{len(data['needs'])} needs; {len(matches)} matches proposed so far "
-        f"(see {base_url}/v1/matches)"
+        f"demo loaded (week of {week}): {len(data['organisations'])} organisations, "
+        f"{len(data['funds'])} funds, {len(data['donations'])} donations, "
+        f"{len(data['pledges'])} volunteers, {len(data['needs'])} needs; "
+        f"{len(matches)} matches proposed so far"
     )

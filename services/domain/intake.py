@@ -9,21 +9,47 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
+from schemas.codec import field_errors
 from schemas.envelope import Envelope
 from schemas.messages import (
+    AmendNeed,
+    AmendPledge,
+    CancelNeed,
     DonationReceived,
+    DonationRefunded,
     FundOpened,
     MakePledge,
     Message,
+    NeedAmended,
+    NeedCancelled,
     NeedPosted,
     OpenFund,
+    PledgeAmended,
     PledgeMade,
+    PledgeWithdrawn,
     PostingRefused,
     PostNeed,
     Problem,
     ReceiveDonation,
+    RefundDonation,
+    RegisterVolunteer,
+    VolunteerRegistered,
+    WithdrawPledge,
 )
+from schemas.specs import NeedSpec
 from services.domain.outputs import derived
+
+
+@dataclass
+class Donation:
+    """A donation as the donations service knows it: into which fund, how much, refunded."""
+
+    fund_id: uuid.UUID
+    amount_minor: int
+    currency: str
+    refunded_minor: int = 0
 
 
 @dataclass
@@ -32,10 +58,12 @@ class IntakeState:
 
     decided: set[uuid.UUID] = field(default_factory=set)
     stream_seq: dict[str, int] = field(default_factory=dict)
-    needs: set[uuid.UUID] = field(default_factory=set)
+    needs: dict[uuid.UUID, NeedSpec] = field(default_factory=dict)
+    cancelled: set[uuid.UUID] = field(default_factory=set)
     fund_currency: dict[uuid.UUID, str] = field(default_factory=dict)
-    donations: set[uuid.UUID] = field(default_factory=set)
-    volunteers: set[uuid.UUID] = field(default_factory=set)
+    donations: dict[uuid.UUID, Donation] = field(default_factory=dict)
+    volunteers: dict[uuid.UUID, str] = field(default_factory=dict)
+    """volunteer id -> "registered", "pledged" or "withdrawn"."""
 
     def next_seq(self, stream_id: str) -> int:
         """The next sequence number in a stream (1-based); advances the stream."""
@@ -45,13 +73,18 @@ class IntakeState:
 
 
 def stream_of(payload: Message) -> str:
-    """The stream a command or event belongs to: its need, fund or volunteer."""
-    if isinstance(payload, PostNeed | NeedPosted):
-        return f"need:{payload.need_id}"
-    if isinstance(payload, OpenFund | ReceiveDonation | FundOpened | DonationReceived):
-        return f"fund:{payload.fund_id}"
-    if isinstance(payload, MakePledge | PledgeMade):
-        return f"volunteer:{payload.volunteer_id}"
+    """The stream a command or event belongs to: its match, fund, need, volunteer or
+    organisation (in that order: a match names its need, a reservation its fund)."""
+    for attr, stream in (
+        ("match_id", "match"),
+        ("fund_id", "fund"),
+        ("need_id", "need"),
+        ("volunteer_id", "volunteer"),
+        ("org_id", "organisation"),
+    ):
+        value = getattr(payload, attr, None)
+        if value is not None:
+            return f"{stream}:{value}"
     raise TypeError(f"no stream for {payload.TYPE}")
 
 
@@ -63,9 +96,7 @@ def _refusal(posting: Envelope[Message], reason: str, fld: str | None) -> Postin
     )
 
 
-def _verdict(state: IntakeState, posting: Envelope[Message]) -> Message:
-    """The one event this posting produces: the accepted fact, or a refusal with its reason."""
-    cmd = posting.payload
+def _need_verdict(state: IntakeState, posting: Envelope[Message], cmd: Message) -> Message:
     now = posting.recorded_at
     if isinstance(cmd, PostNeed):
         if cmd.need_id in state.needs:
@@ -73,14 +104,43 @@ def _verdict(state: IntakeState, posting: Envelope[Message]) -> Message:
         if cmd.need.deadline <= now:
             return _refusal(posting, "the deadline has already passed", "need.deadline")
         return NeedPosted(need_id=cmd.need_id, need=cmd.need)
+    assert isinstance(cmd, AmendNeed | CancelNeed)
+    spec = state.needs.get(cmd.need_id)
+    if spec is None:
+        return _refusal(posting, "no need has this id", "need_id")
+    if cmd.need_id in state.cancelled:
+        return _refusal(posting, "the need is cancelled; only an open need can change", "need_id")
+    if spec.deadline <= now:
+        return _refusal(posting, "the need's deadline has passed", "need_id")
+    if isinstance(cmd, CancelNeed):
+        return NeedCancelled(need_id=cmd.need_id, reason=cmd.reason)
+    changes = cmd.amendment.model_dump(exclude_none=True)
+    try:
+        amended = NeedSpec.model_validate(spec.model_dump() | changes)
+    except ValidationError as exc:
+        return PostingRefused(
+            posting_id=posting.event_id,
+            posting_type=posting.event_type,
+            problems=[
+                Problem(field=f"amendment.{e['field']}".removesuffix(".(root)"), reason=e["reason"])
+                for e in field_errors(exc)
+            ],
+        )
+    if amended.deadline <= now:
+        return _refusal(posting, "the new deadline has already passed", "amendment.deadline")
+    return NeedAmended(need_id=cmd.need_id, need=amended, changed=sorted(changes))
+
+
+def _fund_verdict(state: IntakeState, posting: Envelope[Message], cmd: Message) -> Message:
     if isinstance(cmd, OpenFund):
         if cmd.fund_id in state.fund_currency:
             return _refusal(posting, "this fund is already open", "fund_id")
         return FundOpened(fund_id=cmd.fund_id, fund=cmd.fund)
+    assert isinstance(cmd, ReceiveDonation | RefundDonation)
+    currency = state.fund_currency.get(cmd.fund_id)
+    if currency is None:
+        return _refusal(posting, "no open fund has this id", "fund_id")
     if isinstance(cmd, ReceiveDonation):
-        currency = state.fund_currency.get(cmd.fund_id)
-        if currency is None:
-            return _refusal(posting, "no open fund has this id", "fund_id")
         if cmd.donation_id in state.donations:
             return _refusal(posting, "this donation was already recorded", "donation_id")
         if cmd.donation.amount.currency != currency:
@@ -88,23 +148,84 @@ def _verdict(state: IntakeState, posting: Envelope[Message]) -> Message:
         return DonationReceived(
             fund_id=cmd.fund_id, donation_id=cmd.donation_id, donation=cmd.donation
         )
+    gift = state.donations.get(cmd.donation_id)
+    if gift is None or gift.fund_id != cmd.fund_id:
+        return _refusal(
+            posting, "no donation with this id was received into this fund", "donation_id"
+        )
+    if cmd.amount.currency != gift.currency:
+        return _refusal(posting, f"the donation was in {gift.currency}", "amount.currency")
+    left = gift.amount_minor - gift.refunded_minor
+    if cmd.amount.amount_minor > left:
+        return _refusal(
+            posting,
+            f"refund exceeds what is left of the donation ({left} minor units)",
+            "amount.amount_minor",
+        )
+    return DonationRefunded(
+        fund_id=cmd.fund_id,
+        donation_id=cmd.donation_id,
+        refund_id=cmd.refund_id,
+        amount=cmd.amount,
+        reason=cmd.reason,
+    )
+
+
+def _volunteer_verdict(state: IntakeState, posting: Envelope[Message], cmd: Message) -> Message:
+    assert isinstance(cmd, RegisterVolunteer | MakePledge | AmendPledge | WithdrawPledge)
+    status = state.volunteers.get(cmd.volunteer_id)
+    if isinstance(cmd, RegisterVolunteer):
+        if status is not None:
+            return _refusal(posting, "this volunteer is already registered", "volunteer_id")
+        return VolunteerRegistered(
+            volunteer_id=cmd.volunteer_id, pseudonym=cmd.pseudonym, home=cmd.home
+        )
+    if status is None:
+        return _refusal(posting, "no volunteer is registered with this id", "volunteer_id")
     if isinstance(cmd, MakePledge):
-        if cmd.volunteer_id in state.volunteers:
-            return _refusal(posting, "this volunteer already has a pledge", "volunteer_id")
+        if status == "pledged":
+            return _refusal(
+                posting, "this volunteer already has a pledge; amend it", "volunteer_id"
+            )
         return PledgeMade(volunteer_id=cmd.volunteer_id, pledge=cmd.pledge)
-    return _refusal(posting, f"{posting.event_type} is not an intake posting", "event_type")
+    if status != "pledged":
+        return _refusal(posting, "this volunteer has no current pledge", "volunteer_id")
+    if isinstance(cmd, AmendPledge):
+        return PledgeAmended(volunteer_id=cmd.volunteer_id, pledge=cmd.pledge)
+    return PledgeWithdrawn(volunteer_id=cmd.volunteer_id, reason=cmd.reason)
+
+
+def _verdict(state: IntakeState, posting: Envelope[Message]) -> Message:
+    """The one event this posting produces: the accepted fact, or a refusal with its reason."""
+    cmd = posting.payload
+    if isinstance(cmd, PostNeed | AmendNeed | CancelNeed):
+        return _need_verdict(state, posting, cmd)
+    if isinstance(cmd, OpenFund | ReceiveDonation | RefundDonation):
+        return _fund_verdict(state, posting, cmd)
+    if isinstance(cmd, RegisterVolunteer | MakePledge | AmendPledge | WithdrawPledge):
+        return _volunteer_verdict(state, posting, cmd)
+    return _refusal(posting, f"{posting.event_type} is not decided by this version", "event_type")
 
 
 def evolve(state: IntakeState, event: Message) -> None:
     """Fold one decided event into the state."""
-    if isinstance(event, NeedPosted):
-        state.needs.add(event.need_id)
+    if isinstance(event, NeedPosted | NeedAmended):
+        state.needs[event.need_id] = event.need
+    elif isinstance(event, NeedCancelled):
+        state.cancelled.add(event.need_id)
     elif isinstance(event, FundOpened):
         state.fund_currency[event.fund_id] = event.fund.currency
     elif isinstance(event, DonationReceived):
-        state.donations.add(event.donation_id)
-    elif isinstance(event, PledgeMade):
-        state.volunteers.add(event.volunteer_id)
+        a = event.donation.amount
+        state.donations[event.donation_id] = Donation(event.fund_id, a.amount_minor, a.currency)
+    elif isinstance(event, DonationRefunded):
+        state.donations[event.donation_id].refunded_minor += event.amount.amount_minor
+    elif isinstance(event, VolunteerRegistered):
+        state.volunteers[event.volunteer_id] = "registered"
+    elif isinstance(event, PledgeMade | PledgeAmended):
+        state.volunteers[event.volunteer_id] = "pledged"
+    elif isinstance(event, PledgeWithdrawn):
+        state.volunteers[event.volunteer_id] = "withdrawn"
 
 
 def decide(state: IntakeState, posting: Envelope[Message]) -> list[Envelope[Message]]:

@@ -1,8 +1,9 @@
-"""The matcher's policy: which supply meets which need, decided from the ordered input alone.
+"""The matcher's policy: which supply meets which need, and the life of each proposal, decided
+from the ordered input alone.
 
-Skeleton rule (the matching issue makes it serious): a need is met by supply in the same
-zone whose kind, category (earmark), district and quantity fit. Decisions are pure functions of
-the logged input order; time is the `recorded_at` of the triggering event, never a clock read.
+Rule (the matching issue makes it serious): a need is met by supply in the same zone whose
+kind, category (earmark), district and quantity fit. Every decision is a pure function of the
+logged input order; "now" is the `recorded_at` of the triggering event, never a clock read.
 
 Ownership: in this version the whole city is one zone, so one ordered stream decides every
 balance and calendar and nothing can be double-spent across zones.
@@ -17,12 +18,28 @@ from datetime import datetime
 from schemas.common import Money, NeedKind, TimeWindow
 from schemas.envelope import Envelope, derive_id
 from schemas.messages import (
+    AcceptMatch,
+    ConfirmMatch,
+    DeclineMatch,
     DonationReceived,
+    DonationRefunded,
     FundOpened,
+    MatchAccepted,
+    MatchCompleted,
+    MatchDeclined,
     MatchProposed,
+    MatchWithdrawn,
     Message,
+    NeedAmended,
+    NeedCancelled,
     NeedPosted,
+    NoShowRecorded,
+    PledgeAmended,
     PledgeMade,
+    PledgeWithdrawn,
+    PostingRefused,
+    Problem,
+    RecordNoShow,
     SupplyKind,
 )
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec, TravelRange
@@ -32,6 +49,8 @@ from services.domain.outputs import derived
 CITY_ZONE = "nanjing"
 """The one matching zone of this version; `zone_of` is the seam where districts come in."""
 
+ACTIVE = ("proposed", "accepted")
+
 
 def zone_of(payload: Message) -> str:
     """The matching zone an input belongs to (its key on matcher.inputs)."""
@@ -39,13 +58,36 @@ def zone_of(payload: Message) -> str:
 
 
 @dataclass
+class Proposal:
+    """One match and where it stands: proposed, accepted, declined, withdrawn, completed,
+    no_show. `quantity` is 1 (a volunteer) or the minor units reserved (a fund)."""
+
+    match_id: uuid.UUID
+    need_id: uuid.UUID
+    supply: SupplyKind
+    quantity: int
+    volunteer_id: uuid.UUID | None = None
+    fund_id: uuid.UUID | None = None
+    shift: TimeWindow | None = None
+    status: str = "proposed"
+    seq: int = 1
+
+    def next_seq(self) -> int:
+        """The next position in this match's stream."""
+        self.seq += 1
+        return self.seq
+
+
+@dataclass
 class OpenNeed:
-    """A need still wanting supply. `remaining` counts volunteers or minor units."""
+    """A need and what is still wanted. `remaining` counts volunteers or minor units."""
 
     need_id: uuid.UUID
     spec: NeedSpec
+    owner: str
     arrival: int
     remaining: int
+    cancelled: bool = False
     volunteers: set[uuid.UUID] = field(default_factory=set)
     from_funds: dict[uuid.UUID, int] = field(default_factory=dict)
 
@@ -53,20 +95,26 @@ class OpenNeed:
         """Order of service: urgency (highest first), then deadline, then waiting time."""
         return (-self.spec.urgency.rank, self.spec.deadline, self.arrival)
 
+    def is_open(self, now: datetime) -> bool:
+        """Still wanting supply: not cancelled, not past its deadline, not fully met."""
+        return not self.cancelled and self.remaining > 0 and self.spec.deadline > now
+
 
 @dataclass
 class Volunteer:
-    """A pledged volunteer and the shifts already proposed to them."""
+    """A pledged volunteer and the shifts currently held for them."""
 
     volunteer_id: uuid.UUID
     spec: PledgeSpec
     arrival: int
-    booked: list[TimeWindow] = field(default_factory=list)
+    booked: dict[uuid.UUID, TimeWindow] = field(default_factory=dict)
+    withdrawn: bool = False
+    no_shows: int = 0
 
     def booked_minutes_in_week(self, at: datetime) -> int:
-        """Minutes already booked in the ISO week containing `at` (by shift start)."""
+        """Minutes already held in the ISO week containing `at` (by shift start)."""
         week = at.isocalendar()[:2]
-        return sum(w.minutes for w in self.booked if w.start.isocalendar()[:2] == week)
+        return sum(w.minutes for w in self.booked.values() if w.start.isocalendar()[:2] == week)
 
 
 @dataclass
@@ -88,12 +136,13 @@ class MatcherState:
     needs: dict[uuid.UUID, OpenNeed] = field(default_factory=dict)
     volunteers: dict[uuid.UUID, Volunteer] = field(default_factory=dict)
     funds: dict[uuid.UUID, Fund] = field(default_factory=dict)
+    proposals: dict[uuid.UUID, Proposal] = field(default_factory=dict)
 
 
 def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
     """Skills, travel, availability, no overlapping shift, weekly limit, not already on it."""
     spec, shift = need.spec, need.spec.shift
-    if spec.kind is not NeedKind.VOLUNTEER_HOURS or shift is None:
+    if spec.kind is not NeedKind.VOLUNTEER_HOURS or shift is None or vol.withdrawn:
         return False
     if vol.volunteer_id in need.volunteers:
         return False
@@ -108,7 +157,7 @@ def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
         return False
     if not any(w.covers(shift) for w in vol.spec.availability):
         return False
-    if any(b.overlaps(shift) for b in vol.booked):
+    if any(b.overlaps(shift) for b in vol.booked.values()):
         return False
     limit = vol.spec.weekly_hour_limit * 60
     return vol.booked_minutes_in_week(shift.start) + shift.minutes <= limit
@@ -123,86 +172,130 @@ def fund_share(need: OpenNeed, fund: Fund, now: datetime) -> int:
         return 0
     share = min(need.remaining, fund.available)
     if fund.spec.cap_per_need is not None:
-        share = min(
-            share, fund.spec.cap_per_need.amount_minor - need.from_funds.get(fund.fund_id, 0)
-        )
+        cap = fund.spec.cap_per_need.amount_minor - need.from_funds.get(fund.fund_id, 0)
+        share = min(share, cap)
     return max(share, 0)
 
 
-class _Proposals:
-    """Collects the proposals one input causes, numbering them for their derived ids."""
+class Decisions:
+    """Collects what one input causes, numbering each kind for its derived ids."""
 
     def __init__(self, cause: Envelope[Message]) -> None:
         self.cause = cause
         self.out: list[Envelope[Message]] = []
+        self._n: dict[str, int] = {}
 
-    def add(self, payload_fields: dict[str, object], need: OpenNeed, rule: str) -> None:
-        n = len(self.out)
-        match_id = derive_id(self.cause.event_id, f"match/{n}")
-        proposal = MatchProposed(
-            match_id=match_id,
-            need_id=need.need_id,
-            zone=CITY_ZONE,
-            rule=rule,
-            **payload_fields,
+    def _label(self, kind: str) -> str:
+        n = self._n.get(kind, 0)
+        self._n[kind] = n + 1
+        return f"{kind}/{n}"
+
+    def propose(
+        self, state: MatcherState, need: OpenNeed, fields: dict[str, object], rule: str
+    ) -> Proposal:
+        """A new proposal for `need`."""
+        label = self._label("proposal")
+        match_id = derive_id(self.cause.event_id, label.replace("proposal", "match"))
+        payload = MatchProposed(
+            match_id=match_id, need_id=need.need_id, zone=CITY_ZONE, rule=rule, **fields
         )
+        self.out.append(
+            derived(self.cause, payload, label=label, stream_id=f"match:{match_id}", stream_seq=1)
+        )
+        amount = payload.amount.amount_minor if payload.amount else 1
+        proposal = Proposal(
+            match_id,
+            need.need_id,
+            payload.supply,
+            amount,
+            payload.volunteer_id,
+            payload.fund_id,
+            payload.shift,
+        )
+        state.proposals[match_id] = proposal
+        return proposal
+
+    def about(self, proposal: Proposal, payload: Message, kind: str) -> None:
+        """A decision on an existing match (accepted, declined, withdrawn, ...)."""
+        label = "decided" if kind == "decided" else self._label(kind)
         self.out.append(
             derived(
                 self.cause,
-                proposal,
-                label=f"proposal/{n}",
-                stream_id=f"match:{match_id}",
-                stream_seq=1,
+                payload,
+                label=label,
+                stream_id=f"match:{proposal.match_id}",
+                stream_seq=proposal.next_seq(),
+            )
+        )
+
+    def refuse(self, reason: str, fld: str | None = None) -> None:
+        """The command cannot be done now; the poster reads why on the posting's status."""
+        payload = PostingRefused(
+            posting_id=self.cause.event_id,
+            posting_type=self.cause.event_type,
+            problems=[Problem(field=fld, reason=reason)],
+        )
+        self.out.append(
+            derived(
+                self.cause, payload, label="decided", stream_id=self.cause.stream_id, stream_seq=1
             )
         )
 
 
-def _book_volunteer(p: _Proposals, need: OpenNeed, vol: Volunteer) -> None:
+# ---- supply meets demand ----
+
+
+def _book_volunteer(state: MatcherState, d: Decisions, need: OpenNeed, vol: Volunteer) -> None:
     shift = need.spec.shift
     assert shift is not None
-    vol.booked.append(shift)
-    need.volunteers.add(vol.volunteer_id)
-    need.remaining -= 1
-    p.add(
+    proposal = d.propose(
+        state,
+        need,
         {
             "supply": SupplyKind.VOLUNTEER,
             "volunteer_id": vol.volunteer_id,
             "shift": shift,
             "minutes": shift.minutes,
         },
-        need,
         "skills, availability, travel and weekly limit fit",
     )
+    vol.booked[proposal.match_id] = shift
+    need.volunteers.add(vol.volunteer_id)
+    need.remaining -= 1
 
 
-def _reserve_fund(p: _Proposals, need: OpenNeed, fund: Fund, share: int) -> None:
-    fund.available -= share
-    need.remaining -= share
-    need.from_funds[fund.fund_id] = need.from_funds.get(fund.fund_id, 0) + share
-    p.add(
+def _reserve_fund(
+    state: MatcherState, d: Decisions, need: OpenNeed, fund: Fund, share: int
+) -> None:
+    d.propose(
+        state,
+        need,
         {
             "supply": SupplyKind.FUND,
             "fund_id": fund.fund_id,
             "amount": Money(amount_minor=share, currency=fund.spec.currency),
         },
-        need,
         "fund earmarks allow this category, district and period",
     )
+    fund.available -= share
+    need.remaining -= share
+    need.from_funds[fund.fund_id] = need.from_funds.get(fund.fund_id, 0) + share
 
 
-def _close_if_met(state: MatcherState, need: OpenNeed) -> None:
-    if need.remaining <= 0:
-        del state.needs[need.need_id]
-
-
-def _serve_need(state: MatcherState, need: OpenNeed, p: _Proposals, now: datetime) -> None:
-    """Give one need what the supply can: volunteers least booked first, funds expiring first."""
+def _serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime) -> None:
+    """Give one need what the supply can: volunteers least booked (and most reliable) first,
+    funds expiring first."""
+    if not need.is_open(now):
+        return
     if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
-        for vol in sorted(state.volunteers.values(), key=lambda v: (len(v.booked), v.arrival)):
+        candidates = sorted(
+            state.volunteers.values(), key=lambda v: (v.no_shows, len(v.booked), v.arrival)
+        )
+        for vol in candidates:
             if need.remaining <= 0:
                 break
             if volunteer_fits(need, vol):
-                _book_volunteer(p, need, vol)
+                _book_volunteer(state, d, need, vol)
     else:
         far = datetime.max.replace(tzinfo=now.tzinfo)
         for fund in sorted(
@@ -212,47 +305,218 @@ def _serve_need(state: MatcherState, need: OpenNeed, p: _Proposals, now: datetim
                 break
             share = fund_share(need, fund, now)
             if share > 0:
-                _reserve_fund(p, need, fund, share)
-    _close_if_met(state, need)
+                _reserve_fund(state, d, need, fund, share)
 
 
 def _open_needs(state: MatcherState, now: datetime) -> list[OpenNeed]:
-    """Open needs in order of service, dropping those whose deadline has passed."""
-    for need in [n for n in state.needs.values() if n.spec.deadline <= now]:
-        del state.needs[need.need_id]
-    return sorted(state.needs.values(), key=OpenNeed.priority)
+    """Open needs in order of service."""
+    return sorted((n for n in state.needs.values() if n.is_open(now)), key=OpenNeed.priority)
+
+
+def _serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: datetime) -> None:
+    for need in _open_needs(state, now):
+        if need.spec.kind is NeedKind.VOLUNTEER_HOURS and volunteer_fits(need, vol):
+            _book_volunteer(state, d, need, vol)
+
+
+def _serve_fund(state: MatcherState, fund: Fund, d: Decisions, now: datetime) -> None:
+    for need in _open_needs(state, now):
+        share = fund_share(need, fund, now)
+        if share > 0:
+            _reserve_fund(state, d, need, fund, share)
+
+
+# ---- supply goes back ----
+
+
+def _release(state: MatcherState, p: Proposal) -> None:
+    """Give a proposal's supply back and reopen its part of the need."""
+    need = state.needs[p.need_id]
+    if p.supply is SupplyKind.VOLUNTEER:
+        assert p.volunteer_id is not None
+        vol = state.volunteers.get(p.volunteer_id)
+        if vol is not None:
+            vol.booked.pop(p.match_id, None)
+        need.remaining += 1
+    else:
+        assert p.fund_id is not None
+        state.funds[p.fund_id].available += p.quantity
+        need.remaining += p.quantity
+        need.from_funds[p.fund_id] -= p.quantity
+
+
+def _withdraw(state: MatcherState, d: Decisions, p: Proposal, reason: str) -> None:
+    _release(state, p)
+    p.status = "withdrawn"
+    d.about(p, MatchWithdrawn(match_id=p.match_id, need_id=p.need_id, reason=reason), "withdrawal")
+
+
+def _active(state: MatcherState, **where: object) -> list[Proposal]:
+    """Active proposals matching the given attributes, newest first."""
+    found = [
+        p
+        for p in state.proposals.values()
+        if p.status in ACTIVE and all(getattr(p, k) == v for k, v in where.items())
+    ]
+    return list(reversed(found))
+
+
+# ---- the inputs ----
+
+
+def _on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    now, payload = event.recorded_at, event.payload
+    if isinstance(payload, NeedPosted):
+        need = OpenNeed(
+            payload.need_id,
+            payload.need,
+            event.actor.org_id,
+            state.arrivals,
+            need_quantity(payload.need)[0],
+        )
+        state.needs[need.need_id] = need
+        _serve_need(state, need, d, now)
+    elif isinstance(payload, NeedCancelled) and payload.need_id in state.needs:
+        need = state.needs[payload.need_id]
+        for p in _active(state, need_id=need.need_id):
+            _withdraw(state, d, p, "the need was cancelled")
+        need.cancelled = True
+    elif isinstance(payload, NeedAmended) and payload.need_id in state.needs:
+        need = state.needs[payload.need_id]
+        moved = payload.need.shift != need.spec.shift
+        for p in _active(state, need_id=need.need_id):
+            if moved and p.supply is SupplyKind.VOLUNTEER:
+                _withdraw(state, d, p, "the shift changed")
+        held = need_quantity(need.spec)[0] - need.remaining
+        need.spec = payload.need
+        need.remaining = need_quantity(payload.need)[0] - held
+        for p in _active(state, need_id=need.need_id):  # newest first
+            if need.remaining >= 0:
+                break
+            _withdraw(state, d, p, "the need now asks for less")
+        _serve_need(state, need, d, now)
+
+
+def _on_supply(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    now, payload = event.recorded_at, event.payload
+    if isinstance(payload, PledgeMade):
+        vol = Volunteer(payload.volunteer_id, payload.pledge, state.arrivals)
+        state.volunteers[vol.volunteer_id] = vol
+        _serve_volunteer(state, vol, d, now)
+    elif isinstance(payload, PledgeAmended) and payload.volunteer_id in state.volunteers:
+        vol = state.volunteers[payload.volunteer_id]
+        vol.spec = payload.pledge
+        _serve_volunteer(state, vol, d, now)
+    elif isinstance(payload, PledgeWithdrawn) and payload.volunteer_id in state.volunteers:
+        vol = state.volunteers[payload.volunteer_id]
+        vol.withdrawn = True
+        for p in _active(state, volunteer_id=vol.volunteer_id):
+            if p.status == "proposed":  # accepted shifts end through the match lifecycle
+                _withdraw(state, d, p, "the volunteer withdrew their pledge")
+                _serve_need(state, state.needs[p.need_id], d, now)
+    elif isinstance(payload, FundOpened):
+        state.funds[payload.fund_id] = Fund(payload.fund_id, payload.fund, state.arrivals)
+    elif isinstance(payload, DonationReceived) and payload.fund_id in state.funds:
+        fund = state.funds[payload.fund_id]
+        fund.available += payload.donation.amount.amount_minor
+        _serve_fund(state, fund, d, now)
+    elif isinstance(payload, DonationRefunded) and payload.fund_id in state.funds:
+        fund = state.funds[payload.fund_id]
+        fund.available -= payload.amount.amount_minor
+        for p in _active(state, fund_id=fund.fund_id):  # never leave the fund over-spent
+            if fund.available >= 0:
+                break
+            if p.status == "proposed":
+                _withdraw(state, d, p, "the fund refunded a donation")
+
+
+def _on_answer(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    """A volunteer's answer or a community's confirmation about one match."""
+    now, cmd, actor = event.recorded_at, event.payload, event.actor.org_id
+    assert isinstance(cmd, AcceptMatch | DeclineMatch | ConfirmMatch | RecordNoShow)
+    p = state.proposals.get(cmd.match_id)
+    if p is None:
+        d.refuse("no match has this id", "match_id")
+        return
+    need = state.needs[p.need_id]
+    if isinstance(cmd, AcceptMatch | DeclineMatch):
+        if p.supply is not SupplyKind.VOLUNTEER or actor != str(p.volunteer_id):
+            d.refuse("only the volunteer it was proposed to may answer a shift", "match_id")
+        elif isinstance(cmd, AcceptMatch) and p.status == "proposed":
+            p.status = "accepted"
+            d.about(p, MatchAccepted(match_id=p.match_id, need_id=p.need_id), "decided")
+        elif isinstance(cmd, DeclineMatch) and p.status in ACTIVE:
+            _release(state, p)
+            p.status = "declined"
+            d.about(
+                p,
+                MatchDeclined(match_id=p.match_id, need_id=p.need_id, reason=cmd.reason),
+                "decided",
+            )
+            _serve_need(state, need, d, now)
+        else:
+            d.refuse(f"the match is {p.status}", "match_id")
+        return
+    if actor != need.owner:
+        d.refuse("only the community that posted the need may confirm it", "match_id")
+    elif p.status not in ACTIVE:
+        d.refuse(f"the match is {p.status}", "match_id")
+    elif isinstance(cmd, RecordNoShow):
+        if p.supply is not SupplyKind.VOLUNTEER:
+            d.refuse("a no-show is recorded for a volunteer's shift", "match_id")
+            return
+        _release(state, p)
+        p.status = "no_show"
+        assert p.volunteer_id is not None
+        state.volunteers[p.volunteer_id].no_shows += 1
+        d.about(
+            p,
+            NoShowRecorded(match_id=p.match_id, need_id=p.need_id, volunteer_id=p.volunteer_id),
+            "decided",
+        )
+        if p.shift is not None and now < p.shift.end:  # time still allows someone else
+            _serve_need(state, need, d, now)
+    else:
+        _complete(p, cmd, d)
+
+
+def _complete(p: Proposal, cmd: ConfirmMatch, d: Decisions) -> None:
+    if p.supply is SupplyKind.VOLUNTEER:
+        assert p.shift is not None
+        if cmd.minutes_served is None or cmd.minutes_served > p.shift.minutes:
+            d.refuse(
+                f"minutes_served must be between 1 and the shift's {p.shift.minutes}",
+                "minutes_served",
+            )
+            return
+        done = MatchCompleted(
+            match_id=p.match_id, need_id=p.need_id, minutes_served=cmd.minutes_served
+        )
+    else:
+        got = cmd.amount_received
+        if got is None or got.amount_minor != p.quantity:
+            d.refuse(
+                f"amount_received must equal the {p.quantity} minor units reserved",
+                "amount_received",
+            )
+            return
+        done = MatchCompleted(match_id=p.match_id, need_id=p.need_id, amount=got)
+    p.status = "completed"
+    d.about(p, done, "decided")
 
 
 def apply(state: MatcherState, event: Envelope[Message]) -> list[Envelope[Message]]:
-    """Fold one input into the state and return the proposals it makes possible, in order."""
+    """Fold one input into the state and return the decisions it causes, in order."""
     if event.event_id in state.seen:
         return []
     state.seen.add(event.event_id)
     state.arrivals += 1
-    now, payload, p = event.recorded_at, event.payload, _Proposals(event)
-    if isinstance(payload, NeedPosted):
-        need = OpenNeed(
-            payload.need_id, payload.need, state.arrivals, need_quantity(payload.need)[0]
-        )
-        if need.remaining > 0 and payload.need.deadline > now:
-            state.needs[need.need_id] = need
-            _serve_need(state, need, p, now)
-    elif isinstance(payload, PledgeMade):
-        vol = Volunteer(payload.volunteer_id, payload.pledge, state.arrivals)
-        state.volunteers[vol.volunteer_id] = vol
-        for need in _open_needs(state, now):
-            if need.spec.kind is NeedKind.VOLUNTEER_HOURS and volunteer_fits(need, vol):
-                _book_volunteer(p, need, vol)
-                _close_if_met(state, need)
-    elif isinstance(payload, FundOpened):
-        state.funds[payload.fund_id] = Fund(payload.fund_id, payload.fund, state.arrivals)
-    elif isinstance(payload, DonationReceived):
-        fund = state.funds.get(payload.fund_id)
-        if fund is not None:
-            fund.available += payload.donation.amount.amount_minor
-            for need in _open_needs(state, now):
-                share = fund_share(need, fund, now)
-                if share > 0:
-                    _reserve_fund(p, need, fund, share)
-                    _close_if_met(state, need)
-    return p.out
+    d = Decisions(event)
+    payload = event.payload
+    if isinstance(payload, NeedPosted | NeedCancelled | NeedAmended):
+        _on_need(state, event, d)
+    elif isinstance(payload, AcceptMatch | DeclineMatch | ConfirmMatch | RecordNoShow):
+        _on_answer(state, event, d)
+    else:
+        _on_supply(state, event, d)
+    return d.out

@@ -7,19 +7,32 @@ compare; the ledger only turns these changes into SQL.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from schemas.envelope import Envelope
 from schemas.messages import (
     DonationReceived,
+    DonationRefunded,
     FundOpened,
+    MatchAccepted,
+    MatchCompleted,
+    MatchDeclined,
+    MatchExpired,
     MatchProposed,
+    MatchWithdrawn,
     Message,
+    NeedAmended,
+    NeedCancelled,
     NeedPosted,
+    NoShowRecorded,
+    PledgeAmended,
     PledgeMade,
+    PledgeWithdrawn,
     PostingRefused,
     SupplyKind,
+    VolunteerRegistered,
 )
 from services.domain.needs import need_quantity
 
@@ -42,14 +55,51 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Update:
+    """Set columns of the read-model row whose `key` column equals `key_value`."""
+
+    table: str
+    key: str
+    key_value: uuid.UUID
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class NeedFilled:
-    """Add `amount` to a need's filled quantity and recompute its status."""
+    """Add `amount` (negative to give back) to a need's matched quantity; status follows."""
 
     need_id: uuid.UUID
     amount: int
 
 
-Change = JournalLine | Row | NeedFilled
+@dataclass(frozen=True)
+class NeedCompleted:
+    """Add `amount` to a need's delivered quantity; a need delivered in full is fulfilled."""
+
+    need_id: uuid.UUID
+    amount: int
+
+
+@dataclass(frozen=True)
+class MatchEnded:
+    """A match stopped holding its supply (declined, withdrawn, no-show): set its status, give
+    its quantity back to the need and, for a fund, move the reservation back to available.
+    The applier reads the match's fund and amount from its row (written when proposed)."""
+
+    match_id: uuid.UUID
+    status: str
+
+
+@dataclass(frozen=True)
+class MatchDelivered:
+    """A match was completed: for a fund, the reservation becomes disbursed; the need's
+    delivered quantity grows by the match's quantity."""
+
+    match_id: uuid.UUID
+    minutes_served: int | None
+
+
+Change = JournalLine | Row | Update | NeedFilled | NeedCompleted | MatchEnded | MatchDelivered
 
 
 def fund_account(fund_id: uuid.UUID, bucket: str) -> str:
@@ -68,79 +118,210 @@ def _dump(model: Any) -> Any:
 
 def project(event: Envelope[Message]) -> list[Change]:
     """The read-model rows and journal lines one event adds."""
-    p, org = event.payload, event.actor.org_id
-    if isinstance(p, NeedPosted):
-        wanted, unit = need_quantity(p.need)
-        return [
-            Row(
-                "rm_needs",
-                {
-                    "need_id": p.need_id,
-                    "org_id": org,
-                    "title": p.need.title,
-                    "kind": p.need.kind.value,
-                    "category": p.need.category.value,
-                    "district": p.need.place.district,
-                    "urgency": p.need.urgency.value,
-                    "status": "open",
-                    "wanted": wanted,
-                    "filled": 0,
-                    "unit": unit,
-                    "deadline": p.need.deadline,
-                    "spec": _dump(p.need),
-                    "posted_event": event.event_id,
-                },
-            )
-        ]
-    if isinstance(p, FundOpened):
-        return [
-            Row(
-                "rm_funds",
-                {
-                    "fund_id": p.fund_id,
-                    "org_id": org,
-                    "name": p.fund.name,
-                    "currency": p.fund.currency,
-                    "spec": _dump(p.fund),
-                    "opened_event": event.event_id,
-                },
-            )
-        ]
-    if isinstance(p, DonationReceived):
-        amount = p.donation.amount
-        return [
-            JournalLine(income_account(p.fund_id), -amount.amount_minor, amount.currency),
-            JournalLine(fund_account(p.fund_id, "available"), amount.amount_minor, amount.currency),
-        ]
-    if isinstance(p, PledgeMade):
-        return [
-            Row(
-                "rm_pledges",
-                {
-                    "volunteer_id": p.volunteer_id,
-                    "org_id": org,
-                    "pseudonym": p.pledge.pseudonym,
-                    "district": p.pledge.home.district,
-                    "spec": _dump(p.pledge),
-                    "pledged_event": event.event_id,
-                },
-            )
-        ]
-    if isinstance(p, PostingRefused):
-        return [
-            Row(
-                "rm_refusals",
-                {
-                    "posting_id": p.posting_id,
-                    "reason": p.reason,
-                    "field": p.problems[0].field,
-                    "event_id": event.event_id,
-                },
-            )
-        ]
-    if isinstance(p, MatchProposed):
-        return _match_changes(event.event_id, p)
+    p = event.payload
+    for handles, projector in _PROJECTORS:
+        if isinstance(p, handles):
+            return projector(event)
     return []
+
+
+def _need_posted(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, NeedPosted)
+    wanted, unit = need_quantity(p.need)
+    return [
+        Row(
+            "rm_needs",
+            {
+                "need_id": p.need_id,
+                "org_id": event.actor.org_id,
+                "title": p.need.title,
+                "kind": p.need.kind.value,
+                "category": p.need.category.value,
+                "district": p.need.place.district,
+                "urgency": p.need.urgency.value,
+                "status": "open",
+                "wanted": wanted,
+                "filled": 0,
+                "unit": unit,
+                "deadline": p.need.deadline,
+                "spec": _dump(p.need),
+                "posted_event": event.event_id,
+            },
+        )
+    ]
+
+
+def _need_amended(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, NeedAmended)
+    wanted, unit = need_quantity(p.need)
+    return [
+        Update(
+            "rm_needs",
+            "need_id",
+            p.need_id,
+            {
+                "title": p.need.title,
+                "urgency": p.need.urgency.value,
+                "wanted": wanted,
+                "unit": unit,
+                "deadline": p.need.deadline,
+                "spec": _dump(p.need),
+            },
+        ),
+        NeedFilled(p.need_id, 0),
+    ]
+
+
+def _need_cancelled(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, NeedCancelled)
+    return [Update("rm_needs", "need_id", p.need_id, {"status": "cancelled"})]
+
+
+def _fund_opened(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, FundOpened)
+    return [
+        Row(
+            "rm_funds",
+            {
+                "fund_id": p.fund_id,
+                "org_id": event.actor.org_id,
+                "name": p.fund.name,
+                "currency": p.fund.currency,
+                "spec": _dump(p.fund),
+                "opened_event": event.event_id,
+            },
+        )
+    ]
+
+
+def _donation(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, DonationReceived)
+    a = p.donation.amount
+    return [
+        JournalLine(income_account(p.fund_id), -a.amount_minor, a.currency),
+        JournalLine(fund_account(p.fund_id, "available"), a.amount_minor, a.currency),
+    ]
+
+
+def _refund(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, DonationRefunded)
+    a = p.amount
+    return [
+        JournalLine(fund_account(p.fund_id, "available"), -a.amount_minor, a.currency),
+        JournalLine(income_account(p.fund_id), a.amount_minor, a.currency),
+    ]
+
+
+def _volunteer(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, VolunteerRegistered)
+    return [
+        Row(
+            "rm_pledges",
+            {
+                "volunteer_id": p.volunteer_id,
+                "org_id": event.actor.org_id,
+                "pseudonym": p.pseudonym,
+                "district": p.home.district,
+                "spec": None,
+                "status": "registered",
+                "pledged_event": event.event_id,
+            },
+        )
+    ]
+
+
+def _pledge(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, PledgeMade | PledgeAmended)
+    return [
+        Update(
+            "rm_pledges",
+            "volunteer_id",
+            p.volunteer_id,
+            {
+                "pseudonym": p.pledge.pseudonym,
+                "district": p.pledge.home.district,
+                "spec": _dump(p.pledge),
+                "status": "active",
+            },
+        )
+    ]
+
+
+def _pledge_withdrawn(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, PledgeWithdrawn)
+    return [Update("rm_pledges", "volunteer_id", p.volunteer_id, {"status": "withdrawn"})]
+
+
+def _refused(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, PostingRefused)
+    return [
+        Row(
+            "rm_refusals",
+            {
+                "posting_id": p.posting_id,
+                "reason": p.reason,
+                "field": p.problems[0].field,
+                "event_id": event.event_id,
+            },
+        )
+    ]
+
+
+def _match_proposed(event: Envelope[Message]) -> list[Change]:
+    assert isinstance(event.payload, MatchProposed)
+    return _match_changes(event.event_id, event.payload)
+
+
+def _match_accepted(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, MatchAccepted)
+    return [Update("rm_matches", "match_id", p.match_id, {"status": "accepted"})]
+
+
+def _match_ended(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, MatchDeclined | MatchWithdrawn | NoShowRecorded | MatchExpired)
+    status = {
+        MatchDeclined: "declined",
+        MatchWithdrawn: "withdrawn",
+        NoShowRecorded: "no_show",
+        MatchExpired: "expired",
+    }[type(p)]
+    return [MatchEnded(p.match_id, status)]
+
+
+def _match_completed(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, MatchCompleted)
+    return [MatchDelivered(p.match_id, p.minutes_served)]
+
+
+_PROJECTORS: tuple[tuple[Any, Callable[[Envelope[Message]], list[Change]]], ...] = (
+    (NeedPosted, _need_posted),
+    (NeedAmended, _need_amended),
+    (NeedCancelled, _need_cancelled),
+    (FundOpened, _fund_opened),
+    (DonationReceived, _donation),
+    (DonationRefunded, _refund),
+    (VolunteerRegistered, _volunteer),
+    (PledgeMade | PledgeAmended, _pledge),
+    (PledgeWithdrawn, _pledge_withdrawn),
+    (PostingRefused, _refused),
+    (MatchProposed, _match_proposed),
+    (MatchAccepted, _match_accepted),
+    (MatchDeclined | MatchWithdrawn | NoShowRecorded | MatchExpired, _match_ended),
+    (MatchCompleted, _match_completed),
+)
 
 
 def _match_changes(event_id: uuid.UUID, p: MatchProposed) -> list[Change]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,28 @@ log = logging.getLogger(__name__)
 
 class IdempotencyConflict(Exception):
     """The same Idempotency-Key was used before with a different request."""
+
+
+NEAR_DUPLICATE_SECONDS = 24 * 3600.0
+"""How far back a need with the same category, place and window counts as a near-duplicate."""
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One posting to accept: where it goes, what it says, who posts it and what else to write.
+
+    `similar_to` is the near-duplicate fingerprint of a need (None for other postings)."""
+
+    topic: TopicSpec
+    key: uuid.UUID
+    payload: Message
+    org_id: str
+    role: Role
+    idempotency_key: str | None
+    request_hash: str
+    response: dict[str, Any]
+    also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+    similar_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,75 +78,92 @@ class Postings:
         self.pool = pool
         self.producer = producer
 
-    async def accept(
-        self,
-        *,
-        topic: TopicSpec,
-        key: uuid.UUID,
-        payload: Message,
-        org_id: str,
-        role: Role,
-        idempotency_key: str | None,
-        fingerprint: str,
-        response: dict[str, Any],
-    ) -> Accepted:
-        """Record the posting durably (or find the original of a retry), then publish it."""
+    async def accept(self, posting: Posting) -> Accepted:
+        """Record the posting durably (or find the original of a retry), then publish it.
+
+        `posting.also` runs in the same transaction as the insert (ownership, registrations),
+        and only for a new posting, never for a replayed one."""
+        response = posting.response
         posting_id = uuid.UUID(response["posting_id"])
         now = datetime.now(UTC)
         envelope = Envelope[Message](
             event_id=posting_id,
-            event_type=payload.TYPE,
-            schema_version=payload.VERSION,
-            stream_id=stream_of(payload),
+            event_type=posting.payload.TYPE,
+            schema_version=posting.payload.VERSION,
+            stream_id=stream_of(posting.payload),
             stream_seq=0,
             occurred_at=now,
             recorded_at=now,
-            actor=Actor(org_id=org_id, role=role),
+            actor=Actor(org_id=posting.org_id, role=posting.role),
             correlation_id=posting_id,
-            idempotency_key=idempotency_key,
-            payload=payload,
+            idempotency_key=posting.idempotency_key,
+            payload=posting.payload,
         )
         value = encode(envelope)
+        key = str(posting.key).encode()
         async with self.pool.acquire() as conn, conn.transaction():
-            if idempotency_key is not None:
+            if posting.idempotency_key is not None:
                 prior = await conn.fetchrow(
                     "SELECT request_hash, response FROM postings"
                     " WHERE org_id = $1 AND idempotency_key = $2",
-                    org_id,
-                    idempotency_key,
+                    posting.org_id,
+                    posting.idempotency_key,
                 )
                 if prior is not None:
-                    if prior["request_hash"] != fingerprint:
+                    if prior["request_hash"] != posting.request_hash:
                         raise IdempotencyConflict()
                     return Accepted(prior["response"], replayed=True)
+            if posting.similar_to is not None:
+                response = await self._flag_near_duplicate(conn, posting, response)
             inserted = await conn.fetchval(
                 "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id,"
-                " idempotency_key, request_hash, response) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+                " idempotency_key, request_hash, response, fingerprint)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
                 " ON CONFLICT (org_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                 " DO NOTHING RETURNING posting_id",
                 posting_id,
-                topic.name,
-                str(key).encode(),
+                posting.topic.name,
+                key,
                 value,
-                payload.TYPE,
-                org_id,
-                idempotency_key,
-                fingerprint,
+                posting.payload.TYPE,
+                posting.org_id,
+                posting.idempotency_key,
+                posting.request_hash,
                 response,
+                posting.similar_to,
             )
+            if inserted is not None and posting.also is not None:
+                await posting.also(conn)
         if inserted is None:  # a concurrent retry with the same key won the race
-            return await self.accept(
-                topic=topic,
-                key=key,
-                payload=payload,
-                org_id=org_id,
-                role=role,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                response=response,
-            )
-        await self._publish_now(topic, posting_id, str(key).encode(), value, payload.TYPE)
+            return await self.accept(posting)
+        await self._publish_now(posting.topic, posting_id, key, value, posting.payload.TYPE)
         return Accepted(response, replayed=False)
+
+    async def _flag_near_duplicate(
+        self, conn: asyncpg.Connection, posting: Posting, response: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Add a warning naming recent postings of the same organisation that look the same
+        (same category, place and window). They are flagged, never merged."""
+        rows = await conn.fetch(
+            "SELECT response->>'need_id' AS need_id FROM postings WHERE org_id = $1"
+            " AND fingerprint = $2 AND accepted_at > now() - make_interval(secs => $3)"
+            " ORDER BY seq DESC LIMIT 5",
+            posting.org_id,
+            posting.similar_to,
+            NEAR_DUPLICATE_SECONDS,
+        )
+        if not rows:
+            return response
+        return response | {
+            "warnings": [
+                {
+                    "kind": "possible_duplicate",
+                    "message": "a need with the same category, place and window was posted "
+                    "recently by your organisation; both are kept",
+                    "need_ids": [r["need_id"] for r in rows],
+                }
+            ]
+        }
 
     async def _publish_now(
         self, topic: TopicSpec, posting_id: uuid.UUID, key: bytes, value: bytes, event_type: str

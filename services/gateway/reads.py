@@ -1,7 +1,13 @@
-"""Queries behind the GET endpoints: read models kept by the ledger, shaped for clients."""
+"""Queries behind the GET endpoints: read models kept by the ledger, shaped for clients.
+
+Lists are keyset-paginated on the archive sequence (newest first): a cursor is the sequence of
+the last item seen, so pages stay stable while new events arrive. Every answer says which
+archive sequence it reflects (`as_of_seq`), so a client can wait for its own write.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -9,6 +15,23 @@ import asyncpg
 
 from schemas.envelope import derive_id
 from services.domain.projections import fund_account, income_account
+from services.identity import Principal
+
+
+async def as_of(pool: asyncpg.Pool) -> int:
+    """The newest archive sequence: what every read reflects at least."""
+    return int(await pool.fetchval("SELECT coalesce(max(archive_seq), 0) FROM archive"))
+
+
+async def wait_for_seq(pool: asyncpg.Pool, seq: int, within: float) -> int:
+    """Wait (at most `within` seconds) until the archive has reached `seq`; return where it is."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    current = await as_of(pool)
+    while current < seq and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        current = await as_of(pool)
+    return current
 
 
 def _need(row: asyncpg.Record) -> dict[str, Any]:
@@ -26,6 +49,7 @@ def _need(row: asyncpg.Record) -> dict[str, Any]:
         "unit": row["unit"],
         "deadline": row["deadline"].isoformat(),
         "spec": row["spec"],
+        "seq": row["seq"],
     }
 
 
@@ -42,20 +66,29 @@ def _match(row: asyncpg.Record) -> dict[str, Any]:
         "shift": spec.get("shift"),
         "minutes": row["minutes"],
         "rule": spec.get("rule"),
+        "seq": row["seq"],
     }
 
 
-async def need(pool: asyncpg.Pool, need_id: uuid.UUID) -> dict[str, Any] | None:
-    """A need with its status and every match proposed for it."""
-    row = await pool.fetchrow("SELECT * FROM rm_needs WHERE need_id = $1", need_id)
+NEED_SQL = (
+    "SELECT n.*, a.archive_seq AS seq FROM rm_needs n JOIN archive a ON a.event_id = n.posted_event"
+)
+MATCH_SQL = (
+    "SELECT m.*, a.archive_seq AS seq FROM rm_matches m"
+    " JOIN archive a ON a.event_id = m.proposed_event"
+)
+
+
+async def need(pool: asyncpg.Pool, need_id: uuid.UUID, with_matches: bool) -> dict[str, Any] | None:
+    """A need with its status; its matches for those allowed to see them."""
+    row = await pool.fetchrow(f"{NEED_SQL} WHERE n.need_id = $1", need_id)
     if row is None:
         return None
-    matches = await pool.fetch(
-        "SELECT m.* FROM rm_matches m JOIN archive a ON a.event_id = m.proposed_event"
-        " WHERE m.need_id = $1 ORDER BY a.archive_seq",
-        need_id,
-    )
-    return _need(row) | {"matches": [_match(m) for m in matches]}
+    out = _need(row)
+    if with_matches:
+        rows = await pool.fetch(f"{MATCH_SQL} WHERE m.need_id = $1 ORDER BY seq", need_id)
+        out["matches"] = [_match(m) for m in rows]
+    return out
 
 
 async def needs(
@@ -64,101 +97,168 @@ async def needs(
     district: str | None,
     category: str | None,
     status: str | None,
+    urgency: str | None,
+    after: int | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """Needs filtered by district, category and status, most urgent first."""
+    """Needs filtered by district, category, status and urgency, newest first."""
     rows = await pool.fetch(
-        "SELECT * FROM rm_needs WHERE ($1::text IS NULL OR district = $1)"
-        " AND ($2::text IS NULL OR category = $2) AND ($3::text IS NULL OR status = $3)"
-        " ORDER BY CASE urgency WHEN 'critical' THEN 0 WHEN 'high' THEN 1"
-        " WHEN 'normal' THEN 2 ELSE 3 END, deadline LIMIT $4",
+        f"{NEED_SQL} WHERE ($1::text IS NULL OR n.district = $1)"
+        " AND ($2::text IS NULL OR n.category = $2) AND ($3::text IS NULL OR n.status = $3)"
+        " AND ($4::text IS NULL OR n.urgency = $4) AND ($5::bigint IS NULL OR a.archive_seq < $5)"
+        " ORDER BY a.archive_seq DESC LIMIT $6",
         district,
         category,
         status,
+        urgency,
+        after,
         limit,
     )
     return [_need(r) for r in rows]
 
 
-async def fund(pool: asyncpg.Pool, fund_id: uuid.UUID) -> dict[str, Any] | None:
-    """A fund with its balance, derived from the journal: donated, available, reserved."""
-    row = await pool.fetchrow("SELECT * FROM rm_funds WHERE fund_id = $1", fund_id)
-    if row is None:
-        return None
+async def balance(pool: asyncpg.Pool, fund_id: uuid.UUID) -> dict[str, int]:
+    """A fund's money, derived from the journal: donated, refunded, available, reserved,
+    disbursed."""
     sums = {
-        r["account"]: r["total"]
+        r["account"]: int(r["total"])
         for r in await pool.fetch(
-            "SELECT account, sum(amount_minor)::bigint AS total FROM journal_lines"
+            "SELECT account, sum(amount_minor) AS total FROM journal_lines"
             " WHERE account = ANY($1::text[]) GROUP BY account",
             [
                 income_account(fund_id),
                 fund_account(fund_id, "available"),
                 fund_account(fund_id, "reserved"),
+                fund_account(fund_id, "disbursed"),
             ],
         )
     }
+    return {
+        "donated_minor": -sums.get(income_account(fund_id), 0),
+        "available_minor": sums.get(fund_account(fund_id, "available"), 0),
+        "reserved_minor": sums.get(fund_account(fund_id, "reserved"), 0),
+        "disbursed_minor": sums.get(fund_account(fund_id, "disbursed"), 0),
+    }
+
+
+async def fund(pool: asyncpg.Pool, fund_id: uuid.UUID) -> dict[str, Any] | None:
+    """A fund, its earmarks and its balance (public: charities disclose these)."""
+    row = await pool.fetchrow("SELECT * FROM rm_funds WHERE fund_id = $1", fund_id)
+    if row is None:
+        return None
     return {
         "fund_id": str(row["fund_id"]),
         "org_id": row["org_id"],
         "name": row["name"],
         "currency": row["currency"].strip(),
         "spec": row["spec"],
-        "balance": {
-            "donated_minor": -sums.get(income_account(fund_id), 0),
-            "available_minor": sums.get(fund_account(fund_id, "available"), 0),
-            "reserved_minor": sums.get(fund_account(fund_id, "reserved"), 0),
-        },
+        "balance": await balance(pool, fund_id),
     }
 
 
-async def pledge(pool: asyncpg.Pool, volunteer_id: uuid.UUID) -> dict[str, Any] | None:
+async def funds(pool: asyncpg.Pool, after: int | None, limit: int) -> list[dict[str, Any]]:
+    """Funds, newest first, with their balances."""
+    rows = await pool.fetch(
+        "SELECT f.fund_id, a.archive_seq AS seq FROM rm_funds f"
+        " JOIN archive a ON a.event_id = f.opened_event"
+        " WHERE ($1::bigint IS NULL OR a.archive_seq < $1) ORDER BY a.archive_seq DESC LIMIT $2",
+        after,
+        limit,
+    )
+    out = []
+    for r in rows:
+        item = await fund(pool, r["fund_id"])
+        if item is not None:
+            out.append(item | {"seq": r["seq"]})
+    return out
+
+
+async def fund_history(pool: asyncpg.Pool, fund_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every money movement of a fund, in order: which event, which account, how much."""
+    rows = await pool.fetch(
+        "SELECT a.archive_seq, a.event_type, a.event_id, a.recorded_at, j.account,"
+        " j.amount_minor, j.currency FROM journal_lines j JOIN archive a USING (event_id)"
+        " WHERE j.account LIKE $1 ORDER BY a.archive_seq, j.line_no",
+        f"%{fund_id}%",
+    )
+    return [
+        {
+            "seq": r["archive_seq"],
+            "event_type": r["event_type"],
+            "event_id": str(r["event_id"]),
+            "recorded_at": r["recorded_at"].isoformat() if r["recorded_at"] else None,
+            "account": r["account"],
+            "amount_minor": r["amount_minor"],
+            "currency": r["currency"].strip(),
+        }
+        for r in rows
+    ]
+
+
+async def volunteer(pool: asyncpg.Pool, volunteer_id: uuid.UUID) -> dict[str, Any] | None:
     """A volunteer's pledge and the shifts proposed to them."""
     row = await pool.fetchrow("SELECT * FROM rm_pledges WHERE volunteer_id = $1", volunteer_id)
     if row is None:
         return None
-    matches = await pool.fetch(
-        "SELECT * FROM rm_matches WHERE volunteer_id = $1 ORDER BY match_id", volunteer_id
-    )
+    rows = await pool.fetch(f"{MATCH_SQL} WHERE m.volunteer_id = $1 ORDER BY seq", volunteer_id)
     return {
         "volunteer_id": str(row["volunteer_id"]),
         "pseudonym": row["pseudonym"],
         "district": row["district"],
+        "status": row["status"],
         "spec": row["spec"],
-        "matches": [_match(m) for m in matches],
+        "matches": [_match(m) for m in rows],
     }
 
 
-async def matches(pool: asyncpg.Pool, limit: int) -> list[dict[str, Any]]:
-    """The most recent matches, newest first."""
+async def matches(
+    pool: asyncpg.Pool, who: Principal, after: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """Matches the caller may see (auditors: all; volunteers: theirs; organisations: those on
+    their needs or funds), newest first."""
     rows = await pool.fetch(
-        "SELECT m.* FROM rm_matches m JOIN archive a ON a.event_id = m.proposed_event"
-        " ORDER BY a.archive_seq DESC LIMIT $1",
+        f"{MATCH_SQL} WHERE ($1::bigint IS NULL OR a.archive_seq < $1) AND ("
+        " $2::boolean OR m.volunteer_id = $3 OR EXISTS (SELECT 1 FROM ownership o"
+        "  WHERE o.org_id = $3 AND ((o.resource = 'need' AND o.resource_id = m.need_id)"
+        "   OR (o.resource = 'fund' AND o.resource_id = m.fund_id))))"
+        " ORDER BY a.archive_seq DESC LIMIT $4",
+        after,
+        who.role.value == "auditor",
+        who.id,
         limit,
     )
     return [_match(r) for r in rows]
 
 
+async def match(pool: asyncpg.Pool, match_id: uuid.UUID) -> dict[str, Any] | None:
+    """One match."""
+    row = await pool.fetchrow(f"{MATCH_SQL} WHERE m.match_id = $1", match_id)
+    return _match(row) if row else None
+
+
 async def posting(pool: asyncpg.Pool, posting_id: uuid.UUID) -> dict[str, Any] | None:
-    """Where a posting stands: accepted by the gateway, then decided (or refused) downstream."""
+    """Where a posting stands: accepted by the gateway, then decided (or refused) downstream,
+    with the archive sequence of the decision."""
     row = await pool.fetchrow(
-        "SELECT p.posting_id, p.event_type, p.accepted_at, p.published_at, p.archived_at,"
-        " p.response, r.reason, r.field FROM postings p"
-        " LEFT JOIN rm_refusals r ON r.posting_id = p.posting_id WHERE p.posting_id = $1",
+        "SELECT p.posting_id, p.org_id, p.event_type, p.accepted_at, p.response, r.reason,"
+        " r.field FROM postings p LEFT JOIN rm_refusals r ON r.posting_id = p.posting_id"
+        " WHERE p.posting_id = $1",
         posting_id,
     )
     if row is None:
         return None
     decided = await pool.fetchval(
-        "SELECT count(*) FROM archive WHERE event_id = $1",
-        derive_id(posting_id, "decided"),
+        "SELECT archive_seq FROM archive WHERE event_id = $1", derive_id(posting_id, "decided")
     )
     status = "refused" if row["reason"] else ("decided" if decided else "pending")
     return {
         "posting_id": str(row["posting_id"]),
+        "org_id": row["org_id"],
         "type": row["event_type"],
         "status": status,
         "reason": row["reason"],
         "field": row["field"],
+        "decided_seq": decided,
         "accepted_at": row["accepted_at"].isoformat(),
         "response": row["response"],
     }

@@ -18,7 +18,17 @@ import asyncpg
 from schemas.codec import DecodeError, decode
 from schemas.envelope import NAMESPACE, Envelope
 from schemas.messages import Message
-from services.domain.projections import JournalLine, NeedFilled, Row, project
+from services.domain.projections import (
+    JournalLine,
+    MatchDelivered,
+    MatchEnded,
+    NeedCompleted,
+    NeedFilled,
+    Row,
+    Update,
+    fund_account,
+    project,
+)
 from services.platform.kafka import EVENT_TYPE_HEADER, Record
 
 CONSUMER = "ledger"
@@ -137,31 +147,101 @@ async def save_positions(conn: asyncpg.Connection, records: Sequence[Record]) ->
     )
 
 
+NEED_STATUS = (
+    "CASE WHEN status IN ('cancelled', 'fulfilled') THEN status"
+    " WHEN completed >= wanted THEN 'fulfilled' WHEN filled >= wanted THEN 'matched'"
+    " WHEN filled > 0 THEN 'partially_matched' ELSE 'open' END"
+)
+
+
+class Journal:
+    """Numbers the journal lines of one event (line_no is part of the key)."""
+
+    def __init__(self, conn: asyncpg.Connection, event_id: uuid.UUID) -> None:
+        self.conn = conn
+        self.event_id = event_id
+        self.line_no = 0
+
+    async def post(self, account: str, amount_minor: int, currency: str) -> None:
+        self.line_no += 1
+        await self.conn.execute(
+            "INSERT INTO journal_lines (event_id, line_no, account, amount_minor, currency)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            self.event_id,
+            self.line_no,
+            account,
+            amount_minor,
+            currency,
+        )
+
+
 async def apply_projection(conn: asyncpg.Connection, env: Envelope[Message]) -> None:
     """Turn one event's projected changes into SQL on the read models and journal."""
-    line_no = 0
+    journal = Journal(conn, env.event_id)
     for change in project(env):
         if isinstance(change, Row):
             await _insert_row(conn, change)
+        elif isinstance(change, Update):
+            cols = list(change.values)
+            sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, start=2))
+            await conn.execute(
+                f"UPDATE {change.table} SET {sets} WHERE {change.key} = $1",
+                change.key_value,
+                *change.values.values(),
+            )
         elif isinstance(change, JournalLine):
-            line_no += 1
-            await conn.execute(
-                "INSERT INTO journal_lines (event_id, line_no, account, amount_minor, currency)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                env.event_id,
-                line_no,
-                change.account,
-                change.amount_minor,
-                change.currency,
-            )
+            await journal.post(change.account, change.amount_minor, change.currency)
         elif isinstance(change, NeedFilled):
-            await conn.execute(
-                "UPDATE rm_needs SET filled = filled + $2, updated_at = now(),"
-                " status = CASE WHEN filled + $2 >= wanted THEN 'matched'"
-                " ELSE 'partially_matched' END WHERE need_id = $1",
-                change.need_id,
-                change.amount,
-            )
+            await _need_delta(conn, change.need_id, filled=change.amount)
+        elif isinstance(change, NeedCompleted):
+            await _need_delta(conn, change.need_id, completed=change.amount)
+        elif isinstance(change, MatchEnded | MatchDelivered):
+            await _match_moves(conn, journal, change)
+
+
+async def _need_delta(
+    conn: asyncpg.Connection, need_id: uuid.UUID, filled: int = 0, completed: int = 0
+) -> None:
+    await conn.execute(
+        "UPDATE rm_needs SET filled = filled + $2, completed = completed + $3,"
+        " updated_at = now() WHERE need_id = $1",
+        need_id,
+        filled,
+        completed,
+    )
+    await conn.execute(f"UPDATE rm_needs SET status = {NEED_STATUS} WHERE need_id = $1", need_id)
+
+
+async def _match_moves(
+    conn: asyncpg.Connection, journal: Journal, change: MatchEnded | MatchDelivered
+) -> None:
+    m = await conn.fetchrow(
+        "SELECT need_id, supply, fund_id, amount_minor, currency FROM rm_matches"
+        " WHERE match_id = $1",
+        change.match_id,
+    )
+    if m is None:  # the proposal is always archived first; nothing to move without it
+        return
+    quantity = m["amount_minor"] if m["supply"] == "fund" else 1
+    currency = (m["currency"] or "").strip()
+    if isinstance(change, MatchEnded):
+        await conn.execute(
+            "UPDATE rm_matches SET status = $2 WHERE match_id = $1", change.match_id, change.status
+        )
+        await _need_delta(conn, m["need_id"], filled=-quantity)
+        if m["supply"] == "fund":
+            await journal.post(fund_account(m["fund_id"], "reserved"), -quantity, currency)
+            await journal.post(fund_account(m["fund_id"], "available"), quantity, currency)
+        return
+    await conn.execute(
+        "UPDATE rm_matches SET status = 'completed', minutes_served = $2 WHERE match_id = $1",
+        change.match_id,
+        change.minutes_served,
+    )
+    await _need_delta(conn, m["need_id"], completed=quantity)
+    if m["supply"] == "fund":
+        await journal.post(fund_account(m["fund_id"], "reserved"), -quantity, currency)
+        await journal.post(fund_account(m["fund_id"], "disbursed"), quantity, currency)
 
 
 async def _insert_row(conn: asyncpg.Connection, row: Row) -> None:

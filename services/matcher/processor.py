@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from schemas.codec import decode, encode
-from schemas.messages import PostingRefused
+from schemas.envelope import Envelope
+from schemas.messages import Message
 from schemas.topics import (
     FUNDS_EVENTS,
     MATCHER_INPUTS,
     MATCHES_EVENTS,
+    MATCHES_POSTINGS,
     NEEDS_EVENTS,
     VOLUNTEERS_EVENTS,
 )
 from services.domain.matching import MatcherState, apply, zone_of
 from services.domain.outputs import Outgoing
 from services.platform.kafka import Record
+
+FORWARDED = {m.TYPE for m in MATCHER_INPUTS.messages}
+"""What the matcher decides on; everything else (refusals, registrations) stays where it is."""
 
 
 class Router:
@@ -23,7 +28,7 @@ class Router:
     the matcher saw the world, which is what makes its decisions replayable."""
 
     name = "matcher-router"
-    inputs = (NEEDS_EVENTS.name, FUNDS_EVENTS.name, VOLUNTEERS_EVENTS.name)
+    inputs = (NEEDS_EVENTS.name, FUNDS_EVENTS.name, VOLUNTEERS_EVENTS.name, MATCHES_POSTINGS.name)
     outputs = (MATCHER_INPUTS.name,)
 
     def __init__(self) -> None:
@@ -32,7 +37,7 @@ class Router:
     def handle(self, record: Record) -> list[Outgoing]:
         """Forward a decided supply or demand event once; refusals stay where they are."""
         event = decode(record.value)
-        if isinstance(event.payload, PostingRefused) or event.event_id in self.forwarded:
+        if event.event_type not in FORWARDED or event.event_id in self.forwarded:
             return []
         self.forwarded.add(event.event_id)
         zone = zone_of(event.payload).encode()
@@ -50,15 +55,14 @@ class Matcher:
         self.state = MatcherState()
 
     def handle(self, record: Record) -> list[Outgoing]:
-        """Apply one input; each proposal is keyed by its need."""
+        """Apply one input; each decision is keyed by its need (a refusal by its stream)."""
         event = decode(record.value)
         return [
-            Outgoing(
-                MATCHES_EVENTS.name,
-                str(p.payload.need_id).encode(),  # type: ignore[attr-defined]
-                p.event_id,
-                p.event_type,
-                encode(p),
-            )
-            for p in apply(self.state, event)
+            Outgoing(MATCHES_EVENTS.name, _key(d), d.event_id, d.event_type, encode(d))
+            for d in apply(self.state, event)
         ]
+
+
+def _key(decision: Envelope[Message]) -> bytes:
+    need_id = getattr(decision.payload, "need_id", None)
+    return str(need_id if need_id is not None else decision.stream_id).encode()

@@ -29,7 +29,7 @@ def wait_for(
             value = probe()
             if value:
                 return value
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+        except (httpx.HTTPError, OSError, ValueError, LookupError) as exc:
             last_error = exc
         time.sleep(interval)
     raise AssertionError(
@@ -92,6 +92,26 @@ class Exchange:
             return r.json() if r.status_code == 200 else None
 
         return wait_for("/healthz to answer 200", probe, timeout)
+
+    def create_org(self, kind: str, name: str, district: str, street: str | None = None) -> str:
+        """Register an organisation with the operator's command; return its bearer token."""
+        args = [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "orgs",
+            "create",
+            "--kind",
+            kind,
+            "--name",
+            name,
+            "--district",
+            district,
+        ] + (["--street", street] if street else [])
+        env = {**os.environ, "EXCHANGE_VAR_DIR": str(self.var_dir)}
+        env.pop("DATABASE_URL", None)
+        out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+        return out.strip().splitlines()[-1].split(": ", 1)[1]
 
     def pids(self) -> list[int]:
         """Every process of the exchange: supervisor, services, broker, PostgreSQL postmaster."""

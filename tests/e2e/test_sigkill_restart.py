@@ -17,8 +17,9 @@ from tests.e2e.harness import Exchange, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def post_load(http: httpx.Client, rounds: int) -> dict[str, list[str]]:
-    """Post funds, donations, pledges and needs; return the ids of every acknowledged posting."""
+def post_load(http: httpx.Client, tokens: dict[str, str], rounds: int) -> dict[str, list[str]]:
+    """Post funds, donations, volunteers, pledges and needs; return the ids of every
+    acknowledged posting."""
     acked: dict[str, list[str]] = {
         "postings": [],
         "needs": [],
@@ -27,20 +28,48 @@ def post_load(http: httpx.Client, rounds: int) -> dict[str, list[str]]:
         "donations": [],
     }
 
-    def post(path: str, body: dict[str, Any], kind: str, id_field: str) -> str:
-        r = http.post(path, json=body, headers={"X-Exchange-Org": "kill-test"})
+    def post(
+        path: str, body: dict[str, Any], kind: str, id_field: str, token: str, method: str = "POST"
+    ) -> str:
+        r = http.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 202, r.text
         acked["postings"].append(r.json()["posting_id"])
         acked[kind].append(r.json()[id_field])
         return str(r.json()[id_field])
 
+    foundation, community = tokens["foundation"], tokens["community"]
     for i in range(rounds):
-        fund_id = post("/v1/funds", f.fund(name=f"基金{i}"), "funds", "fund_id")
-        post(f"/v1/funds/{fund_id}/donations", f.donation(50_000), "donations", "donation_id")
-        post("/v1/pledges", f.pledge(pseudonym=f"志愿者{i}"), "pledges", "volunteer_id")
-        post("/v1/needs", f.money_need(30_000, title=f"补贴{i}"), "needs", "need_id")
+        fund_id = post("/v1/funds", f.fund(name=f"基金{i}"), "funds", "fund_id", foundation)
         post(
-            "/v1/needs", f.volunteer_need(title=f"送餐{i}", volunteers_needed=1), "needs", "need_id"
+            f"/v1/funds/{fund_id}/donations",
+            f.donation(50_000),
+            "donations",
+            "donation_id",
+            foundation,
+        )
+        r = http.post(
+            "/v1/volunteers",
+            headers={"Authorization": f"Bearer {community}"},
+            json={"pseudonym": f"志愿者{i}", "home": {"district": "鼓楼区"}},
+        )
+        assert r.status_code == 202, r.text
+        acked["postings"].append(r.json()["posting_id"])
+        volunteer = r.json()["volunteer_id"]
+        post(
+            f"/v1/volunteers/{volunteer}/pledge",
+            f.pledge(pseudonym=f"志愿者{i}"),
+            "pledges",
+            "volunteer_id",
+            r.json()["volunteer_token"],
+            method="PUT",
+        )
+        post("/v1/needs", f.money_need(30_000, title=f"补贴{i}"), "needs", "need_id", community)
+        post(
+            "/v1/needs",
+            f.volunteer_need(title=f"送餐{i}", volunteers_needed=1),
+            "needs",
+            "need_id",
+            community,
         )
     return acked
 
@@ -50,6 +79,9 @@ async def facts(dsn: str) -> dict[str, Any]:
     try:
         return {
             "needs": {str(r["need_id"]) for r in await conn.fetch("SELECT need_id FROM rm_needs")},
+            "registered": await conn.fetchval(
+                "SELECT count(*) FROM archive WHERE event_type = 'VolunteerRegistered'"
+            ),
             "funds": {str(r["fund_id"]) for r in await conn.fetch("SELECT fund_id FROM rm_funds")},
             "pledges": {
                 str(r["volunteer_id"])
@@ -60,7 +92,8 @@ async def facts(dsn: str) -> dict[str, Any]:
             },
             "decided": await conn.fetchval(
                 "SELECT count(*) FROM archive WHERE event_type IN"
-                " ('NeedPosted','FundOpened','DonationReceived','PledgeMade','PostingRefused')"
+                " ('NeedPosted','FundOpened','DonationReceived','PledgeMade','PostingRefused',"
+                " 'VolunteerRegistered')"
             ),
             "refused": await conn.fetchval("SELECT count(*) FROM rm_refusals"),
             "donated": await conn.fetchval(
@@ -90,8 +123,12 @@ def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(
     var = tmp_path / "var"
     ex = Exchange(var).start()
     ex.wait_healthy()
+    tokens = {
+        "foundation": ex.create_org("foundation", "江东街道慈善基金会", "鼓楼区"),
+        "community": ex.create_org("community", "金陵名人居社区", "鼓楼区", "江东街道"),
+    }
     with ex.http() as http:
-        acked = post_load(http, rounds=12)
+        acked = post_load(http, tokens, rounds=12)
     dsn = ex.state["database_url"]
 
     ex.kill_everything()  # mid-flight: most postings are not yet decided or archived
@@ -116,15 +153,12 @@ def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(
         assert (got["overfilled"], got["overspent"], got["double_booked"]) == (0, 0, 0)
 
         with ex.http() as http:  # and it carries on
-            r = http.post(
-                "/v1/needs",
-                json=f.volunteer_need(title="重启之后"),
-                headers={"X-Exchange-Org": "kill-test"},
-            )
+            community = {"Authorization": f"Bearer {tokens['community']}"}
+            r = http.post("/v1/needs", json=f.volunteer_need(title="重启之后"), headers=community)
             need_id = r.json()["need_id"]
             wait_for(
                 "a posting after the restart to be visible",
-                lambda: http.get(f"/v1/needs/{need_id}").status_code == 200,
+                lambda: http.get(f"/v1/needs/{need_id}", headers=community).status_code == 200,
             )
     finally:
         ex.stop()

@@ -12,13 +12,27 @@ import pytest
 from fastapi.testclient import TestClient
 
 from schemas.codec import decode
+from schemas.messages import OrgKind
 from services.embedded.broker import EmbeddedBroker
 from services.gateway.app import create_app
+from services.identity import create_organisation
+from services.platform.db import connect
 from services.platform.kafka import ensure_topics, read_all
 from services.settings import Settings
 from tests import factories as f
 
 pytestmark = pytest.mark.integration
+
+
+def org_token(dsn: str, kind: OrgKind, name: str) -> str:
+    async def make() -> str:
+        conn = await connect(dsn)
+        try:
+            return (await create_organisation(conn, kind, name, "鼓楼区", "江东街道"))[1]
+        finally:
+            await conn.close()
+
+    return asyncio.run(make())
 
 
 @pytest.fixture
@@ -29,11 +43,18 @@ def client(broker: EmbeddedBroker, database_url: str) -> Iterator[TestClient]:
         yield c
 
 
+@pytest.fixture
+def community(database_url: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {org_token(database_url, OrgKind.COMMUNITY, '江东社区')}"}
+
+
 def postings_count(dsn: str) -> int:
     async def q() -> int:
         conn = await asyncpg.connect(dsn)
         try:
-            return int(await conn.fetchval("SELECT count(*) FROM postings"))
+            return int(
+                await conn.fetchval("SELECT count(*) FROM postings WHERE org_id <> 'operator'")
+            )
         finally:
             await conn.close()
 
@@ -41,9 +62,9 @@ def postings_count(dsn: str) -> int:
 
 
 def test_an_accepted_need_is_in_postgresql_and_on_its_topic(
-    client: TestClient, broker: EmbeddedBroker, database_url: str
+    client: TestClient, broker: EmbeddedBroker, database_url: str, community: dict[str, str]
 ) -> None:
-    r = client.post("/v1/needs", json=f.volunteer_need(), headers={"X-Exchange-Org": "jiangdong"})
+    r = client.post("/v1/needs", json=f.volunteer_need(), headers=community)
     assert r.status_code == 202
     body = r.json()
     assert postings_count(database_url) == 1
@@ -51,14 +72,14 @@ def test_an_accepted_need_is_in_postgresql_and_on_its_topic(
     assert record.event_id == uuid.UUID(body["posting_id"])
     assert record.key == body["need_id"].encode()
     posting = decode(record.value)
-    assert posting.actor.org_id == "jiangdong"
+    assert posting.actor.role.value == "community"
     assert posting.payload.need.title == "银发助餐：周六午餐送餐上门"  # type: ignore[attr-defined]
 
 
 def test_the_same_idempotency_key_and_body_returns_the_original_answer(
-    client: TestClient, database_url: str
+    client: TestClient, database_url: str, community: dict[str, str]
 ) -> None:
-    headers = {"X-Exchange-Org": "jiangdong", "Idempotency-Key": "need-42"}
+    headers = community | {"Idempotency-Key": "need-42"}
     first = client.post("/v1/needs", json=f.volunteer_need(), headers=headers)
     again = client.post("/v1/needs", json=f.volunteer_need(), headers=headers)
     assert again.status_code == 202
@@ -68,45 +89,60 @@ def test_the_same_idempotency_key_and_body_returns_the_original_answer(
 
 
 def test_the_same_key_with_another_body_is_refused_and_writes_nothing(
-    client: TestClient, database_url: str
+    client: TestClient, database_url: str, community: dict[str, str]
 ) -> None:
-    headers = {"X-Exchange-Org": "jiangdong", "Idempotency-Key": "need-43"}
+    headers = community | {"Idempotency-Key": "need-43"}
     client.post("/v1/needs", json=f.volunteer_need(), headers=headers)
     r = client.post("/v1/needs", json=f.volunteer_need(volunteers_needed=3), headers=headers)
     assert r.status_code == 409
     assert postings_count(database_url) == 1
 
 
-def test_keys_are_per_organisation(client: TestClient, database_url: str) -> None:
-    client.post(
-        "/v1/needs",
-        json=f.volunteer_need(),
-        headers={"X-Exchange-Org": "a", "Idempotency-Key": "k"},
-    )
-    client.post(
-        "/v1/needs",
-        json=f.volunteer_need(),
-        headers={"X-Exchange-Org": "b", "Idempotency-Key": "k"},
-    )
+def test_keys_are_per_organisation(
+    client: TestClient, database_url: str, community: dict[str, str]
+) -> None:
+    other = {"Authorization": f"Bearer {org_token(database_url, OrgKind.COMMUNITY, '永盛社区')}"}
+    client.post("/v1/needs", json=f.volunteer_need(), headers=community | {"Idempotency-Key": "k"})
+    client.post("/v1/needs", json=f.volunteer_need(), headers=other | {"Idempotency-Key": "k"})
     assert postings_count(database_url) == 2
 
 
 def test_invalid_input_names_every_field_and_writes_nothing(
-    client: TestClient, broker: EmbeddedBroker, database_url: str
+    client: TestClient, broker: EmbeddedBroker, database_url: str, community: dict[str, str]
 ) -> None:
-    bad = f.pledge(skills=[], weekly_hour_limit=99)
-    r = client.post("/v1/pledges", json=bad, headers={"X-Exchange-Org": "x"})
+    bad = f.money_need(amount=0, urgency="whenever")
+    r = client.post("/v1/needs", json=bad, headers=community)
     assert r.status_code == 422
     detail = {e["field"]: e for e in r.json()["detail"]}
-    assert set(detail) == {"skills", "weekly_hour_limit"}
-    assert detail["weekly_hour_limit"]["value_type"] == "integer"
-    assert "60" in detail["weekly_hour_limit"]["reason"]  # says why: the limit
+    assert set(detail) == {"amount.amount_minor", "urgency"}
+    assert detail["amount.amount_minor"]["value_type"] == "integer"
+    assert "greater than 0" in detail["amount.amount_minor"]["reason"]
     assert postings_count(database_url) == 0
-    assert list(read_all(broker.bootstrap, ["pledges.postings"])) == []
+    assert list(read_all(broker.bootstrap, ["needs.postings"])) == []
 
 
-def test_a_missing_organisation_header_is_refused(client: TestClient, database_url: str) -> None:
-    r = client.post("/v1/needs", json=f.volunteer_need())
-    assert r.status_code == 422
-    assert r.json()["detail"][0]["field"] == "header.X-Exchange-Org"
+def test_no_token_or_an_unknown_token_is_401_and_writes_nothing(
+    client: TestClient, database_url: str
+) -> None:
+    assert client.post("/v1/needs", json=f.volunteer_need()).status_code == 401
+    r = client.post(
+        "/v1/needs", json=f.volunteer_need(), headers={"Authorization": "Bearer cx_forged"}
+    )
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
     assert postings_count(database_url) == 0
+
+
+def test_tokens_are_stored_hashed(
+    client: TestClient, database_url: str, community: dict[str, str]
+) -> None:
+    token = community["Authorization"].split()[1]
+
+    async def stored() -> list[str]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return [r[0] for r in await conn.fetch("SELECT token_hash FROM access_tokens")]
+        finally:
+            await conn.close()
+
+    hashes = asyncio.run(stored())
+    assert token not in hashes and all(len(h) == 64 for h in hashes)

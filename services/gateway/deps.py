@@ -1,0 +1,106 @@
+"""What every route needs: the caller's identity, the write path, and ownership checks.
+
+Refusals here are 401 (who are you?) or 403 (not yours / not your role), with a reason, and
+happen before anything is written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Header, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from schemas.common import Role
+from services.gateway.postings import Postings
+from services.identity import Principal, principal_for
+
+bearer = HTTPBearer(auto_error=False, description="The token `exchange orgs create` printed.")
+
+
+def pool_of(request: Request) -> asyncpg.Pool:
+    """The gateway's connection pool."""
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def postings_of(request: Request) -> Postings:
+    """The gateway's write path."""
+    p: Postings = request.app.state.postings
+    return p
+
+
+async def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The principal behind the bearer token, or 401."""
+    if credentials is None:
+        raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+    who = await principal_for(pool_of(request), credentials.credentials)
+    if who is None:
+        raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+    return who
+
+
+Pool = Annotated[asyncpg.Pool, Depends(pool_of)]
+PostingsDep = Annotated[Postings, Depends(postings_of)]
+Caller = Annotated[Principal, Depends(caller)]
+IdemHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Same key and body: the original answer, nothing new written; "
+        "same key, other body: 409.",
+    ),
+]
+
+
+def require_role(who: Principal, *roles: Role) -> None:
+    """403 unless the caller acts in one of `roles`."""
+    if who.role not in roles:
+        if who.role is Role.AUDITOR:
+            raise HTTPException(403, "auditors read everything and write nothing")
+        wanted = " or ".join(r.value for r in roles)
+        raise HTTPException(403, f"only a {wanted} may do this; you act as {who.role.value}")
+
+
+async def require_owner(pool: asyncpg.Pool, who: Principal, resource: str, rid: uuid.UUID) -> None:
+    """404 for an unknown fund or need, 403 when it belongs to another organisation."""
+    owner = await pool.fetchval(
+        "SELECT org_id FROM ownership WHERE resource = $1 AND resource_id = $2", resource, rid
+    )
+    if owner is None:
+        raise HTTPException(404, f"no such {resource}")
+    if owner != who.id:
+        raise HTTPException(403, f"this {resource} belongs to another organisation")
+
+
+async def may_read_private(
+    pool: asyncpg.Pool, who: Principal, resource: str, rid: uuid.UUID
+) -> bool:
+    """Auditors and the owning organisation see private fields (donors, volunteers' plans)."""
+    if who.role is Role.AUDITOR:
+        return True
+    owner = await pool.fetchval(
+        "SELECT org_id FROM ownership WHERE resource = $1 AND resource_id = $2", resource, rid
+    )
+    return bool(owner == who.id)
+
+
+def own(resource: str, rid: uuid.UUID, org: uuid.UUID):  # type: ignore[no-untyped-def]
+    """A side effect for `Posting.also`: record that `org` owns this new resource."""
+
+    async def write(conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "INSERT INTO ownership (resource, resource_id, org_id) VALUES ($1, $2, $3)",
+            resource,
+            rid,
+            org,
+        )
+
+    return write

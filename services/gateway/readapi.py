@@ -1,0 +1,220 @@
+"""The read side of the API: needs, funds, volunteers, matches and postings, each shown to
+those allowed to see it, paginated by cursor, and stamped with the sequence it reflects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from schemas.common import Role
+from services.gateway import reads
+from services.gateway.deps import Caller, Pool, may_read_private
+from services.identity import Principal
+
+router = APIRouter(prefix="/v1", tags=["read"])
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+After = Annotated[int | None, Query(ge=0, description="cursor: `next` of the previous page")]
+MinSeq = Annotated[
+    int | None,
+    Query(ge=0, description="wait (up to 10 s) until the read models reflect this sequence"),
+]
+
+
+async def _stamp(response: Response, pool: Pool, min_seq: int | None) -> int:
+    seq = await (reads.wait_for_seq(pool, min_seq, 10.0) if min_seq else reads.as_of(pool))
+    response.headers["X-Exchange-Seq"] = str(seq)
+    return seq
+
+
+def _page(items: list[dict[str, Any]], limit: int, seq: int) -> dict[str, Any]:
+    nxt = items[-1]["seq"] if len(items) == limit else None
+    return {"items": items, "next": nxt, "as_of_seq": seq}
+
+
+def _found(item: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    if item is None:
+        raise HTTPException(
+            404, f"no such {what} (yet: postings become visible once decided and archived)"
+        )
+    return item
+
+
+@router.get("/postings/{posting_id}")
+async def get_posting(posting_id: uuid.UUID, pool: Pool, who: Caller) -> dict[str, Any]:
+    """Where one of your postings stands: pending, decided or refused (with the reason), and the
+    sequence of the decision (`decided_seq`) to pass as `min_seq` to other reads."""
+    item = _found(await reads.posting(pool, posting_id), "posting")
+    if who.role is not Role.AUDITOR and item["org_id"] != str(who.id):
+        raise HTTPException(403, "this posting was made by another organisation")
+    return item
+
+
+@router.get("/needs")
+async def list_needs(
+    response: Response,
+    pool: Pool,
+    who: Caller,
+    district: str | None = None,
+    category: str | None = None,
+    status: str | None = None,
+    urgency: str | None = None,
+    after: After = None,
+    limit: Limit = 50,
+    min_seq: MinSeq = None,
+) -> dict[str, Any]:
+    """Needs (open to every participant: they carry counts, never beneficiaries), newest
+    first, filtered by district, category, status and urgency."""
+    seq = await _stamp(response, pool, min_seq)
+    items = await reads.needs(
+        pool,
+        district=district,
+        category=category,
+        status=status,
+        urgency=urgency,
+        after=after,
+        limit=limit,
+    )
+    return _page(items, limit, seq)
+
+
+@router.get("/needs/{need_id}")
+async def get_need(
+    need_id: uuid.UUID, response: Response, pool: Pool, who: Caller, min_seq: MinSeq = None
+) -> dict[str, Any]:
+    """A need with its status; its matches for the owning community and auditors."""
+    seq = await _stamp(response, pool, min_seq)
+    private = await may_read_private(pool, who, "need", need_id)
+    return _found(await reads.need(pool, need_id, with_matches=private), "need") | {
+        "as_of_seq": seq
+    }
+
+
+@router.get("/funds")
+async def list_funds(
+    response: Response,
+    pool: Pool,
+    who: Caller,
+    after: After = None,
+    limit: Limit = 50,
+    min_seq: MinSeq = None,
+) -> dict[str, Any]:
+    """Funds with their earmarks and balances, newest first."""
+    seq = await _stamp(response, pool, min_seq)
+    return _page(await reads.funds(pool, after, limit), limit, seq)
+
+
+@router.get("/funds/{fund_id}")
+async def get_fund(
+    fund_id: uuid.UUID, response: Response, pool: Pool, who: Caller, min_seq: MinSeq = None
+) -> dict[str, Any]:
+    """A fund with its balance split into available, reserved and disbursed (from the journal)."""
+    seq = await _stamp(response, pool, min_seq)
+    return _found(await reads.fund(pool, fund_id), "fund") | {"as_of_seq": seq}
+
+
+@router.get("/funds/{fund_id}/history")
+async def get_fund_history(
+    fund_id: uuid.UUID, response: Response, pool: Pool, who: Caller, min_seq: MinSeq = None
+) -> dict[str, Any]:
+    """Every money movement of the fund (the owning foundation and auditors)."""
+    if not await may_read_private(pool, who, "fund", fund_id):
+        raise HTTPException(403, "a fund's history is for its foundation and auditors")
+    seq = await _stamp(response, pool, min_seq)
+    return {"items": await reads.fund_history(pool, fund_id), "as_of_seq": seq}
+
+
+@router.get("/volunteers/{volunteer_id}")
+async def get_volunteer(
+    volunteer_id: uuid.UUID, response: Response, pool: Pool, who: Caller, min_seq: MinSeq = None
+) -> dict[str, Any]:
+    """A volunteer's pledge and shifts (the volunteer, their organisation, auditors)."""
+    registrar = await pool.fetchval(
+        "SELECT registered_by FROM volunteers WHERE volunteer_id = $1", volunteer_id
+    )
+    if who.role is not Role.AUDITOR and who.id not in (volunteer_id, registrar):
+        raise HTTPException(
+            403, "a volunteer's plans are for them, their organisation and auditors"
+        )
+    seq = await _stamp(response, pool, min_seq)
+    return _found(await reads.volunteer(pool, volunteer_id), "volunteer") | {"as_of_seq": seq}
+
+
+@router.get("/matches")
+async def list_matches(
+    response: Response,
+    pool: Pool,
+    who: Caller,
+    after: After = None,
+    limit: Limit = 50,
+    min_seq: MinSeq = None,
+) -> dict[str, Any]:
+    """Matches you may see, newest first."""
+    seq = await _stamp(response, pool, min_seq)
+    return _page(await reads.matches(pool, who, after, limit), limit, seq)
+
+
+# ---- live events (Server-Sent Events) ----
+
+
+async def _visible(pool: Pool, who: Principal, row: Any) -> bool:
+    if who.role is Role.AUDITOR:
+        return True
+    event = json.loads(bytes(row["value"]))
+    payload = event.get("payload", {})
+    if event.get("actor", {}).get("org_id") == str(who.id):
+        return True
+    if who.is_volunteer:
+        return str(who.id) in (payload.get("volunteer_id"),)
+    for resource in ("need", "fund"):
+        rid = payload.get(f"{resource}_id")
+        if rid and await may_read_private(pool, who, resource, uuid.UUID(rid)):
+            return True
+    return False
+
+
+@router.get("/events")
+async def events(
+    request: Request,
+    pool: Pool,
+    who: Caller,
+    after: Annotated[int | None, Query(ge=0, description="replay from this sequence")] = None,
+) -> StreamingResponse:
+    """New events as Server-Sent Events (`id` is the archive sequence; reconnect with
+    `Last-Event-ID` or `after`), filtered to what the caller may see."""
+    start = after if after is not None else int(request.headers.get("Last-Event-ID", 0) or 0)
+    if after is None and "Last-Event-ID" not in request.headers:
+        start = await reads.as_of(pool)
+
+    async def stream() -> AsyncIterator[bytes]:
+        cursor, idle = start, 0.0
+        yield b": connected\n\n"
+        while not await request.is_disconnected():
+            rows = await pool.fetch(
+                "SELECT archive_seq, event_type, value FROM archive WHERE archive_seq > $1"
+                " AND topic NOT LIKE '%.postings' ORDER BY archive_seq LIMIT 200",
+                cursor,
+            )
+            for row in rows:
+                cursor = row["archive_seq"]
+                if await _visible(pool, who, row):
+                    data = bytes(row["value"]).decode()
+                    yield f"id: {cursor}\nevent: {row['event_type']}\ndata: {data}\n\n".encode()
+            if rows:
+                idle = 0.0
+                continue
+            idle += 0.2
+            if idle >= 15:
+                idle = 0.0
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(0.2)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

@@ -1,0 +1,552 @@
+"""The write side of the API: each route checks who may act, then records one posting.
+
+Routes decide only what needs no state beyond identity and ownership (401/403/404/409/422);
+every rule that depends on history (amend only an open need, refund no more than was given)
+is decided by the owning intake service and reported on the posting's status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from schemas.common import Description, Frozen, Money, Name, Place, Role
+from schemas.messages import (
+    AcceptMatch,
+    AmendNeed,
+    AmendPledge,
+    CancelNeed,
+    ConfirmMatch,
+    DeclineMatch,
+    MakePledge,
+    Message,
+    NeedAmendment,
+    OpenFund,
+    PostNeed,
+    ReceiveDonation,
+    RecordNoShow,
+    RefundDonation,
+    RegisterVolunteer,
+    WithdrawPledge,
+)
+from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
+from schemas.topics import (
+    DONATIONS_POSTINGS,
+    MATCHES_POSTINGS,
+    NEEDS_POSTINGS,
+    PLEDGES_POSTINGS,
+    TopicSpec,
+)
+from services.gateway.deps import (
+    Caller,
+    IdemHeader,
+    Pool,
+    PostingsDep,
+    own,
+    require_owner,
+    require_role,
+)
+from services.gateway.postings import IdempotencyConflict, Posting, request_hash
+from services.identity import Principal, issue_token
+
+router = APIRouter(prefix="/v1")
+
+COMMUNITY = (Role.COMMUNITY,)
+Reason = Annotated[Description, Field(min_length=1, max_length=500)]
+
+
+class ReasonBody(Frozen):
+    """Why (shown to the other side and kept in the log)."""
+
+    reason: Reason
+
+
+class RefundBody(Frozen):
+    """How much of a donation goes back, and why."""
+
+    amount: Money
+    reason: Reason
+
+
+class VolunteerBody(Frozen):
+    """A volunteer to register: a pseudonym and a home place (district, street). Nothing else:
+    no phone, no ID number, no address."""
+
+    pseudonym: Name
+    home: Place
+
+
+class ConfirmBody(Frozen):
+    """What was delivered: minutes served (a shift) or money received (a fund)."""
+
+    minutes_served: Annotated[int, Field(gt=0, le=24 * 60 * 7)] | None = None
+    amount_received: Money | None = None
+
+
+async def submit(
+    request: Request,
+    svc: PostingsDep,
+    who: Principal,
+    *,
+    topic: TopicSpec,
+    key: uuid.UUID,
+    payload: Message,
+    body: BaseModel | None,
+    idem: str | None,
+    ids: dict[str, str],
+    also: Any = None,
+    similar_to: str | None = None,
+) -> JSONResponse:
+    """Accept one posting and answer 202 with its id (or the stored answer of a retry)."""
+    posting_id = uuid.uuid4()
+    response: dict[str, Any] = {
+        "posting_id": str(posting_id),
+        "status": "accepted",
+        **ids,
+        "links": {"posting": f"/v1/postings/{posting_id}"},
+    }
+    fingerprint = request_hash(
+        request.url.path, body.model_dump(mode="json") if body is not None else {}
+    )
+    try:
+        result = await svc.accept(
+            Posting(
+                topic=topic,
+                key=key,
+                payload=payload,
+                org_id=str(who.id),
+                role=who.role,
+                idempotency_key=idem,
+                request_hash=fingerprint,
+                response=response,
+                also=also,
+                similar_to=similar_to,
+            )
+        )
+    except IdempotencyConflict:
+        raise HTTPException(
+            409, "Idempotency-Key was already used with a different request"
+        ) from None
+    if not result.replayed:
+        request.app.state.accepted += 1
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return JSONResponse(status_code=202, content=result.response, headers=headers)
+
+
+def need_fingerprint(need: NeedSpec) -> str:
+    """Same category, same place, same window (or deadline): a possible duplicate."""
+    when = need.shift.model_dump_json() if need.shift else need.deadline.isoformat()
+    text = f"{need.category.value}|{need.place.model_dump_json()}|{when}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---- foundations ----
+
+
+@router.post("/funds", status_code=202, tags=["foundations"])
+async def open_fund(
+    request: Request, body: FundSpec, svc: PostingsDep, who: Caller, idem: IdemHeader = None
+) -> JSONResponse:
+    """Open a fund with its restrictions (categories, districts, period, cap per need)."""
+    require_role(who, Role.FOUNDATION)
+    fund_id = uuid.uuid4()
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=DONATIONS_POSTINGS,
+        key=fund_id,
+        payload=OpenFund(fund_id=fund_id, fund=body),
+        body=body,
+        idem=idem,
+        ids={"fund_id": str(fund_id)},
+        also=own("fund", fund_id, who.id),
+    )
+
+
+@router.post("/funds/{fund_id}/donations", status_code=202, tags=["foundations"])
+async def donate(
+    request: Request,
+    fund_id: uuid.UUID,
+    body: DonationSpec,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Record a donation into one of your funds."""
+    require_role(who, Role.FOUNDATION)
+    await require_owner(pool, who, "fund", fund_id)
+    donation_id = uuid.uuid4()
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=DONATIONS_POSTINGS,
+        key=fund_id,
+        payload=ReceiveDonation(fund_id=fund_id, donation_id=donation_id, donation=body),
+        body=body,
+        idem=idem,
+        ids={"fund_id": str(fund_id), "donation_id": str(donation_id)},
+    )
+
+
+@router.post(
+    "/funds/{fund_id}/donations/{donation_id}/refunds", status_code=202, tags=["foundations"]
+)
+async def refund(
+    request: Request,
+    fund_id: uuid.UUID,
+    donation_id: uuid.UUID,
+    body: RefundBody,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Refund all or part of a donation (never more than was given)."""
+    require_role(who, Role.FOUNDATION)
+    await require_owner(pool, who, "fund", fund_id)
+    refund_id = uuid.uuid4()
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=DONATIONS_POSTINGS,
+        key=fund_id,
+        payload=RefundDonation(
+            fund_id=fund_id,
+            donation_id=donation_id,
+            refund_id=refund_id,
+            amount=body.amount,
+            reason=body.reason,
+        ),
+        body=body,
+        idem=idem,
+        ids={"fund_id": str(fund_id), "refund_id": str(refund_id)},
+    )
+
+
+# ---- communities ----
+
+
+@router.post("/needs", status_code=202, tags=["communities"])
+async def post_need(
+    request: Request, body: NeedSpec, svc: PostingsDep, who: Caller, idem: IdemHeader = None
+) -> JSONResponse:
+    """Post a need (volunteer hours, money or goods). Answered once it is durable; a need
+    that looks like one you posted recently is flagged in `warnings`, not merged."""
+    require_role(who, *COMMUNITY)
+    need_id = uuid.uuid4()
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=NEEDS_POSTINGS,
+        key=need_id,
+        payload=PostNeed(need_id=need_id, need=body),
+        body=body,
+        idem=idem,
+        ids={"need_id": str(need_id)},
+        also=own("need", need_id, who.id),
+        similar_to=need_fingerprint(body),
+    )
+
+
+@router.patch("/needs/{need_id}", status_code=202, tags=["communities"])
+async def amend_need(
+    request: Request,
+    need_id: uuid.UUID,
+    body: NeedAmendment,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Change quantity, window, deadline or urgency of one of your open needs."""
+    require_role(who, *COMMUNITY)
+    await require_owner(pool, who, "need", need_id)
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=NEEDS_POSTINGS,
+        key=need_id,
+        payload=AmendNeed(need_id=need_id, amendment=body),
+        body=body,
+        idem=idem,
+        ids={"need_id": str(need_id)},
+    )
+
+
+@router.post("/needs/{need_id}/cancel", status_code=202, tags=["communities"])
+async def cancel_need(
+    request: Request,
+    need_id: uuid.UUID,
+    body: ReasonBody,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Cancel one of your needs; what it holds goes back."""
+    require_role(who, *COMMUNITY)
+    await require_owner(pool, who, "need", need_id)
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=NEEDS_POSTINGS,
+        key=need_id,
+        payload=CancelNeed(need_id=need_id, reason=body.reason),
+        body=body,
+        idem=idem,
+        ids={"need_id": str(need_id)},
+    )
+
+
+async def _match_need_owner(pool: Pool, who: Principal, match_id: uuid.UUID) -> None:
+    need_id = await pool.fetchval("SELECT need_id FROM rm_matches WHERE match_id = $1", match_id)
+    if need_id is None:
+        raise HTTPException(404, "no such match (yet: matches are visible once archived)")
+    await require_owner(pool, who, "need", need_id)
+
+
+@router.post("/matches/{match_id}/confirm", status_code=202, tags=["communities"])
+async def confirm_match(
+    request: Request,
+    match_id: uuid.UUID,
+    body: ConfirmBody,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Confirm delivery for a match on one of your needs: minutes served or money received."""
+    require_role(who, *COMMUNITY)
+    await _match_need_owner(pool, who, match_id)
+    payload = ConfirmMatch(
+        match_id=match_id, minutes_served=body.minutes_served, amount_received=body.amount_received
+    )
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=MATCHES_POSTINGS,
+        key=match_id,
+        payload=payload,
+        body=body,
+        idem=idem,
+        ids={"match_id": str(match_id)},
+    )
+
+
+@router.post("/matches/{match_id}/no-show", status_code=202, tags=["communities"])
+async def no_show(
+    request: Request,
+    match_id: uuid.UUID,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Record that the volunteer did not come; the need reopens while time allows."""
+    require_role(who, *COMMUNITY)
+    await _match_need_owner(pool, who, match_id)
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=MATCHES_POSTINGS,
+        key=match_id,
+        payload=RecordNoShow(match_id=match_id),
+        body=None,
+        idem=idem,
+        ids={"match_id": str(match_id)},
+    )
+
+
+# ---- volunteers ----
+
+
+@router.post("/volunteers", status_code=202, tags=["volunteers"])
+async def register_volunteer(
+    request: Request,
+    body: VolunteerBody,
+    svc: PostingsDep,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Register a volunteer (communities and social organisations). The answer carries the
+    volunteer's own token, shown once, with which they pledge and answer proposals."""
+    require_role(who, Role.COMMUNITY, Role.SOCIAL_ORG)
+    volunteer_id = uuid.uuid4()
+    issued: dict[str, str] = {}
+
+    async def register(conn: Any) -> None:
+        await conn.execute(
+            "INSERT INTO volunteers (volunteer_id, registered_by) VALUES ($1, $2)",
+            volunteer_id,
+            who.id,
+        )
+        issued["token"] = await issue_token(conn, "volunteer", volunteer_id)
+
+    answer = await submit(
+        request,
+        svc,
+        who,
+        topic=PLEDGES_POSTINGS,
+        key=volunteer_id,
+        payload=RegisterVolunteer(
+            volunteer_id=volunteer_id, pseudonym=body.pseudonym, home=body.home
+        ),
+        body=body,
+        idem=idem,
+        ids={"volunteer_id": str(volunteer_id)},
+        also=register,
+    )
+    if "token" in issued:  # shown once: a replayed request gets no token
+        import json
+
+        content = json.loads(bytes(answer.body)) | {"volunteer_token": issued["token"]}
+        return JSONResponse(status_code=202, content=content)
+    return answer
+
+
+async def _volunteer_or_registrar(pool: Pool, who: Principal, volunteer_id: uuid.UUID) -> None:
+    registrar = await pool.fetchval(
+        "SELECT registered_by FROM volunteers WHERE volunteer_id = $1", volunteer_id
+    )
+    if registrar is None:
+        raise HTTPException(404, "no such volunteer")
+    if who.id not in (volunteer_id, registrar):
+        raise HTTPException(403, "only the volunteer or the organisation that registered them")
+
+
+@router.put("/volunteers/{volunteer_id}/pledge", status_code=202, tags=["volunteers"])
+async def pledge(
+    request: Request,
+    volunteer_id: uuid.UUID,
+    body: PledgeSpec,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Pledge skills and availability, or replace the pledge (the volunteer, or the
+    organisation that registered them)."""
+    await _volunteer_or_registrar(pool, who, volunteer_id)
+    first = not await pool.fetchval(
+        "SELECT 1 FROM ownership WHERE resource = 'pledge' AND resource_id = $1", volunteer_id
+    )
+    payload: Message = (
+        MakePledge(volunteer_id=volunteer_id, pledge=body)
+        if first
+        else AmendPledge(volunteer_id=volunteer_id, pledge=body)
+    )
+    registrar = await pool.fetchval(
+        "SELECT registered_by FROM volunteers WHERE volunteer_id = $1", volunteer_id
+    )
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=PLEDGES_POSTINGS,
+        key=volunteer_id,
+        payload=payload,
+        body=body,
+        idem=idem,
+        ids={"volunteer_id": str(volunteer_id)},
+        also=own("pledge", volunteer_id, registrar) if first else None,
+    )
+
+
+@router.post("/volunteers/{volunteer_id}/pledge/withdraw", status_code=202, tags=["volunteers"])
+async def withdraw(
+    request: Request,
+    volunteer_id: uuid.UUID,
+    body: ReasonBody,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Withdraw a pledge. Shifts already accepted end only through the match lifecycle
+    (decline, or the community's confirmation or no-show)."""
+    await _volunteer_or_registrar(pool, who, volunteer_id)
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=PLEDGES_POSTINGS,
+        key=volunteer_id,
+        payload=WithdrawPledge(volunteer_id=volunteer_id, reason=body.reason),
+        body=body,
+        idem=idem,
+        ids={"volunteer_id": str(volunteer_id)},
+    )
+
+
+async def _own_proposal(pool: Pool, who: Principal, match_id: uuid.UUID) -> None:
+    if not who.is_volunteer:
+        raise HTTPException(403, "only the volunteer a shift was proposed to may answer it")
+    volunteer = await pool.fetchval(
+        "SELECT volunteer_id FROM rm_matches WHERE match_id = $1", match_id
+    )
+    if volunteer is None:
+        raise HTTPException(404, "no such match (yet: matches are visible once archived)")
+    if volunteer != who.id:
+        raise HTTPException(403, "this shift was proposed to another volunteer")
+
+
+@router.post("/matches/{match_id}/accept", status_code=202, tags=["volunteers"])
+async def accept(
+    request: Request,
+    match_id: uuid.UUID,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Accept a shift proposed to you."""
+    await _own_proposal(pool, who, match_id)
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=MATCHES_POSTINGS,
+        key=match_id,
+        payload=AcceptMatch(match_id=match_id),
+        body=None,
+        idem=idem,
+        ids={"match_id": str(match_id)},
+    )
+
+
+@router.post("/matches/{match_id}/decline", status_code=202, tags=["volunteers"])
+async def decline(
+    request: Request,
+    match_id: uuid.UUID,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Decline a shift proposed to you; the next candidate is asked."""
+    await _own_proposal(pool, who, match_id)
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=MATCHES_POSTINGS,
+        key=match_id,
+        payload=DeclineMatch(match_id=match_id),
+        body=None,
+        idem=idem,
+        ids={"match_id": str(match_id)},
+    )

@@ -1,0 +1,135 @@
+"""Identities: organisations and volunteers, their bearer tokens, and what each may do.
+
+Tokens are 256-bit random strings shown once; only their SHA-256 is stored. A principal is who a
+token belongs to; `Principal.role` is the role its postings carry in the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from schemas.codec import encode
+from schemas.common import Role
+from schemas.envelope import Actor, Envelope
+from schemas.messages import Message, OrganisationRegistered, OrgKind
+from schemas.topics import ORGANISATIONS_EVENTS
+
+TOKEN_PREFIX = "cx_"
+
+ROLE_OF_KIND = {
+    OrgKind.FOUNDATION: Role.FOUNDATION,
+    OrgKind.COMMUNITY: Role.COMMUNITY,
+    OrgKind.STREET_OFFICE: Role.COMMUNITY,
+    OrgKind.SOCIAL_ORG: Role.SOCIAL_ORG,
+    OrgKind.AUDITOR: Role.AUDITOR,
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: an organisation (with its kind) or a volunteer."""
+
+    id: uuid.UUID
+    role: Role
+    kind: OrgKind | None = None
+    name: str = ""
+
+    @property
+    def is_volunteer(self) -> bool:
+        """A volunteer acting with their own token."""
+        return self.role is Role.VOLUNTEER
+
+
+def new_token() -> str:
+    """A fresh bearer token (256 bits of randomness)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """What is stored for a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def issue_token(conn: asyncpg.Connection, kind: str, principal_id: uuid.UUID) -> str:
+    """Issue a token for an organisation or volunteer; return it (it is not stored)."""
+    token = new_token()
+    await conn.execute(
+        "INSERT INTO access_tokens (token_hash, principal_kind, principal_id) VALUES ($1, $2, $3)",
+        token_hash(token),
+        kind,
+        principal_id,
+    )
+    return token
+
+
+async def create_organisation(
+    conn: asyncpg.Connection, kind: OrgKind, name: str, district: str, street: str | None
+) -> tuple[uuid.UUID, str, bool]:
+    """Register an organisation (or find it by kind and name) and issue it a new token.
+
+    Returns (org_id, token, created). The `OrganisationRegistered` event goes into the outbox in
+    the same transaction; the gateway's relay publishes it."""
+    event = OrganisationRegistered(
+        org_id=uuid.uuid4(), kind=kind, name=name, district=district, street=street
+    )  # validates name and place before anything is written
+    async with conn.transaction():
+        existing = await conn.fetchval(
+            "SELECT org_id FROM organisations WHERE kind = $1 AND name = $2", kind.value, event.name
+        )
+        if existing is not None:
+            return existing, await issue_token(conn, "organisation", existing), False
+        await conn.execute(
+            "INSERT INTO organisations (org_id, kind, name, district, street)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            event.org_id,
+            kind.value,
+            event.name,
+            event.district,
+            event.street,
+        )
+        now = datetime.now(UTC)
+        envelope = Envelope[Message](
+            event_id=uuid.uuid4(),
+            event_type=event.TYPE,
+            schema_version=event.VERSION,
+            stream_id=f"organisation:{event.org_id}",
+            stream_seq=1,
+            occurred_at=now,
+            recorded_at=now,
+            actor=Actor(org_id="operator", role=Role.SYSTEM),
+            correlation_id=event.org_id,
+            payload=event,
+        )
+        await conn.execute(
+            "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id,"
+            " request_hash, response) VALUES ($1, $2, $3, $4, $5, 'operator', $6, '{}'::jsonb)",
+            envelope.event_id,
+            ORGANISATIONS_EVENTS.name,
+            str(event.org_id).encode(),
+            encode(envelope),
+            event.TYPE,
+            f"org:{event.org_id}",
+        )
+        return event.org_id, await issue_token(conn, "organisation", event.org_id), True
+
+
+async def principal_for(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> Principal | None:
+    """The principal a bearer token belongs to, or None for an unknown or revoked token."""
+    row = await conn.fetchrow(
+        "SELECT t.principal_kind, t.principal_id, o.kind, o.name FROM access_tokens t"
+        " LEFT JOIN organisations o ON o.org_id = t.principal_id"
+        " WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+        token_hash(token),
+    )
+    if row is None:
+        return None
+    if row["principal_kind"] == "volunteer":
+        return Principal(row["principal_id"], Role.VOLUNTEER)
+    kind = OrgKind(row["kind"])
+    return Principal(row["principal_id"], ROLE_OF_KIND[kind], kind, row["name"])
