@@ -66,8 +66,23 @@ class Exchange:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        wait_for("the exchange to write its state file", state.exists, timeout=120)
+        try:
+            wait_for("the exchange to write its state file", state.exists, timeout=240)
+        except AssertionError:
+            self.kill_tree()
+            raise
         return self
+
+    def kill_tree(self) -> None:
+        """Last resort after a failed start: SIGKILL the supervisor's process group (services,
+        broker) and the PostgreSQL it started, so nothing outlives the test."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        pid_file = self.var_dir / "pg" / "postmaster.pid"
+        with contextlib.suppress(FileNotFoundError, ValueError, IndexError, ProcessLookupError):
+            os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGKILL)
 
     @property
     def state(self) -> dict[str, Any]:
@@ -138,7 +153,7 @@ class Exchange:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self.kill_tree()
             raise
 
 

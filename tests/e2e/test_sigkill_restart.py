@@ -122,19 +122,24 @@ def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(
 ) -> None:
     var = tmp_path / "var"
     ex = Exchange(var).start()
-    ex.wait_healthy()
-    tokens = {
-        "foundation": ex.create_org("foundation", "江东街道慈善基金会", "鼓楼区"),
-        "community": ex.create_org("community", "金陵名人居社区", "鼓楼区", "江东街道"),
-    }
-    with ex.http() as http:
-        acked = post_load(http, tokens, rounds=12)
-    dsn = ex.state["database_url"]
+    try:
+        ex.wait_healthy()
+        tokens = {
+            "foundation": ex.create_org("foundation", "江东街道慈善基金会", "鼓楼区"),
+            "community": ex.create_org("community", "金陵名人居社区", "鼓楼区", "江东街道"),
+        }
+        with ex.http() as http:
+            acked = post_load(http, tokens, rounds=12)
+        dsn = ex.state["database_url"]
+    except BaseException:
+        ex.kill_tree()
+        raise
 
     ex.kill_everything()  # mid-flight: most postings are not yet decided or archived
 
-    ex = Exchange(var).start()
+    ex = Exchange(var)
     try:
+        ex.start()
         ex.wait_healthy()
         total = len(acked["postings"])
 
@@ -142,7 +147,7 @@ def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(
             got = asyncio.run(facts(dsn))
             return got if got["decided"] >= total else None
 
-        got = wait_for("every acknowledged posting to be decided", all_decided, timeout=120)
+        got = wait_for("every acknowledged posting to be decided", all_decided, timeout=240)
         assert got["decided"] == total, "each posting decided exactly once"
         assert got["refused"] == 0
         assert set(acked["postings"]) <= got["postings"]
