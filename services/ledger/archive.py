@@ -32,7 +32,6 @@ from services.domain.projections import (
 from services.platform.kafka import EVENT_TYPE_HEADER, Record
 
 CONSUMER = "ledger"
-POSTINGS_SUFFIX = ".postings"
 
 TEMP_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS archive_in (
@@ -122,13 +121,12 @@ async def archive_batch(conn: asyncpg.Connection, records: Sequence[Record]) -> 
             env = envelopes.get(r["event_id"])
             if env is not None:
                 await apply_projection(conn, env)
-        postings = [r[1] for r in rows if r[2].endswith(POSTINGS_SUFFIX)]
-        if postings:
-            await conn.execute(
-                "UPDATE postings SET archived_at = now()"
-                " WHERE posting_id = ANY($1::uuid[]) AND archived_at IS NULL",
-                postings,
-            )
+        # the outbox rows these events came from (postings, registered organisations)
+        await conn.execute(
+            "UPDATE postings SET archived_at = now()"
+            " WHERE posting_id = ANY($1::uuid[]) AND archived_at IS NULL",
+            [r[1] for r in rows],
+        )
         await save_positions(conn, records)
     return len(new)
 

@@ -390,3 +390,20 @@ def test_server_sent_events_show_each_caller_only_what_they_may_see(world: World
     assert is_my_fund(mine[-1])
     assert not any(is_other_need(e) for e in mine), "another community's need is not shown"
     assert all(e["event_type"] != "PostNeed" for e in mine), "postings are not streamed"
+
+
+def test_every_outbox_row_is_archived_registrations_included(world: World) -> None:
+    """Registered organisations travel through the outbox too; none is left unarchived (which
+    /healthz would report as the archive falling behind)."""
+
+    async def unarchived() -> int:
+        conn = await asyncpg.connect(world.ex.state["database_url"])
+        try:
+            return int(
+                await conn.fetchval("SELECT count(*) FROM postings WHERE archived_at IS NULL")
+            )
+        finally:
+            await conn.close()
+
+    wait_for("every outbox row archived", lambda: asyncio.run(unarchived()) == 0, timeout=60)
+    assert world.http.get("/healthz").status_code == 200
