@@ -74,7 +74,8 @@ def ensure_topics(bootstrap: str, names: Sequence[str] | None = None, timeout: f
     """Create the exchange's topics with their registered partition counts; existing ones stay.
 
     Explicit creation matters: Tansu auto-creates unknown topics with 4 partitions, which would
-    silently change the keying of a topic registered with another count."""
+    silently change the keying of a topic registered with another count. Every topic keeps its
+    messages forever (`retention.ms=-1`): processors and auditors replay from the beginning."""
     wanted = list(names) if names is not None else all_topic_names()
     deadline = time.monotonic() + timeout
     while True:
@@ -90,7 +91,13 @@ def ensure_topics(bootstrap: str, names: Sequence[str] | None = None, timeout: f
         missing = [n for n in wanted if n not in existing]
         if missing:
             new = [
-                NewTopic(n, num_partitions=partitions_of(n), replication_factor=-1) for n in missing
+                NewTopic(
+                    n,
+                    num_partitions=partitions_of(n),
+                    replication_factor=-1,
+                    topic_configs={"retention.ms": "-1"},
+                )
+                for n in missing
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 admin.create_topics(new)

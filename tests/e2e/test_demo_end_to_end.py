@@ -211,3 +211,31 @@ def test_a_foreign_client_validates_our_topics_with_the_exported_schemas_alone(
         "PledgeMade",
         "MatchProposed",
     } <= set(seen), seen
+
+
+def test_the_readme_round_trip_script_works(exchange: Exchange) -> None:
+    """docs/round-trip.sh (the README's scripted session) runs against the demo exchange."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    env = {
+        **os.environ,
+        "EXCHANGE_URL": exchange.url,
+        "EXCHANGE_VAR_DIR": str(exchange.var_dir),
+        "EXCHANGE": str(Path(sys.executable).parent / "exchange"),
+    }
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        ["bash", str(root / "docs" / "round-trip.sh")],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    need_line, balance_line = done.stdout.strip().splitlines()[-2:]
+    assert need_line == "银发助餐：周六晚餐送餐 fulfilled"
+    assert "'disbursed_minor': 50000" in balance_line

@@ -407,3 +407,89 @@ def test_every_outbox_row_is_archived_registrations_included(world: World) -> No
 
     wait_for("every outbox row archived", lambda: asyncio.run(unarchived()) == 0, timeout=60)
     assert world.http.get("/healthz").status_code == 200
+
+
+def test_amend_and_withdraw_a_pledge_amend_a_need_and_record_a_no_show(world: World) -> None:
+    w = world
+    reg = w.call(
+        "POST",
+        "/v1/volunteers",
+        w.community,
+        {"pseudonym": "周师傅", "home": {"district": "鼓楼区"}},
+    ).json()
+    vid, vtoken = reg["volunteer_id"], reg["volunteer_token"]
+    late = {
+        "start": f.iso(f.T0 + f.timedelta(days=1)),
+        "end": f.iso(f.T0 + f.timedelta(days=1, hours=4)),
+    }
+    first = w.call(
+        "PUT",
+        f"/v1/volunteers/{vid}/pledge",
+        vtoken,
+        f.pledge(pseudonym="周师傅", availability=[late]),
+    )
+    w.decided(first.json()["posting_id"], vtoken)
+    # the organisation that registered the volunteer may amend the pledge for them
+    amended = w.call(
+        "PUT",
+        f"/v1/volunteers/{vid}/pledge",
+        w.community,
+        f.pledge(
+            pseudonym="周师傅",
+            skills=["meal_delivery", "patrol"],
+            availability=[late],
+            weekly_hour_limit=10,
+        ),
+    ).json()
+    assert w.decided(amended["posting_id"], w.community)["type"] == "AmendPledge"
+    shift = {
+        "start": f.iso(f.T0 + f.timedelta(days=1, hours=1)),
+        "end": f.iso(f.T0 + f.timedelta(days=1, hours=2)),
+    }
+    need = w.call(
+        "POST",
+        "/v1/needs",
+        w.community,
+        f.volunteer_need(
+            title="看家守院巡逻",
+            category="home_watch",
+            required_skills=["patrol"],
+            shift=shift,
+            volunteers_needed=1,
+            deadline=f.iso(f.T0 + f.timedelta(days=2)),
+            place={"district": "鼓楼区", "community": "巡逻测试"},
+        ),
+    ).json()
+    [match] = wait_for(
+        "the patrol matched", lambda: w.get(f"/v1/needs/{need['need_id']}", w.community)["matches"]
+    )
+    assert match["volunteer_id"] == vid
+
+    # the community asks for two patrollers now: the need reopens for one more
+    more = w.call(
+        "PATCH",
+        f"/v1/needs/{need['need_id']}",
+        w.community,
+        {"volunteers_needed": 2, "urgency": "high"},
+    ).json()
+    seq = w.decided(more["posting_id"], w.community)["decided_seq"]
+    now = w.get(f"/v1/needs/{need['need_id']}?min_seq={seq}", w.community)
+    assert (now["wanted"], now["urgency"], now["status"]) == (2, "high", "partially_matched")
+
+    # the volunteer accepts, then does not come: a no-show, and the need wants two again
+    w.decided(
+        w.call("POST", f"/v1/matches/{match['match_id']}/accept", vtoken).json()["posting_id"],
+        vtoken,
+    )
+    ns = w.call("POST", f"/v1/matches/{match['match_id']}/no-show", w.community).json()
+    seq = w.decided(ns["posting_id"], w.community)["decided_seq"]
+    after = w.get(f"/v1/needs/{need['need_id']}?min_seq={seq}", w.community)
+    assert after["matches"][0]["status"] == "no_show" and after["filled"] == 0
+
+    # withdrawing: the pledge is no longer offered
+    gone = w.call(
+        "POST", f"/v1/volunteers/{vid}/pledge/withdraw", vtoken, {"reason": "搬家了"}
+    ).json()
+    seq = w.decided(gone["posting_id"], vtoken)["decided_seq"]
+    assert w.get(f"/v1/volunteers/{vid}?min_seq={seq}", vtoken)["status"] == "withdrawn"
+    assert w.call("GET", f"/v1/volunteers/{vid}", w.other_community).status_code == 403
