@@ -8,16 +8,8 @@ import json
 import sys
 from collections.abc import Callable
 
+from services import SERVICES as SERVICE_NAMES
 from services.settings import Settings
-
-SERVICE_NAMES = (
-    "gateway",
-    "intake-needs",
-    "intake-donations",
-    "intake-pledges",
-    "matcher",
-    "ledger",
-)
 
 
 def run_service(settings: Settings, name: str) -> None:

@@ -21,9 +21,9 @@ from typing import IO, Any
 
 import httpx
 
+from services import SERVICES
 from services.embedded.broker import EmbeddedBroker, free_port
 from services.embedded.postgres import EmbeddedPostgres
-from services.gateway.health import SERVICES
 from services.platform.db import migrate
 from services.platform.kafka import ensure_topics
 from services.restore import restore_if_empty

@@ -7,6 +7,7 @@ happen before anything is written.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import asyncpg
@@ -92,7 +93,9 @@ async def may_read_private(
     return bool(owner == who.id)
 
 
-def own(resource: str, rid: uuid.UUID, org: uuid.UUID):  # type: ignore[no-untyped-def]
+def own(
+    resource: str, rid: uuid.UUID, org: uuid.UUID
+) -> Callable[[asyncpg.Connection], Awaitable[None]]:
     """A side effect for `Posting.also`: record that `org` owns this new resource."""
 
     async def write(conn: asyncpg.Connection) -> None:

@@ -6,8 +6,7 @@ from typing import Any
 
 import asyncpg
 
-SERVICES = ("gateway", "intake-needs", "intake-donations", "intake-pledges", "matcher", "ledger")
-"""Every service `exchange up` runs; /healthz is green only when all of them are."""
+from services import SERVICES
 
 
 async def check(pool: asyncpg.Pool, stale_after: float, archive_lag: float) -> dict[str, Any]:

@@ -138,6 +138,29 @@ async def submit(
     return JSONResponse(status_code=202, content=result.response, headers=headers)
 
 
+async def submit_match(
+    request: Request,
+    svc: PostingsDep,
+    who: Principal,
+    match_id: uuid.UUID,
+    payload: Message,
+    body: BaseModel | None,
+    idem: str | None,
+) -> JSONResponse:
+    """Accept an answer to, or a confirmation of, one match (decided by the matcher)."""
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=MATCHES_POSTINGS,
+        key=match_id,
+        payload=payload,
+        body=body,
+        idem=idem,
+        ids={"match_id": str(match_id)},
+    )
+
+
 def need_fingerprint(need: NeedSpec) -> str:
     """Same category, same place, same window (or deadline): a possible duplicate."""
     when = need.shift.model_dump_json() if need.shift else need.deadline.isoformat()
@@ -333,17 +356,7 @@ async def confirm_match(
     payload = ConfirmMatch(
         match_id=match_id, minutes_served=body.minutes_served, amount_received=body.amount_received
     )
-    return await submit(
-        request,
-        svc,
-        who,
-        topic=MATCHES_POSTINGS,
-        key=match_id,
-        payload=payload,
-        body=body,
-        idem=idem,
-        ids={"match_id": str(match_id)},
-    )
+    return await submit_match(request, svc, who, match_id, payload, body, idem)
 
 
 @router.post("/matches/{match_id}/no-show", status_code=202, tags=["communities"])
@@ -358,16 +371,8 @@ async def no_show(
     """Record that the volunteer did not come; the need reopens while time allows."""
     require_role(who, *COMMUNITY)
     await _match_need_owner(pool, who, match_id)
-    return await submit(
-        request,
-        svc,
-        who,
-        topic=MATCHES_POSTINGS,
-        key=match_id,
-        payload=RecordNoShow(match_id=match_id),
-        body=None,
-        idem=idem,
-        ids={"match_id": str(match_id)},
+    return await submit_match(
+        request, svc, who, match_id, RecordNoShow(match_id=match_id), None, idem
     )
 
 
@@ -515,16 +520,8 @@ async def accept(
 ) -> JSONResponse:
     """Accept a shift proposed to you."""
     await _own_proposal(pool, who, match_id)
-    return await submit(
-        request,
-        svc,
-        who,
-        topic=MATCHES_POSTINGS,
-        key=match_id,
-        payload=AcceptMatch(match_id=match_id),
-        body=None,
-        idem=idem,
-        ids={"match_id": str(match_id)},
+    return await submit_match(
+        request, svc, who, match_id, AcceptMatch(match_id=match_id), None, idem
     )
 
 
@@ -539,14 +536,6 @@ async def decline(
 ) -> JSONResponse:
     """Decline a shift proposed to you; the next candidate is asked."""
     await _own_proposal(pool, who, match_id)
-    return await submit(
-        request,
-        svc,
-        who,
-        topic=MATCHES_POSTINGS,
-        key=match_id,
-        payload=DeclineMatch(match_id=match_id),
-        body=None,
-        idem=idem,
-        ids={"match_id": str(match_id)},
+    return await submit_match(
+        request, svc, who, match_id, DeclineMatch(match_id=match_id), None, idem
     )
