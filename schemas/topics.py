@@ -185,9 +185,10 @@ CLOCK_TICKS = TopicSpec(
     "clock.ticks",
     "zone",
     (ClockTicked,),
-    "clock",
+    "matcher",
     1,
-    "Time as an input: ticks that drive expiry and deadlines, so replay decides the same.",
+    "Time as an input: ticks (written by the matcher's clock) that drive expiry and deadlines, "
+    "so a replay decides exactly as the live run did.",
     consumer="matcher",
 )
 MATCHER_INPUTS = TopicSpec(

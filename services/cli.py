@@ -23,10 +23,10 @@ def run_service(settings: Settings, name: str) -> None:
 
         ledger_main(settings)
     elif name == "matcher":
-        from services.matcher.processor import Matcher, Router
+        from services.matcher.processor import Matcher, Router, clock_tick
         from services.platform.stream_app import run
 
-        run(settings, "matcher", [Router(), Matcher()])
+        run(settings, "matcher", [Router(), Matcher()], ticker=clock_tick)
     elif name.startswith("intake-"):
         from services.intake.processor import KINDS, IntakeProcessor
         from services.platform.stream_app import run

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     archive_lag_seconds: float = 15.0
     """/healthz fails while a posting accepted longer ago than this is not yet archived."""
 
+    tick_seconds: float = 5.0
+    """How often the matcher's clock writes a tick to clock.ticks (0: no ticks). Ticks are
+    what expire proposals and needs; they are inputs on the log, never clock reads."""
+
     ledger_batch_size: int = 2000
     """Most events the ledger archives in one PostgreSQL transaction."""
 

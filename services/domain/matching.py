@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from schemas.common import Money, NeedKind, TimeWindow
 from schemas.envelope import Envelope, derive_id
 from schemas.messages import (
     AcceptMatch,
+    ClockTicked,
     ConfirmMatch,
     DeclineMatch,
     DonationReceived,
@@ -27,6 +28,7 @@ from schemas.messages import (
     MatchAccepted,
     MatchCompleted,
     MatchDeclined,
+    MatchExpired,
     MatchProposed,
     MatchWithdrawn,
     Message,
@@ -52,6 +54,20 @@ CITY_ZONE = "nanjing"
 ACTIVE = ("proposed", "accepted")
 
 
+@dataclass(frozen=True)
+class Policy:
+    """The matcher's parameters. They are code, not settings: a replay of the log must decide
+    with the same values the live run used, so changing one is a release, noted in
+    docs/matching.md, not an environment variable."""
+
+    proposal_ttl: timedelta = timedelta(hours=12)
+    """A volunteer proposal not accepted within this time expires and the next candidate is
+    asked. Money proposals do not expire: the fund's earmarks already said yes."""
+
+
+DEFAULT_POLICY = Policy()
+
+
 def zone_of(payload: Message) -> str:
     """The matching zone an input belongs to (its key on matcher.inputs)."""
     return CITY_ZONE
@@ -69,6 +85,7 @@ class Proposal:
     volunteer_id: uuid.UUID | None = None
     fund_id: uuid.UUID | None = None
     shift: TimeWindow | None = None
+    proposed_at: datetime | None = None
     status: str = "proposed"
     seq: int = 1
 
@@ -131,6 +148,7 @@ class Fund:
 class MatcherState:
     """Everything the matcher's decisions depend on; rebuilt by replaying matcher.inputs."""
 
+    policy: Policy = DEFAULT_POLICY
     seen: set[uuid.UUID] = field(default_factory=set)
     arrivals: int = 0
     needs: dict[uuid.UUID, OpenNeed] = field(default_factory=dict)
@@ -211,6 +229,7 @@ class Decisions:
             payload.volunteer_id,
             payload.fund_id,
             payload.shift,
+            proposed_at=self.cause.recorded_at,
         )
         state.proposals[match_id] = proposal
         return proposal
@@ -505,6 +524,29 @@ def _complete(p: Proposal, cmd: ConfirmMatch, d: Decisions) -> None:
     d.about(p, done, "decided")
 
 
+def _on_tick(state: MatcherState, at: datetime, d: Decisions) -> None:
+    """Time passed: unanswered shifts expire (the next candidate is asked) and needs past their
+    deadline give back what they hold unconfirmed."""
+    reopened: dict[uuid.UUID, OpenNeed] = {}
+    for p in _active(state):
+        need = state.needs[p.need_id]
+        if p.status != "proposed":
+            continue
+        if need.spec.deadline <= at:
+            _withdraw(state, d, p, "the need's deadline passed")
+        elif (
+            p.supply is SupplyKind.VOLUNTEER
+            and p.proposed_at is not None
+            and p.proposed_at + state.policy.proposal_ttl <= at
+        ):
+            _release(state, p)
+            p.status = "expired"
+            d.about(p, MatchExpired(match_id=p.match_id, need_id=p.need_id), "expiry")
+            reopened[need.need_id] = need
+    for need in sorted(reopened.values(), key=OpenNeed.priority):
+        _serve_need(state, need, d, at)
+
+
 def apply(state: MatcherState, event: Envelope[Message]) -> list[Envelope[Message]]:
     """Fold one input into the state and return the decisions it causes, in order."""
     if event.event_id in state.seen:
@@ -513,7 +555,9 @@ def apply(state: MatcherState, event: Envelope[Message]) -> list[Envelope[Messag
     state.arrivals += 1
     d = Decisions(event)
     payload = event.payload
-    if isinstance(payload, NeedPosted | NeedCancelled | NeedAmended):
+    if isinstance(payload, ClockTicked):
+        _on_tick(state, payload.at, d)
+    elif isinstance(payload, NeedPosted | NeedCancelled | NeedAmended):
         _on_need(state, event, d)
     elif isinstance(payload, AcceptMatch | DeclineMatch | ConfirmMatch | RecordNoShow):
         _on_answer(state, event, d)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from schemas.codec import decode, encode
-from schemas.envelope import Envelope
-from schemas.messages import Message
+from schemas.envelope import SYSTEM_ACTOR, Envelope
+from schemas.messages import ClockTicked, Message
 from schemas.topics import (
+    CLOCK_TICKS,
     FUNDS_EVENTS,
     MATCHER_INPUTS,
     MATCHES_EVENTS,
@@ -13,7 +17,7 @@ from schemas.topics import (
     NEEDS_EVENTS,
     VOLUNTEERS_EVENTS,
 )
-from services.domain.matching import MatcherState, apply, zone_of
+from services.domain.matching import CITY_ZONE, MatcherState, apply, zone_of
 from services.domain.outputs import Outgoing
 from services.platform.kafka import Record
 
@@ -28,7 +32,13 @@ class Router:
     the matcher saw the world, which is what makes its decisions replayable."""
 
     name = "matcher-router"
-    inputs = (NEEDS_EVENTS.name, FUNDS_EVENTS.name, VOLUNTEERS_EVENTS.name, MATCHES_POSTINGS.name)
+    inputs = (
+        NEEDS_EVENTS.name,
+        FUNDS_EVENTS.name,
+        VOLUNTEERS_EVENTS.name,
+        MATCHES_POSTINGS.name,
+        CLOCK_TICKS.name,
+    )
     outputs = (MATCHER_INPUTS.name,)
 
     def __init__(self) -> None:
@@ -66,3 +76,22 @@ class Matcher:
 def _key(decision: Envelope[Message]) -> bytes:
     need_id = getattr(decision.payload, "need_id", None)
     return str(need_id if need_id is not None else decision.stream_id).encode()
+
+
+def clock_tick(now: datetime) -> Outgoing:
+    """A tick saying it is `now` in the matching zone: the only way time reaches decisions."""
+    event_id = uuid.uuid4()
+    payload = ClockTicked(at=now)
+    envelope = Envelope[Message](
+        event_id=event_id,
+        event_type=payload.TYPE,
+        schema_version=payload.VERSION,
+        stream_id=f"clock:{CITY_ZONE}",
+        stream_seq=0,
+        occurred_at=now,
+        recorded_at=now,
+        actor=SYSTEM_ACTOR,
+        correlation_id=event_id,
+        payload=payload,
+    )
+    return Outgoing(CLOCK_TICKS.name, CITY_ZONE.encode(), event_id, payload.TYPE, encode(envelope))

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 
 from schemas.topics import partitions_of
+from services.domain.outputs import Outgoing
 from services.platform import logs
 from services.platform.db import Heartbeat, connect_pool, migrate
 from services.platform.kafka import Record, ensure_topics, headers_for
@@ -24,7 +26,13 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, app_id: str, processors: Sequence[Processor]) -> faust.App:
+Ticker = Callable[[datetime], Outgoing]
+"""Makes the message that records "it is now T" (see services.matcher.processor.clock_tick)."""
+
+
+def create_app(
+    settings: Settings, app_id: str, processors: Sequence[Processor], ticker: Ticker | None = None
+) -> faust.App:
     """A faust app whose agents feed `processors` and write what they decide, awaiting acks."""
     bootstrap = settings.require_kafka()
     app = faust.App(
@@ -46,6 +54,8 @@ def create_app(settings: Settings, app_id: str, processors: Sequence[Processor])
     for proc in processors:
         _add_agent(app, proc)
     _add_heartbeat(app, settings, app_id)
+    if ticker is not None and settings.tick_seconds > 0:
+        _add_clock(app, ticker, settings.tick_seconds)
     return app
 
 
@@ -105,6 +115,22 @@ def _add_agent(app: faust.App, proc: Processor) -> None:
     app.agent(source, name=proc.name, concurrency=1)(agent)
 
 
+def _add_clock(app: faust.App, ticker: Ticker, interval: float) -> None:
+    """Write a tick every `interval` seconds: the wall clock is read here, at the edge, and
+    enters decisions only as a logged event."""
+    sinks: dict[str, Any] = {}
+
+    @app.timer(interval=interval)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        out = ticker(datetime.now(UTC))
+        if out.topic not in sinks:
+            sinks[out.topic] = _topic(app, out.topic)
+        sent = await sinks[out.topic].send(
+            key=out.key, value=out.value, headers=headers_for(out.event_id, out.event_type)
+        )
+        await sent
+
+
 def _add_heartbeat(app: faust.App, settings: Settings, service: str) -> None:
     """Beat in PostgreSQL; ready once faust finished a rebalance (partitions assigned).
 
@@ -129,7 +155,9 @@ def _add_heartbeat(app: faust.App, settings: Settings, service: str) -> None:
         log.info("ready: partitions assigned")
 
 
-def run(settings: Settings, app_id: str, processors: Sequence[Processor]) -> None:
+def run(
+    settings: Settings, app_id: str, processors: Sequence[Processor], ticker: Ticker | None = None
+) -> None:
     """Catch every processor up, then run the faust worker in the foreground until signalled."""
     logs.configure(app_id, settings.log_level, settings.log_json)
     bootstrap = settings.require_kafka()
@@ -138,7 +166,7 @@ def run(settings: Settings, app_id: str, processors: Sequence[Processor]) -> Non
     for proc in processors:
         catch_up(bootstrap, proc)
     (settings.var_dir / "faust" / app_id).mkdir(parents=True, exist_ok=True)
-    app = create_app(settings, app_id, processors)
+    app = create_app(settings, app_id, processors, ticker)
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)

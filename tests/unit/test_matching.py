@@ -169,3 +169,57 @@ def test_an_input_seen_twice_is_applied_once() -> None:
     n, v = need(f.volunteer_need()), volunteer()
     assert len(apply(state, n) + apply(state, v)) == 1
     assert apply(state, v) == [] and apply(state, n) == []
+
+
+def tick(at: Any) -> Envelope[Message]:
+    from schemas.messages import ClockTicked
+
+    return f.envelope(ClockTicked(at=at), at=at)
+
+
+def test_an_unanswered_proposal_expires_on_a_tick_and_the_next_volunteer_is_asked() -> None:
+    from schemas.messages import MatchExpired
+    from services.domain.matching import Policy
+
+    state = MatcherState(policy=Policy(proposal_ttl=timedelta(minutes=10)))
+    first, second = volunteer(pseudonym="甲"), volunteer(pseudonym="乙")
+    n = need(f.volunteer_need(volunteers_needed=1))
+    [proposed] = apply(state, first) + apply(state, n)
+    assert apply(state, second) == []  # the need is held by the first proposal
+    assert apply(state, tick(f.T0 + timedelta(minutes=9))) == []  # not yet
+    expired, reproposed = [e.payload for e in apply(state, tick(f.T0 + timedelta(minutes=10)))]
+    assert isinstance(expired, MatchExpired)
+    assert expired.match_id == proposed.payload.match_id  # type: ignore[attr-defined]
+    assert isinstance(reproposed, MatchProposed)
+    assert reproposed.volunteer_id == second.payload.volunteer_id  # type: ignore[attr-defined]
+
+
+def test_a_need_past_its_deadline_gives_back_its_reserved_money() -> None:
+    from schemas.messages import MatchWithdrawn
+
+    opened, gift = fund_with(100_000)
+    state = MatcherState()
+    short = need(f.money_need(100_000, deadline=f.iso(f.T0 + timedelta(hours=1))))
+    [_reserved] = [p for e in (opened, gift, short) for p in apply(state, e)]
+    [withdrawn] = apply(state, tick(f.T0 + timedelta(hours=1)))
+    assert isinstance(withdrawn.payload, MatchWithdrawn)
+    later = need(f.money_need(100_000, title="后来的需求"))
+    [again] = apply(state, later)  # the money is available again for others
+    assert again.payload.amount.amount_minor == 100_000  # type: ignore[attr-defined]
+
+
+def test_ticks_replay_to_identical_decisions() -> None:
+    from services.domain.matching import Policy
+
+    events = [
+        volunteer(),
+        need(f.volunteer_need(volunteers_needed=1)),
+        volunteer(pseudonym="乙"),
+        tick(f.T0 + timedelta(hours=1)),
+    ]
+    policy = Policy(proposal_ttl=timedelta(hours=1))
+    state_a, state_b = MatcherState(policy=policy), MatcherState(policy=policy)
+    a = [p.model_dump_json() for e in events for p in apply(state_a, e)]
+    b = [p.model_dump_json() for e in events for p in apply(state_b, e)]
+    assert len(a) == 3  # proposed, expired, proposed to the other
+    assert a == b
