@@ -47,11 +47,17 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def watch(bootstrap: str, topic: str, seen: dict[str, float], stop: asyncio.Event,
-                key_of: Any) -> None:
+async def watch(
+    bootstrap: str, topic: str, seen: dict[str, float], stop: asyncio.Event, key_of: Any
+) -> None:
     """Record when each message (by key_of(value)) is first read."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+    )
     await consumer.start()
     try:
         while not stop.is_set():
@@ -73,6 +79,7 @@ async def exchange_run(ex: Exchange, rate: float, seconds: float) -> dict[str, A
     bootstrap = ex.state["kafka_bootstrap_servers"]
     accepted: dict[str, float] = {}
     proposed: dict[str, float] = {}
+    errors: list[str] = []
     stop = asyncio.Event()
 
     def need_of(value: bytes) -> str | None:
@@ -90,9 +97,15 @@ async def exchange_run(ex: Exchange, rate: float, seconds: float) -> dict[str, A
         body = f.money_need(100)
 
         async def post_one() -> None:
-            r = await http.post("/v1/needs", json=body, headers=ch)
+            try:
+                r = await http.post("/v1/needs", json=body, headers=ch)
+            except httpx.HTTPError as exc:
+                errors.append(repr(exc))
+                return
             if r.status_code == 202:
                 accepted[r.json()["need_id"]] = time.perf_counter()
+            else:
+                errors.append(str(r.status_code))
 
         start = time.perf_counter()
         tasks: list[asyncio.Task[None]] = []
@@ -111,8 +124,14 @@ async def exchange_run(ex: Exchange, rate: float, seconds: float) -> dict[str, A
     stop.set()
     await watcher
     lat = [proposed[k] - accepted[k] for k in accepted if k in proposed]
-    return {"offered_rate": rate, "achieved_rate": len(accepted) / sent_for,
-            "accepted": len(accepted), "proposed": len(lat), **percentiles(lat)}
+    return {
+        "offered_rate": rate,
+        "achieved_rate": len(accepted) / sent_for,
+        "accepted": len(accepted),
+        "proposed": len(lat),
+        "errors": len(errors),
+        **percentiles(lat),
+    }
 
 
 async def raw_run(bootstrap: str, rate: float, seconds: float) -> dict[str, Any]:
@@ -124,8 +143,9 @@ async def raw_run(bootstrap: str, rate: float, seconds: float) -> dict[str, Any]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await producer.start()
     await producer.send_and_wait(topic, b"warm-up")
-    watcher = asyncio.create_task(watch(bootstrap, topic, got, stop,
-                                        lambda v: v.decode() if v != b"warm-up" else None))
+    watcher = asyncio.create_task(
+        watch(bootstrap, topic, got, stop, lambda v: v.decode() if v != b"warm-up" else None)
+    )
     await asyncio.sleep(1)
     start = time.perf_counter()
     n = int(rate * seconds)
@@ -157,17 +177,20 @@ def main() -> None:
         ex = Exchange(Path(tmp) / "var").start()
         try:
             ex.wait_healthy()
-            raw = asyncio.run(raw_run(ex.state["kafka_bootstrap_servers"], args.rate,
-                                      args.seconds))
+            raw = asyncio.run(raw_run(ex.state["kafka_bootstrap_servers"], args.rate, args.seconds))
             full = asyncio.run(exchange_run(ex, args.rate, args.seconds))
         finally:
             ex.stop()
-    print(f"raw aiokafka round trip  @ {raw['offered_rate']:.0f}/s: p50 {raw['p50']:.1f} ms, "
-          f"p99 {raw['p99']:.1f} ms, max {raw['max']:.1f} ms ({raw['received']} messages)")
-    print(f"posting -> proposal      @ {full['offered_rate']:.0f}/s offered, "
-          f"{full['achieved_rate']:.0f}/s accepted: p50 {full['p50']:.1f} ms, "
-          f"p99 {full['p99']:.1f} ms, max {full['max']:.1f} ms "
-          f"({full['proposed']}/{full['accepted']} proposed)")
+    print(
+        f"raw aiokafka round trip  @ {raw['offered_rate']:.0f}/s: p50 {raw['p50']:.1f} ms, "
+        f"p99 {raw['p99']:.1f} ms, max {raw['max']:.1f} ms ({raw['received']} messages)"
+    )
+    print(
+        f"posting -> proposal      @ {full['offered_rate']:.0f}/s offered, "
+        f"{full['achieved_rate']:.0f}/s accepted: p50 {full['p50']:.1f} ms, "
+        f"p99 {full['p99']:.1f} ms, max {full['max']:.1f} ms "
+        f"({full['proposed']}/{full['accepted']} proposed, {full['errors']} errors)"
+    )
     print(f"ratio p99 exchange / raw: {full['p99'] / raw['p99']:.1f}x")
 
 

@@ -60,11 +60,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = pool
         app.state.postings = Postings(pool, producer)
         app.state.accepted = 0
+        app.state.principals = {}
         relay = asyncio.create_task(app.state.postings.relay(dict(BY_NAME)))
+        marks = asyncio.create_task(app.state.postings.mark_published())
         try:
             yield
         finally:
             relay.cancel()
+            marks.cancel()
+            await app.state.postings.flush_published()
             await beat.stop()
             await producer.stop()
             await pool.close()
@@ -136,4 +140,5 @@ def main(settings: Settings) -> None:
         port=settings.http_port or 8000,
         log_config=None,
         access_log=False,
+        timeout_keep_alive=30,  # clients and load balancers reuse connections longer than 5 s
     )

@@ -6,6 +6,7 @@ happen before anything is written.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -17,6 +18,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from schemas.common import Role
 from services.gateway.postings import Postings
 from services.identity import Principal, principal_for
+
+PRINCIPAL_TTL = 5.0
+"""Seconds a known token is trusted without asking PostgreSQL again (so a revoked token may
+work for up to this long after revocation)."""
 
 bearer = HTTPBearer(auto_error=False, description="The token `exchange orgs create` printed.")
 
@@ -40,9 +45,17 @@ async def caller(
     """The principal behind the bearer token, or 401."""
     if credentials is None:
         raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+    cache: dict[str, tuple[Principal, float]] = request.app.state.principals
+    now = time.monotonic()
+    hit = cache.get(credentials.credentials)
+    if hit is not None and hit[1] > now:
+        return hit[0]
     who = await principal_for(pool_of(request), credentials.credentials)
     if who is None:
         raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[credentials.credentials] = (who, now + PRINCIPAL_TTL)
     return who
 
 

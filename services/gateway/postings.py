@@ -77,6 +77,7 @@ class Postings:
     def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
         self.pool = pool
         self.producer = producer
+        self._published: list[uuid.UUID] = []
 
     async def accept(self, posting: Posting) -> Accepted:
         """Record the posting durably (or find the original of a retry), then publish it.
@@ -185,7 +186,8 @@ class Postings:
         value: bytes,
         event_type: str,
     ) -> None:
-        """Send one posting, wait for the broker's ack, and mark it published."""
+        """Send one posting and wait for the broker's ack; it is marked published in the next
+        batch (`mark_published`), one statement for many postings."""
         await self.producer.send_and_wait(
             topic,
             value=value,
@@ -193,9 +195,30 @@ class Postings:
             partition=partition_for(key, partitions),
             headers=headers_for(posting_id, event_type),
         )
+        self._published.append(posting_id)
+
+    async def flush_published(self) -> None:
+        """Record as published every posting the broker acknowledged since the last flush."""
+        if not self._published:
+            return
+        batch, self._published = self._published, []
         await self.pool.execute(
-            "UPDATE postings SET published_at = now() WHERE posting_id = $1", posting_id
+            "UPDATE postings SET published_at = now() WHERE posting_id = ANY($1::uuid[])"
+            " AND published_at IS NULL",
+            batch,
         )
+
+    async def mark_published(self, interval: float = 0.2) -> None:
+        """Forever: flush published marks every `interval` seconds. A mark lost in a crash
+        only means the relay publishes that posting again, which consumers recognise."""
+        while True:
+            try:
+                await self.flush_published()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("marking postings published failed", extra={"error": repr(exc)})
+            await asyncio.sleep(interval)
 
     async def relay(self, topics: dict[str, TopicSpec], interval: float = 1.0) -> None:
         """Forever: publish postings left unpublished for more than a few seconds, in order."""
