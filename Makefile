@@ -22,8 +22,8 @@ run: $(STAMP)
 
 ## Lint, type-check, then the whole test suite against a real broker and a real PostgreSQL.
 test: $(STAMP)
-	$(BIN)/ruff check services schemas tests
-	$(BIN)/ruff format --check services schemas tests
+	$(BIN)/ruff check services schemas tests bench
+	$(BIN)/ruff format --check services schemas tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest tests -q
 
@@ -37,8 +37,8 @@ e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check services schemas tests
-	$(BIN)/ruff format --check services schemas tests
+	$(BIN)/ruff check services schemas tests bench
+	$(BIN)/ruff format --check services schemas tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

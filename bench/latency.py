@@ -119,7 +119,7 @@ async def exchange_run(ex: Exchange, rate: float, seconds: float) -> dict[str, A
         await asyncio.gather(*tasks)
         sent_for = time.perf_counter() - start
         deadline = time.perf_counter() + 60
-        while time.perf_counter() < deadline and not set(accepted) <= set(proposed):
+        while time.perf_counter() < deadline and not set(accepted) <= set(proposed):  # noqa: ASYNC110 (a deadline-bounded poll of plain dicts)
             await asyncio.sleep(0.1)
     stop.set()
     await watcher
@@ -159,7 +159,7 @@ async def raw_run(bootstrap: str, rate: float, seconds: float) -> dict[str, Any]
         await producer.send(topic, key.encode())
     await producer.flush()
     deadline = time.perf_counter() + 30
-    while time.perf_counter() < deadline and len(got) < n:
+    while time.perf_counter() < deadline and len(got) < n:  # noqa: ASYNC110 (a deadline-bounded poll)
         await asyncio.sleep(0.05)
     stop.set()
     await watcher
