@@ -135,7 +135,10 @@ class Urgency(StrEnum):
     @property
     def rank(self) -> int:
         """Larger is more urgent; used for ordering, never persisted."""
-        return ["low", "normal", "high", "critical"].index(self.value)
+        return _URGENCY_RANK[self.value]
+
+
+_URGENCY_RANK = {"low": 0, "normal": 1, "high": 2, "critical": 3}
 
 
 class Role(StrEnum):

@@ -12,6 +12,7 @@ balance and calendar and nothing can be double-spent across zones.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -155,6 +156,40 @@ class MatcherState:
     volunteers: dict[uuid.UUID, Volunteer] = field(default_factory=dict)
     funds: dict[uuid.UUID, Fund] = field(default_factory=dict)
     proposals: dict[uuid.UUID, Proposal] = field(default_factory=dict)
+    # Indexes: derived from the above, kept so that each input costs what it touches rather
+    # than the size of the city. None changes any decision (tests compare with a full scan).
+    unfilled: dict[str, set[uuid.UUID]] = field(default_factory=dict)
+    """Needs that may still want supply, by shelf (money, or shifts by district): every need not
+    cancelled with something remaining (a superset; filled and cancelled ones are dropped when
+    next met)."""
+    by_district: dict[str, dict[uuid.UUID, Volunteer]] = field(default_factory=dict)
+    anywhere: dict[uuid.UUID, Volunteer] = field(default_factory=dict)
+    by_need: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
+    by_volunteer: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
+    by_fund: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
+
+    def index_volunteer(self, vol: Volunteer, old_district: str | None = None) -> None:
+        """(Re)file a volunteer under the district they serve, or under "anywhere"."""
+        if old_district is not None:
+            self.by_district.get(old_district, {}).pop(vol.volunteer_id, None)
+        self.anywhere.pop(vol.volunteer_id, None)
+        if vol.spec.travel is TravelRange.ANYWHERE:
+            self.anywhere[vol.volunteer_id] = vol
+        else:
+            self.by_district.setdefault(vol.spec.home.district, {})[vol.volunteer_id] = vol
+
+    def candidates_for(self, need: OpenNeed) -> list[Volunteer]:
+        """Volunteers who could travel to the need (the rest cannot fit it)."""
+        near = self.by_district.get(need.spec.place.district, {})
+        return [*near.values(), *self.anywhere.values()]
+
+    def index_proposal(self, p: Proposal) -> None:
+        """File a new proposal under its need and its supply."""
+        self.by_need.setdefault(p.need_id, []).append(p)
+        if p.volunteer_id is not None:
+            self.by_volunteer.setdefault(p.volunteer_id, []).append(p)
+        if p.fund_id is not None:
+            self.by_fund.setdefault(p.fund_id, []).append(p)
 
 
 def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
@@ -232,6 +267,7 @@ class Decisions:
             proposed_at=self.cause.recorded_at,
         )
         state.proposals[match_id] = proposal
+        state.index_proposal(proposal)
         return proposal
 
     def about(self, proposal: Proposal, payload: Message, kind: str) -> None:
@@ -308,7 +344,7 @@ def _serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime
         return
     if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
         candidates = sorted(
-            state.volunteers.values(), key=lambda v: (v.no_shows, len(v.booked), v.arrival)
+            state.candidates_for(need), key=lambda v: (v.no_shows, len(v.booked), v.arrival)
         )
         for vol in candidates:
             if need.remaining <= 0:
@@ -327,19 +363,46 @@ def _serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime
                 _reserve_fund(state, d, need, fund, share)
 
 
-def _open_needs(state: MatcherState, now: datetime) -> list[OpenNeed]:
-    """Open needs in order of service."""
-    return sorted((n for n in state.needs.values() if n.is_open(now)), key=OpenNeed.priority)
+MONEY_SHELF = "money"
+
+
+def _shelf(need: OpenNeed) -> str:
+    """Where an unfilled need is filed: money and goods together, shifts by district."""
+    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
+        return f"shift:{need.spec.place.district}"
+    return MONEY_SHELF
+
+
+def _mark_unfilled(state: MatcherState, need: OpenNeed) -> None:
+    state.unfilled.setdefault(_shelf(need), set()).add(need.need_id)
+
+
+def _open_needs(state: MatcherState, now: datetime, shelves: Iterable[str]) -> list[OpenNeed]:
+    """Open needs on these shelves, in order of service."""
+    found = []
+    for shelf in shelves:
+        ids = state.unfilled.get(shelf, set())
+        for need_id in list(ids):
+            need = state.needs[need_id]
+            if need.cancelled or need.remaining <= 0:
+                ids.discard(need_id)  # back only through _release or an amendment
+            elif need.is_open(now):
+                found.append(need)
+    return sorted(found, key=OpenNeed.priority)
 
 
 def _serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: datetime) -> None:
-    for need in _open_needs(state, now):
-        if need.spec.kind is NeedKind.VOLUNTEER_HOURS and volunteer_fits(need, vol):
+    if vol.spec.travel is TravelRange.ANYWHERE:
+        shelves = [s for s in state.unfilled if s != MONEY_SHELF]
+    else:
+        shelves = [f"shift:{vol.spec.home.district}"]
+    for need in _open_needs(state, now, shelves):
+        if volunteer_fits(need, vol):
             _book_volunteer(state, d, need, vol)
 
 
 def _serve_fund(state: MatcherState, fund: Fund, d: Decisions, now: datetime) -> None:
-    for need in _open_needs(state, now):
+    for need in _open_needs(state, now, [MONEY_SHELF]):
         share = fund_share(need, fund, now)
         if share > 0:
             _reserve_fund(state, d, need, fund, share)
@@ -362,6 +425,7 @@ def _release(state: MatcherState, p: Proposal) -> None:
         state.funds[p.fund_id].available += p.quantity
         need.remaining += p.quantity
         need.from_funds[p.fund_id] -= p.quantity
+    _mark_unfilled(state, need)
 
 
 def _withdraw(state: MatcherState, d: Decisions, p: Proposal, reason: str) -> None:
@@ -370,14 +434,22 @@ def _withdraw(state: MatcherState, d: Decisions, p: Proposal, reason: str) -> No
     d.about(p, MatchWithdrawn(match_id=p.match_id, need_id=p.need_id, reason=reason), "withdrawal")
 
 
-def _active(state: MatcherState, **where: object) -> list[Proposal]:
-    """Active proposals matching the given attributes, newest first."""
-    found = [
-        p
-        for p in state.proposals.values()
-        if p.status in ACTIVE and all(getattr(p, k) == v for k, v in where.items())
-    ]
-    return list(reversed(found))
+def _active(
+    state: MatcherState,
+    need_id: uuid.UUID | None = None,
+    volunteer_id: uuid.UUID | None = None,
+    fund_id: uuid.UUID | None = None,
+) -> list[Proposal]:
+    """Active proposals of one need, volunteer or fund (or all), newest first."""
+    if need_id is not None:
+        pool: Iterable[Proposal] = state.by_need.get(need_id, [])
+    elif volunteer_id is not None:
+        pool = state.by_volunteer.get(volunteer_id, [])
+    elif fund_id is not None:
+        pool = state.by_fund.get(fund_id, [])
+    else:
+        pool = state.proposals.values()
+    return list(reversed([p for p in pool if p.status in ACTIVE]))
 
 
 # ---- the inputs ----
@@ -394,6 +466,7 @@ def _on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> Non
             need_quantity(payload.need)[0],
         )
         state.needs[need.need_id] = need
+        _mark_unfilled(state, need)
         _serve_need(state, need, d, now)
     elif isinstance(payload, NeedCancelled) and payload.need_id in state.needs:
         need = state.needs[payload.need_id]
@@ -409,6 +482,7 @@ def _on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> Non
         held = need_quantity(need.spec)[0] - need.remaining
         need.spec = payload.need
         need.remaining = need_quantity(payload.need)[0] - held
+        _mark_unfilled(state, need)
         for p in _active(state, need_id=need.need_id):  # newest first
             if need.remaining >= 0:
                 break
@@ -421,10 +495,13 @@ def _on_supply(state: MatcherState, event: Envelope[Message], d: Decisions) -> N
     if isinstance(payload, PledgeMade):
         vol = Volunteer(payload.volunteer_id, payload.pledge, state.arrivals)
         state.volunteers[vol.volunteer_id] = vol
+        state.index_volunteer(vol)
         _serve_volunteer(state, vol, d, now)
     elif isinstance(payload, PledgeAmended) and payload.volunteer_id in state.volunteers:
         vol = state.volunteers[payload.volunteer_id]
+        old_district = vol.spec.home.district
         vol.spec = payload.pledge
+        state.index_volunteer(vol, old_district)
         _serve_volunteer(state, vol, d, now)
     elif isinstance(payload, PledgeWithdrawn) and payload.volunteer_id in state.volunteers:
         vol = state.volunteers[payload.volunteer_id]

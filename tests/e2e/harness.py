@@ -106,7 +106,19 @@ class Exchange:
             r = httpx.get(f"{self.url}/healthz", timeout=5)
             return r.json() if r.status_code == 200 else None
 
-        return wait_for("/healthz to answer 200", probe, timeout)
+        try:
+            return wait_for("/healthz to answer 200", probe, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnostics()}") from None
+
+    def diagnostics(self, lines: int = 15) -> str:
+        """The end of the supervisor's output and of every service log, for a failure message."""
+        parts = []
+        for path in [self.output, *sorted((self.var_dir / "logs").glob("*.log"))]:
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {path.name}\n" + "\n".join(t[:400] for t in tail))
+        return "\n".join(parts)
 
     def create_org(self, kind: str, name: str, district: str, street: str | None = None) -> str:
         """Register an organisation with the operator's command; return its bearer token."""

@@ -147,7 +147,10 @@ def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(
             got = asyncio.run(facts(dsn))
             return got if got["decided"] >= total else None
 
-        got = wait_for("every acknowledged posting to be decided", all_decided, timeout=240)
+        try:
+            got = wait_for("every acknowledged posting to be decided", all_decided, timeout=240)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{ex.diagnostics()}") from None
         assert got["decided"] == total, "each posting decided exactly once"
         assert got["refused"] == 0
         assert set(acked["postings"]) <= got["postings"]
