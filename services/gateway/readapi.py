@@ -197,8 +197,9 @@ async def events(
         yield b": connected\n\n"
         while not await request.is_disconnected():
             rows = await pool.fetch(
-                "SELECT archive_seq, event_type, value FROM archive WHERE archive_seq > $1"
-                " AND topic NOT LIKE '%.postings' ORDER BY archive_seq LIMIT 200",
+                "SELECT a.archive_seq, a.event_type, a.value FROM projected_events p"
+                " JOIN archive a ON a.archive_seq = p.archive_seq WHERE p.archive_seq > $1"
+                " AND a.topic NOT LIKE '%.postings' ORDER BY p.archive_seq LIMIT 200",
                 cursor,
             )
             for row in rows:

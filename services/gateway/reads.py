@@ -71,11 +71,12 @@ def _match(row: asyncpg.Record) -> dict[str, Any]:
 
 
 NEED_SQL = (
-    "SELECT n.*, a.archive_seq AS seq FROM rm_needs n JOIN archive a ON a.event_id = n.posted_event"
+    "SELECT n.*, a.archive_seq AS seq FROM rm_needs n"
+    " JOIN projected_events a ON a.event_id = n.posted_event"
 )
 MATCH_SQL = (
     "SELECT m.*, a.archive_seq AS seq FROM rm_matches m"
-    " JOIN archive a ON a.event_id = m.proposed_event"
+    " JOIN projected_events a ON a.event_id = m.proposed_event"
 )
 
 
@@ -160,7 +161,7 @@ async def funds(pool: asyncpg.Pool, after: int | None, limit: int) -> list[dict[
     """Funds, newest first, with their balances."""
     rows = await pool.fetch(
         "SELECT f.fund_id, a.archive_seq AS seq FROM rm_funds f"
-        " JOIN archive a ON a.event_id = f.opened_event"
+        " JOIN projected_events a ON a.event_id = f.opened_event"
         " WHERE ($1::bigint IS NULL OR a.archive_seq < $1) ORDER BY a.archive_seq DESC LIMIT $2",
         after,
         limit,
@@ -177,7 +178,8 @@ async def fund_history(pool: asyncpg.Pool, fund_id: uuid.UUID) -> list[dict[str,
     """Every money movement of a fund, in order: which event, which account, how much."""
     rows = await pool.fetch(
         "SELECT a.archive_seq, a.event_type, a.event_id, a.recorded_at, j.account,"
-        " j.amount_minor, j.currency FROM journal_lines j JOIN archive a USING (event_id)"
+        " j.amount_minor, j.currency FROM journal_lines j JOIN projected_events p USING (event_id)"
+        " JOIN archive a ON a.archive_seq = p.archive_seq"
         " WHERE j.account LIKE $1 ORDER BY a.archive_seq, j.line_no",
         f"%{fund_id}%",
     )
@@ -248,7 +250,8 @@ async def posting(pool: asyncpg.Pool, posting_id: uuid.UUID) -> dict[str, Any] |
     if row is None:
         return None
     decided = await pool.fetchval(
-        "SELECT archive_seq FROM archive WHERE event_id = $1", derive_id(posting_id, "decided")
+        "SELECT archive_seq FROM projected_events WHERE event_id = $1",
+        derive_id(posting_id, "decided"),
     )
     status = "refused" if row["reason"] else ("decided" if decided else "pending")
     return {

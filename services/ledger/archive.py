@@ -7,6 +7,7 @@ message (a replay, a restored topic) changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -112,12 +113,20 @@ async def archive_batch(conn: asyncpg.Connection, records: Sequence[Record]) -> 
             " SELECT event_id, topic, kafka_partition, kafka_offset, kafka_key, value,"
             " headers::jsonb,"
             " event_type, stream_id, stream_seq, recorded_at FROM ("
-            "  SELECT DISTINCT ON (event_id) * FROM archive_in ORDER BY event_id, ord"
+            "  SELECT DISTINCT ON (topic, event_id) * FROM archive_in"
+            "  ORDER BY topic, event_id, ord"
             " ) first_seen ORDER BY ord"
-            " ON CONFLICT (event_id) DO NOTHING RETURNING event_id, archive_seq"
+            " ON CONFLICT (topic, event_id) DO NOTHING RETURNING event_id, archive_seq"
         )
         new = sorted(inserted, key=lambda r: r["archive_seq"])
-        for r in new:
+        first = await conn.fetch(  # an event seen before on another topic is projected once
+            "INSERT INTO projected_events (event_id, archive_seq)"
+            " SELECT * FROM unnest($1::uuid[], $2::bigint[])"
+            " ON CONFLICT DO NOTHING RETURNING event_id, archive_seq",
+            [r["event_id"] for r in new],
+            [r["archive_seq"] for r in new],
+        )
+        for r in sorted(first, key=lambda r: r["archive_seq"]):
             env = envelopes.get(r["event_id"])
             if env is not None:
                 await apply_projection(conn, env)
@@ -129,6 +138,47 @@ async def archive_batch(conn: asyncpg.Connection, records: Sequence[Record]) -> 
         )
         await save_positions(conn, records)
     return len(new)
+
+
+DECISIONS_TOPIC = "matches.events"
+INPUTS_TOPIC = "matcher.inputs"
+
+
+async def hold_back_decisions(
+    conn: asyncpg.Connection, records: Sequence[Record]
+) -> tuple[list[Record], dict[tuple[str, int], int]]:
+    """Keep back each matcher decision whose input is not archived on matcher.inputs yet.
+
+    After the broker forgets, matcher.inputs is rebuilt from the archive and the matcher
+    replays it; a decision archived ahead of its input could then disagree with the replay.
+    Returns the records to archive now and, per held partition, the offset to read again."""
+    causes: dict[int, uuid.UUID] = {}
+    for i, rec in enumerate(records):
+        if rec.topic == DECISIONS_TOPIC:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                causes[i] = uuid.UUID(json.loads(rec.value)["causation_id"])
+    if not causes:
+        return list(records), {}
+    known = {r.event_id for r in records if r.topic == INPUTS_TOPIC}
+    known |= {
+        r["event_id"]
+        for r in await conn.fetch(
+            "SELECT event_id FROM archive WHERE topic = $1 AND event_id = ANY($2::uuid[])",
+            INPUTS_TOPIC,
+            list(set(causes.values()) - known),
+        )
+    }
+    keep: list[Record] = []
+    held: dict[tuple[str, int], int] = {}
+    for i, rec in enumerate(records):
+        tp = (rec.topic, rec.partition)
+        if tp in held:
+            continue
+        if i in causes and causes[i] not in known:
+            held[tp] = rec.offset
+            continue
+        keep.append(rec)
+    return keep, held
 
 
 async def save_positions(conn: asyncpg.Connection, records: Sequence[Record]) -> None:

@@ -14,7 +14,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.topics import all_topic_names, partitions_of
-from services.ledger.archive import archive_batch, load_positions, prepare
+from services.ledger.archive import archive_batch, hold_back_decisions, load_positions, prepare
 from services.platform import logs
 from services.platform.db import Heartbeat, connect, connect_pool, migrate
 from services.platform.kafka import Record, ensure_topics
@@ -60,6 +60,12 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
                 for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
                 for m in batch[tp]
             ]
+            records, held = await hold_back_decisions(conn, records)
+            for (topic, partition), offset in held.items():
+                consumer.seek(TopicPartition(topic, partition), offset)
+            if held and not records:
+                await asyncio.sleep(0.01)  # the inputs are on their way
+                continue
             if not records:
                 if not beat.ready:
                     beat.ready = True

@@ -80,7 +80,8 @@ async def facts(dsn: str) -> dict[str, Any]:
         return {
             "needs": {str(r["need_id"]) for r in await conn.fetch("SELECT need_id FROM rm_needs")},
             "registered": await conn.fetchval(
-                "SELECT count(*) FROM archive WHERE event_type = 'VolunteerRegistered'"
+                "SELECT count(DISTINCT event_id) FROM archive"
+                " WHERE event_type = 'VolunteerRegistered'"
             ),
             "funds": {str(r["fund_id"]) for r in await conn.fetch("SELECT fund_id FROM rm_funds")},
             "pledges": {
@@ -91,7 +92,7 @@ async def facts(dsn: str) -> dict[str, Any]:
                 str(r["posting_id"]) for r in await conn.fetch("SELECT posting_id FROM postings")
             },
             "decided": await conn.fetchval(
-                "SELECT count(*) FROM archive WHERE event_type IN"
+                "SELECT count(DISTINCT event_id) FROM archive WHERE event_type IN"
                 " ('NeedPosted','FundOpened','DonationReceived','PledgeMade','PostingRefused',"
                 " 'VolunteerRegistered')"
             ),

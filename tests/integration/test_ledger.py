@@ -154,3 +154,46 @@ async def test_an_empty_broker_is_refilled_from_postgresql(
     assert [r.event_id for r in read_all(fresh.bootstrap, ["needs.postings"])] == [pending]
     assert {e for _, e in restored} == set(ids)
     assert (await restore_if_empty(fresh.bootstrap, database_url)).skipped  # never twice
+
+
+async def test_a_decision_waits_until_its_input_is_archived_on_matcher_inputs(
+    db: asyncpg.Connection,
+) -> None:
+    """A decision archived ahead of its input could disagree with a replay after a broker
+    loss; the ledger holds it back (and reads its partition again) until the input is in."""
+    import json
+
+    from services.ledger.archive import archive_batch, hold_back_decisions, prepare
+    from services.platform.kafka import Record
+
+    await prepare(db)
+    cause = uuid.uuid4()
+
+    def decision(offset: int) -> Record:
+        body = {"causation_id": str(cause), "event_type": "MatchProposed"}
+        return Record(
+            "matches.events",
+            2,
+            offset,
+            b"k",
+            json.dumps(body).encode(),
+            (("event_id", str(uuid.uuid4()).encode()),),
+        )
+
+    other = Record("needs.events", 0, 5, b"k", b"{}", (("event_id", str(uuid.uuid4()).encode()),))
+    keep, held = await hold_back_decisions(db, [decision(7), decision(8), other])
+    assert keep == [other] and held == {("matches.events", 2): 7}
+
+    the_input = Record(
+        "matcher.inputs",
+        1,
+        0,
+        b"nanjing",
+        b"{}",
+        (("event_id", str(cause).encode()), ("event_type", b"NeedPosted")),
+    )
+    keep, held = await hold_back_decisions(db, [the_input, decision(7)])
+    assert len(keep) == 2 and held == {}  # in the same batch: fine
+    await archive_batch(db, [the_input])
+    keep, held = await hold_back_decisions(db, [decision(7)])
+    assert len(keep) == 1 and held == {}  # already archived: fine
