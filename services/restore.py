@@ -67,7 +67,7 @@ async def restore_if_empty(bootstrap: str, dsn: str, batch: int = 5000) -> Resto
                 break
             futures = []
             for r in rows:
-                headers = [(k, v.encode()) for k, v in _json(r["headers"])]
+                headers = [(str(k), str(v).encode()) for k, v in r["headers"]]  # jsonb: a list
                 futures.append(
                     (
                         (r["topic"], r["kafka_partition"]),
@@ -122,10 +122,3 @@ async def restore_if_empty(bootstrap: str, dsn: str, batch: int = 5000) -> Resto
     finally:
         writer.close()
         await conn.close()
-
-
-def _json(value: object) -> list[tuple[str, str]]:
-    import json
-
-    data = json.loads(value) if isinstance(value, str) else value
-    return [(str(k), str(v)) for k, v in data]  # type: ignore[union-attr]

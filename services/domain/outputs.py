@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.codec import encode
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, derive_id
 from schemas.messages import Message
 
 
@@ -40,8 +40,6 @@ def derived(
     """An event caused by `cause`: id derived from the cause's, times and actor copied from it.
 
     No clock is read, so a replay of the same cause yields the same bytes."""
-    from schemas.envelope import derive_id
-
     return Envelope[Message](
         event_id=derive_id(cause.event_id, label),
         event_type=payload.TYPE,

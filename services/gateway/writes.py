@@ -101,8 +101,12 @@ async def submit(
     ids: dict[str, str],
     also: Any = None,
     similar_to: str | None = None,
+    shown_once: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """Accept one posting and answer 202 with its id (or the stored answer of a retry)."""
+    """Accept one posting and answer 202 with its id (or the stored answer of a retry).
+
+    `shown_once` (filled by `also`, e.g. a new token) joins the first answer only: it is not
+    stored, so a retry never reveals it again."""
     posting_id = uuid.uuid4()
     response: dict[str, Any] = {
         "posting_id": str(posting_id),
@@ -135,7 +139,8 @@ async def submit(
     if not result.replayed:
         request.app.state.accepted += 1
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return JSONResponse(status_code=202, content=result.response, headers=headers)
+    content = result.response if result.replayed else result.response | (shown_once or {})
+    return JSONResponse(status_code=202, content=content, headers=headers)
 
 
 async def submit_match(
@@ -399,9 +404,9 @@ async def register_volunteer(
             volunteer_id,
             who.id,
         )
-        issued["token"] = await issue_token(conn, "volunteer", volunteer_id)
+        issued["volunteer_token"] = await issue_token(conn, "volunteer", volunteer_id)
 
-    answer = await submit(
+    return await submit(
         request,
         svc,
         who,
@@ -414,13 +419,8 @@ async def register_volunteer(
         idem=idem,
         ids={"volunteer_id": str(volunteer_id)},
         also=register,
+        shown_once=issued,
     )
-    if "token" in issued:  # shown once: a replayed request gets no token
-        import json
-
-        content = json.loads(bytes(answer.body)) | {"volunteer_token": issued["token"]}
-        return JSONResponse(status_code=202, content=content)
-    return answer
 
 
 async def _volunteer_or_registrar(pool: Pool, who: Principal, volunteer_id: uuid.UUID) -> None:

@@ -324,6 +324,13 @@ def test_retries_with_an_idempotency_key_write_nothing_new(world: World) -> None
     )
     assert other.status_code == 409
     assert w.postings_count() == before
+    # a volunteer's token is shown once: a retried registration does not reveal it again
+    volunteer = {"pseudonym": "重试者", "home": {"district": "鼓楼区"}}
+    reg = w.call("POST", "/v1/volunteers", w.community, volunteer, **{"Idempotency-Key": "v-1"})
+    again = w.call("POST", "/v1/volunteers", w.community, volunteer, **{"Idempotency-Key": "v-1"})
+    assert reg.json()["volunteer_token"].startswith("cx_")
+    assert "volunteer_token" not in again.json()
+    assert again.json()["volunteer_id"] == reg.json()["volunteer_id"]
 
 
 def test_a_near_duplicate_need_is_flagged_not_merged(world: World) -> None:
