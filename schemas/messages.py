@@ -48,6 +48,14 @@ from schemas.needs import (
 )
 from schemas.organisations import OrganisationRegistered, OrgKind
 from schemas.refusals import PostingRefused, Problem
+from schemas.reservations import (
+    SupplyGranted,
+    SupplyListed,
+    SupplyRefused,
+    SupplyReleased,
+    SupplyRequested,
+    SupplyRevoked,
+)
 from schemas.volunteers import (
     AmendPledge,
     MakePledge,
@@ -106,6 +114,12 @@ EVENTS: tuple[type[Message], ...] = (
     EventCorrected,
     ClockTicked,
     MessageDeadLettered,
+    SupplyListed,
+    SupplyRequested,
+    SupplyGranted,
+    SupplyRefused,
+    SupplyReleased,
+    SupplyRevoked,
 )
 """Facts decided by the owning service."""
 
@@ -159,7 +173,13 @@ __all__ = [
     "RefundDonation",
     "RegisterVolunteer",
     "ReservationReleased",
+    "SupplyGranted",
     "SupplyKind",
+    "SupplyListed",
+    "SupplyRefused",
+    "SupplyReleased",
+    "SupplyRequested",
+    "SupplyRevoked",
     "VolunteerRegistered",
     "WithdrawPledge",
 ]

@@ -49,6 +49,12 @@ from schemas.messages import (
     RefundDonation,
     RegisterVolunteer,
     ReservationReleased,
+    SupplyGranted,
+    SupplyListed,
+    SupplyRefused,
+    SupplyReleased,
+    SupplyRequested,
+    SupplyRevoked,
     VolunteerRegistered,
     WithdrawPledge,
 )
@@ -209,11 +215,17 @@ MATCHER_INPUTS = TopicSpec(
         ConfirmMatch,
         RecordNoShow,
         ClockTicked,
+        SupplyListed,
+        SupplyRequested,
+        SupplyGranted,
+        SupplyRefused,
+        SupplyReleased,
+        SupplyRevoked,
     ),
     "matcher",
     4,
-    "Supply, demand and answers to proposals re-keyed by matching zone: the matcher's ordered, "
-    "logged input.",
+    "Supply, demand and answers to proposals routed to the partition that owns them, and the "
+    "request/reply steps between partitions: the matcher's ordered, logged input.",
     consumer="matcher",
 )
 MATCHES_EVENTS = TopicSpec(

@@ -22,11 +22,15 @@ def run_service(settings: Settings, name: str) -> None:
         from services.ledger.service import main as ledger_main
 
         ledger_main(settings)
-    elif name == "matcher":
-        from services.matcher.processor import Matcher, Router, clock_tick
+    elif name == "matcher-router":
+        from services.matcher.processor import Router, clock_tick
         from services.platform.stream_app import run
 
-        run(settings, "matcher", [Router(), Matcher()], ticker=clock_tick)
+        run(settings, name, [Router()], ticker=clock_tick)
+    elif name == "matcher" or name.startswith("matcher-"):
+        from services.matcher.worker import main as worker_main
+
+        worker_main(settings, name)
     elif name.startswith("intake-"):
         from services.intake.processor import KINDS, IntakeProcessor
         from services.platform.stream_app import run
@@ -199,7 +203,11 @@ def parser() -> argparse.ArgumentParser:
     services = sub.add_parser("services", help="run or list the individual services")
     ssub = services.add_subparsers(dest="services_command", required=True, metavar="ACTION")
     run = ssub.add_parser("run", help="run one service in the foreground")
-    run.add_argument("name", choices=SERVICE_NAMES)
+    run.add_argument(
+        "name",
+        metavar="NAME",
+        help=f"one of {', '.join(SERVICE_NAMES)}; any matcher-… name starts one more worker",
+    )
     run.set_defaults(func=_cmd_service)
     ssub.add_parser("list", help="list the services").set_defaults(func=_cmd_services_list)
 

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     heartbeat_interval_ms: int = 1000
     """Consumer-group heartbeat interval."""
 
+    snapshot_events: int = 5000
+    """A matcher worker snapshots a partition's state to PostgreSQL after this many inputs (and
+    when it gives the partition up), so a worker taking it over replays only the rest."""
+
     heartbeat_seconds: float = 1.0
     """How often each service records that it is alive in PostgreSQL (for /healthz)."""
 

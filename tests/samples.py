@@ -60,6 +60,14 @@ from schemas.messages import (
     VolunteerRegistered,
     WithdrawPledge,
 )
+from schemas.reservations import (
+    SupplyGranted,
+    SupplyListed,
+    SupplyRefused,
+    SupplyReleased,
+    SupplyRequested,
+    SupplyRevoked,
+)
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
 from tests import factories as f
 
@@ -70,6 +78,7 @@ MATCH = uuid.UUID("44444444-4444-4444-8444-444444444444")
 DON = uuid.UUID("55555555-5555-4555-8555-555555555555")
 RES = uuid.UUID("66666666-6666-4666-8666-666666666666")
 ORG = uuid.UUID("77777777-7777-4777-8777-777777777777")
+HOLD = uuid.UUID("88888888-8888-4888-8888-888888888888")
 AT = datetime(2026, 12, 5, 2, 0, tzinfo=UTC)
 
 need = NeedSpec.model_validate(f.volunteer_need())
@@ -165,6 +174,37 @@ def samples() -> list[Message]:
             replacement={"amount": {"amount_minor": 80_000, "currency": "CNY"}},
         ),
         ClockTicked(at=AT),
+        SupplyListed(
+            supply=SupplyKind.VOLUNTEER,
+            supply_id=VOL,
+            owner_partition=2,
+            version=1,
+            active=True,
+            pledge=pledge,
+        ),
+        SupplyRequested(
+            hold_id=HOLD,
+            need_id=NEED,
+            need=need,
+            need_zone="鼓楼区",
+            from_partition=1,
+            supply=SupplyKind.VOLUNTEER,
+            supply_id=VOL,
+            quantity=1,
+        ),
+        SupplyGranted(
+            hold_id=HOLD, need_id=NEED, supply=SupplyKind.FUND, supply_id=FUND, quantity=300_000
+        ),
+        SupplyRefused(
+            hold_id=HOLD,
+            need_id=NEED,
+            supply_id=VOL,
+            reason="the volunteer's pledge, calendar or weekly limit no longer fits",
+        ),
+        SupplyReleased(
+            hold_id=HOLD, supply_id=VOL, reason="the volunteer did not come", no_show=True
+        ),
+        SupplyRevoked(hold_id=HOLD, need_id=NEED, reason="the fund refunded a donation"),
         MessageDeadLettered(
             topic="needs.postings",
             partition=0,

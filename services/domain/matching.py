@@ -1,12 +1,14 @@
 """The matcher's policy: which supply meets which need, and the life of each proposal, decided
 from the ordered input alone.
 
-Rule (the matching issue makes it serious): a need is met by supply in the same zone whose
-kind, category (earmark), district and quantity fit. Every decision is a pure function of the
-logged input order; "now" is the `recorded_at` of the triggering event, never a clock read.
+Every decision is a pure function of the logged input order; "now" is the `recorded_at` of the
+triggering event, never a clock read.
 
-Ownership: in this version the whole city is one zone, so one ordered stream decides every
-balance and calendar and nothing can be double-spent across zones.
+Ownership (services.domain.zones): each partition of matcher.inputs has its own `MatcherState`
+and alone decides on the needs, funds and volunteers it owns. Supply another partition owns is
+known here only as a listing; a need asks for it with `SupplyRequested` and the owner answers
+on the log (schemas.reservations). With one partition, everything is local and no request is
+ever made.
 """
 
 from __future__ import annotations
@@ -45,14 +47,29 @@ from schemas.messages import (
     RecordNoShow,
     SupplyKind,
 )
+from schemas.reservations import (
+    SupplyGranted,
+    SupplyListed,
+    SupplyRefused,
+    SupplyReleased,
+    SupplyRequested,
+    SupplyRevoked,
+)
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec, TravelRange
 from services.domain.needs import need_quantity
 from services.domain.outputs import derived
-
-CITY_ZONE = "nanjing"
-"""The one matching zone of this version; `zone_of` is the seam where districts come in."""
+from services.domain.zones import need_zone
 
 ACTIVE = ("proposed", "accepted")
+
+CROSS_PARTITION = (
+    SupplyListed,
+    SupplyRequested,
+    SupplyGranted,
+    SupplyRefused,
+    SupplyReleased,
+    SupplyRevoked,
+)
 
 
 @dataclass(frozen=True)
@@ -65,13 +82,13 @@ class Policy:
     """A volunteer proposal not accepted within this time expires and the next candidate is
     asked. Money proposals do not expire: the fund's earmarks already said yes."""
 
+    asks_per_listing: int = 8
+    """How many open needs ask a newly listed volunteer from another partition at once. The
+    owner refuses what no longer fits; a cap keeps one listing from setting aside half a city
+    of needs while the answers travel."""
+
 
 DEFAULT_POLICY = Policy()
-
-
-def zone_of(payload: Message) -> str:
-    """The matching zone an input belongs to (its key on matcher.inputs)."""
-    return CITY_ZONE
 
 
 @dataclass
@@ -89,6 +106,9 @@ class Proposal:
     proposed_at: datetime | None = None
     status: str = "proposed"
     seq: int = 1
+    hold_id: uuid.UUID | None = None
+    """Set when the supply is owned by another partition, which holds it under this id."""
+    owner_partition: int | None = None
 
     def next_seq(self) -> int:
         """The next position in this match's stream."""
@@ -108,6 +128,10 @@ class OpenNeed:
     cancelled: bool = False
     volunteers: set[uuid.UUID] = field(default_factory=set)
     from_funds: dict[uuid.UUID, int] = field(default_factory=dict)
+    zone: str = ""
+    refused: dict[uuid.UUID, int] = field(default_factory=dict)
+    """Supply owned elsewhere that refused this need, with the listing version it refused at:
+    asked again only once its listing changes."""
 
     def priority(self) -> tuple[int, datetime, int]:
         """Order of service: urgency (highest first), then deadline, then waiting time."""
@@ -146,10 +170,53 @@ class Fund:
 
 
 @dataclass
+class Listing:
+    """Supply owned by another partition, as its listing last described it."""
+
+    supply: SupplyKind
+    supply_id: uuid.UUID
+    owner_partition: int
+    version: int
+    active: bool
+    arrival: int
+    pledge: PledgeSpec | None = None
+    fund: FundSpec | None = None
+    net_minor: int = 0
+
+
+@dataclass
+class Ask:
+    """A request this partition sent for supply owned elsewhere; its quantity is set aside on
+    the need until the answer comes."""
+
+    need_id: uuid.UUID
+    supply: SupplyKind
+    supply_id: uuid.UUID
+    quantity: int
+    owner_partition: int
+    shift: TimeWindow | None
+
+
+@dataclass
+class Hold:
+    """Supply this partition owns, held for a need owned by another partition."""
+
+    hold_id: uuid.UUID
+    need_id: uuid.UUID
+    supply: SupplyKind
+    supply_id: uuid.UUID
+    quantity: int
+    partition: int
+    revoked: bool = False
+
+
+@dataclass
 class MatcherState:
-    """Everything the matcher's decisions depend on; rebuilt by replaying matcher.inputs."""
+    """Everything one partition's decisions depend on; rebuilt by replaying its part of
+    matcher.inputs."""
 
     policy: Policy = DEFAULT_POLICY
+    partition: int = 0
     seen: set[uuid.UUID] = field(default_factory=set)
     arrivals: int = 0
     needs: dict[uuid.UUID, OpenNeed] = field(default_factory=dict)
@@ -167,6 +234,28 @@ class MatcherState:
     by_need: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
     by_volunteer: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
     by_fund: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
+    # Cross-partition: listings of supply owned elsewhere, requests in flight, holds lent out.
+    listings: dict[uuid.UUID, Listing] = field(default_factory=dict)
+    listed_by_district: dict[str, dict[uuid.UUID, Listing]] = field(default_factory=dict)
+    listed_anywhere: dict[uuid.UUID, Listing] = field(default_factory=dict)
+    asks: dict[uuid.UUID, Ask] = field(default_factory=dict)
+    holds: dict[uuid.UUID, Hold] = field(default_factory=dict)
+    by_hold: dict[uuid.UUID, Proposal] = field(default_factory=dict)
+
+    def index_listing(self, listing: Listing) -> None:
+        """(Re)file a listing: volunteers by the district they serve, funds as they are."""
+        old = self.listings.get(listing.supply_id)
+        if old is not None and old.pledge is not None:
+            self.listed_by_district.get(old.pledge.home.district, {}).pop(old.supply_id, None)
+        self.listed_anywhere.pop(listing.supply_id, None)
+        self.listings[listing.supply_id] = listing
+        if listing.pledge is None:
+            return
+        if listing.pledge.travel is TravelRange.ANYWHERE:
+            self.listed_anywhere[listing.supply_id] = listing
+        else:
+            district = listing.pledge.home.district
+            self.listed_by_district.setdefault(district, {})[listing.supply_id] = listing
 
     def index_volunteer(self, vol: Volunteer, old_district: str | None = None) -> None:
         """(Re)file a volunteer under the district they serve, or under "anywhere"."""
@@ -190,25 +279,33 @@ class MatcherState:
             self.by_volunteer.setdefault(p.volunteer_id, []).append(p)
         if p.fund_id is not None:
             self.by_fund.setdefault(p.fund_id, []).append(p)
+        if p.hold_id is not None:
+            self.by_hold[p.hold_id] = p
+
+
+def pledge_fits(spec: NeedSpec, pledge: PledgeSpec) -> bool:
+    """What a pledge alone decides: skills, travel and availability (calendars aside)."""
+    shift = spec.shift
+    if spec.kind is not NeedKind.VOLUNTEER_HOURS or shift is None:
+        return False
+    if not set(spec.required_skills) <= set(pledge.skills):
+        return False
+    home, place = pledge.home, spec.place
+    if pledge.travel is TravelRange.SAME_DISTRICT and home.district != place.district:
+        return False
+    if pledge.travel is TravelRange.SAME_STREET and (
+        home.district != place.district or home.street is None or home.street != place.street
+    ):
+        return False
+    return any(w.covers(shift) for w in pledge.availability)
 
 
 def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
     """Skills, travel, availability, no overlapping shift, weekly limit, not already on it."""
-    spec, shift = need.spec, need.spec.shift
-    if spec.kind is not NeedKind.VOLUNTEER_HOURS or shift is None or vol.withdrawn:
+    shift = need.spec.shift
+    if shift is None or vol.withdrawn or vol.volunteer_id in need.volunteers:
         return False
-    if vol.volunteer_id in need.volunteers:
-        return False
-    if not set(spec.required_skills) <= set(vol.spec.skills):
-        return False
-    home, place = vol.spec.home, spec.place
-    if vol.spec.travel is TravelRange.SAME_DISTRICT and home.district != place.district:
-        return False
-    if vol.spec.travel is TravelRange.SAME_STREET and (
-        home.district != place.district or home.street is None or home.street != place.street
-    ):
-        return False
-    if not any(w.covers(shift) for w in vol.spec.availability):
+    if not pledge_fits(need.spec, vol.spec):
         return False
     if any(b.overlaps(shift) for b in vol.booked.values()):
         return False
@@ -236,6 +333,8 @@ class Decisions:
     def __init__(self, cause: Envelope[Message]) -> None:
         self.cause = cause
         self.out: list[Envelope[Message]] = []
+        self.routes: dict[uuid.UUID, int] = {}
+        """The partition each cross-partition message goes to, by event id."""
         self._n: dict[str, int] = {}
 
     def _label(self, kind: str) -> str:
@@ -244,13 +343,18 @@ class Decisions:
         return f"{kind}/{n}"
 
     def propose(
-        self, state: MatcherState, need: OpenNeed, fields: dict[str, object], rule: str
+        self,
+        state: MatcherState,
+        need: OpenNeed,
+        fields: dict[str, object],
+        rule: str,
+        hold: tuple[uuid.UUID, int] | None = None,
     ) -> Proposal:
-        """A new proposal for `need`."""
+        """A new proposal for `need` (`hold`: the hold id and owner of supply held elsewhere)."""
         label = self._label("proposal")
         match_id = derive_id(self.cause.event_id, label.replace("proposal", "match"))
         payload = MatchProposed(
-            match_id=match_id, need_id=need.need_id, zone=CITY_ZONE, rule=rule, **fields
+            match_id=match_id, need_id=need.need_id, zone=need.zone, rule=rule, **fields
         )
         self.out.append(
             derived(self.cause, payload, label=label, stream_id=f"match:{match_id}", stream_seq=1)
@@ -265,6 +369,8 @@ class Decisions:
             payload.fund_id,
             payload.shift,
             proposed_at=self.cause.recorded_at,
+            hold_id=hold[0] if hold else None,
+            owner_partition=hold[1] if hold else None,
         )
         state.proposals[match_id] = proposal
         state.index_proposal(proposal)
@@ -282,6 +388,21 @@ class Decisions:
                 stream_seq=proposal.next_seq(),
             )
         )
+
+    def send(
+        self, payload: Message, partition: int, label: str, stream_id: str, stream_seq: int
+    ) -> uuid.UUID:
+        """A request or reply for another partition of matcher.inputs; returns its id."""
+        envelope = derived(
+            self.cause,
+            payload,
+            label=self._label(label),
+            stream_id=stream_id,
+            stream_seq=stream_seq,
+        )
+        self.out.append(envelope)
+        self.routes[envelope.event_id] = partition
+        return envelope.event_id
 
     def refuse(self, reason: str, fld: str | None = None) -> None:
         """The command cannot be done now; the poster reads why on the posting's status."""
@@ -361,6 +482,8 @@ def _serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime
             share = fund_share(need, fund, now)
             if share > 0:
                 _reserve_fund(state, d, need, fund, share)
+    if need.remaining > 0 and state.listings:
+        _ask_elsewhere(state, need, d, now)
 
 
 MONEY_SHELF = "money"
@@ -411,25 +534,37 @@ def _serve_fund(state: MatcherState, fund: Fund, d: Decisions, now: datetime) ->
 # ---- supply goes back ----
 
 
-def _release(state: MatcherState, p: Proposal) -> None:
-    """Give a proposal's supply back and reopen its part of the need."""
+def _release(
+    state: MatcherState, d: Decisions, p: Proposal, reason: str, no_show: bool = False
+) -> None:
+    """Give a proposal's supply back (to its owner, when another partition holds it) and
+    reopen its part of the need."""
     need = state.needs[p.need_id]
+    if p.hold_id is not None:
+        assert p.owner_partition is not None
+        supply_id = p.volunteer_id or p.fund_id
+        assert supply_id is not None
+        released = SupplyReleased(
+            hold_id=p.hold_id, supply_id=supply_id, reason=reason, no_show=no_show
+        )
+        d.send(released, p.owner_partition, "release", f"hold:{p.hold_id}:need", 2)
     if p.supply is SupplyKind.VOLUNTEER:
         assert p.volunteer_id is not None
         vol = state.volunteers.get(p.volunteer_id)
-        if vol is not None:
+        if vol is not None and p.hold_id is None:
             vol.booked.pop(p.match_id, None)
         need.remaining += 1
     else:
         assert p.fund_id is not None
-        state.funds[p.fund_id].available += p.quantity
+        if p.hold_id is None:
+            state.funds[p.fund_id].available += p.quantity
         need.remaining += p.quantity
         need.from_funds[p.fund_id] -= p.quantity
     _mark_unfilled(state, need)
 
 
 def _withdraw(state: MatcherState, d: Decisions, p: Proposal, reason: str) -> None:
-    _release(state, p)
+    _release(state, d, p, reason)
     p.status = "withdrawn"
     d.about(p, MatchWithdrawn(match_id=p.match_id, need_id=p.need_id, reason=reason), "withdrawal")
 
@@ -452,6 +587,276 @@ def _active(
     return list(reversed([p for p in pool if p.status in ACTIVE]))
 
 
+# ---- across partitions: listings, requests and replies ----
+
+
+def _holds_of(state: MatcherState, supply_id: uuid.UUID) -> list[Hold]:
+    """Holds on this supply lent to other partitions and not yet asked back, oldest first."""
+    return [h for h in state.holds.values() if h.supply_id == supply_id and not h.revoked]
+
+
+def _revoke(d: Decisions, hold: Hold, reason: str) -> None:
+    hold.revoked = True
+    revoked = SupplyRevoked(hold_id=hold.hold_id, need_id=hold.need_id, reason=reason)
+    d.send(revoked, hold.partition, "revoke", f"hold:{hold.hold_id}:supply", 2)
+
+
+def _listing_fits(need: OpenNeed, listing: Listing) -> bool:
+    """Whether a volunteer listed from elsewhere is worth asking for this need."""
+    if not listing.active or listing.pledge is None or listing.supply_id in need.volunteers:
+        return False
+    if need.refused.get(listing.supply_id) == listing.version:
+        return False
+    return pledge_fits(need.spec, listing.pledge)
+
+
+def _listing_share(need: OpenNeed, listing: Listing, now: datetime, budget: int) -> int:
+    """How much to ask a fund listed from elsewhere for (0: do not ask)."""
+    spec, wanted = listing.fund, need.spec.money_wanted
+    if not listing.active or spec is None or wanted is None or wanted.currency != spec.currency:
+        return 0
+    if need.refused.get(listing.supply_id) == listing.version:
+        return 0
+    if not spec.allows(need.spec.category, need.spec.place.district, now):
+        return 0
+    share = min(need.remaining, budget)
+    if spec.cap_per_need is not None:
+        share = min(
+            share, spec.cap_per_need.amount_minor - need.from_funds.get(listing.supply_id, 0)
+        )
+    return max(share, 0)
+
+
+def _ask(
+    state: MatcherState, d: Decisions, need: OpenNeed, listing: Listing, quantity: int
+) -> None:
+    """Set `quantity` of the need aside and ask the supply's owner to hold it."""
+    hold_id = derive_id(d.cause.event_id, f"hold/{len(d.out)}")
+    state.asks[hold_id] = Ask(
+        need.need_id,
+        listing.supply,
+        listing.supply_id,
+        quantity,
+        listing.owner_partition,
+        need.spec.shift,
+    )
+    need.remaining -= quantity
+    if listing.supply is SupplyKind.VOLUNTEER:
+        need.volunteers.add(listing.supply_id)
+    else:
+        need.from_funds[listing.supply_id] = need.from_funds.get(listing.supply_id, 0) + quantity
+    request = SupplyRequested(
+        hold_id=hold_id,
+        need_id=need.need_id,
+        need=need.spec,
+        need_zone=need.zone,
+        from_partition=state.partition,
+        supply=listing.supply,
+        supply_id=listing.supply_id,
+        quantity=quantity,
+    )
+    d.send(request, listing.owner_partition, "request", f"hold:{hold_id}:need", 1)
+
+
+def _ask_elsewhere(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime) -> None:
+    """After local supply: ask owners elsewhere, in the same order of preference."""
+    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
+        listed = [
+            *state.listed_by_district.get(need.spec.place.district, {}).values(),
+            *state.listed_anywhere.values(),
+        ]
+        for listing in sorted(listed, key=lambda v: v.arrival):
+            if need.remaining <= 0:
+                break
+            if _listing_fits(need, listing):
+                _ask(state, d, need, listing, 1)
+        return
+    far = datetime.max.replace(tzinfo=now.tzinfo)
+    funds = [v for v in state.listings.values() if v.fund is not None]
+    for listing in sorted(funds, key=lambda v: (_expiry(v, far), v.arrival)):
+        if need.remaining <= 0:
+            break
+        share = _listing_share(need, listing, now, listing.net_minor)
+        if share > 0:
+            _ask(state, d, need, listing, share)
+
+
+def _expiry(listing: Listing, far: datetime) -> datetime:
+    assert listing.fund is not None
+    return listing.fund.valid_until or far
+
+
+def _on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    """Supply owned elsewhere appeared or changed: open needs here may ask for it."""
+    now, msg = event.recorded_at, event.payload
+    assert isinstance(msg, SupplyListed)
+    known = state.listings.get(msg.supply_id)
+    if known is not None and known.version >= msg.version:
+        return  # an older description arriving late changes nothing
+    listing = Listing(
+        msg.supply,
+        msg.supply_id,
+        msg.owner_partition,
+        msg.version,
+        msg.active,
+        known.arrival if known else state.arrivals,
+        msg.pledge,
+        msg.fund,
+        msg.net_minor,
+    )
+    state.index_listing(listing)
+    if not listing.active:
+        return
+    if listing.pledge is not None:
+        if listing.pledge.travel is TravelRange.ANYWHERE:
+            shelves = [s for s in state.unfilled if s != MONEY_SHELF]
+        else:
+            shelves = [f"shift:{listing.pledge.home.district}"]
+        asked = 0
+        for need in _open_needs(state, now, shelves):
+            if asked >= state.policy.asks_per_listing:
+                break
+            if _listing_fits(need, listing):
+                _ask(state, d, need, listing, 1)
+                asked += 1
+        return
+    budget = listing.net_minor
+    for need in _open_needs(state, now, [MONEY_SHELF]):
+        if budget <= 0:
+            break
+        share = _listing_share(need, listing, now, budget)
+        if share > 0:
+            _ask(state, d, need, listing, share)
+            budget -= share
+
+
+def _on_requested(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    """Another partition asks for supply this partition owns: hold it, or say why not."""
+    now, req = event.recorded_at, event.payload
+    assert isinstance(req, SupplyRequested)
+    probe = OpenNeed(req.need_id, req.need, "", 0, req.quantity)
+    granted, reason = 0, "the supply is not known here"
+    if req.supply is SupplyKind.VOLUNTEER:
+        vol = state.volunteers.get(req.supply_id)
+        if vol is not None and req.need.shift is not None:
+            if volunteer_fits(probe, vol):
+                vol.booked[req.hold_id] = req.need.shift
+                granted = 1
+            else:
+                reason = "the volunteer's pledge, calendar or weekly limit no longer fits"
+    else:
+        fund = state.funds.get(req.supply_id)
+        if fund is not None:
+            granted = fund_share(probe, fund, now)
+            fund.available -= granted
+            reason = "the fund has nothing left that its earmarks allow for this need"
+    if granted <= 0:
+        refused = SupplyRefused(
+            hold_id=req.hold_id, need_id=req.need_id, supply_id=req.supply_id, reason=reason
+        )
+        d.send(refused, req.from_partition, "refusal", f"hold:{req.hold_id}:supply", 1)
+        return
+    state.holds[req.hold_id] = Hold(
+        req.hold_id, req.need_id, req.supply, req.supply_id, granted, req.from_partition
+    )
+    grant = SupplyGranted(
+        hold_id=req.hold_id,
+        need_id=req.need_id,
+        supply=req.supply,
+        supply_id=req.supply_id,
+        quantity=granted,
+    )
+    d.send(grant, req.from_partition, "grant", f"hold:{req.hold_id}:supply", 1)
+
+
+def _undo_ask(need: OpenNeed, ask: Ask, quantity: int) -> None:
+    need.remaining += quantity
+    if ask.supply is SupplyKind.VOLUNTEER:
+        need.volunteers.discard(ask.supply_id)
+    else:
+        need.from_funds[ask.supply_id] -= quantity
+
+
+def _on_answered(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    """The owner answered a request: propose what it holds, or ask someone else."""
+    now, msg = event.recorded_at, event.payload
+    assert isinstance(msg, SupplyGranted | SupplyRefused)
+    ask = state.asks.pop(msg.hold_id, None)
+    if ask is None:
+        return
+    need = state.needs[ask.need_id]
+    if isinstance(msg, SupplyRefused):
+        _undo_ask(need, ask, ask.quantity)
+        listing = state.listings.get(ask.supply_id)
+        need.refused[ask.supply_id] = listing.version if listing else 0
+        _mark_unfilled(state, need)
+        _serve_need(state, need, d, now)
+        return
+    unwanted = None
+    if need.cancelled:
+        unwanted = "the need was cancelled"
+    elif need.spec.deadline <= now:
+        unwanted = "the need's deadline passed"
+    elif ask.supply is SupplyKind.VOLUNTEER and need.spec.shift != ask.shift:
+        unwanted = "the shift changed"
+    elif need.remaining < 0:
+        unwanted = "the need now asks for less"
+    if unwanted is not None:
+        _undo_ask(need, ask, ask.quantity)
+        released = SupplyReleased(hold_id=msg.hold_id, supply_id=ask.supply_id, reason=unwanted)
+        d.send(released, ask.owner_partition, "release", f"hold:{msg.hold_id}:need", 2)
+        return
+    granted = min(msg.quantity, ask.quantity)
+    _undo_ask(need, ask, ask.quantity - granted)
+    if ask.supply is SupplyKind.VOLUNTEER:
+        assert ask.shift is not None
+        fields: dict[str, object] = {
+            "supply": SupplyKind.VOLUNTEER,
+            "volunteer_id": ask.supply_id,
+            "shift": ask.shift,
+            "minutes": ask.shift.minutes,
+        }
+        rule = "skills, availability, travel and weekly limit fit (held by its owner)"
+    else:
+        listing = state.listings[ask.supply_id]
+        assert listing.fund is not None
+        fields = {
+            "supply": SupplyKind.FUND,
+            "fund_id": ask.supply_id,
+            "amount": Money(amount_minor=granted, currency=listing.fund.currency),
+        }
+        rule = "fund earmarks allow this category, district and period (held by its owner)"
+    d.propose(state, need, fields, rule, hold=(msg.hold_id, ask.owner_partition))
+    if granted < ask.quantity:
+        _serve_need(state, need, d, now)
+
+
+def _on_returned(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    """A hold comes back (released by the need's owner), or is asked back (revoked)."""
+    now, msg = event.recorded_at, event.payload
+    if isinstance(msg, SupplyRevoked):
+        p = state.by_hold.get(msg.hold_id)
+        if p is not None and p.status == "proposed":  # accepted or confirmed: it stays
+            _withdraw(state, d, p, msg.reason)
+            _serve_need(state, state.needs[p.need_id], d, now)
+        return
+    assert isinstance(msg, SupplyReleased)
+    hold = state.holds.pop(msg.hold_id, None)
+    if hold is None:
+        return
+    if hold.supply is SupplyKind.VOLUNTEER:
+        vol = state.volunteers[hold.supply_id]
+        vol.booked.pop(hold.hold_id, None)
+        vol.no_shows += int(msg.no_show)
+        if not vol.withdrawn:
+            _serve_volunteer(state, vol, d, now)
+    else:
+        fund = state.funds[hold.supply_id]
+        fund.available += hold.quantity
+        if fund.available > 0:
+            _serve_fund(state, fund, d, now)
+
+
 # ---- the inputs ----
 
 
@@ -464,6 +869,7 @@ def _on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> Non
             event.actor.org_id,
             state.arrivals,
             need_quantity(payload.need)[0],
+            zone=need_zone(payload.need),
         )
         state.needs[need.need_id] = need
         _mark_unfilled(state, need)
@@ -510,6 +916,8 @@ def _on_supply(state: MatcherState, event: Envelope[Message], d: Decisions) -> N
             if p.status == "proposed":  # accepted shifts end through the match lifecycle
                 _withdraw(state, d, p, "the volunteer withdrew their pledge")
                 _serve_need(state, state.needs[p.need_id], d, now)
+        for hold in _holds_of(state, vol.volunteer_id):
+            _revoke(d, hold, "the volunteer withdrew their pledge")
     elif isinstance(payload, FundOpened):
         state.funds[payload.fund_id] = Fund(payload.fund_id, payload.fund, state.arrivals)
     elif isinstance(payload, DonationReceived) and payload.fund_id in state.funds:
@@ -524,6 +932,12 @@ def _on_supply(state: MatcherState, event: Envelope[Message], d: Decisions) -> N
                 break
             if p.status == "proposed":
                 _withdraw(state, d, p, "the fund refunded a donation")
+        deficit = -fund.available
+        for hold in reversed(_holds_of(state, fund.fund_id)):  # newest first
+            if deficit <= 0:
+                break
+            _revoke(d, hold, "the fund refunded a donation")
+            deficit -= hold.quantity
 
 
 def _on_answer(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
@@ -542,7 +956,7 @@ def _on_answer(state: MatcherState, event: Envelope[Message], d: Decisions) -> N
             p.status = "accepted"
             d.about(p, MatchAccepted(match_id=p.match_id, need_id=p.need_id), "decided")
         elif isinstance(cmd, DeclineMatch) and p.status in ACTIVE:
-            _release(state, p)
+            _release(state, d, p, "the volunteer declined")
             p.status = "declined"
             d.about(
                 p,
@@ -561,10 +975,11 @@ def _on_answer(state: MatcherState, event: Envelope[Message], d: Decisions) -> N
         if p.supply is not SupplyKind.VOLUNTEER:
             d.refuse("a no-show is recorded for a volunteer's shift", "match_id")
             return
-        _release(state, p)
+        _release(state, d, p, "the volunteer did not come", no_show=True)
         p.status = "no_show"
         assert p.volunteer_id is not None
-        state.volunteers[p.volunteer_id].no_shows += 1
+        if p.hold_id is None:  # otherwise the owner counts it, on SupplyReleased
+            state.volunteers[p.volunteer_id].no_shows += 1
         d.about(
             p,
             NoShowRecorded(match_id=p.match_id, need_id=p.need_id, volunteer_id=p.volunteer_id),
@@ -616,7 +1031,7 @@ def _on_tick(state: MatcherState, at: datetime, d: Decisions) -> None:
             and p.proposed_at is not None
             and p.proposed_at + state.policy.proposal_ttl <= at
         ):
-            _release(state, p)
+            _release(state, d, p, "the proposal expired unanswered")
             p.status = "expired"
             d.about(p, MatchExpired(match_id=p.match_id, need_id=p.need_id), "expiry")
             reopened[need.need_id] = need
@@ -626,8 +1041,14 @@ def _on_tick(state: MatcherState, at: datetime, d: Decisions) -> None:
 
 def apply(state: MatcherState, event: Envelope[Message]) -> list[Envelope[Message]]:
     """Fold one input into the state and return the decisions it causes, in order."""
+    return decide(state, event).out
+
+
+def decide(state: MatcherState, event: Envelope[Message]) -> Decisions:
+    """Fold one input into the state; the decisions it causes are `.out`, in order, and
+    `.routes` names the partition of each request or reply meant for another partition."""
     if event.event_id in state.seen:
-        return []
+        return Decisions(event)
     state.seen.add(event.event_id)
     state.arrivals += 1
     d = Decisions(event)
@@ -638,6 +1059,14 @@ def apply(state: MatcherState, event: Envelope[Message]) -> list[Envelope[Messag
         _on_need(state, event, d)
     elif isinstance(payload, AcceptMatch | DeclineMatch | ConfirmMatch | RecordNoShow):
         _on_answer(state, event, d)
+    elif isinstance(payload, SupplyListed):
+        _on_listed(state, event, d)
+    elif isinstance(payload, SupplyRequested):
+        _on_requested(state, event, d)
+    elif isinstance(payload, SupplyGranted | SupplyRefused):
+        _on_answered(state, event, d)
+    elif isinstance(payload, SupplyReleased | SupplyRevoked):
+        _on_returned(state, event, d)
     else:
         _on_supply(state, event, d)
-    return d.out
+    return d

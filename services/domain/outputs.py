@@ -20,6 +20,9 @@ class Outgoing:
     event_id: uuid.UUID
     event_type: str
     value: bytes
+    partition: int | None = None
+    """Set when the processor decides the partition itself (the owner of a matching zone);
+    otherwise the key decides, through the default partitioner."""
 
     @classmethod
     def of(cls, topic: str, key: str | uuid.UUID, envelope: Envelope[Any]) -> Outgoing:

@@ -1,4 +1,4 @@
-"""Adapters: the router that builds the matcher's ordered input, and the matcher itself."""
+"""Adapters: the router that builds the matcher's ordered input, and one partition's matcher."""
 
 from __future__ import annotations
 
@@ -17,19 +17,21 @@ from schemas.topics import (
     NEEDS_EVENTS,
     VOLUNTEERS_EVENTS,
 )
-from services.domain.matching import CITY_ZONE, MatcherState, apply, zone_of
+from services.domain.matching import MatcherState, decide
 from services.domain.outputs import Outgoing
+from services.domain.routing import RoutingState, route
 from services.platform.kafka import Record
 
-FORWARDED = {m.TYPE for m in MATCHER_INPUTS.messages}
-"""What the matcher decides on; everything else (refusals, registrations) stays where it is."""
+ROUTED = {m.TYPE for m in MATCHER_INPUTS.messages} | {"MatchProposed"}
+"""What the router reads: the matcher's inputs, and proposals (to learn who owns a match)."""
 
 
 class Router:
-    """Copies supply and demand events onto matcher.inputs, keyed by matching zone.
+    """Copies supply and demand events onto matcher.inputs, to the partition that owns them.
 
-    The copy keeps the original bytes and event id: matcher.inputs is the logged order in which
-    the matcher saw the world, which is what makes its decisions replayable."""
+    A forwarded event keeps its original bytes and id: matcher.inputs is the logged order in
+    which the matcher saw the world, which is what makes its decisions replayable. One router
+    runs (its outputs are a function of what it read, and ids make a second copy harmless)."""
 
     name = "matcher-router"
     inputs = (
@@ -38,39 +40,81 @@ class Router:
         VOLUNTEERS_EVENTS.name,
         MATCHES_POSTINGS.name,
         CLOCK_TICKS.name,
+        MATCHES_EVENTS.name,
     )
     outputs = (MATCHER_INPUTS.name,)
 
-    def __init__(self) -> None:
-        self.forwarded: set[object] = set()
+    def __init__(self, partitions: int = MATCHER_INPUTS.partitions) -> None:
+        self.state = RoutingState(partitions)
+        self.seen: set[uuid.UUID] = set()
+        self.raw: dict[uuid.UUID, bytes] = {}
+        """The exact bytes of answers waiting for their match (forwarded as they came)."""
 
     def handle(self, record: Record) -> list[Outgoing]:
-        """Forward a decided supply or demand event once; refusals stay where they are."""
-        event = decode(record.value)
-        if event.event_type not in FORWARDED or event.event_id in self.forwarded:
+        """Route a decided supply or demand event once; refusals stay where they are."""
+        if record.event_id is not None and record.event_id in self.seen:
             return []
-        self.forwarded.add(event.event_id)
-        zone = zone_of(event.payload).encode()
-        return [Outgoing(MATCHER_INPUTS.name, zone, event.event_id, event.event_type, record.value)]
+        event = decode(record.value)
+        if event.event_type not in ROUTED or event.event_id in self.seen:
+            return []
+        self.seen.add(event.event_id)
+        self.raw[event.event_id] = record.value
+        routed = route(self.state, event)
+        out = [
+            Outgoing(
+                MATCHER_INPUTS.name,
+                r.zone.encode(),
+                r.envelope.event_id,
+                r.envelope.event_type,
+                self.raw[r.envelope.event_id] if r.original else encode(r.envelope),
+                partition=r.partition,
+            )
+            for r in routed
+        ]
+        for r in routed:
+            self.raw.pop(r.envelope.event_id, None)
+        waiting = self.state.waiting.get(_match_of(event), [])
+        if not any(e.event_id == event.event_id for e in waiting):
+            self.raw.pop(event.event_id, None)
+        return out
 
 
-class Matcher:
-    """Feeds matcher.inputs, in order, to the pure policy and writes its proposals."""
+class PartitionMatcher:
+    """One partition of matcher.inputs fed, in order, to the pure policy: its decisions go to
+    matches.events, its requests and replies back onto matcher.inputs for their partition."""
 
     name = "matcher"
     inputs = (MATCHER_INPUTS.name,)
-    outputs = (MATCHES_EVENTS.name,)
+    outputs = (MATCHES_EVENTS.name, MATCHER_INPUTS.name)
 
-    def __init__(self) -> None:
-        self.state = MatcherState()
+    def __init__(self, partition: int, state: MatcherState | None = None) -> None:
+        self.partition = partition
+        self.state = state or MatcherState(partition=partition)
+        self.next_offset = 0
+        """The input offset after the last record applied: where a snapshot resumes."""
 
     def handle(self, record: Record) -> list[Outgoing]:
         """Apply one input; each decision is keyed by its need (a refusal by its stream)."""
         event = decode(record.value)
-        return [
-            Outgoing(MATCHES_EVENTS.name, _key(d), d.event_id, d.event_type, encode(d))
-            for d in apply(self.state, event)
-        ]
+        decided = decide(self.state, event)
+        out = []
+        for d in decided.out:
+            target = decided.routes.get(d.event_id)
+            if target is None:
+                out.append(
+                    Outgoing(MATCHES_EVENTS.name, _key(d), d.event_id, d.event_type, encode(d))
+                )
+            else:
+                key = f"partition-{target}".encode()
+                out.append(
+                    Outgoing(MATCHER_INPUTS.name, key, d.event_id, d.event_type, encode(d), target)
+                )
+        return out
+
+
+def _match_of(event: Envelope[Message]) -> uuid.UUID:
+    match_id = getattr(event.payload, "match_id", None)
+    return match_id if isinstance(match_id, uuid.UUID) else uuid.UUID(int=0)
 
 
 def _key(decision: Envelope[Message]) -> bytes:
@@ -79,14 +123,15 @@ def _key(decision: Envelope[Message]) -> bytes:
 
 
 def clock_tick(now: datetime) -> Outgoing:
-    """A tick saying it is `now` in the matching zone: the only way time reaches decisions."""
+    """A tick saying it is `now`: the only way time reaches decisions. The router gives each
+    partition of matcher.inputs its own copy."""
     event_id = uuid.uuid4()
     payload = ClockTicked(at=now)
     envelope = Envelope[Message](
         event_id=event_id,
         event_type=payload.TYPE,
         schema_version=payload.VERSION,
-        stream_id=f"clock:{CITY_ZONE}",
+        stream_id="clock",
         stream_seq=0,
         occurred_at=now,
         recorded_at=now,
@@ -94,4 +139,4 @@ def clock_tick(now: datetime) -> Outgoing:
         correlation_id=event_id,
         payload=payload,
     )
-    return Outgoing(CLOCK_TICKS.name, CITY_ZONE.encode(), event_id, payload.TYPE, encode(envelope))
+    return Outgoing(CLOCK_TICKS.name, b"clock", event_id, payload.TYPE, encode(envelope))

@@ -114,6 +114,7 @@ def consumer(bootstrap: str, fetch_max_wait_ms: int = 10, **extra: Any) -> Kafka
         group_id=None,
         fetch_max_wait_ms=fetch_max_wait_ms,
         max_poll_records=5000,
+        auto_offset_reset="earliest",
         client_id="exchange-reader",
         **extra,
     )
@@ -132,22 +133,50 @@ def read_all(
     reader = consumer(bootstrap, fetch_max_wait_ms=fetch_max_wait_ms)
     try:
         parts = [TopicPartition(t, p) for t in topics for p in sorted(_partitions(reader, t))]
-        if not parts:
-            return
-        reader.assign(parts)
-        reader.seek_to_beginning(*parts)
-        empty = 0
-        while empty < quiet_polls:
-            batch = reader.poll(timeout_ms=poll_ms)
-            if not batch or not any(batch.values()):
-                empty += 1
-                continue
-            empty = 0
-            for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
-                for m in batch[tp]:
-                    yield Record.of(m)
+        yield from _drain(reader, {tp: 0 for tp in parts}, quiet_polls, poll_ms)
     finally:
         reader.close()
+
+
+def read_from(
+    bootstrap: str,
+    starts: dict[tuple[str, int], int],
+    quiet_polls: int = 3,
+    poll_ms: int = 100,
+) -> Iterator[Record]:
+    """Every message of the given partitions from the given offsets on, until caught up."""
+    reader = consumer(bootstrap)
+    try:
+        for topic in {t for t, _ in starts}:
+            _partitions(reader, topic)  # metadata first, so that assign finds the partitions
+        yield from _drain(
+            reader,
+            {TopicPartition(t, p): o for (t, p), o in starts.items()},
+            quiet_polls,
+            poll_ms,
+        )
+    finally:
+        reader.close()
+
+
+def _drain(
+    reader: KafkaConsumer, starts: dict[TopicPartition, int], quiet_polls: int, poll_ms: int
+) -> Iterator[Record]:
+    if not starts:
+        return
+    reader.assign(list(starts))
+    for tp, offset in starts.items():
+        reader.seek(tp, offset)
+    empty = 0
+    while empty < quiet_polls:
+        batch = reader.poll(timeout_ms=poll_ms)
+        if not batch or not any(batch.values()):
+            empty += 1
+            continue
+        empty = 0
+        for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
+            for m in batch[tp]:
+                yield Record.of(m)
 
 
 def _partitions(reader: KafkaConsumer, topic: str, timeout: float = 10) -> set[int]:

@@ -126,6 +126,7 @@ def catch_up(bootstrap: str, processor: Processor) -> int:
                     key=out.key,
                     value=out.value,
                     headers=headers_for(out.event_id, out.event_type),
+                    partition=out.partition,
                 )
                 present.add(out.event_id)
                 written += 1

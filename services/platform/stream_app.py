@@ -117,6 +117,7 @@ def _add_agent(app: faust.App, proc: Processor) -> None:
                         await sinks[out.topic].send(
                             key=out.key,
                             value=out.value,
+                            partition=out.partition,
                             headers=headers_for(out.event_id, out.event_type),
                         )
                     )

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from services.embedded.broker import free_port
+
 T = TypeVar("T")
 
 
@@ -54,6 +56,9 @@ class Exchange:
             if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
         }
         env.update({"EXCHANGE_VAR_DIR": str(self.var_dir), "PYTHONUNBUFFERED": "1"})
+        # its own port: another exchange on this machine may hold the default 8000, and a
+        # test that stops this one must not find the other answering there
+        env.setdefault("EXCHANGE_HTTP_PORT", str(free_port()))
         state = self.var_dir / "run" / "exchange.json"
         state.unlink(missing_ok=True)
         args = [sys.executable, "-m", "services.cli", "up"] + (["--demo"] if self.demo else [])

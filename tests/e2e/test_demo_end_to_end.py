@@ -135,7 +135,13 @@ def test_docs_health_and_metrics_are_served(exchange: Exchange) -> None:
         assert http.get("/docs").status_code == 200
         assert "/v1/needs" in http.get("/openapi.json").json()["paths"]
         health = http.get("/healthz").json()
-        assert health["ok"] and set(health["services"]) >= {"gateway", "matcher", "ledger"}
+        assert health["ok"] and set(health["services"]) >= {
+            "gateway",
+            "matcher-router",
+            "matcher-1",
+            "matcher-2",
+            "ledger",
+        }
         assert "exchange_service_ready" in http.get("/metrics").text
 
 

@@ -19,7 +19,7 @@ from services.domain.matching import MatcherState, apply
 
 pytestmark = pytest.mark.unit
 
-DIGEST = "3bf4f1f007eefbd2f64e8e5d8a4b455b0ebb6bbf8bcb27b964e8143f79b38d5f"
+DIGEST = "8e46a538997de308a4512d85a16f0e9f154a5ea09b991865d0e474b681f62878"
 
 
 def decide() -> list[MatchProposed]:

@@ -1,0 +1,308 @@
+"""A matcher worker: one member of the `matcher` consumer group, owning the partitions of
+matcher.inputs the group gives it, with one `MatcherState` each.
+
+Plain aiokafka rather than faust (docs/architecture.md says why): the worker must rebuild a
+partition's state before it decides anything on it, at the moment it is assigned, and faust
+offers no hook that holds its stream back meanwhile. Rebuilding is: the latest snapshot from
+PostgreSQL (state plus the input offset it reflects), then the partition's log from there to
+its end, writing whatever decisions are missing from the output topics. Then the consumer is
+sought to where the replay stopped and live processing goes on in batches, every output
+acknowledged before the next batch, offsets committed after.
+
+Two workers never decide differently on the same partition: decisions are a pure function of
+the partition's log, ids included, so even a worker that has not yet noticed it lost a
+partition can only write copies of what the new owner writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import pickle
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+import services.domain.matching as matching_module
+from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS, partitions_of
+from services.domain.outputs import Outgoing
+from services.matcher.processor import PartitionMatcher
+from services.platform import logs
+from services.platform.db import Heartbeat, connect_pool, migrate
+from services.platform.kafka import Record, ensure_topics, headers_for, read_from
+from services.platform.processor import process
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GROUP = "matcher"
+BATCH_MAX = 2000
+OUTPUT_TOPICS = (MATCHES_EVENTS.name, MATCHER_INPUTS.name)
+
+
+def code_version() -> str:
+    """Snapshots are pickled state: one taken by other code is not trusted, but replayed."""
+    source = Path(matching_module.__file__).read_bytes()
+    return hashlib.sha256(source).hexdigest()[:16]
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: MatcherWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        await self.worker.give_up([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self.worker.assigned([tp.partition for tp in assigned])
+
+
+class MatcherWorker:
+    """Owns some partitions; rebuilds each on assignment; decides in acknowledged batches."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.bootstrap = settings.require_kafka()
+        self.owned: dict[int, PartitionMatcher] = {}
+        self.pending: set[int] = set()
+        self.since_snapshot: dict[int, int] = {}
+        self.applied = 0
+        self.pool: asyncpg.Pool | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.version = code_version()
+
+    # ---- membership ----
+
+    def assigned(self, partitions: list[int]) -> None:
+        self.pending |= {p for p in partitions if p not in self.owned}
+
+    async def give_up(self, partitions: list[int]) -> None:
+        """Snapshot what is handed over (the next owner replays less), then forget it."""
+        for p in partitions:
+            proc = self.owned.pop(p, None)
+            self.pending.discard(p)
+            if proc is not None and self.since_snapshot.get(p, 0) > 0:
+                await self.snapshot(proc)
+        if partitions:
+            log.info("partitions revoked", extra={"partitions": partitions})
+
+    # ---- snapshots ----
+
+    async def snapshot(self, proc: PartitionMatcher) -> None:
+        assert self.pool is not None
+        outputs = await self._output_positions()
+        state = pickle.dumps(proc.state, protocol=pickle.HIGHEST_PROTOCOL)
+        await self.pool.execute(
+            "INSERT INTO matcher_snapshots (kafka_partition, next_offset, state, outputs_from,"
+            " events_applied, code_version) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (kafka_partition) DO UPDATE SET next_offset = $2, state = $3,"
+            " outputs_from = $4, events_applied = $5, code_version = $6, taken_at = now()"
+            " WHERE matcher_snapshots.next_offset <= $2",
+            proc.partition,
+            proc.next_offset,
+            state,
+            outputs,
+            proc.state.arrivals,
+            self.version,
+        )
+        self.since_snapshot[proc.partition] = 0
+        log.info(
+            "snapshot taken",
+            extra={"partition": proc.partition, "offset": proc.next_offset, "bytes": len(state)},
+        )
+
+    async def _output_positions(self) -> dict[str, int]:
+        """Per output partition, an offset at or before anything written after now. End
+        offsets that a broker reports short only make the later search longer, never wrong."""
+        assert self.consumer is not None
+        parts = [TopicPartition(t, p) for t in OUTPUT_TOPICS for p in range(partitions_of(t))]
+        ends = await self.consumer.end_offsets(parts)
+        return {f"{tp.topic}:{tp.partition}": int(o) for tp, o in ends.items()}
+
+    async def _load(self, partition: int) -> tuple[PartitionMatcher, dict[tuple[str, int], int]]:
+        assert self.pool is not None
+        row = await self.pool.fetchrow(
+            "SELECT next_offset, state, outputs_from, code_version FROM matcher_snapshots"
+            " WHERE kafka_partition = $1",
+            partition,
+        )
+        origin = {(t, p): 0 for t in OUTPUT_TOPICS for p in range(partitions_of(t))}
+        if row is None or row["code_version"] != self.version:
+            return PartitionMatcher(partition), origin
+        # our own bytes, from our own database, checked against this code's version
+        proc = PartitionMatcher(partition, pickle.loads(row["state"]))
+        proc.next_offset = row["next_offset"]
+        outputs = row["outputs_from"]
+        for key, offset in outputs.items():
+            topic, _, p = key.rpartition(":")
+            origin[(topic, int(p))] = int(offset)
+        return proc, origin
+
+    # ---- rebuilding a partition ----
+
+    async def rebuild(self, partitions: set[int]) -> None:
+        """Snapshot, then the log from there: each state exactly as the last owner had it, and
+        every decision it owed written (once: those already on the topics are skipped)."""
+        assert self.consumer is not None and self.producer is not None
+        started = time.monotonic()
+        loaded = {p: await self._load(p) for p in sorted(partitions)}
+        origin: dict[tuple[str, int], int] = {}
+        for _, outputs_from in loaded.values():
+            for tp, offset in outputs_from.items():
+                origin[tp] = min(origin.get(tp, offset), offset)
+        present = await asyncio.to_thread(
+            lambda: {r.event_id for r in read_from(self.bootstrap, origin) if r.event_id}
+        )
+        for partition, (proc, _) in loaded.items():
+            resumed_at = proc.next_offset
+            start = {(MATCHER_INPUTS.name, partition): resumed_at}
+            records = await asyncio.to_thread(_read, self.bootstrap, start)
+            pending = []
+            for record in records:
+                for out in process(proc, record):
+                    if out.event_id not in present:
+                        pending.append(await self._send(out))
+                        present.add(out.event_id)
+                proc.next_offset = record.offset + 1
+            for sent in pending:
+                await sent
+            self.owned[partition] = proc
+            self.since_snapshot[partition] = len(records)
+            self.consumer.seek(TopicPartition(MATCHER_INPUTS.name, partition), proc.next_offset)
+            log.info(
+                "partition rebuilt",
+                extra={
+                    "partition": partition,
+                    "from_offset": resumed_at,
+                    "replayed": len(records),
+                    "rewritten": len(pending),
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
+
+    async def _send(self, out: Outgoing) -> Any:
+        assert self.producer is not None
+        return await self.producer.send(
+            out.topic,
+            key=out.key,
+            value=out.value,
+            partition=out.partition,
+            headers=headers_for(out.event_id, out.event_type),
+        )
+
+    # ---- the live loop ----
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        dsn = settings.require_database()
+        await migrate(dsn)
+        await asyncio.to_thread(ensure_topics, self.bootstrap)
+        self.pool = await connect_pool(dsn, max_size=2)
+        beat = Heartbeat(self.pool, self.name, settings.heartbeat_seconds)
+        beat.start()
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=1, enable_idempotence=False
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=GROUP,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe([MATCHER_INPUTS.name], listener=_Listener(self))
+        started = time.monotonic()
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_MAX)
+                rebuilt: set[int] = set()
+                while self.pending:
+                    todo, self.pending = set(self.pending), set()
+                    await self.rebuild(todo)
+                    rebuilt |= todo
+                await self._decide(batch, rebuilt)
+                if not beat.ready and self.consumer.assignment():
+                    beat.ready = True
+                    await beat.beat()
+                    log.info("ready", extra={"partitions": sorted(self.owned)})
+                beat.details = {
+                    "partitions": sorted(self.owned),
+                    "applied": self.applied,
+                    "rate": round(self.applied / max(time.monotonic() - started, 1e-9), 1),
+                }
+        finally:
+            for proc in list(self.owned.values()):
+                if self.since_snapshot.get(proc.partition, 0) > 0:
+                    await self.snapshot(proc)
+            await self.consumer.stop()
+            await self.producer.stop()
+            await beat.stop()
+            await self.pool.close()
+
+    async def _decide(self, batch: dict[TopicPartition, list[Any]], rebuilt: set[int]) -> None:
+        """Apply a fetched batch; await every output's ack; then commit and maybe snapshot."""
+        assert self.consumer is not None
+        pending = []
+        touched: dict[TopicPartition, int] = {}
+        for tp, messages in batch.items():
+            proc = self.owned.get(tp.partition)
+            if proc is None or tp.partition in rebuilt:
+                continue  # re-fetched from where the rebuild stopped
+            for message in messages:
+                if message.offset < proc.next_offset:
+                    continue
+                for out in process(proc, Record.of(message)):
+                    pending.append(await self._send(out))
+                proc.next_offset = message.offset + 1
+                self.applied += 1
+                self.since_snapshot[tp.partition] = self.since_snapshot.get(tp.partition, 0) + 1
+            touched[tp] = proc.next_offset
+        for sent in pending:
+            await sent
+        if touched:
+            try:  # positions for lag monitoring; a new owner rebuilds from its snapshot anyway
+                await self.consumer.commit(
+                    {tp: OffsetAndMetadata(o, "") for tp, o in touched.items()}
+                )
+            except KafkaError as exc:
+                log.warning("offset commit failed (rebalancing)", extra={"error": repr(exc)})
+        for tp in touched:
+            proc = self.owned[tp.partition]
+            if self.since_snapshot.get(tp.partition, 0) >= self.settings.snapshot_events:
+                await self.snapshot(proc)
+
+
+def _read(bootstrap: str, starts: dict[tuple[str, int], int]) -> list[Record]:
+    return list(read_from(bootstrap, starts))
+
+
+def main(settings: Settings, name: str) -> None:
+    """Run one matcher worker in the foreground until SIGINT or SIGTERM."""
+    logs.configure(name, settings.log_level, settings.log_json)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await MatcherWorker(settings, name).run(stop)
+
+    asyncio.run(_main())
+
+
+__all__ = ["MatcherWorker", "main"]
