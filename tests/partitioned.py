@@ -27,7 +27,7 @@ from schemas.messages import (
     NoShowRecorded,
 )
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec
-from services.domain.matching import MatcherState, decide
+from services.domain.matching import MatcherState, decide, local_week
 from services.domain.needs import need_quantity
 from services.domain.routing import RoutingState, route
 
@@ -157,9 +157,9 @@ def check_invariants(
                 assert not any(s is not None and s.overlaps(p.shift) for s in mine), (
                     f"volunteer {p.volunteer_id} double-booked"
                 )
-                week = p.shift.start.isocalendar()[:2]
+                week = local_week(p.shift.start)
                 minutes = p.shift.minutes + sum(
-                    s.minutes for s in mine if s is not None and s.start.isocalendar()[:2] == week
+                    s.minutes for s in mine if s is not None and local_week(s.start) == week
                 )
                 limit = volunteers[p.volunteer_id].weekly_hour_limit * 60
                 assert minutes <= limit, f"volunteer {p.volunteer_id} over their weekly limit"

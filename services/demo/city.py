@@ -149,6 +149,7 @@ def generate(needs: int, volunteers: int, funds: int, seed: int) -> Scenario:
         sc.community_of[nid] = community
         payloads.append((NeedPosted(need_id=nid, need=need), community))
     rng.shuffle(payloads)
+    _open_funds_first(payloads)
     at = MONDAY - timedelta(days=7)
     for n, (payload, org) in enumerate(payloads):
         at += timedelta(seconds=5)
@@ -168,3 +169,17 @@ def generate(needs: int, volunteers: int, funds: int, seed: int) -> Scenario:
             )
         )
     return sc
+
+
+def _open_funds_first(payloads: list[tuple[Message, str]]) -> None:
+    """Keep each fund's opening before its donations, as the intake service would (it refuses
+    money for a fund not yet open): swap the two when the shuffle put them the other way."""
+    opened_at: dict[uuid.UUID, int] = {}
+    for i, (payload, _) in enumerate(payloads):
+        if isinstance(payload, FundOpened):
+            opened_at[payload.fund_id] = i
+    for i, (payload, _) in enumerate(payloads):
+        if isinstance(payload, DonationReceived) and opened_at[payload.fund_id] > i:
+            j = opened_at[payload.fund_id]
+            payloads[i], payloads[j] = payloads[j], payloads[i]
+            opened_at[payload.fund_id] = i

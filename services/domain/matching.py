@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from schemas.common import Money, NeedKind, TimeWindow
 from schemas.envelope import Envelope, derive_id
@@ -61,6 +61,17 @@ from services.domain.outputs import derived
 from services.domain.zones import need_zone
 
 ACTIVE = ("proposed", "accepted")
+
+CHINA = timezone(timedelta(hours=8))
+"""Weeks (weekly limits, fairness) are the communities' weeks: China has one offset and no
+summer time, so a fixed offset is exact and needs no time-zone database."""
+
+
+def local_week(at: datetime) -> tuple[int, int]:
+    """The ISO (year, week) of `at` in Nanjing."""
+    year, week, _ = at.astimezone(CHINA).isocalendar()
+    return year, week
+
 
 CROSS_PARTITION = (
     SupplyListed,
@@ -154,9 +165,11 @@ class Volunteer:
     no_shows: int = 0
 
     def booked_minutes_in_week(self, at: datetime) -> int:
-        """Minutes already held in the ISO week containing `at` (by shift start)."""
-        week = at.isocalendar()[:2]
-        return sum(w.minutes for w in self.booked.values() if w.start.isocalendar()[:2] == week)
+        """Minutes already held in the week containing `at` (by shift start). Weeks are
+        Nanjing's ISO weeks whatever offset a time was written in, so the same shift counts
+        in the same week for everyone."""
+        week = local_week(at)
+        return sum(w.minutes for w in self.booked.values() if local_week(w.start) == week)
 
 
 @dataclass
@@ -298,6 +311,16 @@ def pledge_fits(spec: NeedSpec, pledge: PledgeSpec) -> bool:
     ):
         return False
     return any(w.covers(shift) for w in pledge.availability)
+
+
+def distance_rank(pledge: PledgeSpec, spec: NeedSpec) -> int:
+    """How far the volunteer is from the need: 0 same street, 1 same district, 2 further.
+    Nearer volunteers are asked first; it also keeps those who travel anywhere for the needs
+    nobody nearer can serve."""
+    home, place = pledge.home, spec.place
+    if home.district != place.district:
+        return 2
+    return 0 if home.street is not None and home.street == place.street else 1
 
 
 def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
@@ -465,7 +488,8 @@ def _serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime
         return
     if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
         candidates = sorted(
-            state.candidates_for(need), key=lambda v: (v.no_shows, len(v.booked), v.arrival)
+            state.candidates_for(need),
+            key=lambda v: (v.no_shows, distance_rank(v.spec, need.spec), len(v.booked), v.arrival),
         )
         for vol in candidates:
             if need.remaining <= 0:
@@ -501,7 +525,7 @@ def _mark_unfilled(state: MatcherState, need: OpenNeed) -> None:
 
 
 def _open_needs(state: MatcherState, now: datetime, shelves: Iterable[str]) -> list[OpenNeed]:
-    """Open needs on these shelves, in order of service."""
+    """Open needs on these shelves, in the fair order of service (`fair_order`)."""
     found = []
     for shelf in shelves:
         ids = state.unfilled.get(shelf, set())
@@ -511,7 +535,26 @@ def _open_needs(state: MatcherState, now: datetime, shelves: Iterable[str]) -> l
                 ids.discard(need_id)  # back only through _release or an amendment
             elif need.is_open(now):
                 found.append(need)
-    return sorted(found, key=OpenNeed.priority)
+    return fair_order(found)
+
+
+def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
+    """The order in which needs share contested supply: urgency first; then, among comparable
+    needs (same urgency, deadlines in the same week), one need per community per round, so no
+    community takes a second share while another's comparable need waits; within a round,
+    deadline, then waiting time.
+
+    Deterministic and pure: a replay orders the same needs the same way."""
+    ordered = sorted(needs, key=OpenNeed.priority)
+    rounds: dict[tuple[int, tuple[int, int], str], int] = {}
+    keyed = []
+    for need in ordered:
+        group = (-need.spec.urgency.rank, local_week(need.spec.deadline), need.owner)
+        turn = rounds.get(group, 0)
+        rounds[group] = turn + 1
+        keyed.append(((group[0], group[1], turn, *need.priority()[1:]), need))
+    keyed.sort(key=lambda kn: kn[0])
+    return [need for _, need in keyed]
 
 
 def _serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: datetime) -> None:
@@ -1035,7 +1078,7 @@ def _on_tick(state: MatcherState, at: datetime, d: Decisions) -> None:
             p.status = "expired"
             d.about(p, MatchExpired(match_id=p.match_id, need_id=p.need_id), "expiry")
             reopened[need.need_id] = need
-    for need in sorted(reopened.values(), key=OpenNeed.priority):
+    for need in fair_order(reopened.values()):
         _serve_need(state, need, d, at)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -223,3 +223,97 @@ def test_ticks_replay_to_identical_decisions() -> None:
     b = [p.model_dump_json() for e in events for p in apply(state_b, e)]
     assert len(a) == 3  # proposed, expired, proposed to the other
     assert a == b
+
+
+def _posted_by(body: dict[str, Any], org: str) -> Envelope[Message]:
+    return f.envelope(NeedPosted(need_id=uuid.uuid4(), need=NeedSpec.model_validate(body)), org=org)
+
+
+def test_contested_money_goes_round_robin_across_communities() -> None:
+    # community A posted three comparable needs before B posted one: when money arrives for
+    # two, A and B get one each instead of A taking both
+    a = [_posted_by(f.money_need(100_000, title=f"A{i}"), "community-a") for i in range(3)]
+    b = _posted_by(f.money_need(100_000, title="B"), "community-b")
+    opened, gift = fund_with(200_000)
+    matches = run([opened, *a, b, gift])
+    served = {m.need_id for m in matches}
+    assert b.payload.need_id in served  # type: ignore[attr-defined]
+    assert a[0].payload.need_id in served  # type: ignore[attr-defined]
+    assert len(matches) == 2
+
+
+def test_fair_rounds_never_put_a_less_urgent_need_first() -> None:
+    a_critical = _posted_by(f.money_need(100_000, urgency="critical"), "community-a")
+    a_critical2 = _posted_by(f.money_need(100_000, urgency="critical"), "community-a")
+    b_normal = _posted_by(f.money_need(100_000, urgency="normal"), "community-b")
+    opened, gift = fund_with(200_000)
+    served = {m.need_id for m in run([opened, a_critical, a_critical2, b_normal, gift])}
+    assert b_normal.payload.need_id not in served  # type: ignore[attr-defined]
+
+
+def test_needs_due_in_different_weeks_are_not_comparable() -> None:
+    # a need due next week does not take a round from one due this week
+    soon = _posted_by(f.money_need(100_000, title="soon"), "community-a")
+    soon2 = _posted_by(f.money_need(100_000, title="soon2"), "community-a")
+    later = _posted_by(
+        f.money_need(100_000, deadline=f.iso(f.T0 + timedelta(days=10))), "community-b"
+    )
+    opened, gift = fund_with(200_000)
+    served = {m.need_id for m in run([opened, soon, soon2, later, gift])}
+    assert served == {soon.payload.need_id, soon2.payload.need_id}  # type: ignore[attr-defined]
+
+
+def test_a_nearer_volunteer_is_asked_before_one_from_another_district() -> None:
+    far = volunteer(home={"district": "江宁区"}, travel="anywhere", pseudonym="远")
+    same_district = volunteer(home={"district": "鼓楼区", "street": "宁海路街道"}, pseudonym="区")
+    same_street = volunteer(pseudonym="街")
+    [m] = run([far, same_district, same_street, need(f.volunteer_need(volunteers_needed=1))])
+    assert m.volunteer_id == same_street.payload.volunteer_id  # type: ignore[attr-defined]
+    [m] = run([far, same_district, need(f.volunteer_need(volunteers_needed=1))])
+    assert m.volunteer_id == same_district.payload.volunteer_id  # type: ignore[attr-defined]
+
+
+def test_time_zones_compare_as_instants() -> None:
+    # the same shift written in Nanjing time (+08:00) fits availability written in UTC
+    start = f.T0.astimezone(timezone(timedelta(hours=8)))
+    body = f.volunteer_need(
+        volunteers_needed=1,
+        shift={"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat()},
+        deadline=(start + timedelta(hours=3)).isoformat(),
+    )
+    assert "+08:00" in body["shift"]["start"]
+    assert len(run([need(body), volunteer()])) == 1
+
+
+def _two_hour_need(start: datetime) -> Envelope[Message]:
+    return need(
+        f.volunteer_need(
+            volunteers_needed=1,
+            shift={"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat()},
+            deadline=(start + timedelta(hours=24)).isoformat(),
+        )
+    )
+
+
+def test_the_weekly_limit_counts_nanjing_weeks_whatever_the_offset_written() -> None:
+    cst = timezone(timedelta(hours=8))
+    sunday_night = datetime(2026, 12, 6, 21, 0, tzinfo=cst)  # week 49 in Nanjing
+    monday = datetime(2026, 12, 7, 9, 0, tzinfo=cst)  # week 50
+    monday_dawn_utc = datetime(2026, 12, 6, 21, 0, tzinfo=UTC)  # Sunday in UTC, Monday 05:00 here
+    window = [
+        {
+            "start": (sunday_night - timedelta(hours=1)).isoformat(),
+            "end": (monday + timedelta(hours=3)).isoformat(),
+        }
+    ]
+    two_hours = {"availability": window, "weekly_hour_limit": 2}
+    # different Nanjing weeks: both fit a 2-hour weekly limit
+    assert (
+        len(run([_two_hour_need(sunday_night), _two_hour_need(monday), volunteer(**two_hours)]))
+        == 2
+    )
+    # the same Nanjing week, though one is written as a Sunday in UTC: only one fits
+    assert (
+        len(run([_two_hour_need(monday_dawn_utc), _two_hour_need(monday), volunteer(**two_hours)]))
+        == 1
+    )
