@@ -23,6 +23,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {m.TYPE: m for m in ALL_MESSAGES}
 
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("PostingRefused", 1): posting_refused_v1_to_v2,
+    ("PostNeed", 1): lambda payload: {**payload, "repeat": None},  # v2: weekly recurrence
 }
 """(type, version) -> function turning that version's payload into version + 1's."""
 

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from schemas.common import Description
 from schemas.message import Message
+from schemas.specs import NeedSpec
 
 
 class PostingRefusedV1(Message):
@@ -26,4 +27,22 @@ class PostingRefusedV1(Message):
     field: Annotated[str, Field(max_length=200)] | None = None
 
 
-LEGACY: tuple[type[Message], ...] = (PostingRefusedV1,)
+def _post_need_v1() -> type[Message]:
+    # Named as published (the JSON Schema's $defs key is the class name); the docstring is the
+    # published description.
+    class PostNeed(Message):
+        """A community asks for help. The need id is assigned by the gateway."""
+
+        TYPE: ClassVar[str] = "PostNeed"
+        VERSION: ClassVar[int] = 1
+        need_id: uuid.UUID
+        need: NeedSpec
+
+    return PostNeed
+
+
+PostNeedV1 = _post_need_v1()
+"""PostNeed as first published: one need, no weekly recurrence."""
+
+
+LEGACY: tuple[type[Message], ...] = (PostingRefusedV1, PostNeedV1)

@@ -45,6 +45,7 @@ from schemas.needs import (
     NeedFulfilled,
     NeedPosted,
     PostNeed,
+    Recurrence,
 )
 from schemas.organisations import OrganisationRegistered, OrgKind
 from schemas.refusals import PostingRefused, Problem
@@ -170,6 +171,7 @@ __all__ = [
     "Problem",
     "ReceiveDonation",
     "RecordNoShow",
+    "Recurrence",
     "RefundDonation",
     "RegisterVolunteer",
     "ReservationReleased",

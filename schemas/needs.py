@@ -14,12 +14,23 @@ from schemas.specs import NeedSpec
 Reason = Annotated[Description, Field(min_length=1, max_length=500)]
 
 
+class Recurrence(Frozen):
+    """A need that comes back every week: `weeks` occurrences, the first being the need as
+    posted, each later one seven days after the one before (shift and deadline alike)."""
+
+    weeks: Annotated[int, Field(ge=2, le=52)]
+
+
 class PostNeed(Message):
-    """A community asks for help. The need id is assigned by the gateway."""
+    """A community asks for help. The need id is assigned by the gateway; a weekly need
+    (`repeat`) is decided into one `NeedPosted` per occurrence, the first under `need_id` and
+    the others under ids derived from it (`services.domain.needs.occurrences`)."""
 
     TYPE: ClassVar[str] = "PostNeed"
+    VERSION: ClassVar[int] = 2
     need_id: uuid.UUID
     need: NeedSpec
+    repeat: Recurrence | None = None
 
 
 class NeedAmendment(Frozen):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.common import Money, Place, TimeWindow
-from schemas.legacy import PostingRefusedV1
+from schemas.legacy import PostingRefusedV1, PostNeedV1
 from schemas.message import Message
 from schemas.messages import (
     AcceptMatch,
@@ -53,6 +53,7 @@ from schemas.messages import (
     Problem,
     ReceiveDonation,
     RecordNoShow,
+    Recurrence,
     RefundDonation,
     RegisterVolunteer,
     ReservationReleased,
@@ -93,7 +94,7 @@ home = Place(district="鼓楼区", street="江东街道", community="辰龙广�
 def samples() -> list[Message]:
     """A sample of every current message type, then of every superseded version."""
     return [
-        PostNeed(need_id=NEED, need=need),
+        PostNeed(need_id=NEED, need=need, repeat=Recurrence(weeks=8)),
         AmendNeed(need_id=NEED, amendment=NeedAmendment(urgency="critical", volunteers_needed=3)),
         CancelNeed(need_id=NEED, reason="活动取消 (event cancelled)"),
         OpenFund(fund_id=FUND, fund=fund),
@@ -214,6 +215,7 @@ def samples() -> list[Message]:
             original_key_hex=str(NEED).encode().hex(),
             original_value_hex=b'{"event_type": "PostNeed"}'.hex(),
         ),
+        PostNeedV1(need_id=NEED, need=need),
         PostingRefusedV1(
             posting_id=DON,
             posting_type="ReceiveDonation",

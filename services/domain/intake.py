@@ -39,6 +39,7 @@ from schemas.messages import (
     WithdrawPledge,
 )
 from schemas.specs import NeedSpec
+from services.domain.needs import occurrences
 from services.domain.outputs import derived
 
 
@@ -239,4 +240,23 @@ def decide(state: IntakeState, posting: Envelope[Message]) -> list[Envelope[Mess
         posting, verdict, label="decided", stream_id=stream, stream_seq=state.next_seq(stream)
     )
     evolve(state, verdict)
-    return [event]
+    cmd = posting.payload
+    if not (isinstance(verdict, NeedPosted) and isinstance(cmd, PostNeed) and cmd.repeat):
+        return [event]
+    out = [event]
+    for k, (need_id, spec) in enumerate(occurrences(cmd.need_id, cmd.need, cmd.repeat.weeks)):
+        if k == 0:
+            continue
+        later = NeedPosted(need_id=need_id, need=spec)
+        stream = f"need:{need_id}"
+        out.append(
+            derived(
+                posting,
+                later,
+                label=f"decided/occurrence/{k}",
+                stream_id=stream,
+                stream_seq=state.next_seq(stream),
+            )
+        )
+        evolve(state, later)
+    return out

@@ -1,8 +1,13 @@
-"""How a need's size is counted, one rule for the matcher and for the read models."""
+"""How a need's size is counted (one rule for the matcher and the read models), and which
+needs a weekly need stands for."""
 
 from __future__ import annotations
 
-from schemas.common import NeedKind
+import uuid
+from datetime import timedelta
+
+from schemas.common import NeedKind, TimeWindow
+from schemas.envelope import derive_id
 from schemas.specs import NeedSpec
 
 
@@ -18,3 +23,31 @@ def need_quantity(spec: NeedSpec) -> tuple[int, str]:
         return money.amount_minor, money.currency
     assert spec.quantity is not None and spec.unit is not None
     return spec.quantity, spec.unit
+
+
+WEEK = timedelta(days=7)
+
+
+def occurrences(need_id: uuid.UUID, spec: NeedSpec, weeks: int) -> list[tuple[uuid.UUID, NeedSpec]]:
+    """The needs a weekly need stands for: the first as posted, under its own id; each later
+    one seven days after the one before (shift and deadline),
+    under an id derived from the first, so that the gateway, the intake service and a replay
+    all name the same occurrences.
+
+    Seven days are 7 x 24 hours. Nanjing keeps one offset all year, so each occurrence falls
+    at the same local time; a time written with another offset moves with it, as an instant."""
+    out = [(need_id, spec)]
+    for k in range(1, weeks):
+        shift = spec.shift
+        moved = spec.model_copy(
+            update={
+                "deadline": spec.deadline + k * WEEK,
+                "shift": None
+                if shift is None
+                else TimeWindow(start=shift.start + k * WEEK, end=shift.end + k * WEEK),
+            }
+        )
+        out.append(
+            (derive_id(need_id, f"occurrence/{k}"), NeedSpec.model_validate(moved.model_dump()))
+        )
+    return out

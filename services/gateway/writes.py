@@ -11,7 +11,8 @@ import hashlib
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+import asyncpg
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -30,6 +31,7 @@ from schemas.messages import (
     PostNeed,
     ReceiveDonation,
     RecordNoShow,
+    Recurrence,
     RefundDonation,
     RegisterVolunteer,
     WithdrawPledge,
@@ -42,6 +44,7 @@ from schemas.topics import (
     PLEDGES_POSTINGS,
     TopicSpec,
 )
+from services.domain.needs import occurrences
 from services.gateway.deps import (
     Caller,
     IdemHeader,
@@ -114,9 +117,8 @@ async def submit(
         **ids,
         "links": {"posting": f"/v1/postings/{posting_id}"},
     }
-    fingerprint = request_hash(
-        request.url.path, body.model_dump(mode="json") if body is not None else {}
-    )
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    fingerprint = request_hash(path, body.model_dump(mode="json") if body is not None else {})
     try:
         result = await svc.accept(
             Posting(
@@ -265,23 +267,44 @@ async def refund(
 
 @router.post("/needs", status_code=202, tags=["communities"])
 async def post_need(
-    request: Request, body: NeedSpec, svc: PostingsDep, who: Caller, idem: IdemHeader = None
+    request: Request,
+    body: NeedSpec,
+    svc: PostingsDep,
+    who: Caller,
+    idem: IdemHeader = None,
+    repeat_weeks: Annotated[
+        int | None,
+        Query(ge=2, le=52, description="a weekly need: how many weeks, this one included"),
+    ] = None,
 ) -> JSONResponse:
     """Post a need (volunteer hours, money or goods). Answered once it is durable; a need
-    that looks like one you posted recently is flagged in `warnings`, not merged."""
+    that looks like one you posted recently is flagged in `warnings`, not merged. With
+    `repeat_weeks`, the need comes back every week: the answer lists every occurrence's id
+    (`need_ids`), each an ordinary need that can be amended or cancelled on its own."""
     require_role(who, *COMMUNITY)
     need_id = uuid.uuid4()
+    repeat = Recurrence(weeks=repeat_weeks) if repeat_weeks else None
+    need_ids = [nid for nid, _ in occurrences(need_id, body, repeat.weeks if repeat else 1)]
+    ownership = [own("need", nid, who.id) for nid in need_ids]
+
+    async def own_all(conn: asyncpg.Connection) -> None:
+        for write in ownership:
+            await write(conn)
+
+    ids = {"need_id": str(need_id)}
+    if repeat:
+        ids["need_ids"] = ",".join(str(n) for n in need_ids)
     return await submit(
         request,
         svc,
         who,
         topic=NEEDS_POSTINGS,
         key=need_id,
-        payload=PostNeed(need_id=need_id, need=body),
+        payload=PostNeed(need_id=need_id, need=body, repeat=repeat),
         body=body,
         idem=idem,
-        ids={"need_id": str(need_id)},
-        also=own("need", need_id, who.id),
+        ids=ids,
+        also=own_all,
         similar_to=need_fingerprint(body),
     )
 

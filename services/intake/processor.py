@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.codec import DecodeError, decode, encode
+from schemas.envelope import Envelope
+from schemas.messages import Message, NeedPosted
 from schemas.topics import (
     DONATIONS_POSTINGS,
     FUNDS_EVENTS,
@@ -53,6 +55,14 @@ class IntakeProcessor:
             raise DecodeError(f"event_type: {posting.event_type} does not belong on {record.topic}")
         key = record.key or b""
         return [
-            Outgoing(self.kind.events.name, key, e.event_id, e.event_type, encode(e))
+            Outgoing(self.kind.events.name, _key(e, key), e.event_id, e.event_type, encode(e))
             for e in decide(self.state, posting)
         ]
+
+
+def _key(event: Envelope[Message], posting_key: bytes) -> bytes:
+    """A weekly need's later occurrences are keyed by their own need id, like every need."""
+    need_id = getattr(event.payload, "need_id", None)
+    if isinstance(event.payload, NeedPosted) and need_id is not None:
+        return str(need_id).encode()
+    return posting_key

@@ -146,3 +146,45 @@ def test_tokens_are_stored_hashed(
 
     hashes = asyncio.run(stored())
     assert token not in hashes and all(len(h) == 64 for h in hashes)
+
+
+def test_a_weekly_need_names_every_occurrence_and_its_poster_owns_each(
+    client: TestClient, broker: EmbeddedBroker, database_url: str, community: dict[str, str]
+) -> None:
+    r = client.post("/v1/needs?repeat_weeks=3", json=f.volunteer_need(), headers=community)
+    assert r.status_code == 202
+    body = r.json()
+    need_ids = body["need_ids"].split(",")
+    assert len(need_ids) == 3 and need_ids[0] == body["need_id"]
+    [record] = list(read_all(broker.bootstrap, ["needs.postings"]))
+    posting = decode(record.value)
+    assert posting.payload.repeat.weeks == 3  # type: ignore[attr-defined]
+
+    async def owners() -> set[str]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT resource_id::text AS id FROM ownership WHERE resource = 'need'"
+            )
+            return {r["id"] for r in rows}
+        finally:
+            await conn.close()
+
+    assert asyncio.run(owners()) == set(need_ids)
+    # the same key with another number of weeks is another request
+    headers = community | {"Idempotency-Key": "weekly"}
+    client.post("/v1/needs?repeat_weeks=3", json=f.volunteer_need(), headers=headers)
+    again = client.post("/v1/needs?repeat_weeks=4", json=f.volunteer_need(), headers=headers)
+    assert again.status_code == 409
+
+
+def test_a_weekly_need_of_one_week_or_a_year_and_more_is_refused(
+    client: TestClient, database_url: str, community: dict[str, str]
+) -> None:
+    for weeks in (1, 53):
+        r = client.post(
+            f"/v1/needs?repeat_weeks={weeks}", json=f.volunteer_need(), headers=community
+        )
+        assert r.status_code == 422
+        assert "repeat_weeks" in r.text
+    assert postings_count(database_url) == 0
