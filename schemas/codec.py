@@ -24,6 +24,12 @@ MESSAGE_TYPES: dict[str, type[Message]] = {m.TYPE: m for m in ALL_MESSAGES}
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("PostingRefused", 1): posting_refused_v1_to_v2,
     ("PostNeed", 1): lambda payload: {**payload, "repeat": None},  # v2: weekly recurrence
+    # v2 of the pledge messages adds travel options; every v1 pledge reads unchanged
+    ("MakePledge", 1): dict,
+    ("AmendPledge", 1): dict,
+    ("PledgeMade", 1): dict,
+    ("PledgeAmended", 1): dict,
+    ("SupplyListed", 1): dict,
 }
 """(type, version) -> function turning that version's payload into version + 1's."""
 

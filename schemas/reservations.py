@@ -36,6 +36,7 @@ class SupplyListed(Message):
     was donated less refunds: a hint of what the owner may grant, never a balance to spend."""
 
     TYPE: ClassVar[str] = "SupplyListed"
+    VERSION: ClassVar[int] = 2  # v2: the pledge's travel by community, or by distance
     supply: SupplyKind
     supply_id: uuid.UUID
     owner_partition: Partition

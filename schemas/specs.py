@@ -147,8 +147,10 @@ class DonationSpec(Frozen):
 
 
 class TravelRange(StrEnum):
-    """How far a volunteer will go from home; grids and distance come with the matching issue."""
+    """How far a volunteer will go from home: their own community (the grid level of
+    网格 governance), street, district, or anywhere in the city."""
 
+    SAME_COMMUNITY = "same_community"
     SAME_STREET = "same_street"
     SAME_DISTRICT = "same_district"
     ANYWHERE = "anywhere"
@@ -163,10 +165,17 @@ class PledgeSpec(Frozen):
     availability: Annotated[list[TimeWindow], Field(min_length=1, max_length=50)]
     weekly_hour_limit: Annotated[int, Field(ge=1, le=60)] = 8
     travel: TravelRange = TravelRange.SAME_DISTRICT
+    travel_km: Annotated[float, Field(gt=0, le=100)] | None = None
+    """Straight-line distance the volunteer will go, judged when both their home and the
+    need's place carry coordinates; otherwise `travel` decides. Needs `home` coordinates."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         _unique(list(self.skills), "skills")
+        if self.travel_km is not None and (
+            self.home.latitude is None or self.home.longitude is None
+        ):
+            raise ValueError("travel_km needs home.latitude and home.longitude")
         windows = sorted(self.availability, key=lambda w: w.start)
         for a, b in pairwise(windows):
             if a.overlaps(b):

@@ -28,6 +28,7 @@ class MakePledge(Message):
     """A volunteer pledges time and skills."""
 
     TYPE: ClassVar[str] = "MakePledge"
+    VERSION: ClassVar[int] = 2  # v2: travel by community, or by distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 
@@ -36,6 +37,7 @@ class AmendPledge(Message):
     """A volunteer replaces their pledge (skills, availability, limits)."""
 
     TYPE: ClassVar[str] = "AmendPledge"
+    VERSION: ClassVar[int] = 2  # v2: travel by community, or by distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 
@@ -61,6 +63,7 @@ class PledgeMade(Message):
     """A volunteer's pledge is on record and can be matched."""
 
     TYPE: ClassVar[str] = "PledgeMade"
+    VERSION: ClassVar[int] = 2  # v2: travel by community, or by distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 
@@ -69,6 +72,7 @@ class PledgeAmended(Message):
     """The pledge now reads as `pledge`; proposals it no longer fits are released."""
 
     TYPE: ClassVar[str] = "PledgeAmended"
+    VERSION: ClassVar[int] = 2  # v2: travel by community, or by distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 

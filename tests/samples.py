@@ -10,7 +10,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.common import Money, Place, TimeWindow
-from schemas.legacy import PostingRefusedV1, PostNeedV1
+from schemas.legacy import (
+    AmendPledgeV1,
+    MakePledgeV1,
+    PledgeAmendedV1,
+    PledgeMadeV1,
+    PostingRefusedV1,
+    PostNeedV1,
+    SupplyListedV1,
+)
 from schemas.message import Message
 from schemas.messages import (
     AcceptMatch,
@@ -86,6 +94,19 @@ need = NeedSpec.model_validate(f.volunteer_need())
 fund = FundSpec.model_validate(f.fund(cap_per_need={"amount_minor": 500_000, "currency": "CNY"}))
 gift = DonationSpec.model_validate(f.donation())
 pledge = PledgeSpec.model_validate(f.pledge())
+near = PledgeSpec.model_validate(
+    f.pledge(
+        home={
+            "district": "鼓楼区",
+            "street": "江东街道",
+            "community": "金陵名人居",
+            "latitude": 32.06,
+            "longitude": 118.74,
+        },
+        travel="same_community",
+        travel_km=3.5,
+    )
+)
 cny = Money(amount_minor=300_000, currency="CNY")
 shift = TimeWindow.model_validate(f.volunteer_need()["shift"])
 home = Place(district="鼓楼区", street="江东街道", community="辰龙广场社区")
@@ -107,8 +128,8 @@ def samples() -> list[Message]:
             reason="捐赠人要求退回部分款项",
         ),
         RegisterVolunteer(volunteer_id=VOL, pseudonym="王师傅", home=home),
-        MakePledge(volunteer_id=VOL, pledge=pledge),
-        AmendPledge(volunteer_id=VOL, pledge=pledge),
+        MakePledge(volunteer_id=VOL, pledge=near),
+        AmendPledge(volunteer_id=VOL, pledge=near),
         WithdrawPledge(volunteer_id=VOL, reason="搬家 (moving away)"),
         AcceptMatch(match_id=MATCH),
         DeclineMatch(match_id=MATCH, reason="那天有事"),
@@ -144,8 +165,8 @@ def samples() -> list[Message]:
         FundsReserved(fund_id=FUND, reservation_id=RES, need_id=NEED, match_id=MATCH, amount=cny),
         ReservationReleased(fund_id=FUND, reservation_id=RES, amount=cny, reason="match declined"),
         FundsDisbursed(fund_id=FUND, reservation_id=RES, need_id=NEED, amount=cny),
-        PledgeMade(volunteer_id=VOL, pledge=pledge),
-        PledgeAmended(volunteer_id=VOL, pledge=pledge),
+        PledgeMade(volunteer_id=VOL, pledge=near),
+        PledgeAmended(volunteer_id=VOL, pledge=near),
         PledgeWithdrawn(volunteer_id=VOL, reason="搬家"),
         MatchProposed(
             match_id=MATCH,
@@ -181,7 +202,7 @@ def samples() -> list[Message]:
             owner_partition=2,
             version=1,
             active=True,
-            pledge=pledge,
+            pledge=near,
         ),
         SupplyRequested(
             hold_id=HOLD,
@@ -216,6 +237,18 @@ def samples() -> list[Message]:
             original_value_hex=b'{"event_type": "PostNeed"}'.hex(),
         ),
         PostNeedV1(need_id=NEED, need=need),
+        MakePledgeV1(volunteer_id=VOL, pledge=f.pledge()),
+        AmendPledgeV1(volunteer_id=VOL, pledge=f.pledge()),
+        PledgeMadeV1(volunteer_id=VOL, pledge=f.pledge()),
+        PledgeAmendedV1(volunteer_id=VOL, pledge=f.pledge()),
+        SupplyListedV1(
+            supply=SupplyKind.VOLUNTEER,
+            supply_id=VOL,
+            owner_partition=2,
+            version=1,
+            active=True,
+            pledge=f.pledge(),
+        ),
         PostingRefusedV1(
             posting_id=DON,
             posting_type="ReceiveDonation",

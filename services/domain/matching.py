@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from schemas.common import Money, NeedKind, TimeWindow
+from schemas.common import Money, NeedKind, Place, TimeWindow
 from schemas.envelope import Envelope, derive_id
 from schemas.messages import (
     AcceptMatch,
@@ -58,7 +58,7 @@ from schemas.reservations import (
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec, TravelRange
 from services.domain.needs import need_quantity
 from services.domain.outputs import derived
-from services.domain.zones import need_zone
+from services.domain.zones import distance_km, need_zone, travels_across_districts
 
 ACTIVE = ("proposed", "accepted")
 
@@ -264,7 +264,7 @@ class MatcherState:
         self.listings[listing.supply_id] = listing
         if listing.pledge is None:
             return
-        if listing.pledge.travel is TravelRange.ANYWHERE:
+        if travels_across_districts(listing.pledge):
             self.listed_anywhere[listing.supply_id] = listing
         else:
             district = listing.pledge.home.district
@@ -275,7 +275,7 @@ class MatcherState:
         if old_district is not None:
             self.by_district.get(old_district, {}).pop(vol.volunteer_id, None)
         self.anywhere.pop(vol.volunteer_id, None)
-        if vol.spec.travel is TravelRange.ANYWHERE:
+        if travels_across_districts(vol.spec):
             self.anywhere[vol.volunteer_id] = vol
         else:
             self.by_district.setdefault(vol.spec.home.district, {})[vol.volunteer_id] = vol
@@ -303,24 +303,46 @@ def pledge_fits(spec: NeedSpec, pledge: PledgeSpec) -> bool:
         return False
     if not set(spec.required_skills) <= set(pledge.skills):
         return False
-    home, place = pledge.home, spec.place
-    if pledge.travel is TravelRange.SAME_DISTRICT and home.district != place.district:
-        return False
-    if pledge.travel is TravelRange.SAME_STREET and (
-        home.district != place.district or home.street is None or home.street != place.street
-    ):
+    if not travel_reaches(pledge, spec.place):
         return False
     return any(w.covers(shift) for w in pledge.availability)
 
 
-def distance_rank(pledge: PledgeSpec, spec: NeedSpec) -> int:
-    """How far the volunteer is from the need: 0 same street, 1 same district, 2 further.
-    Nearer volunteers are asked first; it also keeps those who travel anywhere for the needs
-    nobody nearer can serve."""
-    home, place = pledge.home, spec.place
+def travel_reaches(pledge: PledgeSpec, place: Place) -> bool:
+    """Whether the place is within how far the volunteer said they will go: by distance when
+    they gave one and both places carry coordinates, otherwise by community, street, district
+    or anywhere."""
+    home = pledge.home
+    km = distance_km(home, place) if pledge.travel_km is not None else None
+    if km is not None:
+        assert pledge.travel_km is not None
+        return km <= pledge.travel_km
+    if pledge.travel is TravelRange.ANYWHERE:
+        return True
     if home.district != place.district:
-        return 2
-    return 0 if home.street is not None and home.street == place.street else 1
+        return False
+    if pledge.travel is TravelRange.SAME_DISTRICT:
+        return True
+    if home.street is None or home.street != place.street:
+        return False
+    if pledge.travel is TravelRange.SAME_STREET:
+        return True
+    return home.community is not None and home.community == place.community
+
+
+def distance_rank(pledge: PledgeSpec, spec: NeedSpec) -> tuple[int, float]:
+    """How far the volunteer is from the need: same community, street, district or further,
+    then kilometres when both places carry coordinates. Nearer volunteers are asked first;
+    it also keeps those who travel far for the needs nobody nearer can serve."""
+    home, place = pledge.home, spec.place
+    km = distance_km(home, place)
+    far = 0.0 if km is None else round(km, 3)
+    if home.district != place.district:
+        return 3, far
+    if home.street is None or home.street != place.street:
+        return 2, far
+    same = home.community is not None and home.community == place.community
+    return (0 if same else 1), far
 
 
 def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
@@ -558,7 +580,7 @@ def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
 
 
 def _serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: datetime) -> None:
-    if vol.spec.travel is TravelRange.ANYWHERE:
+    if travels_across_districts(vol.spec):
         shelves = [s for s in state.unfilled if s != MONEY_SHELF]
     else:
         shelves = [f"shift:{vol.spec.home.district}"]
@@ -751,7 +773,7 @@ def _on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> N
     if not listing.active:
         return
     if listing.pledge is not None:
-        if listing.pledge.travel is TravelRange.ANYWHERE:
+        if travels_across_districts(listing.pledge):
             shelves = [s for s in state.unfilled if s != MONEY_SHELF]
         else:
             shelves = [f"shift:{listing.pledge.home.district}"]

@@ -12,11 +12,13 @@ partition that first owned it, so no balance or calendar ever has two deciders.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable
 
 from kafka.partitioner.default import murmur2
 
+from schemas.common import Place
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec, TravelRange
 
 
@@ -55,11 +57,32 @@ def reachable_partitions(zones: Iterable[str] | None, partitions: int) -> set[in
     return {partition_of(z, partitions) for z in zones}
 
 
+def travels_across_districts(spec: PledgeSpec) -> bool:
+    """Whether the volunteer may serve needs outside their home district: they travel
+    anywhere, or by distance (which district lines do not bound)."""
+    return spec.travel is TravelRange.ANYWHERE or spec.travel_km is not None
+
+
 def volunteer_reach(spec: PledgeSpec) -> list[str] | None:
     """Districts whose needs this volunteer could serve (None: anywhere in the city)."""
-    if spec.travel is TravelRange.ANYWHERE:
+    if travels_across_districts(spec):
         return None
     return [spec.home.district]
+
+
+EARTH_KM = 6371.0088
+
+
+def distance_km(a: Place, b: Place) -> float | None:
+    """Great-circle distance between two places, or None unless both carry coordinates."""
+    if a.latitude is None or a.longitude is None or b.latitude is None or b.longitude is None:
+        return None
+    la1, lo1, la2, lo2 = map(math.radians, (a.latitude, a.longitude, b.latitude, b.longitude))
+    h = (
+        math.sin((la2 - la1) / 2) ** 2
+        + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    )
+    return 2 * EARTH_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
 def fund_reach(spec: FundSpec) -> list[str] | None:

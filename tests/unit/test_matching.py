@@ -317,3 +317,48 @@ def test_the_weekly_limit_counts_nanjing_weeks_whatever_the_offset_written() -> 
         len(run([_two_hour_need(monday_dawn_utc), _two_hour_need(monday), volunteer(**two_hours)]))
         == 1
     )
+
+
+GULOU = {"district": "鼓楼区", "street": "江东街道", "community": "金陵名人居"}
+AT_GULOU = GULOU | {"latitude": 32.0600, "longitude": 118.7400}
+
+
+def test_a_volunteer_who_stays_in_their_community_serves_only_it() -> None:
+    home = {**GULOU}
+    shift = f.volunteer_need(volunteers_needed=1)
+    elsewhere = f.volunteer_need(
+        volunteers_needed=1, place={"district": "鼓楼区", "street": "江东街道", "community": "恒山"}
+    )
+    assert len(run([need(shift), volunteer(home=home, travel="same_community")])) == 1
+    assert run([need(elsewhere), volunteer(home=home, travel="same_community")]) == []
+
+
+def test_distance_decides_when_both_places_have_coordinates() -> None:
+    # about 4.4 km apart (0.03 degrees of latitude plus 0.03 of longitude at 32 N)
+    place = {"district": "建邺区", "street": "兴隆街道", "latitude": 32.0300, "longitude": 118.7100}
+    body = f.volunteer_need(volunteers_needed=1, place=place)
+    assert len(run([need(body), volunteer(home=AT_GULOU, travel_km=5)])) == 1, "across districts"
+    assert run([need(body), volunteer(home=AT_GULOU, travel_km=4)]) == [], "too far"
+
+
+def test_without_the_needs_coordinates_the_travel_range_decides() -> None:
+    body = f.volunteer_need(volunteers_needed=1, place={"district": "建邺区", "street": "兴隆街道"})
+    assert run([need(body), volunteer(home=AT_GULOU, travel_km=50)]) == [], "same district only"
+    same = f.volunteer_need(volunteers_needed=1)
+    assert len(run([need(same), volunteer(home=AT_GULOU, travel_km=50)])) == 1
+
+
+def test_travel_km_needs_home_coordinates() -> None:
+    with pytest.raises(ValueError, match=r"travel_km needs home\.latitude"):
+        PledgeSpec.model_validate(f.pledge(travel_km=5))
+
+
+def test_among_equally_near_volunteers_the_closer_by_kilometres_is_asked_first() -> None:
+    place = GULOU | {"latitude": 32.0600, "longitude": 118.7400}
+    body = f.volunteer_need(volunteers_needed=1, place=place)
+    farther = volunteer(
+        home=GULOU | {"latitude": 32.0900, "longitude": 118.7400}, pseudonym="远一点"
+    )
+    closer = volunteer(home=GULOU | {"latitude": 32.0610, "longitude": 118.7400}, pseudonym="近")
+    [m] = run([farther, closer, need(body)])
+    assert m.volunteer_id == closer.payload.volunteer_id  # type: ignore[attr-defined]
