@@ -13,6 +13,7 @@ ever made.
 
 from __future__ import annotations
 
+import heapq
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -120,6 +121,8 @@ class Proposal:
     hold_id: uuid.UUID | None = None
     """Set when the supply is owned by another partition, which holds it under this id."""
     owner_partition: int | None = None
+    order: int = 0
+    """Position among all proposals of the partition (ticks handle the newest first)."""
 
     def next_seq(self) -> int:
         """The next position in this match's stream."""
@@ -143,6 +146,14 @@ class OpenNeed:
     refused: dict[uuid.UUID, int] = field(default_factory=dict)
     """Supply owned elsewhere that refused this need, with the listing version it refused at:
     asked again only once its listing changes."""
+    _week: tuple[datetime, tuple[int, int]] | None = field(default=None, repr=False)
+
+    @property
+    def deadline_week(self) -> tuple[int, int]:
+        """The Nanjing week of the deadline (fairness compares needs due the same week)."""
+        if self._week is None or self._week[0] != self.spec.deadline:
+            self._week = (self.spec.deadline, local_week(self.spec.deadline))
+        return self._week[1]
 
     def priority(self) -> tuple[int, datetime, int]:
         """Order of service: urgency (highest first), then deadline, then waiting time."""
@@ -247,6 +258,9 @@ class MatcherState:
     by_need: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
     by_volunteer: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
     by_fund: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
+    due: list[tuple[datetime, int, uuid.UUID]] = field(default_factory=list)
+    """A heap of when each proposal may next need a tick's attention (its need's deadline, or
+    its expiry), so a tick costs what falls due rather than every open proposal."""
     # Cross-partition: listings of supply owned elsewhere, requests in flight, holds lent out.
     listings: dict[uuid.UUID, Listing] = field(default_factory=dict)
     listed_by_district: dict[str, dict[uuid.UUID, Listing]] = field(default_factory=dict)
@@ -417,8 +431,10 @@ class Decisions:
             hold_id=hold[0] if hold else None,
             owner_partition=hold[1] if hold else None,
         )
+        proposal.order = len(state.proposals)
         state.proposals[match_id] = proposal
         state.index_proposal(proposal)
+        _watch(state, proposal)
         return proposal
 
     def about(self, proposal: Proposal, payload: Message, kind: str) -> None:
@@ -571,7 +587,7 @@ def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
     rounds: dict[tuple[int, tuple[int, int], str], int] = {}
     keyed = []
     for need in ordered:
-        group = (-need.spec.urgency.rank, local_week(need.spec.deadline), need.owner)
+        group = (-need.spec.urgency.rank, need.deadline_week, need.owner)
         turn = rounds.get(group, 0)
         rounds[group] = turn + 1
         keyed.append(((group[0], group[1], turn, *need.priority()[1:]), need))
@@ -953,6 +969,8 @@ def _on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> Non
         held = need_quantity(need.spec)[0] - need.remaining
         need.spec = payload.need
         need.remaining = need_quantity(payload.need)[0] - held
+        for p in _active(state, need_id=need.need_id):  # the deadline may have moved earlier
+            _watch(state, p)
         _mark_unfilled(state, need)
         for p in _active(state, need_id=need.need_id):  # newest first
             if need.remaining >= 0:
@@ -1081,14 +1099,31 @@ def _complete(p: Proposal, cmd: ConfirmMatch, d: Decisions) -> None:
     d.about(p, done, "decided")
 
 
+def _attention(state: MatcherState, p: Proposal) -> datetime:
+    """The first moment a tick could act on this proposal: its need's deadline, or (for an
+    unanswered shift) its expiry."""
+    at = state.needs[p.need_id].spec.deadline
+    if p.supply is SupplyKind.VOLUNTEER and p.proposed_at is not None:
+        at = min(at, p.proposed_at + state.policy.proposal_ttl)
+    return at
+
+
+def _watch(state: MatcherState, p: Proposal) -> None:
+    heapq.heappush(state.due, (_attention(state, p), p.order, p.match_id))
+
+
 def _on_tick(state: MatcherState, at: datetime, d: Decisions) -> None:
     """Time passed: unanswered shifts expire (the next candidate is asked) and needs past their
-    deadline give back what they hold unconfirmed."""
+    deadline give back what they hold unconfirmed. Proposals are handled newest first."""
+    due: dict[uuid.UUID, Proposal] = {}
+    while state.due and state.due[0][0] <= at:
+        _, _, match_id = heapq.heappop(state.due)
+        p = state.proposals[match_id]
+        if p.status == "proposed":
+            due[match_id] = p
     reopened: dict[uuid.UUID, OpenNeed] = {}
-    for p in _active(state):
+    for p in sorted(due.values(), key=lambda p: -p.order):
         need = state.needs[p.need_id]
-        if p.status != "proposed":
-            continue
         if need.spec.deadline <= at:
             _withdraw(state, d, p, "the need's deadline passed")
         elif (
@@ -1100,6 +1135,8 @@ def _on_tick(state: MatcherState, at: datetime, d: Decisions) -> None:
             p.status = "expired"
             d.about(p, MatchExpired(match_id=p.match_id, need_id=p.need_id), "expiry")
             reopened[need.need_id] = need
+        else:  # the deadline moved later since it was filed
+            _watch(state, p)
     for need in fair_order(reopened.values()):
         _serve_need(state, need, d, at)
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
+from datetime import timedelta
 from itertools import pairwise
 
 import pytest
 
-from schemas.messages import MatchProposed
-from services.demo.city import generate
+from schemas.common import Role
+from schemas.envelope import Actor, Envelope, derive_id
+from schemas.messages import AcceptMatch, ClockTicked, ConfirmMatch, MatchProposed, Message
+from services.demo.city import Scenario, generate
 from services.domain.matching import MatcherState, apply, local_week
+from tests import factories as f
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +77,62 @@ def test_a_generated_city_keeps_every_invariant() -> None:
             per_week[local_week(s)] += (e - s).total_seconds() / 60  # type: ignore[arg-type,operator]
         limit = sc.volunteers[volunteer_id].weekly_hour_limit * 60
         assert all(m <= limit for m in per_week.values()), "over a weekly limit"
+
+
+TICKED_DIGEST = "bd8bbbca72b2b806e2114a5b2faffd932e429a8eb00605cbf5dcb1181057c6bf"
+
+
+def test_a_week_of_clock_ticks_with_some_proposals_unanswered_is_decided_as_recorded() -> None:
+    """Expiry, deadlines and the next candidate after each, over a city's week: guards the
+    tick path (its due-heap must decide exactly as a scan of every open proposal did)."""
+    sc = generate(needs=600, volunteers=300, funds=20, seed=3)
+    at = sc.events[-1].recorded_at
+    ticks = [
+        f.envelope(
+            ClockTicked(at=at + timedelta(hours=h)),
+            at=at + timedelta(hours=h),
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"tick/{h}"),
+        )
+        for h in range(1, 8 * 24 + 1)
+    ]
+    pending = list(reversed([*sc.events, *ticks]))
+    state = MatcherState()
+    digest = hashlib.sha256()
+    count = 0
+    while pending:
+        event = pending.pop()
+        for d in apply(state, event):
+            digest.update(d.model_dump_json().encode())
+            count += 1
+            p = d.payload
+            if isinstance(p, MatchProposed) and (p.fund_id or p.match_id.int % 2):
+                pending.extend(reversed(_answer(sc, d)))
+    assert count == 1250
+    assert digest.hexdigest() == TICKED_DIGEST, "ticks decide differently than recorded"
+
+
+def _answer(sc: Scenario, decision: Envelope[Message]) -> list[Envelope[Message]]:
+    p = decision.payload
+    assert isinstance(p, MatchProposed)
+    eid = derive_id(p.match_id, "answer")
+    if p.volunteer_id is not None:
+        cmd: Message = AcceptMatch(match_id=p.match_id)
+        actor = Actor(org_id=str(p.volunteer_id), role=Role.VOLUNTEER)
+    else:
+        cmd = ConfirmMatch(match_id=p.match_id, amount_received=p.amount)
+        actor = Actor(org_id=sc.community_of[p.need_id], role=Role.COMMUNITY)
+    at = decision.recorded_at
+    return [
+        Envelope[Message](
+            event_id=eid,
+            event_type=cmd.TYPE,
+            schema_version=cmd.VERSION,
+            stream_id=f"match:{p.match_id}",
+            stream_seq=1,
+            occurred_at=at,
+            recorded_at=at,
+            actor=actor,
+            correlation_id=eid,
+            payload=cmd,
+        )
+    ]
