@@ -50,8 +50,11 @@ OUTPUT_TOPICS = (MATCHES_EVENTS.name, MATCHER_INPUTS.name)
 
 def code_version() -> str:
     """Snapshots are pickled state: one taken by other code is not trusted, but replayed."""
-    source = Path(matching_module.__file__).read_bytes()
-    return hashlib.sha256(source).hexdigest()[:16]
+    package = Path(matching_module.__file__).parent
+    digest = hashlib.sha256()
+    for source in sorted(package.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -62,7 +65,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.give_up([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self.worker.assigned([tp.partition for tp in assigned])
+        # Rebuilt here, inside the rebalance: the consumer fetches nothing until this returns,
+        # and no other rebalance can revoke a partition half-way through its rebuild.
+        await self.worker.take_over([tp.partition for tp in assigned])
 
 
 class MatcherWorker:
@@ -73,7 +78,6 @@ class MatcherWorker:
         self.name = name
         self.bootstrap = settings.require_kafka()
         self.owned: dict[int, PartitionMatcher] = {}
-        self.pending: set[int] = set()
         self.since_snapshot: dict[int, int] = {}
         self.applied = 0
         self.pool: asyncpg.Pool | None = None
@@ -83,14 +87,16 @@ class MatcherWorker:
 
     # ---- membership ----
 
-    def assigned(self, partitions: list[int]) -> None:
-        self.pending |= {p for p in partitions if p not in self.owned}
+    async def take_over(self, partitions: list[int]) -> None:
+        """Rebuild every newly assigned partition before anything is fetched for it."""
+        new = {p for p in partitions if p not in self.owned}
+        if new:
+            await self.rebuild(new)
 
     async def give_up(self, partitions: list[int]) -> None:
         """Snapshot what is handed over (the next owner replays less), then forget it."""
         for p in partitions:
             proc = self.owned.pop(p, None)
-            self.pending.discard(p)
             if proc is not None and self.since_snapshot.get(p, 0) > 0:
                 await self.snapshot(proc)
         if partitions:
@@ -230,12 +236,7 @@ class MatcherWorker:
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_MAX)
-                rebuilt: set[int] = set()
-                while self.pending:
-                    todo, self.pending = set(self.pending), set()
-                    await self.rebuild(todo)
-                    rebuilt |= todo
-                await self._decide(batch, rebuilt)
+                await self._decide(batch)
                 if not beat.ready and self.consumer.assignment():
                     beat.ready = True
                     await beat.beat()
@@ -254,15 +255,15 @@ class MatcherWorker:
             await beat.stop()
             await self.pool.close()
 
-    async def _decide(self, batch: dict[TopicPartition, list[Any]], rebuilt: set[int]) -> None:
+    async def _decide(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Apply a fetched batch; await every output's ack; then commit and maybe snapshot."""
         assert self.consumer is not None
         pending = []
         touched: dict[TopicPartition, int] = {}
         for tp, messages in batch.items():
             proc = self.owned.get(tp.partition)
-            if proc is None or tp.partition in rebuilt:
-                continue  # re-fetched from where the rebuild stopped
+            if proc is None:
+                continue  # given up in a rebalance since it was fetched
             for message in messages:
                 if message.offset < proc.next_offset:
                     continue

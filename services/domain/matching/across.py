@@ -1,0 +1,304 @@
+"""Across partitions: listings of supply owned elsewhere, requests for it, and the
+owner's replies (see schemas.reservations and docs/matching.md)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from schemas.common import Money, NeedKind
+from schemas.envelope import Envelope, derive_id
+from schemas.messages import (
+    Message,
+    SupplyKind,
+)
+from schemas.reservations import (
+    SupplyGranted,
+    SupplyListed,
+    SupplyRefused,
+    SupplyReleased,
+    SupplyRequested,
+    SupplyRevoked,
+)
+from services.domain.matching.decisions import Decisions
+from services.domain.matching.fit import fund_share, pledge_fits, volunteer_fits
+from services.domain.matching.serve import (
+    MONEY_SHELF,
+    mark_unfilled,
+    open_needs,
+    serve_fund,
+    serve_need,
+    serve_volunteer,
+    withdraw,
+)
+from services.domain.matching.state import Ask, Hold, Listing, MatcherState, OpenNeed
+from services.domain.zones import travels_across_districts
+
+# ---- across partitions: listings, requests and replies ----
+
+
+def holds_of(state: MatcherState, supply_id: uuid.UUID) -> list[Hold]:
+    """Holds on this supply lent to other partitions and not yet asked back, oldest first."""
+    return [h for h in state.holds.values() if h.supply_id == supply_id and not h.revoked]
+
+
+def revoke(d: Decisions, hold: Hold, reason: str) -> None:
+    hold.revoked = True
+    revoked = SupplyRevoked(hold_id=hold.hold_id, need_id=hold.need_id, reason=reason)
+    d.send(revoked, hold.partition, "revoke", f"hold:{hold.hold_id}:supply", 2)
+
+
+def _listing_fits(need: OpenNeed, listing: Listing) -> bool:
+    """Whether a volunteer listed from elsewhere is worth asking for this need."""
+    if not listing.active or listing.pledge is None or listing.supply_id in need.volunteers:
+        return False
+    if need.refused.get(listing.supply_id) == listing.version:
+        return False
+    return pledge_fits(need.spec, listing.pledge)
+
+
+def _listing_share(need: OpenNeed, listing: Listing, now: datetime, budget: int) -> int:
+    """How much to ask a fund listed from elsewhere for (0: do not ask)."""
+    spec, wanted = listing.fund, need.spec.money_wanted
+    if not listing.active or spec is None or wanted is None or wanted.currency != spec.currency:
+        return 0
+    if need.refused.get(listing.supply_id) == listing.version:
+        return 0
+    if not spec.allows(need.spec.category, need.spec.place.district, now):
+        return 0
+    share = min(need.remaining, budget)
+    if spec.cap_per_need is not None:
+        share = min(
+            share, spec.cap_per_need.amount_minor - need.from_funds.get(listing.supply_id, 0)
+        )
+    return max(share, 0)
+
+
+def _ask(
+    state: MatcherState, d: Decisions, need: OpenNeed, listing: Listing, quantity: int
+) -> None:
+    """Set `quantity` of the need aside and ask the supply's owner to hold it."""
+    hold_id = derive_id(d.cause.event_id, f"hold/{len(d.out)}")
+    state.asks[hold_id] = Ask(
+        need.need_id,
+        listing.supply,
+        listing.supply_id,
+        quantity,
+        listing.owner_partition,
+        need.spec.shift,
+    )
+    need.remaining -= quantity
+    if listing.supply is SupplyKind.VOLUNTEER:
+        need.volunteers.add(listing.supply_id)
+    else:
+        need.from_funds[listing.supply_id] = need.from_funds.get(listing.supply_id, 0) + quantity
+    request = SupplyRequested(
+        hold_id=hold_id,
+        need_id=need.need_id,
+        need=need.spec,
+        need_zone=need.zone,
+        from_partition=state.partition,
+        supply=listing.supply,
+        supply_id=listing.supply_id,
+        quantity=quantity,
+    )
+    d.send(request, listing.owner_partition, "request", f"hold:{hold_id}:need", 1)
+
+
+def ask_elsewhere(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime) -> None:
+    """After local supply: ask owners elsewhere, in the same order of preference."""
+    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
+        listed = [
+            *state.listed_by_district.get(need.spec.place.district, {}).values(),
+            *state.listed_anywhere.values(),
+        ]
+        for listing in sorted(listed, key=lambda v: v.arrival):
+            if need.remaining <= 0:
+                break
+            if _listing_fits(need, listing):
+                _ask(state, d, need, listing, 1)
+        return
+    far = datetime.max.replace(tzinfo=now.tzinfo)
+    funds = [v for v in state.listings.values() if v.fund is not None]
+    for listing in sorted(funds, key=lambda v: (_expiry(v, far), v.arrival)):
+        if need.remaining <= 0:
+            break
+        share = _listing_share(need, listing, now, listing.net_minor)
+        if share > 0:
+            _ask(state, d, need, listing, share)
+
+
+def _expiry(listing: Listing, far: datetime) -> datetime:
+    assert listing.fund is not None
+    return listing.fund.valid_until or far
+
+
+def on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    """Supply owned elsewhere appeared or changed: open needs here may ask for it."""
+    now, msg = event.recorded_at, event.payload
+    assert isinstance(msg, SupplyListed)
+    known = state.listings.get(msg.supply_id)
+    if known is not None and known.version >= msg.version:
+        return  # an older description arriving late changes nothing
+    listing = Listing(
+        msg.supply,
+        msg.supply_id,
+        msg.owner_partition,
+        msg.version,
+        msg.active,
+        known.arrival if known else state.arrivals,
+        msg.pledge,
+        msg.fund,
+        msg.net_minor,
+    )
+    state.index_listing(listing)
+    if not listing.active:
+        return
+    if listing.pledge is not None:
+        if travels_across_districts(listing.pledge):
+            shelves = [s for s in state.unfilled if s != MONEY_SHELF]
+        else:
+            shelves = [f"shift:{listing.pledge.home.district}"]
+        asked = 0
+        for need in open_needs(state, now, shelves):
+            if asked >= state.policy.asks_per_listing:
+                break
+            if _listing_fits(need, listing):
+                _ask(state, d, need, listing, 1)
+                asked += 1
+        return
+    budget = listing.net_minor
+    for need in open_needs(state, now, [MONEY_SHELF]):
+        if budget <= 0:
+            break
+        share = _listing_share(need, listing, now, budget)
+        if share > 0:
+            _ask(state, d, need, listing, share)
+            budget -= share
+
+
+def on_requested(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    """Another partition asks for supply this partition owns: hold it, or say why not."""
+    now, req = event.recorded_at, event.payload
+    assert isinstance(req, SupplyRequested)
+    probe = OpenNeed(req.need_id, req.need, "", 0, req.quantity)
+    granted, reason = 0, "the supply is not known here"
+    if req.supply is SupplyKind.VOLUNTEER:
+        vol = state.volunteers.get(req.supply_id)
+        if vol is not None and req.need.shift is not None:
+            if volunteer_fits(probe, vol):
+                vol.booked[req.hold_id] = req.need.shift
+                granted = 1
+            else:
+                reason = "the volunteer's pledge, calendar or weekly limit no longer fits"
+    else:
+        fund = state.funds.get(req.supply_id)
+        if fund is not None:
+            granted = fund_share(probe, fund, now)
+            fund.available -= granted
+            reason = "the fund has nothing left that its earmarks allow for this need"
+    if granted <= 0:
+        refused = SupplyRefused(
+            hold_id=req.hold_id, need_id=req.need_id, supply_id=req.supply_id, reason=reason
+        )
+        d.send(refused, req.from_partition, "refusal", f"hold:{req.hold_id}:supply", 1)
+        return
+    state.holds[req.hold_id] = Hold(
+        req.hold_id, req.need_id, req.supply, req.supply_id, granted, req.from_partition
+    )
+    grant = SupplyGranted(
+        hold_id=req.hold_id,
+        need_id=req.need_id,
+        supply=req.supply,
+        supply_id=req.supply_id,
+        quantity=granted,
+    )
+    d.send(grant, req.from_partition, "grant", f"hold:{req.hold_id}:supply", 1)
+
+
+def _undo_ask(need: OpenNeed, ask: Ask, quantity: int) -> None:
+    need.remaining += quantity
+    if ask.supply is SupplyKind.VOLUNTEER:
+        need.volunteers.discard(ask.supply_id)
+    else:
+        need.from_funds[ask.supply_id] -= quantity
+
+
+def on_answered(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    """The owner answered a request: propose what it holds, or ask someone else."""
+    now, msg = event.recorded_at, event.payload
+    assert isinstance(msg, SupplyGranted | SupplyRefused)
+    ask = state.asks.pop(msg.hold_id, None)
+    if ask is None:
+        return
+    need = state.needs[ask.need_id]
+    if isinstance(msg, SupplyRefused):
+        _undo_ask(need, ask, ask.quantity)
+        listing = state.listings.get(ask.supply_id)
+        need.refused[ask.supply_id] = listing.version if listing else 0
+        mark_unfilled(state, need)
+        serve_need(state, need, d, now)
+        return
+    unwanted = None
+    if need.cancelled:
+        unwanted = "the need was cancelled"
+    elif need.spec.deadline <= now:
+        unwanted = "the need's deadline passed"
+    elif ask.supply is SupplyKind.VOLUNTEER and need.spec.shift != ask.shift:
+        unwanted = "the shift changed"
+    elif need.remaining < 0:
+        unwanted = "the need now asks for less"
+    if unwanted is not None:
+        _undo_ask(need, ask, ask.quantity)
+        released = SupplyReleased(hold_id=msg.hold_id, supply_id=ask.supply_id, reason=unwanted)
+        d.send(released, ask.owner_partition, "release", f"hold:{msg.hold_id}:need", 2)
+        return
+    granted = min(msg.quantity, ask.quantity)
+    _undo_ask(need, ask, ask.quantity - granted)
+    if ask.supply is SupplyKind.VOLUNTEER:
+        assert ask.shift is not None
+        fields: dict[str, object] = {
+            "supply": SupplyKind.VOLUNTEER,
+            "volunteer_id": ask.supply_id,
+            "shift": ask.shift,
+            "minutes": ask.shift.minutes,
+        }
+        rule = "skills, availability, travel and weekly limit fit (held by its owner)"
+    else:
+        listing = state.listings[ask.supply_id]
+        assert listing.fund is not None
+        fields = {
+            "supply": SupplyKind.FUND,
+            "fund_id": ask.supply_id,
+            "amount": Money(amount_minor=granted, currency=listing.fund.currency),
+        }
+        rule = "fund earmarks allow this category, district and period (held by its owner)"
+    d.propose(state, need, fields, rule, hold=(msg.hold_id, ask.owner_partition))
+    if granted < ask.quantity:
+        serve_need(state, need, d, now)
+
+
+def on_returned(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
+    """A hold comes back (released by the need's owner), or is asked back (revoked)."""
+    now, msg = event.recorded_at, event.payload
+    if isinstance(msg, SupplyRevoked):
+        p = state.by_hold.get(msg.hold_id)
+        if p is not None and p.status == "proposed":  # accepted or confirmed: it stays
+            withdraw(state, d, p, msg.reason)
+            serve_need(state, state.needs[p.need_id], d, now)
+        return
+    assert isinstance(msg, SupplyReleased)
+    hold = state.holds.pop(msg.hold_id, None)
+    if hold is None:
+        return
+    if hold.supply is SupplyKind.VOLUNTEER:
+        vol = state.volunteers[hold.supply_id]
+        vol.booked.pop(hold.hold_id, None)
+        vol.no_shows += int(msg.no_show)
+        if not vol.withdrawn:
+            serve_volunteer(state, vol, d, now)
+    else:
+        fund = state.funds[hold.supply_id]
+        fund.available += hold.quantity
+        if fund.available > 0:
+            serve_fund(state, fund, d, now)

@@ -1,0 +1,210 @@
+"""Supply meets demand within a partition, in the fair order of service; and supply goes
+back when a proposal ends unconfirmed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from schemas.common import Money, NeedKind
+from schemas.messages import (
+    MatchWithdrawn,
+    SupplyKind,
+)
+from schemas.reservations import (
+    SupplyReleased,
+)
+from services.domain.matching.decisions import Decisions
+from services.domain.matching.fit import distance_rank, fund_share, volunteer_fits
+from services.domain.matching.state import ACTIVE, Fund, MatcherState, OpenNeed, Proposal, Volunteer
+from services.domain.zones import travels_across_districts
+
+# ---- supply meets demand ----
+
+
+def book_volunteer(state: MatcherState, d: Decisions, need: OpenNeed, vol: Volunteer) -> None:
+    shift = need.spec.shift
+    assert shift is not None
+    proposal = d.propose(
+        state,
+        need,
+        {
+            "supply": SupplyKind.VOLUNTEER,
+            "volunteer_id": vol.volunteer_id,
+            "shift": shift,
+            "minutes": shift.minutes,
+        },
+        "skills, availability, travel and weekly limit fit",
+    )
+    vol.booked[proposal.match_id] = shift
+    need.volunteers.add(vol.volunteer_id)
+    need.remaining -= 1
+
+
+def reserve_fund(state: MatcherState, d: Decisions, need: OpenNeed, fund: Fund, share: int) -> None:
+    d.propose(
+        state,
+        need,
+        {
+            "supply": SupplyKind.FUND,
+            "fund_id": fund.fund_id,
+            "amount": Money(amount_minor=share, currency=fund.spec.currency),
+        },
+        "fund earmarks allow this category, district and period",
+    )
+    fund.available -= share
+    need.remaining -= share
+    need.from_funds[fund.fund_id] = need.from_funds.get(fund.fund_id, 0) + share
+
+
+def serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime) -> None:
+    """Give one need what the supply can: volunteers least booked (and most reliable) first,
+    funds expiring first."""
+    if not need.is_open(now):
+        return
+    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
+        candidates = sorted(
+            state.candidates_for(need),
+            key=lambda v: (v.no_shows, distance_rank(v.spec, need.spec), len(v.booked), v.arrival),
+        )
+        for vol in candidates:
+            if need.remaining <= 0:
+                break
+            if volunteer_fits(need, vol):
+                book_volunteer(state, d, need, vol)
+    else:
+        far = datetime.max.replace(tzinfo=now.tzinfo)
+        for fund in sorted(
+            state.funds.values(), key=lambda f: (f.spec.valid_until or far, f.arrival)
+        ):
+            if need.remaining <= 0:
+                break
+            share = fund_share(need, fund, now)
+            if share > 0:
+                reserve_fund(state, d, need, fund, share)
+    if need.remaining > 0 and state.listings:
+        # late import: asking elsewhere serves needs again when answers come (a cycle)
+        from services.domain.matching.across import ask_elsewhere
+
+        ask_elsewhere(state, need, d, now)
+
+
+MONEY_SHELF = "money"
+
+
+def shelf(need: OpenNeed) -> str:
+    """Where an unfilled need is filed: money and goods together, shifts by district."""
+    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
+        return f"shift:{need.spec.place.district}"
+    return MONEY_SHELF
+
+
+def mark_unfilled(state: MatcherState, need: OpenNeed) -> None:
+    state.unfilled.setdefault(shelf(need), set()).add(need.need_id)
+
+
+def open_needs(state: MatcherState, now: datetime, shelves: Iterable[str]) -> list[OpenNeed]:
+    """Open needs on these shelves, in the fair order of service (`fair_order`)."""
+    found = []
+    for shelf in shelves:
+        ids = state.unfilled.get(shelf, set())
+        for need_id in list(ids):
+            need = state.needs[need_id]
+            if need.cancelled or need.remaining <= 0:
+                ids.discard(need_id)  # back only through release or an amendment
+            elif need.is_open(now):
+                found.append(need)
+    return fair_order(found)
+
+
+def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
+    """The order in which needs share contested supply: urgency first; then, among comparable
+    needs (same urgency, deadlines in the same week), one need per community per round, so no
+    community takes a second share while another's comparable need waits; within a round,
+    deadline, then waiting time.
+
+    Deterministic and pure: a replay orders the same needs the same way."""
+    ordered = sorted(needs, key=OpenNeed.priority)
+    rounds: dict[tuple[int, tuple[int, int], str], int] = {}
+    keyed = []
+    for need in ordered:
+        group = (-need.spec.urgency.rank, need.deadline_week, need.owner)
+        turn = rounds.get(group, 0)
+        rounds[group] = turn + 1
+        keyed.append(((group[0], group[1], turn, *need.priority()[1:]), need))
+    keyed.sort(key=lambda kn: kn[0])
+    return [need for _, need in keyed]
+
+
+def serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: datetime) -> None:
+    if travels_across_districts(vol.spec):
+        shelves = [s for s in state.unfilled if s != MONEY_SHELF]
+    else:
+        shelves = [f"shift:{vol.spec.home.district}"]
+    for need in open_needs(state, now, shelves):
+        if volunteer_fits(need, vol):
+            book_volunteer(state, d, need, vol)
+
+
+def serve_fund(state: MatcherState, fund: Fund, d: Decisions, now: datetime) -> None:
+    for need in open_needs(state, now, [MONEY_SHELF]):
+        share = fund_share(need, fund, now)
+        if share > 0:
+            reserve_fund(state, d, need, fund, share)
+
+
+# ---- supply goes back ----
+
+
+def release(
+    state: MatcherState, d: Decisions, p: Proposal, reason: str, no_show: bool = False
+) -> None:
+    """Give a proposal's supply back (to its owner, when another partition holds it) and
+    reopen its part of the need."""
+    need = state.needs[p.need_id]
+    if p.hold_id is not None:
+        assert p.owner_partition is not None
+        supply_id = p.volunteer_id or p.fund_id
+        assert supply_id is not None
+        released = SupplyReleased(
+            hold_id=p.hold_id, supply_id=supply_id, reason=reason, no_show=no_show
+        )
+        d.send(released, p.owner_partition, "release", f"hold:{p.hold_id}:need", 2)
+    if p.supply is SupplyKind.VOLUNTEER:
+        assert p.volunteer_id is not None
+        vol = state.volunteers.get(p.volunteer_id)
+        if vol is not None and p.hold_id is None:
+            vol.booked.pop(p.match_id, None)
+        need.remaining += 1
+    else:
+        assert p.fund_id is not None
+        if p.hold_id is None:
+            state.funds[p.fund_id].available += p.quantity
+        need.remaining += p.quantity
+        need.from_funds[p.fund_id] -= p.quantity
+    mark_unfilled(state, need)
+
+
+def withdraw(state: MatcherState, d: Decisions, p: Proposal, reason: str) -> None:
+    release(state, d, p, reason)
+    p.status = "withdrawn"
+    d.about(p, MatchWithdrawn(match_id=p.match_id, need_id=p.need_id, reason=reason), "withdrawal")
+
+
+def active(
+    state: MatcherState,
+    need_id: uuid.UUID | None = None,
+    volunteer_id: uuid.UUID | None = None,
+    fund_id: uuid.UUID | None = None,
+) -> list[Proposal]:
+    """Active proposals of one need, volunteer or fund (or all), newest first."""
+    if need_id is not None:
+        pool: Iterable[Proposal] = state.by_need.get(need_id, [])
+    elif volunteer_id is not None:
+        pool = state.by_volunteer.get(volunteer_id, [])
+    elif fund_id is not None:
+        pool = state.by_fund.get(fund_id, [])
+    else:
+        pool = state.proposals.values()
+    return list(reversed([p for p in pool if p.status in ACTIVE]))

@@ -1,0 +1,285 @@
+"""What one partition's decisions depend on: the policy's parameters, needs, volunteers,
+funds, proposals, listings of supply owned elsewhere, requests in flight and holds lent out."""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from schemas.common import TimeWindow
+from schemas.messages import (
+    SupplyKind,
+)
+from schemas.reservations import (
+    SupplyGranted,
+    SupplyListed,
+    SupplyRefused,
+    SupplyReleased,
+    SupplyRequested,
+    SupplyRevoked,
+)
+from schemas.specs import FundSpec, NeedSpec, PledgeSpec
+from services.domain.zones import travels_across_districts
+
+ACTIVE = ("proposed", "accepted")
+
+CHINA = timezone(timedelta(hours=8))
+"""Weeks (weekly limits, fairness) are the communities' weeks: China has one offset and no
+summer time, so a fixed offset is exact and needs no time-zone database."""
+
+
+def local_week(at: datetime) -> tuple[int, int]:
+    """The ISO (year, week) of `at` in Nanjing."""
+    year, week, _ = at.astimezone(CHINA).isocalendar()
+    return year, week
+
+
+CROSS_PARTITION = (
+    SupplyListed,
+    SupplyRequested,
+    SupplyGranted,
+    SupplyRefused,
+    SupplyReleased,
+    SupplyRevoked,
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The matcher's parameters. They are code, not settings: a replay of the log must decide
+    with the same values the live run used, so changing one is a release, noted in
+    docs/matching.md, not an environment variable."""
+
+    proposal_ttl: timedelta = timedelta(hours=12)
+    """A volunteer proposal not accepted within this time expires and the next candidate is
+    asked. Money proposals do not expire: the fund's earmarks already said yes."""
+
+    asks_per_listing: int = 8
+    """How many open needs ask a newly listed volunteer from another partition at once. The
+    owner refuses what no longer fits; a cap keeps one listing from setting aside half a city
+    of needs while the answers travel."""
+
+
+DEFAULT_POLICY = Policy()
+
+
+@dataclass
+class Proposal:
+    """One match and where it stands: proposed, accepted, declined, withdrawn, completed,
+    no_show. `quantity` is 1 (a volunteer) or the minor units reserved (a fund)."""
+
+    match_id: uuid.UUID
+    need_id: uuid.UUID
+    supply: SupplyKind
+    quantity: int
+    volunteer_id: uuid.UUID | None = None
+    fund_id: uuid.UUID | None = None
+    shift: TimeWindow | None = None
+    proposed_at: datetime | None = None
+    status: str = "proposed"
+    seq: int = 1
+    hold_id: uuid.UUID | None = None
+    """Set when the supply is owned by another partition, which holds it under this id."""
+    owner_partition: int | None = None
+    order: int = 0
+    """Position among all proposals of the partition (ticks handle the newest first)."""
+
+    def next_seq(self) -> int:
+        """The next position in this match's stream."""
+        self.seq += 1
+        return self.seq
+
+
+@dataclass
+class OpenNeed:
+    """A need and what is still wanted. `remaining` counts volunteers or minor units."""
+
+    need_id: uuid.UUID
+    spec: NeedSpec
+    owner: str
+    arrival: int
+    remaining: int
+    cancelled: bool = False
+    volunteers: set[uuid.UUID] = field(default_factory=set)
+    from_funds: dict[uuid.UUID, int] = field(default_factory=dict)
+    zone: str = ""
+    refused: dict[uuid.UUID, int] = field(default_factory=dict)
+    """Supply owned elsewhere that refused this need, with the listing version it refused at:
+    asked again only once its listing changes."""
+    _week: tuple[datetime, tuple[int, int]] | None = field(default=None, repr=False)
+
+    @property
+    def deadline_week(self) -> tuple[int, int]:
+        """The Nanjing week of the deadline (fairness compares needs due the same week)."""
+        if self._week is None or self._week[0] != self.spec.deadline:
+            self._week = (self.spec.deadline, local_week(self.spec.deadline))
+        return self._week[1]
+
+    def priority(self) -> tuple[int, datetime, int]:
+        """Order of service: urgency (highest first), then deadline, then waiting time."""
+        return (-self.spec.urgency.rank, self.spec.deadline, self.arrival)
+
+    def is_open(self, now: datetime) -> bool:
+        """Still wanting supply: not cancelled, not past its deadline, not fully met."""
+        return not self.cancelled and self.remaining > 0 and self.spec.deadline > now
+
+
+@dataclass
+class Volunteer:
+    """A pledged volunteer and the shifts currently held for them."""
+
+    volunteer_id: uuid.UUID
+    spec: PledgeSpec
+    arrival: int
+    booked: dict[uuid.UUID, TimeWindow] = field(default_factory=dict)
+    withdrawn: bool = False
+    no_shows: int = 0
+
+    def booked_minutes_in_week(self, at: datetime) -> int:
+        """Minutes already held in the week containing `at` (by shift start). Weeks are
+        Nanjing's ISO weeks whatever offset a time was written in, so the same shift counts
+        in the same week for everyone."""
+        week = local_week(at)
+        return sum(w.minutes for w in self.booked.values() if local_week(w.start) == week)
+
+
+@dataclass
+class Fund:
+    """A fund and the money in it not yet reserved for a need."""
+
+    fund_id: uuid.UUID
+    spec: FundSpec
+    arrival: int
+    available: int = 0
+
+
+@dataclass
+class Listing:
+    """Supply owned by another partition, as its listing last described it."""
+
+    supply: SupplyKind
+    supply_id: uuid.UUID
+    owner_partition: int
+    version: int
+    active: bool
+    arrival: int
+    pledge: PledgeSpec | None = None
+    fund: FundSpec | None = None
+    net_minor: int = 0
+
+
+@dataclass
+class Ask:
+    """A request this partition sent for supply owned elsewhere; its quantity is set aside on
+    the need until the answer comes."""
+
+    need_id: uuid.UUID
+    supply: SupplyKind
+    supply_id: uuid.UUID
+    quantity: int
+    owner_partition: int
+    shift: TimeWindow | None
+
+
+@dataclass
+class Hold:
+    """Supply this partition owns, held for a need owned by another partition."""
+
+    hold_id: uuid.UUID
+    need_id: uuid.UUID
+    supply: SupplyKind
+    supply_id: uuid.UUID
+    quantity: int
+    partition: int
+    revoked: bool = False
+
+
+@dataclass
+class MatcherState:
+    """Everything one partition's decisions depend on; rebuilt by replaying its part of
+    matcher.inputs."""
+
+    policy: Policy = DEFAULT_POLICY
+    partition: int = 0
+    seen: set[uuid.UUID] = field(default_factory=set)
+    arrivals: int = 0
+    needs: dict[uuid.UUID, OpenNeed] = field(default_factory=dict)
+    volunteers: dict[uuid.UUID, Volunteer] = field(default_factory=dict)
+    funds: dict[uuid.UUID, Fund] = field(default_factory=dict)
+    proposals: dict[uuid.UUID, Proposal] = field(default_factory=dict)
+    # Indexes: derived from the above, kept so that each input costs what it touches rather
+    # than the size of the city. None changes any decision (tests compare with a full scan).
+    unfilled: dict[str, set[uuid.UUID]] = field(default_factory=dict)
+    """Needs that may still want supply, by shelf (money, or shifts by district): every need not
+    cancelled with something remaining (a superset; filled and cancelled ones are dropped when
+    next met)."""
+    by_district: dict[str, dict[uuid.UUID, Volunteer]] = field(default_factory=dict)
+    anywhere: dict[uuid.UUID, Volunteer] = field(default_factory=dict)
+    by_need: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
+    by_volunteer: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
+    by_fund: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
+    due: list[tuple[datetime, int, uuid.UUID]] = field(default_factory=list)
+    """A heap of when each proposal may next need a tick's attention (its need's deadline, or
+    its expiry), so a tick costs what falls due rather than every open proposal."""
+    # Cross-partition: listings of supply owned elsewhere, requests in flight, holds lent out.
+    listings: dict[uuid.UUID, Listing] = field(default_factory=dict)
+    listed_by_district: dict[str, dict[uuid.UUID, Listing]] = field(default_factory=dict)
+    listed_anywhere: dict[uuid.UUID, Listing] = field(default_factory=dict)
+    asks: dict[uuid.UUID, Ask] = field(default_factory=dict)
+    holds: dict[uuid.UUID, Hold] = field(default_factory=dict)
+    by_hold: dict[uuid.UUID, Proposal] = field(default_factory=dict)
+
+    def index_listing(self, listing: Listing) -> None:
+        """(Re)file a listing: volunteers by the district they serve, funds as they are."""
+        old = self.listings.get(listing.supply_id)
+        if old is not None and old.pledge is not None:
+            self.listed_by_district.get(old.pledge.home.district, {}).pop(old.supply_id, None)
+        self.listed_anywhere.pop(listing.supply_id, None)
+        self.listings[listing.supply_id] = listing
+        if listing.pledge is None:
+            return
+        if travels_across_districts(listing.pledge):
+            self.listed_anywhere[listing.supply_id] = listing
+        else:
+            district = listing.pledge.home.district
+            self.listed_by_district.setdefault(district, {})[listing.supply_id] = listing
+
+    def index_volunteer(self, vol: Volunteer, old_district: str | None = None) -> None:
+        """(Re)file a volunteer under the district they serve, or under "anywhere"."""
+        if old_district is not None:
+            self.by_district.get(old_district, {}).pop(vol.volunteer_id, None)
+        self.anywhere.pop(vol.volunteer_id, None)
+        if travels_across_districts(vol.spec):
+            self.anywhere[vol.volunteer_id] = vol
+        else:
+            self.by_district.setdefault(vol.spec.home.district, {})[vol.volunteer_id] = vol
+
+    def candidates_for(self, need: OpenNeed) -> list[Volunteer]:
+        """Volunteers who could travel to the need (the rest cannot fit it)."""
+        near = self.by_district.get(need.spec.place.district, {})
+        return [*near.values(), *self.anywhere.values()]
+
+    def index_proposal(self, p: Proposal) -> None:
+        """File a new proposal under its need and its supply."""
+        self.by_need.setdefault(p.need_id, []).append(p)
+        if p.volunteer_id is not None:
+            self.by_volunteer.setdefault(p.volunteer_id, []).append(p)
+        if p.fund_id is not None:
+            self.by_fund.setdefault(p.fund_id, []).append(p)
+        if p.hold_id is not None:
+            self.by_hold[p.hold_id] = p
+
+
+def attention(state: MatcherState, p: Proposal) -> datetime:
+    """The first moment a tick could act on this proposal: its need's deadline, or (for an
+    unanswered shift) its expiry."""
+    at = state.needs[p.need_id].spec.deadline
+    if p.supply is SupplyKind.VOLUNTEER and p.proposed_at is not None:
+        at = min(at, p.proposed_at + state.policy.proposal_ttl)
+    return at
+
+
+def watch(state: MatcherState, p: Proposal) -> None:
+    heapq.heappush(state.due, (attention(state, p), p.order, p.match_id))
