@@ -3,6 +3,8 @@
 -- by an older version have neither; the ledger hashes them, in archive_seq order, at its next
 -- start, before it archives anything new (the layout is computed in Python, in one place).
 ALTER TABLE archive ADD COLUMN content_hash bytea, ADD COLUMN chain_hash bytea;
+CREATE TABLE archive_legacy (until_seq bigint NOT NULL);
+INSERT INTO archive_legacy SELECT coalesce(max(archive_seq), 0) FROM archive;
 
 -- Signed tree heads: the RFC 6962 Merkle root over the first tree_size rows, the chain hash of
 -- row tree_size, and the Ed25519 signature of the note (services/audit/checkpoint.py) that
