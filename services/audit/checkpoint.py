@@ -76,5 +76,5 @@ def problem(checkpoint: Checkpoint, trusted: Ed25519PublicKey) -> str | None:
     try:
         trusted.verify(checkpoint.signature, note(checkpoint.head))
     except InvalidSignature:
-        return "its signature does not verify with the exchange's public key"
+        return "not validly signed: its signature does not verify with the exchange's public key"
     return None

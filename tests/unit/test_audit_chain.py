@@ -123,9 +123,9 @@ def test_a_checkpoint_verifies_with_the_exchanges_key_only() -> None:
     assert "unknown key" in (checkpoint.problem(signed, theirs.public_key()) or "")
     foreign = checkpoint.sign(head(), theirs)
     impostor = dataclasses.replace(foreign, key_id=signed.key_id)  # claims to be ours
-    assert "does not verify" in (checkpoint.problem(impostor, ours.public_key()) or "")
+    assert "not validly signed" in (checkpoint.problem(impostor, ours.public_key()) or "")
     bigger = dataclasses.replace(signed, head=head(4))  # a head the key never signed
-    assert "does not verify" in (checkpoint.problem(bigger, ours.public_key()) or "")
+    assert "not validly signed" in (checkpoint.problem(bigger, ours.public_key()) or "")
 
 
 def test_the_key_id_is_the_sha256_of_the_raw_public_key() -> None:
