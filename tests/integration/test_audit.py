@@ -339,3 +339,44 @@ def test_the_command_exits_non_zero_naming_the_first_broken_event(archived: Arch
     broken = subprocess.run(args, env=env, capture_output=True, text=True)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert f"missing: archive_seq {seq}, event {event_id}, topic needs.events" in broken.stdout
+
+
+async def test_rows_archived_before_hashing_existed_are_hashed_in_order(
+    db: asyncpg.Connection,
+) -> None:
+    """An archive from before migration 0004: the ledger hashes its rows at start, in
+    archive_seq order, and the chain then runs on through new rows."""
+    from services.ledger.archive import archive_batch, hash_legacy_rows, prepare
+    from services.platform.kafka import Record
+
+    def record(offset: int) -> Record:
+        return Record(
+            "clock.ticks", 0, offset, b"z", b"{}", (("event_id", str(uuid.uuid4()).encode()),)
+        )
+
+    await prepare(db)
+    await archive_batch(db, [record(i) for i in range(5)])
+    await db.execute("UPDATE archive SET content_hash = NULL, chain_hash = NULL")  # as before 0004
+    await db.execute("UPDATE archive_legacy SET until_seq = (SELECT max(archive_seq) FROM archive)")
+    assert await hash_legacy_rows(db) == 5
+    await archive_batch(db, [record(i) for i in range(5, 8)])
+    finding, summary = await verify_archive(db, Ed25519PrivateKey.generate().public_key())
+    assert finding is None and summary.events == 8
+
+    # a row without hashes after that is no legacy row: it stays unhashed, and is reported
+    await db.execute("UPDATE archive SET content_hash = NULL WHERE archive_seq = 7")
+    assert await hash_legacy_rows(db) == 0
+    finding, _ = await verify_archive(db, Ed25519PrivateKey.generate().public_key())
+    assert finding is not None and (finding.kind, finding.archive_seq) == ("inserted", 7)
+
+
+def test_the_signing_key_is_created_once_readable_only_by_its_owner(tmp_path: Path) -> None:
+    from services.audit.keys import load_or_create_key
+
+    path = tmp_path / "keys" / "ledger-ed25519.pem"
+    first = load_or_create_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = load_or_create_key(path)
+    assert checkpoint.raw_public_key(again.public_key()) == checkpoint.raw_public_key(
+        first.public_key()
+    )
