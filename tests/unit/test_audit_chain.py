@@ -133,3 +133,27 @@ def test_the_key_id_is_the_sha256_of_the_raw_public_key() -> None:
     raw = checkpoint.raw_public_key(key)
     assert len(raw) == 32 and checkpoint.key_id(key) == hashlib.sha256(raw).digest()
     assert checkpoint.raw_public_key(checkpoint.public_key_from_hex(raw.hex())) == raw
+
+
+def test_a_published_checkpoint_verifies_by_the_documented_recipe_alone() -> None:
+    """docs/audit.md, step by step, with nothing of ours but the event's payload."""
+    import base64
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from services.ledger.checkpoints import checkpoint_envelope, checkpoint_event_id
+
+    key = Ed25519PrivateKey.generate()
+    signed = checkpoint.sign(head(5), key)
+    env = checkpoint_envelope(
+        signed, checkpoint_event_id(5, signed.head.root_hash), datetime.now(UTC)
+    )
+    p = env.payload.model_dump()
+    public = checkpoint.raw_public_key(key.public_key())
+    assert hashlib.sha256(public).hexdigest() == p["key_id"]
+    note = (
+        f"community-exchange/ledger\n{p['tree_size']}\n"
+        f"{base64.b64encode(bytes.fromhex(p['root_hash'])).decode()}\nchain {p['chain_hash']}\n"
+    ).encode()
+    Ed25519PublicKey.from_public_bytes(public).verify(bytes.fromhex(p["signature"]), note)
