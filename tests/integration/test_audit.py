@@ -380,3 +380,35 @@ def test_the_signing_key_is_created_once_readable_only_by_its_owner(tmp_path: Pa
     assert checkpoint.raw_public_key(again.public_key()) == checkpoint.raw_public_key(
         first.public_key()
     )
+
+
+def test_prove_and_verify_proof_on_the_command_line(archived: Archived, tmp_path: Path) -> None:
+    env = {**os.environ, "EXCHANGE_AUDIT_KEY_PATH": str(archived.key_file)}
+    exchange = [sys.executable, "-m", "services.cli", "audit"]
+    url = archived.url(archived.template)
+    first = asyncio.run(first_checkpoint_size(url))
+    proof = subprocess.run(
+        [*exchange, "prove", "--from-size", str(first), "--database-url", url],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proof.returncode == 0, proof.stderr
+    (tmp_path / "proof.json").write_text(proof.stdout)
+    public = checkpoint.raw_public_key(archived.key).hex()
+    checked = subprocess.run(
+        [*exchange, "verify-proof", str(tmp_path / "proof.json"), "--public-key", public],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"extends the signed log of {first} events" in checked.stdout
+
+
+async def first_checkpoint_size(url: str) -> int:
+    conn = await connect(url)
+    try:
+        size: int = await conn.fetchval("SELECT min(tree_size) FROM checkpoints")
+        return size
+    finally:
+        await conn.close()
