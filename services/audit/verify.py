@@ -97,6 +97,7 @@ class ArchiveChecker:
         self.previous = GENESIS
         self.recent: deque[StoredRow] = deque(maxlen=LOOKBEHIND)
         self.summary = Summary()
+        self._first_seq: int | None = None
         self._skip_empty()
 
     def _skip_empty(self) -> None:
@@ -130,6 +131,8 @@ class ArchiveChecker:
         if link(self.previous, content) != stored.chain_hash:
             return self._broken_link(stored, content, later)
         self.tree.append(leaf_hash(content))
+        if self._first_seq is None:
+            self._first_seq = stored.archive_seq
         self.previous = stored.chain_hash
         self.recent.append(stored)
         self.summary.events += 1
@@ -153,6 +156,14 @@ class ArchiveChecker:
                     f"the chain goes from archive_seq {earlier[back].archive_seq} straight to "
                     f"{stored.archive_seq}: this row is not part of it",
                 )
+        if (
+            earlier
+            and earlier[0].archive_seq == self._first_seq
+            and (link(GENESIS, content) == stored.chain_hash)
+        ):  # the chain starts at this row: every row before it was inserted
+            return Finding.at(
+                "inserted", earlier[0], f"the chain starts at archive_seq {stored.archive_seq}"
+            )
         for after in later:
             if (
                 after.chain_hash is not None

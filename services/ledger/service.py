@@ -105,7 +105,10 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
             }
         if checkpoints.pending:  # a clean stop signs what it archived
             await checkpoints.record(conn)
-            await checkpoints.publish_pending(conn, publisher)
+            try:  # never hold up a stop for the broker: the next start publishes it
+                await asyncio.wait_for(checkpoints.publish_pending(conn, publisher), 5)
+            except Exception as exc:
+                log.warning("checkpoint not published at stop", extra={"error": repr(exc)})
     finally:
         await publisher.stop()
         await consumer.stop()

@@ -412,3 +412,20 @@ async def first_checkpoint_size(url: str) -> int:
         return size
     finally:
         await conn.close()
+
+
+async def test_a_row_inserted_before_the_first_is_named(
+    copy: asyncpg.Connection, archived: Archived
+) -> None:
+    first = (await seqs(copy))[0]
+    await insert_copy_of(copy, first, first - 1, (b"", b""))
+    r = await copy.fetchrow(f"SELECT {ROW_COLUMNS} FROM archive WHERE archive_seq = $1", first - 1)
+    content = chain.content_hash(row_of(r))
+    await copy.execute(
+        "UPDATE archive SET content_hash = $2, chain_hash = $3 WHERE archive_seq = $1",
+        first - 1,
+        content,
+        chain.link(chain.GENESIS, content),
+    )
+    finding, _ = await verify_archive(copy, archived.key)
+    assert finding is not None and (finding.kind, finding.archive_seq) == ("inserted", first - 1)
