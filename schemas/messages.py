@@ -6,6 +6,7 @@ modules named after their subject; this module gathers them so readers have one 
 
 from __future__ import annotations
 
+from schemas.checkpoints import CheckpointRecorded
 from schemas.clock import ClockTicked
 from schemas.corrections import CorrectEvent, EventCorrected
 from schemas.dead_letters import MessageDeadLettered
@@ -121,6 +122,7 @@ EVENTS: tuple[type[Message], ...] = (
     SupplyRefused,
     SupplyReleased,
     SupplyRevoked,
+    CheckpointRecorded,
 )
 """Facts decided by the owning service."""
 
@@ -134,6 +136,7 @@ __all__ = [
     "AmendNeed",
     "AmendPledge",
     "CancelNeed",
+    "CheckpointRecorded",
     "ClockTicked",
     "ConfirmMatch",
     "CorrectEvent",

@@ -12,6 +12,7 @@ from schemas.messages import (
     AmendNeed,
     AmendPledge,
     CancelNeed,
+    CheckpointRecorded,
     ClockTicked,
     ConfirmMatch,
     CorrectEvent,
@@ -245,6 +246,15 @@ MATCHES_EVENTS = TopicSpec(
     4,
     "Matching decisions, each a pure function of matcher.inputs in logged order.",
 )
+LEDGER_CHECKPOINTS = TopicSpec(
+    "ledger.checkpoints",
+    "origin",
+    (CheckpointRecorded,),
+    "ledger",
+    1,
+    "Signed Merkle tree heads of the archive (docs/audit.md): keep one, and you can later check "
+    "that the archive you are shown extends it.",
+)
 
 TOPICS: tuple[TopicSpec, ...] = (
     NEEDS_POSTINGS,
@@ -258,6 +268,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     CLOCK_TICKS,
     MATCHER_INPUTS,
     MATCHES_EVENTS,
+    LEDGER_CHECKPOINTS,
 )
 
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}

@@ -247,6 +247,9 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="load the demo scenario into a running exchange")
     demo.add_argument("--url", help="gateway URL (default: the running exchange's)")
     demo.set_defaults(func=_cmd_demo)
+    from services.audit.cli import add_commands as add_audit_commands
+
+    add_audit_commands(sub)
     return p
 
 

@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     ledger_batch_size: int = 2000
     """Most events the ledger archives in one PostgreSQL transaction."""
 
+    checkpoint_every_events: int = 1000
+    """The ledger signs a checkpoint (Merkle tree head) after this many newly archived events."""
+
+    checkpoint_every_seconds: float = 60.0
+    """…or after this long, when anything was archived since the last checkpoint."""
+
+    audit_key_path: Path | None = None
+    """The ledger's Ed25519 signing key (PEM, mode 0600), created at first start. Unset:
+    var_dir/keys/ledger-ed25519.pem."""
+
     log_level: str = "INFO"
     """Log level of every service (structured JSON lines on stderr)."""
 

@@ -25,6 +25,7 @@ from schemas.messages import (
     AmendNeed,
     AmendPledge,
     CancelNeed,
+    CheckpointRecorded,
     ClockTicked,
     ConfirmMatch,
     CorrectEvent,
@@ -227,6 +228,14 @@ def samples() -> list[Message]:
             hold_id=HOLD, supply_id=VOL, reason="the volunteer did not come", no_show=True
         ),
         SupplyRevoked(hold_id=HOLD, need_id=NEED, reason="the fund refunded a donation"),
+        CheckpointRecorded(
+            origin="community-exchange/ledger",
+            tree_size=1000,
+            root_hash="5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+            chain_hash="d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            key_id="6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            signature="ab" * 64,
+        ),
         MessageDeadLettered(
             topic="needs.postings",
             partition=0,

@@ -19,6 +19,8 @@ import asyncpg
 from schemas.codec import DecodeError, decode
 from schemas.envelope import NAMESPACE, Envelope
 from schemas.messages import Message
+from services.audit.chain import GENESIS, ArchivedRow, chain, content_hash
+from services.audit.merkle import Frontier, leaf_hash
 from services.domain.projections import (
     JournalLine,
     MatchDelivered,
@@ -38,9 +40,11 @@ TEMP_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS archive_in (
     ord integer, event_id uuid, topic text, kafka_partition integer, kafka_offset bigint,
     kafka_key bytea, value bytea, headers text, event_type text, stream_id text,
-    stream_seq bigint, recorded_at timestamptz
+    stream_seq bigint, recorded_at timestamptz, content_hash bytea
 ) ON COMMIT DELETE ROWS
 """
+
+ARCHIVE_LOCK = 0x41524348  # advisory lock id ("ARCH"): one writer extends the hash chain at a time
 
 _ROW_KEYS = {
     "rm_needs": "need_id",
@@ -78,8 +82,14 @@ async def prepare(conn: asyncpg.Connection) -> None:
     await conn.execute(TEMP_TABLE)
 
 
-async def archive_batch(conn: asyncpg.Connection, records: Sequence[Record]) -> int:
-    """Archive `records` (in consumption order); return how many were new."""
+async def archive_batch(
+    conn: asyncpg.Connection, records: Sequence[Record], tree: Frontier | None = None
+) -> int:
+    """Archive `records` (in consumption order); return how many were new.
+
+    New rows get their content and chain hashes (services/audit/chain.py) in the same
+    transaction as the rows and positions, so the chain never has a gap or a fork; `tree`, the
+    ledger's running Merkle tree, gains their leaves once the transaction has committed."""
     envelopes: dict[uuid.UUID, Envelope[Message]] = {}
     rows = []
     for ord_, rec in enumerate(records):
@@ -87,38 +97,70 @@ async def archive_batch(conn: asyncpg.Connection, records: Sequence[Record]) -> 
         eid = env.event_id if env is not None else archive_id(rec)
         if env is not None:
             envelopes[eid] = env
+        headers = [[k, v.decode("utf-8", "replace")] for k, v in rec.headers]
+        row = ArchivedRow(
+            eid,
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            rec.key,
+            rec.value,
+            headers,
+            env.event_type if env else (_header(rec, EVENT_TYPE_HEADER) or "Undecodable"),
+            env.stream_id if env else None,
+            env.stream_seq if env else None,
+            env.recorded_at if env else None,
+        )
         rows.append(
             (
                 ord_,
                 eid,
-                rec.topic,
-                rec.partition,
-                rec.offset,
-                rec.key,
-                rec.value,
-                json.dumps(
-                    [[k, v.decode("utf-8", "replace")] for k, v in rec.headers], ensure_ascii=False
-                ),
-                env.event_type if env else (_header(rec, EVENT_TYPE_HEADER) or "Undecodable"),
-                env.stream_id if env else None,
-                env.stream_seq if env else None,
-                env.recorded_at if env else None,
+                row.topic,
+                row.partition,
+                row.offset,
+                row.key,
+                row.value,
+                json.dumps(headers, ensure_ascii=False),
+                row.event_type,
+                row.stream_id,
+                row.stream_seq,
+                row.recorded_at,
+                content_hash(row),
             )
         )
     async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", ARCHIVE_LOCK)
         await conn.copy_records_to_table("archive_in", records=rows)
+        known = {  # (an index lookup: a join here turns into a scan of the whole archive)
+            (r["topic"], r["event_id"])
+            for r in await conn.fetch(
+                "SELECT topic, event_id FROM archive WHERE event_id = ANY($1::uuid[])",
+                list({r[1] for r in rows}),
+            )
+        }
+        fresh = []  # the first sighting of each (topic, event id) not archived before, in order
+        for r in rows:
+            if (r[2], r[1]) not in known:
+                known.add((r[2], r[1]))
+                fresh.append(r[0])
+        contents = [rows[o][12] for o in fresh]
+        links = chain(await chain_head(conn), contents)
         inserted = await conn.fetch(
             "INSERT INTO archive (event_id, topic, kafka_partition, kafka_offset, kafka_key,"
-            " value, headers, event_type, stream_id, stream_seq, recorded_at)"
-            " SELECT event_id, topic, kafka_partition, kafka_offset, kafka_key, value,"
-            " headers::jsonb,"
-            " event_type, stream_id, stream_seq, recorded_at FROM ("
-            "  SELECT DISTINCT ON (topic, event_id) * FROM archive_in"
-            "  ORDER BY topic, event_id, ord"
-            " ) first_seen ORDER BY ord"
-            " ON CONFLICT (topic, event_id) DO NOTHING RETURNING event_id, archive_seq"
+            " value, headers, event_type, stream_id, stream_seq, recorded_at, content_hash,"
+            " chain_hash)"
+            " SELECT i.event_id, i.topic, i.kafka_partition, i.kafka_offset, i.kafka_key,"
+            " i.value, i.headers::jsonb, i.event_type, i.stream_id, i.stream_seq, i.recorded_at,"
+            " i.content_hash, c.chain_hash"
+            " FROM archive_in i JOIN unnest($1::integer[], $2::bytea[]) AS c(ord, chain_hash)"
+            " ON c.ord = i.ord ORDER BY i.ord"
+            " RETURNING event_id, topic, archive_seq",
+            fresh,
+            links,
         )
         new = sorted(inserted, key=lambda r: r["archive_seq"])
+        if [(r["topic"], r["event_id"]) for r in new] != [(rows[o][2], rows[o][1]) for o in fresh]:
+            raise RuntimeError("archive_seq order differs from the hash chain's order")
         first = await conn.fetch(  # an event seen before on another topic is projected once
             "INSERT INTO projected_events (event_id, archive_seq)"
             " SELECT * FROM unnest($1::uuid[], $2::bigint[])"
@@ -137,7 +179,82 @@ async def archive_batch(conn: asyncpg.Connection, records: Sequence[Record]) -> 
             [r[1] for r in rows],
         )
         await save_positions(conn, records)
+    if tree is not None:
+        tree.extend(leaf_hash(c) for c in contents)
     return len(new)
+
+
+async def chain_head(conn: asyncpg.Connection) -> bytes:
+    """The chain hash of the last hashed row (GENESIS when there is none).
+
+    Every row the ledger writes is hashed; a row without hashes after them was not written by
+    the ledger, and stays outside the chain for `exchange audit verify` to report."""
+    head: bytes | None = await conn.fetchval(
+        "SELECT chain_hash FROM archive WHERE chain_hash IS NOT NULL"
+        " ORDER BY archive_seq DESC LIMIT 1"
+    )
+    return GENESIS if head is None else head
+
+
+def row_of(r: asyncpg.Record) -> ArchivedRow:
+    """The hashed fields of an archive row as read from PostgreSQL."""
+    return ArchivedRow(
+        r["event_id"],
+        r["topic"],
+        r["kafka_partition"],
+        r["kafka_offset"],
+        r["kafka_key"],
+        r["value"],
+        r["headers"],
+        r["event_type"],
+        r["stream_id"],
+        r["stream_seq"],
+        r["recorded_at"],
+    )
+
+
+ROW_COLUMNS = (
+    "archive_seq, event_id, topic, kafka_partition, kafka_offset, kafka_key, value, headers,"
+    " event_type, stream_id, stream_seq, recorded_at, content_hash, chain_hash"
+)
+
+
+async def hash_legacy_rows(conn: asyncpg.Connection, batch: int = 5000) -> int:
+    """Give the rows archived before migration 0004 their hashes, in archive_seq order.
+
+    Runs at the ledger's start, before it archives anything, so the chain starts at the first
+    row ever archived. Only rows up to the archive's end at migration time are hashed here: a
+    row without hashes after that was not written by the ledger. These hashes attest to the
+    rows as they were when first hashed, not as they were first archived."""
+    done = 0
+    while True:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", ARCHIVE_LOCK)
+            rows = await conn.fetch(
+                f"SELECT {ROW_COLUMNS} FROM archive WHERE chain_hash IS NULL"
+                " AND archive_seq <= (SELECT until_seq FROM archive_legacy)"
+                " ORDER BY archive_seq LIMIT $1",
+                batch,
+            )
+            if not rows:
+                return done
+            before = await conn.fetchval(
+                "SELECT chain_hash FROM archive WHERE archive_seq < $1"
+                " ORDER BY archive_seq DESC LIMIT 1",
+                rows[0]["archive_seq"],
+            )
+            contents = [content_hash(row_of(r)) for r in rows]
+            links = chain(before or GENESIS, contents)
+            await conn.execute(
+                "UPDATE archive a SET content_hash = h.content_hash, chain_hash = h.chain_hash"
+                " FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])"
+                " AS h(archive_seq, content_hash, chain_hash)"
+                " WHERE a.archive_seq = h.archive_seq",
+                [r["archive_seq"] for r in rows],
+                contents,
+                links,
+            )
+            done += len(rows)
 
 
 DECISIONS_TOPIC = "matches.events"

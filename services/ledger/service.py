@@ -11,10 +11,18 @@ import logging
 import signal
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.topics import all_topic_names, partitions_of
-from services.ledger.archive import archive_batch, hold_back_decisions, load_positions, prepare
+from services.audit.keys import key_path, load_or_create_key
+from services.ledger.archive import (
+    archive_batch,
+    hash_legacy_rows,
+    hold_back_decisions,
+    load_positions,
+    prepare,
+)
+from services.ledger.checkpoints import Checkpointer
 from services.platform import logs
 from services.platform.db import Heartbeat, connect, connect_pool, migrate
 from services.platform.kafka import Record, ensure_topics
@@ -33,6 +41,17 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
     beat.start()
     conn = await connect(dsn)
     await prepare(conn)
+    hashed = await hash_legacy_rows(conn)
+    if hashed:
+        log.info("hashed rows archived before hashing existed", extra={"rows": hashed})
+    checkpoints = await Checkpointer.load(
+        conn,
+        load_or_create_key(key_path(settings)),
+        settings.checkpoint_every_events,
+        settings.checkpoint_every_seconds,
+    )
+    publisher = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await publisher.start()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -43,6 +62,7 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
     )
     await consumer.start()
     try:
+        await checkpoints.publish_pending(conn, publisher)
         positions = await load_positions(conn)
         parts = [TopicPartition(t, p) for t in all_topic_names() for p in range(partitions_of(t))]
         consumer.assign(parts)
@@ -63,6 +83,9 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
             records, held = await hold_back_decisions(conn, records)
             for (topic, partition), offset in held.items():
                 consumer.seek(TopicPartition(topic, partition), offset)
+            if checkpoints.due():
+                await checkpoints.record(conn)
+                await checkpoints.publish_pending(conn, publisher)
             if held and not records:
                 await asyncio.sleep(0.01)  # the inputs are on their way
                 continue
@@ -72,12 +95,22 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
                     await beat.beat()
                     log.info("ready: caught up", extra={"archived": archived})
                 continue
-            archived += await archive_batch(conn, records)
+            new = await archive_batch(conn, records, checkpoints.tree)
+            checkpoints.count(new, records)
+            archived += new
             beat.details = {
                 "archived": archived,
                 "rate": round(archived / max(time.monotonic() - started, 1e-9), 1),
+                "tree_size": checkpoints.tree.size,
             }
+        if checkpoints.pending:  # a clean stop signs what it archived
+            await checkpoints.record(conn)
+            try:  # never hold up a stop for the broker: the next start publishes it
+                await asyncio.wait_for(checkpoints.publish_pending(conn, publisher), 5)
+            except Exception as exc:
+                log.warning("checkpoint not published at stop", extra={"error": repr(exc)})
     finally:
+        await publisher.stop()
         await consumer.stop()
         await beat.stop()
         await conn.close()

@@ -1,0 +1,1 @@
+"""Tamper evidence for the archive: hash chains, Merkle tree heads, signed checkpoints."""

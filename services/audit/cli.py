@@ -1,0 +1,183 @@
+"""`exchange audit …`: verify the archive, print the public key, prove and check consistency.
+
+Exit codes: 0 verified, 1 evidence of tampering (the first broken event is printed), 2 the check
+could not run (no key, no database)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from services.settings import Settings
+
+
+def add_commands(sub: Any) -> None:
+    """Register `audit` and its actions on the `exchange` command's subparsers."""
+    audit = sub.add_parser("audit", help="tamper evidence: verify the archive, keys, proofs")
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+
+    verify = asub.add_parser(
+        "verify", help="recompute every hash chain and signed checkpoint of the archive"
+    )
+    verify.add_argument("--against-kafka", action="store_true", help="also compare with topics")
+    verify.add_argument("--database-url", help="default: DATABASE_URL or the running exchange's")
+    verify.add_argument("--bootstrap-servers", help="default: KAFKA_BOOTSTRAP_SERVERS or running")
+    verify.add_argument("--public-key", help="trusted key, 64 hex digits (default: the key file)")
+    verify.set_defaults(func=_cmd_verify)
+
+    asub.add_parser("key", help="print the exchange's public key and key id").set_defaults(
+        func=_cmd_key
+    )
+
+    prove = asub.add_parser(
+        "prove", help="print a consistency proof between two signed checkpoints (JSON)"
+    )
+    prove.add_argument("--from-size", type=int, required=True, help="the older checkpoint's size")
+    prove.add_argument("--to-size", type=int, help="the newer one's (default: the latest)")
+    prove.add_argument("--database-url", help="default: DATABASE_URL or the running exchange's")
+    prove.set_defaults(func=_cmd_prove)
+
+    check = asub.add_parser("verify-proof", help="check a proof document with only the public key")
+    check.add_argument("proof", help="file written by `exchange audit prove` (- for stdin)")
+    check.add_argument("--public-key", help="trusted key, 64 hex digits (default: the key file)")
+    check.add_argument(
+        "--held", help="a CheckpointRecorded event you hold: must be the proof's old checkpoint"
+    )
+    check.set_defaults(func=_cmd_verify_proof)
+
+
+def _trusted(settings: Settings, given: str | None) -> Ed25519PublicKey:
+    from services.audit.checkpoint import public_key_from_hex
+    from services.audit.keys import key_path, load_key
+
+    if given:
+        return public_key_from_hex(given)
+    try:
+        return load_key(key_path(settings)).public_key()
+    except SystemExit as exc:  # no key: the check could not run, which is not tampering (1)
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _dsn(settings: Settings, given: str | None) -> str:
+    if given:
+        return given
+    from services.cli import _database
+
+    return _database(settings)
+
+
+def _bootstrap(settings: Settings, given: str | None) -> str:
+    if given or settings.kafka_bootstrap_servers:
+        return str(given or settings.kafka_bootstrap_servers)
+    from services.cli import _running
+
+    return _running(settings)["kafka_bootstrap_servers"]
+
+
+def _progress(done: int, total: int) -> None:
+    """A progress line on stderr, for people (nothing when stderr is not a terminal)."""
+    if total and sys.stderr.isatty():
+        sys.stderr.write(f"\rverifying archive: {done}/{total} events")
+        if done >= total:
+            sys.stderr.write("\n")
+
+
+def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from services.audit.evidence import compare_with_topics, verify_archive
+    from services.platform.db import connect
+
+    trusted = _trusted(settings, args.public_key)
+    dsn = _dsn(settings, args.database_url)
+    bootstrap = _bootstrap(settings, args.bootstrap_servers) if args.against_kafka else None
+
+    async def run() -> int:
+        conn = await connect(dsn)
+        try:
+            finding, summary = await verify_archive(conn, trusted, _progress)
+            if finding is not None:
+                print(f"BROKEN {finding}")
+                return 1
+            unarchived = 0
+            if bootstrap is not None:
+                print("comparing with the topics …", file=sys.stderr)
+                finding, unarchived = await compare_with_topics(conn, bootstrap)
+                if finding is not None:
+                    print(f"BROKEN (against the topics) {finding}")
+                    return 1
+        finally:
+            await conn.close()
+        head = summary.head
+        print(
+            f"archive verified: {summary.events} events, hash chain intact, "
+            f"{summary.checkpoints} signed checkpoints match"
+        )
+        print(f"tree head: size {head.tree_size} root {head.root_hash.hex()}")
+        if summary.last_signed is not None:
+            cp = summary.last_signed
+            print(
+                f"last signed checkpoint: size {cp.head.tree_size} root {cp.head.root_hash.hex()}"
+            )
+        if bootstrap is not None:
+            print(f"topics agree with the archive ({unarchived} records not archived yet)")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_key(settings: Settings, args: argparse.Namespace) -> int:
+    from services.audit.checkpoint import key_id, raw_public_key
+    from services.audit.keys import key_path, load_key
+
+    public = load_key(key_path(settings)).public_key()
+    print(f"public_key {raw_public_key(public).hex()}")
+    print(f"key_id     {key_id(public).hex()}")
+    print(public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode(), end="")
+    return 0
+
+
+def _cmd_prove(settings: Settings, args: argparse.Namespace) -> int:
+    from services.audit.evidence import prove
+    from services.audit.proofs import proof_document
+    from services.platform.db import connect
+
+    dsn = _dsn(settings, args.database_url)
+
+    async def run() -> int:
+        conn = await connect(dsn)
+        try:
+            old, new, proof = await prove(conn, args.from_size, args.to_size)
+        except LookupError as exc:
+            print(f"cannot prove: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await conn.close()
+        print(json.dumps(proof_document(old, new, proof), indent=2))
+        return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_verify_proof(settings: Settings, args: argparse.Namespace) -> int:
+    from services.audit.proofs import checkpoint_from_json, checkpoint_json, proof_problem
+
+    text = sys.stdin.read() if args.proof == "-" else Path(args.proof).read_text()
+    doc = json.loads(text)
+    why = proof_problem(doc, _trusted(settings, args.public_key))
+    if why is None and args.held:
+        held = checkpoint_from_json(json.loads(Path(args.held).read_text())["payload"])
+        if checkpoint_json(held) != doc["old"]:
+            why = "the proof's old checkpoint is not the one you hold"
+    if why is not None:
+        print(f"NOT PROVEN: {why}")
+        return 1
+    old, new = doc["old"]["tree_size"], doc["new"]["tree_size"]
+    print(f"proven: the log of {new} events extends the signed log of {old} events")
+    return 0

@@ -1,0 +1,161 @@
+"""Reading the evidence: archive rows, checkpoints and topics, for the checks in verify.py,
+topics_compare.py and proofs.py. Pages through the archive so memory stays flat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Callable
+
+import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from schemas.topics import LEDGER_CHECKPOINTS, all_topic_names
+from services.audit.chain import content_hash
+from services.audit.checkpoint import Checkpoint, TreeHead
+from services.audit.merkle import consistency_proof, leaf_hash
+from services.audit.proofs import checkpoint_from_json
+from services.audit.topics_compare import Copy, compare_partition
+from services.audit.verify import (
+    LOOKBEHIND,
+    ArchiveChecker,
+    Finding,
+    StoredRow,
+    Summary,
+    merge_checkpoints,
+)
+from services.ledger.archive import ROW_COLUMNS, archive_id, row_of
+from services.platform.kafka import read_all
+
+PAGE = 5000
+Progress = Callable[[int, int], None]
+
+
+def _stored(r: asyncpg.Record) -> StoredRow:
+    return StoredRow(r["archive_seq"], row_of(r), r["content_hash"], r["chain_hash"])
+
+
+async def stored_checkpoints(conn: asyncpg.Connection) -> list[Checkpoint]:
+    """Every checkpoint in the checkpoints table, in tree-size order."""
+    return [
+        Checkpoint(
+            TreeHead(r["tree_size"], r["root_hash"], r["chain_hash"]), r["key_id"], r["signature"]
+        )
+        for r in await conn.fetch(
+            "SELECT tree_size, root_hash, chain_hash, signature, key_id FROM checkpoints"
+            " ORDER BY tree_size"
+        )
+    ]
+
+
+async def published_checkpoints(conn: asyncpg.Connection) -> list[Checkpoint]:
+    """The checkpoints archived as CheckpointRecorded events: a copy the checkpoints table cannot
+    take back. A row whose content no longer matches its hash is left to the chain check."""
+    found = []
+    for r in await conn.fetch(
+        f"SELECT {ROW_COLUMNS} FROM archive WHERE topic = $1 ORDER BY archive_seq",
+        LEDGER_CHECKPOINTS.name,
+    ):
+        if r["content_hash"] != content_hash(row_of(r)):
+            continue
+        try:
+            found.append(checkpoint_from_json(json.loads(r["value"])["payload"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+async def verify_archive(
+    conn: asyncpg.Connection, trusted: Ed25519PublicKey, progress: Progress | None = None
+) -> tuple[Finding | None, Summary]:
+    """Recompute every content hash, chain hash and checkpoint; the first finding, or None."""
+    checkpoints = merge_checkpoints(
+        await stored_checkpoints(conn), await published_checkpoints(conn)
+    )
+    checker = ArchiveChecker(checkpoints, trusted)
+    total = await conn.fetchval("SELECT count(*) FROM archive")
+    last, done = -(2**63), 0  # archive_seq can be made zero or negative by hand
+    while True:
+        rows = [
+            _stored(r)
+            for r in await conn.fetch(
+                f"SELECT {ROW_COLUMNS} FROM archive WHERE archive_seq > $1"
+                " ORDER BY archive_seq LIMIT $2",
+                last,
+                PAGE + LOOKBEHIND,  # the extra rows only help tell a reordering from a deletion
+            )
+        ]
+        if not rows:
+            break
+        upto = min(PAGE, len(rows))
+        finding = checker.check(rows, upto)
+        if finding is not None:
+            return finding, checker.summary
+        last = rows[upto - 1].archive_seq
+        done += upto
+        if progress:
+            progress(done, total)
+    return checker.finish(), checker.summary
+
+
+async def compare_with_topics(
+    conn: asyncpg.Connection, bootstrap: str
+) -> tuple[Finding | None, int]:
+    """Each topic partition against the archive's rows from it: the first finding (lowest
+    archive_seq) and how many records on the topics are not archived yet."""
+    logged: dict[tuple[str, int], list[Copy]] = defaultdict(list)
+
+    def read() -> None:
+        for rec in read_all(bootstrap, all_topic_names()):
+            copy = Copy(archive_id(rec), rec.key, rec.value, rec.offset)
+            logged[(rec.topic, rec.partition)].append(copy)
+
+    await asyncio.to_thread(read)
+    places = {
+        (r["topic"], r["kafka_partition"])
+        for r in await conn.fetch("SELECT DISTINCT topic, kafka_partition FROM archive")
+    } | set(logged)
+    findings: list[Finding] = []
+    unarchived = 0
+    for topic, partition in sorted(places):
+        archived = [
+            Copy(r["event_id"], r["kafka_key"], r["value"], r["archive_seq"])
+            for r in await conn.fetch(
+                "SELECT archive_seq, event_id, kafka_key, value FROM archive"
+                " WHERE topic = $1 AND kafka_partition = $2 ORDER BY archive_seq",
+                topic,
+                partition,
+            )
+        ]
+        report = compare_partition(topic, partition, archived, logged.get((topic, partition), []))
+        unarchived += report.unarchived
+        if report.finding is not None:
+            findings.append(report.finding)
+    first = min(findings, key=lambda f: f.archive_seq or 0, default=None)
+    return first, unarchived
+
+
+async def prove(
+    conn: asyncpg.Connection, old_size: int, new_size: int | None
+) -> tuple[Checkpoint, Checkpoint, list[bytes]]:
+    """The two stored checkpoints and the consistency proof between them (from stored hashes:
+    run `verify` to trust those)."""
+    by_size = {cp.head.tree_size: cp for cp in await stored_checkpoints(conn)}
+    if not by_size:
+        raise LookupError("no checkpoint has been recorded yet")
+    target = max(by_size) if new_size is None else new_size
+    for size in (old_size, target):
+        if size not in by_size:
+            raise LookupError(f"no checkpoint at tree size {size}; there are: {sorted(by_size)}")
+    if old_size > target:
+        raise LookupError(f"tree size {old_size} is not older than {target}")
+    hashes = [
+        r["content_hash"]
+        for r in await conn.fetch(
+            "SELECT content_hash FROM archive ORDER BY archive_seq LIMIT $1", target
+        )
+    ]
+    leaves = [leaf_hash(h or b"") for h in hashes]
+    proof = consistency_proof(leaves, old_size) if old_size else []
+    return by_size[old_size], by_size[target], proof

@@ -1,0 +1,181 @@
+"""The ledger's signed checkpoints: when to record one, recording it, publishing it.
+
+The ledger keeps the Merkle tree of the archive as a frontier (O(log n) hashes) rebuilt from the
+stored content hashes at start and extended after every committed batch. Every
+`checkpoint_every_events` new events, or `checkpoint_every_seconds` after the first event since
+the last checkpoint, it signs the head and the chain hash, stores the checkpoint and publishes it
+as a CheckpointRecorded event on ledger.checkpoints. A checkpoint stored but not yet published
+(a crash in between) is published at the next start: `published_at` says which.
+
+Checkpoint events are themselves archived (the ledger reads every topic). They alone never make
+a checkpoint due, or an idle exchange would sign a new head for each previous one forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from schemas.checkpoints import CheckpointRecorded
+from schemas.codec import encode
+from schemas.envelope import NAMESPACE, SYSTEM_ACTOR, Envelope
+from schemas.message import Message
+from schemas.topics import LEDGER_CHECKPOINTS
+from services.audit.chain import ArchivedRow, content_hash
+from services.audit.checkpoint import ORIGIN, Checkpoint, TreeHead, sign
+from services.audit.merkle import Frontier, leaf_hash
+from services.ledger.archive import ROW_COLUMNS, chain_head, row_of
+from services.platform.kafka import Record, headers_for
+
+log = logging.getLogger(__name__)
+
+TOPIC = LEDGER_CHECKPOINTS.name
+
+
+def checkpoint_event_id(tree_size: int, root_hash: bytes) -> uuid.UUID:
+    """Stable id of the event publishing a checkpoint, so that a re-publication is a duplicate."""
+    return uuid.uuid5(NAMESPACE, f"checkpoint/{tree_size}/{root_hash.hex()}")
+
+
+def checkpoint_envelope(
+    checkpoint: Checkpoint, event_id: uuid.UUID, at: datetime
+) -> Envelope[Message]:
+    """The CheckpointRecorded event of a stored checkpoint (stream position: its tree size)."""
+    head = checkpoint.head
+    payload = CheckpointRecorded(
+        origin=ORIGIN,
+        tree_size=head.tree_size,
+        root_hash=head.root_hash.hex(),
+        chain_hash=head.chain_hash.hex(),
+        key_id=checkpoint.key_id.hex(),
+        signature=checkpoint.signature.hex(),
+    )
+    return Envelope[Message](
+        event_id=event_id,
+        event_type=payload.TYPE,
+        schema_version=payload.VERSION,
+        stream_id="checkpoints:ledger",
+        stream_seq=head.tree_size,
+        occurred_at=at,
+        recorded_at=at,
+        actor=SYSTEM_ACTOR,
+        correlation_id=event_id,
+        payload=payload,
+    )
+
+
+class Checkpointer:
+    """Decides when the ledger signs a checkpoint, and records and publishes it."""
+
+    def __init__(
+        self, key: Ed25519PrivateKey, every_events: int, every_seconds: float, tree: Frontier
+    ) -> None:
+        self.key = key
+        self.every_events = max(every_events, 1)
+        self.every_seconds = every_seconds
+        self.tree = tree
+        self.pending = 0
+        """Events archived since the last checkpoint (checkpoint events alone excepted)."""
+        self.pending_since: float | None = None
+
+    @classmethod
+    async def load(
+        cls,
+        conn: asyncpg.Connection,
+        key: Ed25519PrivateKey,
+        every_events: int,
+        every_seconds: float,
+    ) -> Checkpointer:
+        """Rebuild the tree from the archive's content hashes and find what is unsigned."""
+        last = await conn.fetchval("SELECT coalesce(max(tree_size), 0) FROM checkpoints")
+        tree, pending = Frontier(), 0
+        async with conn.transaction():
+            async for r in conn.cursor(
+                "SELECT archive_seq, topic, content_hash FROM archive ORDER BY archive_seq",
+                prefetch=10_000,
+            ):
+                content = r["content_hash"] or await _recompute(conn, r["archive_seq"])
+                tree.append(leaf_hash(content))
+                if tree.size > last and r["topic"] != TOPIC:
+                    pending += 1
+        self = cls(key, every_events, every_seconds, tree)
+        self.count(pending)
+        return self
+
+    def count(self, archived: int, records: Sequence[Record] = ()) -> None:
+        """Note `archived` new events (from `records`, when known)."""
+        if archived and (not records or any(r.topic != TOPIC for r in records)):
+            self.pending += archived
+            if self.pending_since is None:
+                self.pending_since = time.monotonic()
+
+    def due(self) -> bool:
+        """Enough events, or enough time since the first unsigned one."""
+        if not self.pending or self.pending_since is None:
+            return False
+        waited = time.monotonic() - self.pending_since
+        return self.pending >= self.every_events or waited >= self.every_seconds
+
+    async def record(self, conn: asyncpg.Connection) -> Checkpoint | None:
+        """Sign and store the head of everything archived so far (None when nothing is new)."""
+        self.pending, self.pending_since = 0, None
+        last = await conn.fetchval("SELECT coalesce(max(tree_size), 0) FROM checkpoints")
+        if self.tree.size <= last:
+            return None
+        head = TreeHead(self.tree.size, self.tree.root(), await chain_head(conn))
+        checkpoint = sign(head, self.key)
+        await conn.execute(
+            "INSERT INTO checkpoints (tree_size, root_hash, chain_hash, signature, key_id,"
+            " event_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size) DO NOTHING",
+            head.tree_size,
+            head.root_hash,
+            head.chain_hash,
+            checkpoint.signature,
+            checkpoint.key_id,
+            checkpoint_event_id(head.tree_size, head.root_hash),
+        )
+        log.info("checkpoint recorded", extra={"tree_size": head.tree_size})
+        return checkpoint
+
+    async def publish_pending(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
+        """Publish every stored checkpoint not yet published, oldest first; return how many."""
+        rows = await conn.fetch(
+            "SELECT tree_size, root_hash, chain_hash, signature, key_id, created_at, event_id"
+            " FROM checkpoints WHERE published_at IS NULL ORDER BY tree_size"
+        )
+        for r in rows:
+            checkpoint = Checkpoint(
+                TreeHead(r["tree_size"], r["root_hash"], r["chain_hash"]),
+                r["key_id"],
+                r["signature"],
+            )
+            env = checkpoint_envelope(checkpoint, r["event_id"], r["created_at"])
+            await producer.send_and_wait(
+                TOPIC,
+                encode(env),
+                key=b"ledger",
+                partition=0,
+                headers=headers_for(env.event_id, env.event_type),
+            )
+            await conn.execute(
+                "UPDATE checkpoints SET published_at = $2 WHERE tree_size = $1",
+                r["tree_size"],
+                datetime.now(UTC),
+            )
+        return len(rows)
+
+
+async def _recompute(conn: asyncpg.Connection, archive_seq: int) -> bytes:
+    """The content hash of a row stored without one (it was not written by the ledger)."""
+    r = await conn.fetchrow(
+        f"SELECT {ROW_COLUMNS} FROM archive WHERE archive_seq = $1", archive_seq
+    )
+    row: ArchivedRow = row_of(r)
+    return content_hash(row)
