@@ -1,0 +1,175 @@
+"""The read models and journal folded in memory from the log, for the auditor's replay.
+
+The ledger turns `services.domain.projections.project` into SQL one event at a time
+(`services.ledger.archive.apply_projection`). Doing the same here would replay at the speed of
+per-event round trips; instead the same pure changes are applied to dictionaries with exactly
+the SQL's meaning (insert-if-absent, update-if-present, the need status rule, the journal's
+line numbering), and the result is copied into a scratch schema in bulk. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, get_args
+
+from schemas.envelope import Envelope
+from schemas.messages import Message
+from services.domain.projections import (
+    _PROJECTORS,
+    JournalLine,
+    MatchDelivered,
+    MatchEnded,
+    NeedCompleted,
+    NeedFilled,
+    Row,
+    Update,
+    fund_account,
+    project,
+)
+
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "rm_needs": ("need_id",),
+    "rm_funds": ("fund_id",),
+    "rm_pledges": ("volunteer_id",),
+    "rm_matches": ("match_id",),
+    "rm_refusals": ("posting_id",),
+    "journal_lines": ("event_id", "line_no"),
+    "projected_events": ("event_id",),
+}
+"""Every table the ledger derives from the log, with its primary key."""
+
+WALL_CLOCK_COLUMNS: dict[str, tuple[str, ...]] = {"rm_needs": ("updated_at",)}
+"""Columns the ledger fills from its own clock (`now()`): no replay can reproduce them."""
+
+INITIAL: dict[str, dict[str, Any]] = {"rm_needs": {"completed": 0}}
+"""Column defaults (as in the migrations) that later changes add to."""
+
+
+def _types_of(handles: Any) -> set[str]:
+    return {c.TYPE for c in (get_args(handles) or (handles,))}
+
+
+PROJECTED_TYPES: frozenset[str] = frozenset(
+    t for handles, _ in _PROJECTORS for t in _types_of(handles)
+)
+"""Event types that change a read model; any other event can be counted without decoding."""
+
+
+def _need_status(row: dict[str, Any]) -> str:
+    """The ledger's NEED_STATUS rule, in Python (cancelled and fulfilled are final)."""
+    status = str(row["status"])
+    if status in ("cancelled", "fulfilled"):
+        return status
+    if row["completed"] >= row["wanted"]:
+        return "fulfilled"
+    if row["filled"] >= row["wanted"]:
+        return "matched"
+    return "partially_matched" if row["filled"] > 0 else "open"
+
+
+@dataclass
+class ProjectionFold:
+    """Tables as {primary key: row}, and for each row the events that wrote it, in order."""
+
+    tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = field(
+        default_factory=lambda: {t: {} for t in TABLE_KEYS}
+    )
+    writers: dict[tuple[str, tuple[Any, ...]], list[uuid.UUID]] = field(default_factory=dict)
+    events: int = 0
+
+    def first_seen(self, event_id: uuid.UUID, archive_seq: int) -> None:
+        """Record an event's first appearance in the archive (the ledger's projected_events)."""
+        self.tables["projected_events"][(event_id,)] = {
+            "event_id": event_id,
+            "archive_seq": archive_seq,
+        }
+
+    def apply(self, env: Envelope[Message]) -> None:
+        """Apply one event's projected changes, as `apply_projection` does in SQL."""
+        self.events += 1
+        line_no = 0
+        for change in project(env):
+            if isinstance(change, Row):
+                self._insert(change.table, change.values, env.event_id)
+            elif isinstance(change, Update):
+                row = self._row(change.table, (change.key_value,), env.event_id)
+                if row is not None:
+                    row.update(change.values)
+            elif isinstance(change, JournalLine):
+                line_no += 1
+                self._post(env.event_id, line_no, change.account, change.amount_minor, change)
+            elif isinstance(change, NeedFilled | NeedCompleted):
+                done = isinstance(change, NeedCompleted)
+                self._need_delta(change.need_id, env.event_id, change.amount, done)
+            elif isinstance(change, MatchEnded | MatchDelivered):
+                line_no = self._match_moves(change, env.event_id, line_no)
+
+    def _insert(self, table: str, values: dict[str, Any], event_id: uuid.UUID) -> None:
+        key = tuple(values[k] for k in TABLE_KEYS[table])
+        rows = self.tables[table]
+        if key not in rows:  # ON CONFLICT DO NOTHING
+            rows[key] = {**INITIAL.get(table, {}), **values}
+        self.writers.setdefault((table, key), []).append(event_id)
+
+    def _row(
+        self, table: str, key: tuple[Any, ...], event_id: uuid.UUID
+    ) -> dict[str, Any] | None:
+        row = self.tables[table].get(key)
+        if row is not None:
+            self.writers.setdefault((table, key), []).append(event_id)
+        return row
+
+    def _post(
+        self, event_id: uuid.UUID, line_no: int, account: str, amount: int, cur: Any
+    ) -> None:
+        currency = cur if isinstance(cur, str) else cur.currency
+        key = (event_id, line_no)
+        self.tables["journal_lines"].setdefault(
+            key,
+            {
+                "event_id": event_id,
+                "line_no": line_no,
+                "account": account,
+                "amount_minor": amount,
+                "currency": currency,
+            },
+        )
+        self.writers[("journal_lines", key)] = [event_id]
+
+    def _need_delta(
+        self, need_id: uuid.UUID, event_id: uuid.UUID, amount: int, completed: bool
+    ) -> None:
+        row = self._row("rm_needs", (need_id,), event_id)
+        if row is None:
+            return
+        row["completed" if completed else "filled"] += amount
+        row["status"] = _need_status(row)
+
+    def _match_moves(
+        self, change: MatchEnded | MatchDelivered, event_id: uuid.UUID, line_no: int
+    ) -> int:
+        m = self._row("rm_matches", (change.match_id,), event_id)
+        if m is None:  # the ledger moves nothing for a match it never saw proposed
+            return line_no
+        quantity = m["amount_minor"] if m["supply"] == "fund" else 1
+        currency = (m["currency"] or "").strip()
+        ended = isinstance(change, MatchEnded)
+        if isinstance(change, MatchEnded):
+            m["status"] = change.status
+            self._need_delta(m["need_id"], event_id, -quantity, completed=False)
+        else:
+            m["status"] = "completed"
+            m["minutes_served"] = change.minutes_served
+            self._need_delta(m["need_id"], event_id, quantity, completed=True)
+        if m["supply"] == "fund":
+            to = "available" if ended else "disbursed"
+            reserved = fund_account(m["fund_id"], "reserved")
+            self._post(event_id, line_no + 1, reserved, -quantity, currency)
+            self._post(event_id, line_no + 2, fund_account(m["fund_id"], to), quantity, currency)
+            line_no += 2
+        return line_no
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """The table's rows (in no particular order)."""
+        return list(self.tables[table].values())

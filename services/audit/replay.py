@@ -1,0 +1,518 @@
+"""`exchange audit replay`: rebuild the read models from the log and re-run the matcher.
+
+Everything runs in one REPEATABLE READ transaction that is rolled back at the end: the archive
+and the live read models are read as of one instant (the ledger writes both in one transaction,
+so they agree at every instant), the scratch schema is created, filled and compared inside that
+transaction, and the rollback drops it. Nothing live is ever written.
+"""
+
+from __future__ import annotations
+
+import heapq
+import secrets
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from schemas.codec import DecodeError, decode
+from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS
+from services.audit.fold import PROJECTED_TYPES, TABLE_KEYS, WALL_CLOCK_COLUMNS, ProjectionFold
+from services.audit.invariants import InvariantChecker
+from services.matcher.processor import PartitionMatcher
+from services.platform.kafka import Record
+from services.platform.processor import process
+
+BATCH = 20_000
+SHOWN = 20
+"""Differing rows reported per table (all are counted)."""
+
+
+class Progress:
+    """A progress bar with events per second on stderr, redrawn at most five times a second
+    (nothing when stderr is not a terminal: logs stay clean)."""
+
+    def __init__(self, label: str, total: int | None = None, out: Any = None) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.out = out or sys.stderr
+        self.started = self.drawn = time.monotonic()
+        self.live = bool(getattr(self.out, "isatty", lambda: False)())
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.live and now - self.drawn >= 0.2:
+            self.drawn = now
+            self._draw(now)
+
+    def rate(self) -> float:
+        """Events per second since the start."""
+        return self.done / max(time.monotonic() - self.started, 1e-9)
+
+    def _draw(self, now: float) -> None:
+        rate = self.done / max(now - self.started, 1e-9)
+        bar = ""
+        if self.total:
+            filled = min(30, 30 * self.done // self.total)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
+        else:
+            bar = f"{self.done} "
+        self.out.write(f"\r{self.label}: {bar}{rate:,.0f} events/s")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.live:
+            self._draw(time.monotonic())
+            self.out.write("\n")
+
+
+# ---- projections ----
+
+
+@dataclass(frozen=True)
+class RowDifference:
+    """One row that is missing, extra or different in the live read model."""
+
+    table: str
+    key: tuple[Any, ...]
+    kind: str  # "missing" (replay has it, live not), "extra" (live only), "different"
+    columns: tuple[str, ...]
+    live: dict[str, Any] | None
+    replayed: dict[str, Any] | None
+    events: tuple[uuid.UUID, ...]
+
+    def __str__(self) -> str:
+        key = ", ".join(str(k) for k in self.key)
+        what = {
+            "missing": "is missing from the live table",
+            "extra": "is in the live table but no event in the log produces it",
+            "different": f"differs in {', '.join(self.columns)}",
+        }[self.kind]
+        text = f"{self.table} ({key}) {what}"
+        if self.kind == "different" and self.live and self.replayed:
+            text += "".join(
+                f"\n    {c}: live {self.live.get(c)!r} / replayed {self.replayed.get(c)!r}"
+                for c in self.columns
+            )
+        if self.events:
+            text += "\n    written by events " + ", ".join(str(e) for e in self.events)
+        return text
+
+
+@dataclass
+class ProjectionReport:
+    """What the projection replay found."""
+
+    events: int = 0
+    projected: int = 0
+    seconds: float = 0.0
+    differences: dict[str, int] = field(default_factory=dict)
+    shown: list[RowDifference] = field(default_factory=list)
+    ignored: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def equal(self) -> bool:
+        return not any(self.differences.values())
+
+
+def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
+    return tuple((str(k), str(v).encode()) for k, v in (raw or ()))
+
+
+async def fold_archive(
+    conn: asyncpg.Connection, progress: Progress | None = None, batch: int = BATCH
+) -> ProjectionFold:
+    """Fold every archived event once, in the order of its first appearance (archive_seq),
+    into the read models. Only event types that change a read model are decoded."""
+    fold = ProjectionFold()
+    seen: set[uuid.UUID] = set()
+    last = 0
+    while True:
+        rows = await conn.fetch(
+            "SELECT archive_seq, event_id, event_type, value FROM archive"
+            " WHERE archive_seq > $1 ORDER BY archive_seq LIMIT $2",
+            last,
+            batch,
+        )
+        if not rows:
+            return fold
+        for seq, event_id, event_type, value in rows:
+            if event_id in seen:
+                continue  # another topic's copy: projected once, at its first appearance
+            seen.add(event_id)
+            fold.first_seen(event_id, seq)
+            if event_type in PROJECTED_TYPES:
+                try:
+                    fold.apply(decode(value))
+                except DecodeError:
+                    pass  # parked on a dead-letter topic; the ledger projects nothing either
+        last = rows[-1][0]
+        if progress is not None:
+            progress.add(len(rows))
+
+
+TOPIC_RANK = {MATCHER_INPUTS.name: 1, MATCHES_EVENTS.name: 2}
+"""Ties in producer time: inputs before the matcher's copies, copies before decisions."""
+
+
+def log_order(records: Iterable[Record]) -> Iterator[Record]:
+    """The topics' records as one log: each partition in offset order, partitions merged by
+    producer timestamp (a decision is produced after what caused it), ties by topic rank.
+    The ledger's archive order is one such merge; where producers' clocks tie or disagree,
+    another merge can apply two unrelated events in the other order."""
+    parts: dict[tuple[str, int], list[Record]] = defaultdict(list)
+    for r in records:
+        parts[(r.topic, r.partition)].append(r)
+    return heapq.merge(
+        *parts.values(),
+        key=lambda r: (r.timestamp_ms, TOPIC_RANK.get(r.topic, 0), r.topic, r.partition),
+    )
+
+
+def fold_records(records: Iterable[Record], progress: Progress | None = None) -> ProjectionFold:
+    """Fold records read from the topics, each event once, in `log_order`."""
+    fold = ProjectionFold()
+    seen: set[uuid.UUID] = set()
+    for n, r in enumerate(log_order(records), start=1):
+        try:
+            env = decode(r.value)
+        except DecodeError:
+            continue
+        if env.event_id not in seen:
+            seen.add(env.event_id)
+            fold.apply(env)
+        if progress is not None and n % 1000 == 0:
+            progress.add(1000)
+    return fold
+
+
+async def _columns(conn: asyncpg.Connection, schema: str, table: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+        schema,
+        table,
+    )
+    return [r[0] for r in rows]
+
+
+async def compare_projections(
+    conn: asyncpg.Connection, fold: ProjectionFold, tables: Iterable[str], report: ProjectionReport
+) -> None:
+    """Copy the folded tables into a scratch schema and compare them with the live ones, row by
+    row on the primary key. Must run inside a transaction the caller rolls back."""
+    live = str(await conn.fetchval("SELECT current_schema()"))
+    scratch = f"audit_replay_{secrets.token_hex(6)}"
+    await conn.execute(f"CREATE SCHEMA {scratch}")
+    for table in tables:
+        cols = await _columns(conn, live, table)
+        await conn.execute(
+            f"CREATE TABLE {scratch}.{table} (LIKE {live}.{table} INCLUDING DEFAULTS)"
+        )
+        rows = fold.rows(table)
+        given = [c for c in cols if any(c in r for r in rows[:1])] or list(TABLE_KEYS[table])
+        if rows:
+            await conn.copy_records_to_table(
+                table,
+                schema_name=scratch,
+                columns=given,
+                records=[tuple(r.get(c) for c in given) for r in rows],
+            )
+        ignored = WALL_CLOCK_COLUMNS.get(table, ())
+        report.ignored[table] = ignored
+        await _compare_table(conn, live, scratch, table, cols, ignored, fold, report)
+    await conn.execute(f"DROP SCHEMA {scratch} CASCADE")
+
+
+async def _compare_table(
+    conn: asyncpg.Connection,
+    live: str,
+    scratch: str,
+    table: str,
+    cols: list[str],
+    ignored: tuple[str, ...],
+    fold: ProjectionFold,
+    report: ProjectionReport,
+) -> None:
+    keys = TABLE_KEYS[table]
+    compared = [c for c in cols if c not in ignored]
+    on = " AND ".join(f"l.{k} = s.{k}" for k in keys)
+    lrow = ", ".join(f"l.{c}" for c in compared)
+    srow = ", ".join(f"s.{c}" for c in compared)
+    distinct = f"ROW({lrow}) IS DISTINCT FROM ROW({srow})"
+    base = f"FROM {live}.{table} l FULL JOIN {scratch}.{table} s ON {on} WHERE {distinct}"
+    report.differences[table] = int(await conn.fetchval(f"SELECT count(*) {base}"))
+    if not report.differences[table]:
+        return
+    order = ", ".join(f"coalesce(l.{k}, s.{k})" for k in keys)
+    found = await conn.fetch(
+        f"SELECT CASE WHEN l.{keys[0]} IS NULL THEN NULL ELSE to_jsonb(l) END AS live,"
+        f" CASE WHEN s.{keys[0]} IS NULL THEN NULL ELSE to_jsonb(s) END AS replayed,"
+        f" {', '.join(f'coalesce(l.{k}, s.{k}) AS k{i}' for i, k in enumerate(keys))}"
+        f" {base} ORDER BY {order} LIMIT {SHOWN}"
+    )
+    for r in found:
+        key = tuple(r[f"k{i}"] for i in range(len(keys)))
+        lv, rv = r["live"], r["replayed"]
+        kind = "extra" if rv is None else "missing" if lv is None else "different"
+        changed = tuple(c for c in compared if lv and rv and lv.get(c) != rv.get(c))
+        events = tuple(fold.writers.get((table, key), ()))
+        report.shown.append(RowDifference(table, key, kind, changed, lv, rv, events))
+
+
+async def replay_projections(
+    conn: asyncpg.Connection,
+    records: Iterable[Record] | None = None,
+    progress: Progress | None = None,
+) -> ProjectionReport:
+    """Rebuild every read model from the archive (or from `records` read from the topics) and
+    compare it with the live one, as of one snapshot of the database."""
+    report = ProjectionReport()
+    started = time.monotonic()
+    tx = conn.transaction(isolation="repeatable_read")
+    await tx.start()
+    try:
+        if records is None:
+            fold = await fold_archive(conn, progress)
+            tables = list(TABLE_KEYS)
+            report.events = len(fold.tables["projected_events"])
+        else:
+            fold = fold_records(records, progress)
+            # from the topics there is no archive sequence to compare projected_events with
+            tables = [t for t in TABLE_KEYS if t != "projected_events"]
+            report.events = progress.done if progress is not None else 0
+        report.projected = fold.events
+        await compare_projections(conn, fold, tables, report)
+    finally:
+        await tx.rollback()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# ---- the matcher ----
+
+
+@dataclass(frozen=True)
+class DecisionDifference:
+    """A decision the replay makes differently from (or not at all like) the logged one."""
+
+    kind: str  # "differs", "missing" (not in the log), "unexplained" (no replay makes it)
+    topic: str
+    event_id: uuid.UUID
+    event_type: str
+    partition: int | None
+    cause: uuid.UUID | None
+    cause_type: str | None
+    cause_position: int | None
+    logged: bytes | None
+    replayed: bytes | None
+
+    def __str__(self) -> str:
+        what = {
+            "differs": "differs byte for byte from its replay",
+            "missing": "is decided by the replay but not in the log",
+            "unexplained": "is in the log but no replay of matcher.inputs decides it",
+        }[self.kind]
+        text = f"{self.event_type} {self.event_id} on {self.topic} {what}"
+        if self.cause is not None:
+            text += (
+                f"\n    caused by {self.cause_type} {self.cause} (matcher.inputs partition"
+                f" {self.partition}, input #{self.cause_position})"
+            )
+        if self.kind == "differs" and self.logged is not None and self.replayed is not None:
+            at = next(
+                (i for i, (a, b) in enumerate(zip(self.logged, self.replayed)) if a != b),
+                min(len(self.logged), len(self.replayed)),
+            )
+            text += (
+                f"\n    first difference at byte {at}:"
+                f"\n    logged   …{self.logged[max(at - 40, 0) : at + 60]!r}"
+                f"\n    replayed …{self.replayed[max(at - 40, 0) : at + 60]!r}"
+            )
+        return text
+
+
+@dataclass
+class MatcherReport:
+    """What re-running the matcher over its logged inputs found."""
+
+    inputs: int = 0
+    decisions: int = 0
+    partitions: int = 0
+    seconds: float = 0.0
+    differences: list[DecisionDifference] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences
+
+
+def replay_matcher(
+    inputs: Mapping[int, Iterable[Record]],
+    logged: Mapping[tuple[str, uuid.UUID], bytes],
+    progress: Progress | None = None,
+) -> MatcherReport:
+    """Run a fresh PartitionMatcher over each partition's logged inputs, in order, and compare
+    every output (id and exact bytes) with its logged copy. Pure apart from the progress bar.
+
+    Dead letters carry the broker's timestamp of the poison record, which the archive does not
+    keep: for them only the id is compared."""
+    report = MatcherReport(partitions=len(inputs))
+    started = time.monotonic()
+    decided: set[uuid.UUID] = set()
+    for partition, records in sorted(inputs.items()):
+        proc = PartitionMatcher(partition)
+        for position, record in enumerate(records):
+            report.inputs += 1
+            for out in process(proc, record):
+                report.decisions += 1
+                decided.add(out.event_id)
+                copy = logged.get((out.topic, out.event_id))
+                same = copy is not None and (copy == out.value or out.topic.endswith(".dlq"))
+                if not same:
+                    cause = record.event_id
+                    report.differences.append(
+                        DecisionDifference(
+                            "differs" if copy is not None else "missing",
+                            out.topic,
+                            out.event_id,
+                            out.event_type,
+                            partition,
+                            cause,
+                            _type_of(record),
+                            position,
+                            copy,
+                            out.value,
+                        )
+                    )
+            if progress is not None:
+                progress.add(1)
+    for (topic, event_id), value in logged.items():
+        if topic == MATCHES_EVENTS.name and event_id not in decided:
+            report.differences.append(
+                DecisionDifference(
+                    "unexplained", topic, event_id, _type_of_bytes(value), None, None, None,
+                    None, value, None,
+                )  # fmt: skip
+            )
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _type_of(record: Record) -> str | None:
+    for name, raw in record.headers:
+        if name == "event_type":
+            return raw.decode("utf-8", "replace")
+    return _type_of_bytes(record.value)
+
+
+def _type_of_bytes(value: bytes) -> str:
+    try:
+        return decode(value).event_type
+    except DecodeError:
+        return "Undecodable"
+
+
+async def archived_matcher_log(
+    conn: asyncpg.Connection,
+) -> tuple[dict[int, list[Record]], dict[tuple[str, uuid.UUID], bytes]]:
+    """matcher.inputs per partition in archive_seq order, and every archived copy of the
+    matcher's outputs (matches.events, matcher.inputs, matcher.inputs.dlq) by (topic, id).
+
+    Within a partition archive_seq is the log order: the ledger reads each partition in offset
+    order and archives a batch in reading order. Offsets themselves are not: a topic restored
+    from the archive after the broker forgot it is renumbered from 0, so later records can
+    carry smaller offsets than earlier ones. A duplicate copy of an event is archived once (its
+    first); the matcher ignores an event id it has seen, so the dropped copies decide nothing."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(
+            "SELECT topic, event_id, kafka_partition, kafka_offset, kafka_key, value, headers"
+            " FROM archive WHERE topic = ANY($1::text[]) ORDER BY kafka_partition, archive_seq",
+            [MATCHER_INPUTS.name, MATCHES_EVENTS.name, f"{MATCHER_INPUTS.name}.dlq"],
+        )
+    inputs: dict[int, list[Record]] = defaultdict(list)
+    logged: dict[tuple[str, uuid.UUID], bytes] = {}
+    for r in rows:
+        logged[(r["topic"], r["event_id"])] = r["value"]
+        if r["topic"] == MATCHER_INPUTS.name:
+            inputs[r["kafka_partition"]].append(
+                Record(
+                    r["topic"],
+                    r["kafka_partition"],
+                    r["kafka_offset"],
+                    r["kafka_key"],
+                    r["value"],
+                    _headers(r["headers"]),
+                )
+            )
+    return dict(inputs), logged
+
+
+def kafka_matcher_log(
+    records: Iterable[Record],
+) -> tuple[dict[int, list[Record]], dict[tuple[str, uuid.UUID], bytes]]:
+    """The same as `archived_matcher_log`, from records read from the topics (offset order)."""
+    inputs: dict[int, list[Record]] = defaultdict(list)
+    logged: dict[tuple[str, uuid.UUID], bytes] = {}
+    for r in records:
+        if r.event_id is not None:
+            logged.setdefault((r.topic, r.event_id), r.value)
+        if r.topic == MATCHER_INPUTS.name:
+            inputs[r.partition].append(r)
+    return dict(inputs), logged
+
+
+
+# ---- invariants ----
+
+INVARIANT_TYPES = frozenset(
+    {
+        "FundOpened",
+        "DonationReceived",
+        "DonationRefunded",
+        "NeedPosted",
+        "NeedAmended",
+        "PledgeMade",
+        "PledgeAmended",
+        "MatchProposed",
+        "MatchDeclined",
+        "MatchWithdrawn",
+        "NoShowRecorded",
+        "MatchExpired",
+        "MatchCompleted",
+    }
+)
+"""The event types the invariant checks read; the rest are not decoded."""
+
+
+async def check_archive(
+    conn: asyncpg.Connection, progress: Progress | None = None, batch: int = BATCH
+) -> InvariantChecker:
+    """Feed the archive, in archive_seq order and each event once, to the invariant checker
+    (services/audit/invariants.py says why that order is the meaningful one)."""
+    checker = InvariantChecker()
+    last = 0
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        while True:
+            rows = await conn.fetch(
+                "SELECT archive_seq, event_type, value FROM archive"
+                " WHERE archive_seq > $1 ORDER BY archive_seq LIMIT $2",
+                last,
+                batch,
+            )
+            if not rows:
+                return checker
+            for _, event_type, value in rows:
+                if event_type in INVARIANT_TYPES:
+                    try:
+                        checker.check(decode(value))
+                    except DecodeError:
+                        pass
+            last = rows[-1][0]
+            if progress is not None:
+                progress.add(len(rows))
