@@ -112,17 +112,13 @@ class ProjectionFold:
             rows[key] = {**INITIAL.get(table, {}), **values}
         self.writers.setdefault((table, key), []).append(event_id)
 
-    def _row(
-        self, table: str, key: tuple[Any, ...], event_id: uuid.UUID
-    ) -> dict[str, Any] | None:
+    def _row(self, table: str, key: tuple[Any, ...], event_id: uuid.UUID) -> dict[str, Any] | None:
         row = self.tables[table].get(key)
         if row is not None:
             self.writers.setdefault((table, key), []).append(event_id)
         return row
 
-    def _post(
-        self, event_id: uuid.UUID, line_no: int, account: str, amount: int, cur: Any
-    ) -> None:
+    def _post(self, event_id: uuid.UUID, line_no: int, account: str, amount: int, cur: Any) -> None:
         currency = cur if isinstance(cur, str) else cur.currency
         key = (event_id, line_no)
         self.tables["journal_lines"].setdefault(

@@ -173,9 +173,7 @@ class InvariantChecker:
         if f.spec is not None and need is not None:
             problem = _earmark_problem(f.spec, need, event.recorded_at)
             if problem is not None:
-                self.violations.append(
-                    Violation("earmark", p.fund_id, problem, (event.event_id,))
-                )
+                self.violations.append(Violation("earmark", p.fund_id, problem, (event.event_id,)))
 
     def _shift(self, event_id: uuid.UUID, volunteer_id: uuid.UUID, shift: TimeWindow) -> None:
         mine = [
@@ -204,8 +202,7 @@ class InvariantChecker:
                 Violation(
                     "over-weekly-limit",
                     volunteer_id,
-                    f"{minutes} minutes in Nanjing week {week[0]}-W{week[1]:02d},"
-                    f" limit {limit}",
+                    f"{minutes} minutes in Nanjing week {week[0]}-W{week[1]:02d}, limit {limit}",
                     (*[m.event_id for m in same_week], event_id),
                 )
             )

@@ -9,6 +9,7 @@ transaction, and the rollback drops it. Nothing live is ever written.
 from __future__ import annotations
 
 import heapq
+import json
 import secrets
 import sys
 import time
@@ -21,6 +22,8 @@ from typing import Any
 import asyncpg
 
 from schemas.codec import DecodeError, decode
+from schemas.envelope import Envelope
+from schemas.messages import Message
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS
 from services.audit.fold import PROJECTED_TYPES, TABLE_KEYS, WALL_CLOCK_COLUMNS, ProjectionFold
 from services.audit.invariants import InvariantChecker
@@ -147,10 +150,9 @@ async def fold_archive(
             seen.add(event_id)
             fold.first_seen(event_id, seq)
             if event_type in PROJECTED_TYPES:
-                try:
-                    fold.apply(decode(value))
-                except DecodeError:
-                    pass  # parked on a dead-letter topic; the ledger projects nothing either
+                env = _decoded(value)
+                if env is not None:  # else parked on a dead-letter topic, projected by nobody
+                    fold.apply(env)
         last = rows[-1][0]
         if progress is not None:
             progress.add(len(rows))
@@ -191,14 +193,49 @@ def fold_records(records: Iterable[Record], progress: Progress | None = None) ->
     return fold
 
 
-async def _columns(conn: asyncpg.Connection, schema: str, table: str) -> list[str]:
+async def _columns(conn: asyncpg.Connection, schema: str, table: str) -> dict[str, str]:
     rows = await conn.fetch(
-        "SELECT column_name FROM information_schema.columns"
+        "SELECT column_name, udt_name FROM information_schema.columns"
         " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
         schema,
         table,
     )
-    return [r[0] for r in rows]
+    return {r[0]: r[1] for r in rows}
+
+
+async def _copy_rows(
+    conn: asyncpg.Connection,
+    scratch: str,
+    table: str,
+    types: dict[str, str],
+    rows: list[dict[str, Any]],
+) -> None:
+    """COPY the rows into scratch.table. JSON columns travel as text through a staging table:
+    asyncpg's binary COPY has no encoder for the connection's jsonb codec."""
+    given = [c for c in types if c in rows[0]]
+    as_text = {c for c in given if types[c] in ("json", "jsonb")}
+    staged = ", ".join(f"{c}::text AS {c}" if c in as_text else c for c in given)
+    await conn.execute(
+        f"CREATE TABLE {scratch}.{table}_in AS SELECT {staged} FROM {scratch}.{table} WITH NO DATA"
+    )
+    await conn.copy_records_to_table(
+        f"{table}_in",
+        schema_name=scratch,
+        columns=given,
+        records=[
+            tuple(_json_text(r.get(c)) if c in as_text else r.get(c) for c in given) for r in rows
+        ],
+    )
+    cast = ", ".join(f"{c}::{types[c]}" if c in as_text else c for c in given)
+    await conn.execute(
+        f"INSERT INTO {scratch}.{table} ({', '.join(given)}) SELECT {cast}"
+        f" FROM {scratch}.{table}_in"
+    )
+    await conn.execute(f"DROP TABLE {scratch}.{table}_in")
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
 
 async def compare_projections(
@@ -210,22 +247,16 @@ async def compare_projections(
     scratch = f"audit_replay_{secrets.token_hex(6)}"
     await conn.execute(f"CREATE SCHEMA {scratch}")
     for table in tables:
-        cols = await _columns(conn, live, table)
+        types = await _columns(conn, live, table)
         await conn.execute(
             f"CREATE TABLE {scratch}.{table} (LIKE {live}.{table} INCLUDING DEFAULTS)"
         )
         rows = fold.rows(table)
-        given = [c for c in cols if any(c in r for r in rows[:1])] or list(TABLE_KEYS[table])
         if rows:
-            await conn.copy_records_to_table(
-                table,
-                schema_name=scratch,
-                columns=given,
-                records=[tuple(r.get(c) for c in given) for r in rows],
-            )
+            await _copy_rows(conn, scratch, table, types, rows)
         ignored = WALL_CLOCK_COLUMNS.get(table, ())
         report.ignored[table] = ignored
-        await _compare_table(conn, live, scratch, table, cols, ignored, fold, report)
+        await _compare_table(conn, live, scratch, table, list(types), ignored, fold, report)
     await conn.execute(f"DROP SCHEMA {scratch} CASCADE")
 
 
@@ -326,7 +357,11 @@ class DecisionDifference:
             )
         if self.kind == "differs" and self.logged is not None and self.replayed is not None:
             at = next(
-                (i for i, (a, b) in enumerate(zip(self.logged, self.replayed)) if a != b),
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(self.logged, self.replayed, strict=False))
+                    if a != b
+                ),
                 min(len(self.logged), len(self.replayed)),
             )
             text += (
@@ -396,12 +431,27 @@ def replay_matcher(
         if topic == MATCHES_EVENTS.name and event_id not in decided:
             report.differences.append(
                 DecisionDifference(
-                    "unexplained", topic, event_id, _type_of_bytes(value), None, None, None,
-                    None, value, None,
-                )  # fmt: skip
+                    "unexplained",
+                    topic,
+                    event_id,
+                    _type_of_bytes(value),
+                    None,
+                    None,
+                    None,
+                    None,
+                    value,
+                    None,
+                )
             )
     report.seconds = time.monotonic() - started
     return report
+
+
+def _decoded(value: bytes) -> Envelope[Message] | None:
+    try:
+        return decode(value)
+    except DecodeError:
+        return None
 
 
 def _type_of(record: Record) -> str | None:
@@ -467,7 +517,6 @@ def kafka_matcher_log(
     return dict(inputs), logged
 
 
-
 # ---- invariants ----
 
 INVARIANT_TYPES = frozenset(
@@ -509,10 +558,9 @@ async def check_archive(
                 return checker
             for _, event_type, value in rows:
                 if event_type in INVARIANT_TYPES:
-                    try:
-                        checker.check(decode(value))
-                    except DecodeError:
-                        pass
+                    env = _decoded(value)
+                    if env is not None:
+                        checker.check(env)
             last = rows[-1][0]
             if progress is not None:
                 progress.add(len(rows))
