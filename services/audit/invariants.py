@@ -94,6 +94,8 @@ class InvariantChecker:
     seen: set[uuid.UUID] = field(default_factory=set)
     violations: list[Violation] = field(default_factory=list)
     events: int = 0
+    archive_seq: int = 0
+    """The archive position checked up to (set by the archive feeder)."""
 
     def check(self, event: Envelope[Message]) -> None:
         """Count one event (a second copy of an event id changes nothing)."""

@@ -540,12 +540,17 @@ INVARIANT_TYPES = frozenset(
 
 
 async def check_archive(
-    conn: asyncpg.Connection, progress: Progress | None = None, batch: int = BATCH
+    conn: asyncpg.Connection,
+    progress: Progress | None = None,
+    batch: int = BATCH,
+    checker: InvariantChecker | None = None,
+    after: int = 0,
 ) -> InvariantChecker:
     """Feed the archive, in archive_seq order and each event once, to the invariant checker
-    (services/audit/invariants.py says why that order is the meaningful one)."""
-    checker = InvariantChecker()
-    last = 0
+    (services/audit/invariants.py says why that order is the meaningful one). Given a checker
+    that has seen the archive up to `after`, it goes on from there: the checks are a fold."""
+    checker = checker if checker is not None else InvariantChecker()
+    last = after
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         while True:
             rows = await conn.fetch(
@@ -555,6 +560,7 @@ async def check_archive(
                 batch,
             )
             if not rows:
+                checker.archive_seq = last
                 return checker
             for _, event_type, value in rows:
                 if event_type in INVARIANT_TYPES:

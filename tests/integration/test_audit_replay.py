@@ -37,6 +37,32 @@ async def archive_city(db: asyncpg.Connection, seed: int = 3) -> list[Record]:
     return records
 
 
+async def forge_overspend(db: asyncpg.Connection) -> tuple[uuid.UUID, MatchProposed]:
+    """Archive a proposal nobody decided, paying a whole fund's donations (and more) to one
+    need; return its id and payload."""
+    real = await db.fetchrow(
+        "SELECT a.value FROM archive a JOIN rm_matches m ON m.proposed_event = a.event_id"
+        " WHERE a.topic = 'matches.events' AND m.supply = 'fund' LIMIT 1"
+    )
+    env = decode(real[0])
+    p = env.payload
+    assert isinstance(p, MatchProposed) and p.amount is not None
+    forged_id = uuid.uuid4()
+    payload = p.model_copy(
+        update={
+            "match_id": uuid.uuid4(),
+            "amount": Money(amount_minor=10**12, currency=p.amount.currency),
+            "supply": SupplyKind.FUND,
+        }
+    )
+    forged = env.model_copy(update={"event_id": forged_id, "payload": payload})
+    rec = Record("matches.events", 0, 10_000, b"k", encode(forged),
+                 tuple(headers_for(forged_id, "MatchProposed")))  # fmt: skip
+    await prepare(db)
+    await archive_batch(db, [rec])
+    return forged_id, payload
+
+
 async def test_replay_rebuilds_every_read_model_and_decision(db: asyncpg.Connection) -> None:
     records = await archive_city(db)
 
@@ -123,30 +149,8 @@ async def test_invariants_hold_on_a_real_week_and_name_a_forged_overspend(
     clean = await check_archive(db)
     assert clean.violations == [] and clean.events > 100
 
-    # a proposal nobody decided, paying a whole fund's donations (and more) to one need
-    real = await db.fetchrow(
-        "SELECT a.value FROM archive a JOIN rm_matches m ON m.proposed_event = a.event_id"
-        " WHERE a.topic = 'matches.events' AND m.supply = 'fund' LIMIT 1"
-    )
-    env = decode(real[0])
-    p = env.payload
-    assert isinstance(p, MatchProposed) and p.amount is not None
-    forged_id = uuid.uuid4()
-    forged = env.model_copy(
-        update={
-            "event_id": forged_id,
-            "payload": p.model_copy(
-                update={
-                    "match_id": uuid.uuid4(),
-                    "amount": Money(amount_minor=10**12, currency=p.amount.currency),
-                    "supply": SupplyKind.FUND,
-                }
-            ),
-        }
-    )
-    rec = Record("matches.events", 0, 10_000, b"k", encode(forged),
-                 tuple(headers_for(forged_id, "MatchProposed")))  # fmt: skip
-    await archive_batch(db, [rec])
+    forged_id, p = await forge_overspend(db)
+    assert p.fund_id is not None
 
     found = await check_archive(db)
 
