@@ -10,6 +10,8 @@ import asyncio
 import sys
 from typing import Any
 
+import asyncpg
+
 from services.settings import Settings
 
 
@@ -49,7 +51,7 @@ def _cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_replay(dsn, bootstrap, args.show))
-    except (OSError, ConnectionError) as exc:
+    except (OSError, asyncpg.PostgresError) as exc:
         print(f"cannot replay: {exc!r}", file=sys.stderr)
         return 2
 
@@ -144,6 +146,6 @@ def _cmd_invariants(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run())
-    except (OSError, ConnectionError) as exc:
+    except (OSError, asyncpg.PostgresError) as exc:
         print(f"cannot check: {exc!r}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ proposals in the archive."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -18,10 +19,15 @@ from services.audit.replay import (
     replay_matcher,
     replay_projections,
 )
+from services.audit.replay_cli import _replay
 from services.audit.simulate import simulate
 from services.demo.city import generate
+from services.embedded.broker import EmbeddedBroker
 from services.ledger.archive import archive_batch, prepare
-from services.platform.kafka import Record, headers_for
+from services.ledger.service import run_ledger
+from services.platform.kafka import Record, ensure_topics, headers_for, producer
+from services.settings import Settings
+from tests.integration.test_ledger import EVENTS_ARCHIVED, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +164,52 @@ async def test_invariants_hold_on_a_real_week_and_name_a_forged_overspend(
     assert ("over-spent", p.fund_id) in kinds
     assert ("over-filled", p.need_id) in kinds
     assert all(v.events[-1] == forged_id for v in found.violations)
+
+
+async def test_the_command_replays_from_the_archive_and_from_kafka_and_exits_by_result(
+    broker: EmbeddedBroker,
+    database_url: str,
+    db: asyncpg.Connection,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a city's week on the broker's topics, archived by the running ledger
+    records = simulate(generate(needs=60, volunteers=30, funds=6, seed=5).events)
+    ensure_topics(broker.bootstrap)
+    w = producer(broker.bootstrap)
+    for r in records:
+        w.send(r.topic, key=r.key, value=r.value, partition=r.partition, headers=list(r.headers))
+    w.flush()
+    w.close()
+    stop = asyncio.Event()
+    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
+    ledger = asyncio.create_task(run_ledger(settings, stop))
+    await wait_until(db, EVENTS_ARCHIVED, len(records))
+    stop.set()
+    await ledger
+
+    # When the auditor replays from either source, Then both equal the live state
+    assert await _replay(database_url, "", 5) == 0
+    assert await _replay(database_url, broker.bootstrap, 5) == 0
+    out = capsys.readouterr().out
+    assert "all equal byte for byte" in out and "from the topics" in out
+
+    # When a match's status is changed behind the ledger's back, Then it is named: exit 1
+    match_id = await db.fetchval("SELECT match_id FROM rm_matches LIMIT 1")
+    await db.execute("UPDATE rm_matches SET status = 'completed' WHERE match_id = $1", match_id)
+    assert await _replay(database_url, broker.bootstrap, 5) == 1
+    out = capsys.readouterr().out
+    assert f"DIFFERENT rm_matches ({match_id}) differs in status" in out
+
+
+def test_the_command_exits_2_when_it_cannot_run() -> None:
+    nowhere = "postgresql://nobody@127.0.0.1:1/nothing"
+    assert main_exit(["audit", "replay", "--database-url", nowhere]) == 2
+    assert main_exit(["audit", "invariants", "--database-url", nowhere]) == 2
+
+
+def main_exit(argv: list[str]) -> int:
+    from services.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    return int(done.value.code or 0)
