@@ -212,7 +212,8 @@ async def _copy_rows(
 ) -> None:
     """COPY the rows into scratch.table. JSON columns travel as text through a staging table:
     asyncpg's binary COPY has no encoder for the connection's jsonb codec."""
-    given = [c for c in types if c in rows[0]]
+    present = set().union(*(r.keys() for r in rows))  # rows of one table may differ in keys
+    given = [c for c in types if c in present]
     as_text = {c for c in given if types[c] in ("json", "jsonb")}
     staged = ", ".join(f"{c}::text AS {c}" if c in as_text else c for c in given)
     await conn.execute(

@@ -245,3 +245,37 @@ def test_the_readme_round_trip_script_works(exchange: Exchange) -> None:
     need_line, balance_line = done.stdout.strip().splitlines()[-2:]
     assert need_line == "银发助餐：周六晚餐送餐 fulfilled"
     assert "'disbursed_minor': 50000" in balance_line
+
+
+def test_an_auditors_replay_of_the_demo_equals_what_is_live(
+    exchange: Exchange, auditor: dict[str, str]
+) -> None:
+    """Every read model rebuilt from the archive and every matcher decision re-run over its
+    logged inputs equal the live ones, and the log keeps every invariant. (Retried: a decision
+    the ledger has not archived yet at the replay's snapshot shows as missing.)"""
+    import subprocess
+    import sys
+
+    dsn = exchange.state["database_url"]
+    last: dict[str, str] = {}
+
+    def audit(action: str) -> bool:
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", "audit", action, "--database-url", dsn],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        last[action] = done.stdout[-3000:] + done.stderr[-1000:]
+        return done.returncode == 0
+
+    try:
+        wait_for("replay equal to live", lambda: audit("replay"), timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{last.get('replay')}") from None
+    assert "all equal byte for byte" in last["replay"]
+    assert "rm_matches: equal" in last["replay"], last["replay"]
+    assert audit("invariants"), last["invariants"]
+    with exchange.http() as http:
+        report = http.get("/v1/audit/invariants", headers=auditor).json()
+    assert report["ok"] is True and report["events_checked"] > 0, report

@@ -213,3 +213,46 @@ def main_exit(argv: list[str]) -> int:
     with pytest.raises(SystemExit) as done:
         main(argv)
     return int(done.value.code or 0)
+
+
+async def test_replay_follows_matches_through_completion_and_decline(
+    db: asyncpg.Connection,
+) -> None:
+    """Given money and shift matches that are completed, declined and completed again (journal
+    moves, minutes served, need status), archived by the ledger's write path."""
+    from schemas.messages import MatchAccepted, MatchCompleted, MatchDeclined
+    from tests.unit.test_audit_invariants import World, cny, fund_match, shift_match
+
+    w = World()
+    money = fund_match(w.need, w.fund, 300_000)
+    declined = fund_match(w.need, w.fund, 100_000)
+    shift = shift_match(w.shift_need, w.vol, 0, 2)
+    w.add(declined)  # first: a row without minutes_served, unlike the completed ones
+    w.add(money)
+    w.add(shift)
+    w.add(MatchDeclined(match_id=declined.match_id, need_id=w.need))
+    w.add(MatchAccepted(match_id=shift.match_id, need_id=w.shift_need))
+    w.add(MatchCompleted(match_id=money.match_id, need_id=w.need, amount=cny(300_000)))
+    w.add(MatchCompleted(match_id=shift.match_id, need_id=w.shift_need, minutes_served=90))
+    records = [
+        Record("t", 0, i, b"k", encode(e), tuple(headers_for(e.event_id, e.event_type)))
+        for i, e in enumerate(w.log)
+    ]
+    await prepare(db)
+    await archive_batch(db, records)
+
+    proj = await replay_projections(db)
+
+    assert proj.equal, [str(d) for d in proj.shown]
+    assert (
+        await db.fetchval(
+            "SELECT minutes_served FROM rm_matches WHERE match_id = $1", shift.match_id
+        )
+        == 90
+    )
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM journal_lines WHERE event_id = $1", w.log[-2].event_id
+        )
+        == 2
+    )
