@@ -17,6 +17,7 @@ from schemas.envelope import Envelope
 from schemas.messages import Message
 from services.domain.projections import (
     _PROJECTORS,
+    Change,
     JournalLine,
     MatchDelivered,
     MatchEnded,
@@ -87,23 +88,27 @@ class ProjectionFold:
 
     def apply(self, env: Envelope[Message]) -> None:
         """Apply one event's projected changes, as `apply_projection` does in SQL."""
+        self.apply_changes(env.event_id, project(env))
+
+    def apply_changes(self, event_id: uuid.UUID, changes: list[Change]) -> None:
+        """Apply the changes `project` gave for one event, in order."""
         self.events += 1
         line_no = 0
-        for change in project(env):
+        for change in changes:
             if isinstance(change, Row):
-                self._insert(change.table, change.values, env.event_id)
+                self._insert(change.table, change.values, event_id)
             elif isinstance(change, Update):
-                row = self._row(change.table, (change.key_value,), env.event_id)
+                row = self._row(change.table, (change.key_value,), event_id)
                 if row is not None:
                     row.update(change.values)
             elif isinstance(change, JournalLine):
                 line_no += 1
-                self._post(env.event_id, line_no, change.account, change.amount_minor, change)
+                self._post(event_id, line_no, change.account, change.amount_minor, change)
             elif isinstance(change, NeedFilled | NeedCompleted):
                 done = isinstance(change, NeedCompleted)
-                self._need_delta(change.need_id, env.event_id, change.amount, done)
+                self._need_delta(change.need_id, event_id, change.amount, done)
             elif isinstance(change, MatchEnded | MatchDelivered):
-                line_no = self._match_moves(change, env.event_id, line_no)
+                line_no = self._match_moves(change, event_id, line_no)
 
     def _insert(self, table: str, values: dict[str, Any], event_id: uuid.UUID) -> None:
         key = tuple(values[k] for k in TABLE_KEYS[table])
@@ -169,3 +174,4 @@ class ProjectionFold:
     def rows(self, table: str) -> list[dict[str, Any]]:
         """The table's rows (in no particular order)."""
         return list(self.tables[table].values())
+
