@@ -78,6 +78,9 @@ class ProjectionFold:
     )
     writers: dict[tuple[str, tuple[Any, ...]], list[uuid.UUID]] = field(default_factory=dict)
     events: int = 0
+    """Events applied (each once)."""
+    read: int = 0
+    """Records read from the log, copies on several topics included."""
 
     def first_seen(self, event_id: uuid.UUID, archive_seq: int) -> None:
         """Record an event's first appearance in the archive (the ledger's projected_events)."""

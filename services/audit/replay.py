@@ -154,6 +154,7 @@ async def fold_archive(
                 if env is not None:  # else parked on a dead-letter topic, projected by nobody
                     fold.apply(env)
         last = rows[-1][0]
+        fold.read += len(rows)
         if progress is not None:
             progress.add(len(rows))
 
@@ -181,6 +182,7 @@ def fold_records(records: Iterable[Record], progress: Progress | None = None) ->
     fold = ProjectionFold()
     seen: set[uuid.UUID] = set()
     for n, r in enumerate(log_order(records), start=1):
+        fold.read = n
         try:
             env = decode(r.value)
         except DecodeError:
@@ -312,12 +314,11 @@ async def replay_projections(
         if records is None:
             fold = await fold_archive(conn, progress)
             tables = list(TABLE_KEYS)
-            report.events = len(fold.tables["projected_events"])
         else:
             fold = fold_records(records, progress)
             # from the topics there is no archive sequence to compare projected_events with
             tables = [t for t in TABLE_KEYS if t != "projected_events"]
-            report.events = progress.done if progress is not None else 0
+        report.events = fold.read
         report.projected = fold.events
         await compare_projections(conn, fold, tables, report)
     finally:

@@ -77,7 +77,8 @@ async def test_replay_rebuilds_every_read_model_and_decision(db: asyncpg.Connect
     matcher = replay_matcher(inputs, logged)
 
     assert proj.equal, [str(d) for d in proj.shown]
-    assert proj.events == len({r.event_id for r in records})
+    assert proj.events == len(records)
+    assert proj.projected < len({r.event_id for r in records})  # only what changes a table
     assert await db.fetchval("SELECT count(*) FROM rm_matches") > 10
     assert proj.ignored["rm_needs"] == ("updated_at",)
     assert matcher.equal, [str(d) for d in matcher.differences]
