@@ -177,4 +177,3 @@ class ProjectionFold:
     def rows(self, table: str) -> list[dict[str, Any]]:
         """The table's rows (in no particular order)."""
         return list(self.tables[table].values())
-
