@@ -62,22 +62,19 @@ async def _replay(dsn: str, bootstrap: str, show: int) -> int:
         Progress,
         archived_matcher_log,
         kafka_matcher_log,
+        read_topics,
         replay_matcher,
         replay_projections,
     )
     from services.platform.db import connect
-    from services.platform.kafka import Record, read_all
+    from services.platform.kafka import Record
 
     conn = await connect(dsn)
     try:
         records: list[Record] | None = None
         if bootstrap:
-            reading = Progress("reading topics")
-            records = []
-            for r in await asyncio.to_thread(lambda: list(read_all(bootstrap, all_topic_names()))):
-                records.append(r)
-            reading.add(len(records))
-            reading.close()
+            print("reading the topics …", file=sys.stderr)
+            records = await read_topics(bootstrap, all_topic_names())
         total = None if records else await conn.fetchval("SELECT count(*) FROM archive")
         bar = Progress("projections", len(records) if records else total)
         proj = await replay_projections(conn, records, bar)
