@@ -223,6 +223,8 @@ async def replay_rate_archive(url: str, goal: float) -> None:
 
         report = await replay_projections(conn)
         rate = n / report.seconds
+        report2 = await replay_projections(conn, jobs=2)
+        rate2 = n / report2.seconds
     finally:
         await conn.close()
     print(f"replay from the archive: {n:,} events ({report.projected:,} projected)")
@@ -232,7 +234,11 @@ async def replay_rate_archive(url: str, goal: float) -> None:
         f"  replay (fold + COPY + compare):   {rate:>10,.0f} events/s"
         f"  ({rate / read:.1%} of reading, {rate / goal:.1%} of the {goal:,.0f}/s goal)"
     )
-    print(f"  equal: {report.equal} {dict(report.differences)}")
+    print(
+        f"  replay, decoding in 2 processes:  {rate2:>10,.0f} events/s"
+        f"  ({rate2 / read:.1%} of reading, {rate2 / goal:.1%} of the goal)"
+    )
+    print(f"  equal: {report.equal and report2.equal} {dict(report.differences)}")
 
 
 async def produce(bootstrap: str, log: list[Record]) -> None:

@@ -8,6 +8,7 @@ transaction, and the rollback drops it. Nothing live is ever written.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import json
 import secrets
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ from schemas.messages import Message
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS, partitions_of
 from services.audit.fold import PROJECTED_TYPES, TABLE_KEYS, WALL_CLOCK_COLUMNS, ProjectionFold
 from services.audit.invariants import InvariantChecker
+from services.domain.projections import Change, project
 from services.matcher.processor import PartitionMatcher
 from services.platform.kafka import Record
 from services.platform.processor import process
@@ -128,35 +131,80 @@ def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
 
 
 async def fold_archive(
-    conn: asyncpg.Connection, progress: Progress | None = None, batch: int = BATCH
+    conn: asyncpg.Connection,
+    progress: Progress | None = None,
+    batch: int = BATCH,
+    jobs: int = 1,
 ) -> ProjectionFold:
     """Fold every archived event once, in the order of its first appearance (archive_seq),
-    into the read models. Only event types that change a read model are decoded."""
+    into the read models. Only event types that change a read model are decoded.
+
+    With `jobs` > 1, decoding and `project` (pure, and most of the cost) run in that many
+    worker processes, one page ahead of the fold, while the next page is fetched; the changes
+    are still applied here, one event after another in archive order."""
     fold = ProjectionFold()
     seen: set[uuid.UUID] = set()
-    last = 0
-    while True:
-        rows = await conn.fetch(
-            "SELECT archive_seq, event_id, event_type, value FROM archive"
-            " WHERE archive_seq > $1 ORDER BY archive_seq LIMIT $2",
-            last,
-            batch,
-        )
-        if not rows:
-            return fold
-        for seq, event_id, event_type, value in rows:
-            if event_id in seen:
-                continue  # another topic's copy: projected once, at its first appearance
-            seen.add(event_id)
-            fold.first_seen(event_id, seq)
-            if event_type in PROJECTED_TYPES:
-                env = _decoded(value)
-                if env is not None:  # else parked on a dead-letter topic, projected by nobody
-                    fold.apply(env)
-        last = rows[-1][0]
-        fold.read += len(rows)
-        if progress is not None:
-            progress.add(len(rows))
+    pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
+    loop = asyncio.get_running_loop()
+    try:
+        last = 0
+        ahead: asyncio.Future[list[list[Projected]]] | None = None
+        while True:
+            rows = await conn.fetch(
+                "SELECT archive_seq, event_id, event_type, value FROM archive"
+                " WHERE archive_seq > $1 ORDER BY archive_seq LIMIT $2",
+                last,
+                batch,
+            )
+            page: list[bytes] = []
+            for seq, event_id, event_type, value in rows:
+                if event_id in seen:
+                    continue  # another topic's copy: projected once, at its first appearance
+                seen.add(event_id)
+                fold.first_seen(event_id, seq)
+                if event_type in PROJECTED_TYPES:
+                    page.append(value)
+            if pool is None:
+                _apply_all(fold, [project_values(page)])
+            else:
+                if ahead is not None:
+                    _apply_all(fold, await ahead)
+                step = -(-len(page) // jobs) or 1
+                parts = [page[i : i + step] for i in range(0, len(page), step)]
+                ahead = asyncio.gather(
+                    *(loop.run_in_executor(pool, project_values, p) for p in parts)
+                )
+            if not rows:
+                if ahead is not None:
+                    _apply_all(fold, await ahead)
+                return fold
+            last = rows[-1][0]
+            fold.read += len(rows)
+            if progress is not None:
+                progress.add(len(rows))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+Projected = tuple[uuid.UUID, list[Change]] | None
+
+
+def project_values(values: list[bytes]) -> list[Projected]:
+    """Decode and project archived values (None for an undecodable one, which is parked on a
+    dead-letter topic and projected by nobody): pure, so it can run in another process."""
+    out: list[Projected] = []
+    for value in values:
+        env = _decoded(value)
+        out.append(None if env is None else (env.event_id, project(env)))
+    return out
+
+
+def _apply_all(fold: ProjectionFold, parts: list[list[Projected]]) -> None:
+    for part in parts:
+        for item in part:
+            if item is not None:
+                fold.apply_changes(*item)
 
 
 TOPIC_RANK = {MATCHER_INPUTS.name: 1, MATCHES_EVENTS.name: 2}
@@ -303,6 +351,7 @@ async def replay_projections(
     conn: asyncpg.Connection,
     records: Iterable[Record] | None = None,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> ProjectionReport:
     """Rebuild every read model from the archive (or from `records` read from the topics) and
     compare it with the live one, as of one snapshot of the database."""
@@ -312,7 +361,7 @@ async def replay_projections(
     await tx.start()
     try:
         if records is None:
-            fold = await fold_archive(conn, progress)
+            fold = await fold_archive(conn, progress, jobs=jobs)
             tables = list(TABLE_KEYS)
         else:
             fold = fold_records(records, progress)

@@ -28,6 +28,10 @@ def add_replay_commands(asub: Any) -> None:
     replay.add_argument("--database-url", help="default: DATABASE_URL or the running exchange's")
     replay.add_argument("--bootstrap-servers", help="default: KAFKA_BOOTSTRAP_SERVERS or running")
     replay.add_argument("--show", type=int, default=20, help="differences printed (default 20)")
+    replay.add_argument(
+        "--jobs", type=int, default=1,
+        help="processes decoding the archive (default 1; the fold itself stays in order)",
+    )  # fmt: skip
     replay.set_defaults(func=_cmd_replay)
 
     inv = asub.add_parser(
@@ -50,13 +54,13 @@ def _cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         print(f"cannot replay: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_replay(dsn, bootstrap, args.show))
+        return asyncio.run(_replay(dsn, bootstrap, args.show, args.jobs))
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"cannot replay: {exc!r}", file=sys.stderr)
         return 2
 
 
-async def _replay(dsn: str, bootstrap: str, show: int) -> int:
+async def _replay(dsn: str, bootstrap: str, show: int, jobs: int = 1) -> int:
     from schemas.topics import all_topic_names
     from services.audit.replay import (
         Progress,
@@ -77,7 +81,7 @@ async def _replay(dsn: str, bootstrap: str, show: int) -> int:
             records = await read_topics(bootstrap, all_topic_names())
         total = None if records else await conn.fetchval("SELECT count(*) FROM archive")
         bar = Progress("projections", len(records) if records else total)
-        proj = await replay_projections(conn, records, bar)
+        proj = await replay_projections(conn, records, bar, jobs)
         bar.close()
         if records is None:
             inputs, logged = await archived_matcher_log(conn)

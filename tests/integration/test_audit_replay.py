@@ -16,6 +16,7 @@ from schemas.messages import MatchProposed, SupplyKind
 from services.audit.replay import (
     archived_matcher_log,
     check_archive,
+    fold_archive,
     replay_matcher,
     replay_projections,
 )
@@ -257,3 +258,11 @@ async def test_replay_follows_matches_through_completion_and_decline(
         )
         == 2
     )
+
+
+async def test_decoding_in_worker_processes_folds_the_same_tables(db: asyncpg.Connection) -> None:
+    await archive_city(db)
+    one = await fold_archive(db)
+    two = await fold_archive(db, batch=150, jobs=2)
+    assert two.tables == one.tables and two.writers == one.writers
+    assert one.events > 100
