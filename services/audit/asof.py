@@ -67,7 +67,8 @@ class AsOf:
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (ids and times as strings)."""
-        return _plain(asdict(self))
+        out: dict[str, Any] = _plain(asdict(self))
+        return out
 
 
 def _plain(value: Any) -> Any:

@@ -20,9 +20,9 @@ import io
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
-from schemas.messages import EventCorrected, MatchCompleted
+from schemas.messages import EventCorrected
 from services.audit.asof import yuan
 from services.audit.books import Books
 
@@ -38,7 +38,9 @@ def quarter_bounds(quarter: str) -> tuple[datetime, datetime]:
         raise ValueError(f"quarter must look like 2026Q4, not {quarter!r}")
     year, q = int(m.group(1)), int(m.group(2))
     start = datetime(year, 3 * q - 2, 1, tzinfo=CST)
-    end = datetime(year + 1, 1, 1, tzinfo=CST) if q == 4 else datetime(year, 3 * q + 1, 1, tzinfo=CST)
+    end = (
+        datetime(year + 1, 1, 1, tzinfo=CST) if q == 4 else datetime(year, 3 * q + 1, 1, tzinfo=CST)
+    )
     return start, end
 
 
@@ -95,12 +97,17 @@ def disclosure(opening: Books, closing: Books, fund_id: uuid.UUID, quarter: str)
         if d.donor in orgs:
             old = named.get(d.donor, Line("income", d.donor, note="organisation"))
             named[d.donor] = Line(
-                "income", d.donor, count=old.count + 1,
-                amount_minor=old.amount_minor + d.amount_minor, note="organisation",
+                "income",
+                d.donor,
+                count=old.count + 1,
+                amount_minor=old.amount_minor + d.amount_minor,
+                note="organisation",
             )
         else:
             others = Line(
-                "income", OTHER_DONORS, count=others.count + 1,
+                "income",
+                OTHER_DONORS,
+                count=others.count + 1,
                 amount_minor=others.amount_minor + d.amount_minor,
             )
     rep.lines += list(named.values()) + ([others] if others.count else [])
@@ -175,8 +182,16 @@ def _flatten(value: object, prefix: str = "") -> list[tuple[str, object]]:
 
 
 CSV_HEADER = [
-    "section", "label", "category", "district", "count", "amount_minor", "amount_yuan",
-    "currency", "people_served", "note",
+    "section",
+    "label",
+    "category",
+    "district",
+    "count",
+    "amount_minor",
+    "amount_yuan",
+    "currency",
+    "people_served",
+    "note",
 ]
 
 
@@ -188,8 +203,15 @@ def to_csv(rep: Disclosure) -> bytes:
     for line in rep.lines:
         w.writerow(
             [
-                line.section, line.label, line.category, line.district, line.count,
-                line.amount_minor, yuan(line.amount_minor), rep.currency, line.people_served,
+                line.section,
+                line.label,
+                line.category,
+                line.district,
+                line.count,
+                line.amount_minor,
+                yuan(line.amount_minor),
+                rep.currency,
+                line.people_served,
                 line.note,
             ]
         )
@@ -234,9 +256,6 @@ def to_html(rep: Disclosure) -> str:
                 f"<td>{e(x.note)}</td></tr>"
             )
         parts.append("</table>")
-    parts.append(f"<p>Generated {e(datetime.now(UTC).isoformat(timespec='seconds'))}</p>")
+
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
-
-
-__all__ = ["MatchCompleted", "disclosure", "quarter_bounds", "to_csv", "to_html"]

@@ -166,19 +166,24 @@ def trail(
         return steps + _allocation_steps(books, d.fund_id, {donation})
     if fund is not None:
         streams = {f"fund:{fund}"}
-        streams |= {f"match:{m.match_id}" for m in books.matches.values() if m.terms.fund_id == fund}
+        streams |= {
+            f"match:{m.match_id}" for m in books.matches.values() if m.terms.fund_id == fund
+        }
         ids = {d.donation_id for d in books.donations.values() if d.fund_id == fund}
         return _event_steps(books, events, streams) + _allocation_steps(books, fund, ids)
     if need is not None:
         ms = [m for m in books.matches.values() if m.need_id == need]
         steps = _event_steps(books, events, {f"need:{need}"} | {f"match:{m.match_id}" for m in ms})
         for m in ms:
-            steps += [Step(m.settled_at or steps[-1].at, "outcome", None, s, "") for s in
-                      _match_steps(books, m)]
+            steps += [
+                Step(m.settled_at or steps[-1].at, "outcome", None, s, "")
+                for s in _match_steps(books, m)
+            ]
             if m.terms.fund_id is not None:
                 steps += [
-                    s for s in _allocation_steps(books, m.terms.fund_id, None) if str(m.match_id)
-                    in s.what
+                    s
+                    for s in _allocation_steps(books, m.terms.fund_id, None)
+                    if str(m.match_id) in s.what
                 ]
         return steps
     assert volunteer is not None
@@ -223,3 +228,17 @@ def render(steps: list[Step]) -> str:
         f"{s.at.isoformat()}  {s.event_type:<26} {s.what}" + (f"  — {s.by}" if s.by else "") + "\n"
         for s in steps
     )
+
+
+def to_json(steps: list[Step]) -> list[dict[str, str | None]]:
+    """Plain JSON: one object per step."""
+    return [
+        {
+            "at": s.at.isoformat(),
+            "event_type": s.event_type,
+            "event_id": str(s.event_id) if s.event_id else None,
+            "what": s.what,
+            "by": s.by,
+        }
+        for s in steps
+    ]
