@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from schemas.codec import json_type
 from schemas.topics import BY_NAME
-from services.gateway import health, readapi, writes
+from services.gateway import audit_reports_api, health, readapi, writes
 from services.gateway.postings import Postings
 from services.platform.db import Heartbeat, connect_pool, migrate
 from services.settings import Settings
@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(writes.router)
     app.include_router(readapi.router)
+    app.include_router(audit_reports_api.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz(request: Request) -> JSONResponse:
