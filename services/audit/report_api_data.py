@@ -27,8 +27,7 @@ async def sequence_report(
         return [{**dict(r), "event_id": str(r["event_id"])} for r in rows]
     rows = await conn.fetch(
         "SELECT a.event_id, a.event_type, a.stream_id, a.stream_seq, a.archive_seq, a.topic"
-        " FROM projected_events p JOIN archive a ON a.archive_seq = p.archive_seq"
-        " ORDER BY p.archive_seq"
+        " FROM archive a WHERE a.stream_seq > 0 ORDER BY a.archive_seq"
     )
     seen = [
         Seen(
@@ -40,7 +39,7 @@ async def sequence_report(
             r["topic"],
         )
         for r in rows
-        if is_sequenced(r["stream_id"], r["stream_seq"], r["event_type"])
+        if is_sequenced(r["stream_id"], r["stream_seq"], r["event_type"], r["topic"])
     ]
     _, found = check_all(seen)
     return [

@@ -176,23 +176,27 @@ async def archive_batch(
             [r["event_id"] for r in new],
             [r["archive_seq"] for r in new],
         )
-        topic_of = {r["archive_seq"]: r["topic"] for r in new}
-        sequenced: list[Seen] = []
         for r in sorted(first, key=lambda r: r["archive_seq"]):
             env = envelopes.get(r["event_id"])
             if env is not None:
                 await apply_projection(conn, env)
-                if is_sequenced(env.stream_id, env.stream_seq, env.event_type):
-                    sequenced.append(
-                        Seen(
-                            env.event_id,
-                            env.event_type,
-                            env.stream_id,
-                            env.stream_seq,
-                            r["archive_seq"],
-                            topic_of[r["archive_seq"]],
-                        )
+        sequenced: list[Seen] = []
+        for r in new:  # each stream on its home topic, in archive order
+            env = envelopes.get(r["event_id"])
+            if env is not None and is_sequenced(
+                env.stream_id, env.stream_seq, env.event_type, r["topic"]
+            ):
+                assert env.stream_id is not None
+                sequenced.append(
+                    Seen(
+                        env.event_id,
+                        env.event_type,
+                        env.stream_id,
+                        env.stream_seq,
+                        r["archive_seq"],
+                        r["topic"],
                     )
+                )
         await record_sequences(conn, sequenced)  # gaps and reorderings, never hidden
         # the outbox rows these events came from (postings, registered organisations)
         await conn.execute(

@@ -10,12 +10,16 @@ writer, so the rule lives here, in one place (docs/audit.md, "Which streams are 
   posted), clock ticks (`clock…`), dead letters (`dead-letters:…`).
 - `listing:…` carries the supply's version (sparse by design), `checkpoints:ledger` the tree
   size, `bench:` load generators: not checked.
-- A `PostingRefused` on a `match:` stream is the matcher answering a command; it always carries
-  1 and is not a step of the match, so it is not checked.
+- A `PostingRefused` on a `match:` stream (written by versions before 0.2, which numbered a
+  matcher's refusal 1 on the match's stream) is not a step of the match, so it is not checked.
+
+Each stream is checked on its home topic, the one its single writer writes it to (`HOME`):
+there, one partition holds the stream in the order it was written. Copies elsewhere (as
+matcher.inputs repeats intake events) are not checked: the ledger reads topics side by side,
+so a copy may well be archived before its predecessor's home copy, which is no fault.
 
 `check` is pure; `record_sequences` runs inside the ledger's archive transaction, over the
-events seen there for the first time, in archive order (an event repeated on another topic,
-as matcher.inputs repeats intake events, is checked once).
+home-topic events archived there, in archive order.
 """
 
 from __future__ import annotations
@@ -26,15 +30,25 @@ from dataclasses import dataclass
 
 import asyncpg
 
-SEQUENCED = frozenset({"need", "fund", "volunteer", "match", "organisation"})
+HOME = {
+    "need": "needs.events",
+    "fund": "funds.events",
+    "volunteer": "volunteers.events",
+    "match": "matches.events",
+    "organisation": "organisations.events",
+}
+"""The topic each numbered stream is written to by its single writer."""
+SEQUENCED = frozenset(HOME)
 
 
-def is_sequenced(stream_id: str | None, stream_seq: int | None, event_type: str) -> bool:
-    """Whether this event's number is expected to follow the one before it in its stream."""
+def is_sequenced(
+    stream_id: str | None, stream_seq: int | None, event_type: str, topic: str
+) -> bool:
+    """Whether this copy of an event is checked: a numbered stream, on its home topic."""
     if stream_id is None or stream_seq is None or stream_seq <= 0:
         return False
     kind = stream_id.split(":", 1)[0]
-    if kind not in SEQUENCED:
+    if HOME.get(kind) != topic:
         return False
     return not (kind == "match" and event_type == "PostingRefused")
 
@@ -114,13 +128,14 @@ async def record_sequences(conn: asyncpg.Connection, events: Sequence[Seen]) -> 
         if before is not None and s.stream_seq <= before:  # rare: ask the archive
             numbered = bool(
                 await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM archive a JOIN projected_events p"
-                    " ON p.archive_seq = a.archive_seq WHERE a.stream_id = $1"
-                    " AND a.stream_seq = $2 AND a.event_id <> $3 AND p.archive_seq < $4)",
+                    "SELECT EXISTS (SELECT 1 FROM archive a WHERE a.stream_id = $1"
+                    " AND a.stream_seq = $2 AND a.event_id <> $3 AND a.archive_seq < $4"
+                    " AND a.topic = $5)",
                     s.stream_id,
                     s.stream_seq,
                     s.event_id,
                     s.archive_seq,
+                    s.topic,
                 )
             )
         new, anomaly = check(before, s, numbered)

@@ -39,6 +39,7 @@ from services.audit import asof, disclosure, trail
 from services.audit.reading import load_books
 from services.audit.report_api_data import disclosure_report, sequence_report
 from services.ledger.archive import archive_batch, prepare
+from services.ledger.sequences import HOME
 from services.platform.kafka import Record, headers_for
 from tests import factories as f
 
@@ -87,9 +88,14 @@ class Log:
         return env
 
     def records(self, start: int = 0) -> list[Record]:
-        return [
+        return [  # each stream on its home topic, where the ledger checks its numbers
             Record(
-                "test.events", 0, start + i, b"k", encode(e), headers_for(e.event_id, e.event_type)
+                HOME.get(e.stream_id.split(":", 1)[0], "test.events"),
+                0,
+                start + i,
+                b"k",
+                encode(e),
+                headers_for(e.event_id, e.event_type),
             )
             for i, e in enumerate(self.envs[start:])
         ]

@@ -29,6 +29,7 @@ CREATE INDEX sequence_anomalies_stream ON sequence_anomalies (stream_id, anomaly
 -- comes after is checked live (`exchange audit sequences --rescan` checks the whole archive).
 INSERT INTO stream_positions (stream_id, last_seq, events)
     SELECT stream_id, max(stream_seq), count(*) FROM archive
-    WHERE stream_seq > 0 AND split_part(stream_id, ':', 1)
-        IN ('need', 'fund', 'volunteer', 'match', 'organisation')
+    WHERE stream_seq > 0 AND (split_part(stream_id, ':', 1), topic) IN (
+        ('need', 'needs.events'), ('fund', 'funds.events'), ('volunteer', 'volunteers.events'),
+        ('match', 'matches.events'), ('organisation', 'organisations.events'))
     GROUP BY stream_id;
