@@ -73,7 +73,7 @@ class Policy:
 DEFAULT_POLICY = Policy()
 
 
-@dataclass
+@dataclass(slots=True)
 class Proposal:
     """One match and where it stands: proposed, accepted, declined, withdrawn, completed,
     no_show. `quantity` is 1 (a volunteer) or the minor units reserved (a fund)."""
@@ -100,7 +100,7 @@ class Proposal:
         return self.seq
 
 
-@dataclass
+@dataclass(slots=True)
 class OpenNeed:
     """A need and what is still wanted. `remaining` counts volunteers or minor units."""
 
@@ -134,7 +134,7 @@ class OpenNeed:
         return not self.cancelled and self.remaining > 0 and self.spec.deadline > now
 
 
-@dataclass
+@dataclass(slots=True)
 class Volunteer:
     """A pledged volunteer and the shifts currently held for them."""
 
@@ -153,7 +153,7 @@ class Volunteer:
         return sum(w.minutes for w in self.booked.values() if local_week(w.start) == week)
 
 
-@dataclass
+@dataclass(slots=True)
 class Fund:
     """A fund and the money in it not yet reserved for a need."""
 
@@ -163,7 +163,7 @@ class Fund:
     available: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Listing:
     """Supply owned by another partition, as its listing last described it."""
 
@@ -192,7 +192,7 @@ class Listing:
         return self.net_minor - self.held - self.in_flight
 
 
-@dataclass
+@dataclass(slots=True)
 class Ask:
     """A request this partition sent for supply owned elsewhere; its quantity is set aside on
     the need until the answer comes."""
@@ -205,7 +205,7 @@ class Ask:
     shift: TimeWindow | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Hold:
     """Supply this partition owns, held for a need owned by another partition."""
 
