@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -64,11 +65,14 @@ def fmt(p: dict[str, float]) -> str:
 
 
 async def watch(
-    bootstrap: str, topic: str, seen: dict[str, float], stop: asyncio.Event, key_of: KeyOf
+    bootstrap: str, routes: dict[str, tuple[dict[str, float], KeyOf]], stop: asyncio.Event
 ) -> None:
-    """Record when each message (by key_of(record)) is first read."""
+    """Record when each message is first read: per topic, into its dict under key_of(record).
+
+    One consumer reads every watched topic, so that watching adds one fetcher to the broker's
+    load, not one per topic."""
     consumer = AIOKafkaConsumer(
-        topic,
+        *routes,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -79,7 +83,8 @@ async def watch(
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=50)
             now = time.perf_counter()
-            for records in batch.values():
+            for tp, records in batch.items():
+                seen, key_of = routes[tp.topic]
                 for r in records:
                     k = key_of(r)
                     if k is not None:
@@ -202,16 +207,13 @@ async def exchange_run(
     def proposal(r: Any) -> str | None:
         return key_str(r) if header(r, "event_type") == "MatchProposed" else None
 
-    watchers = [
-        asyncio.create_task(watch(bootstrap, "needs.postings", posted, stop, key_str)),
-        asyncio.create_task(watch(bootstrap, "needs.events", decided, stop, need_posted)),
-        asyncio.create_task(
-            watch(
-                bootstrap, "matcher.inputs", routed_by_event, stop, lambda r: header(r, "event_id")
-            )
-        ),
-        asyncio.create_task(watch(bootstrap, "matches.events", proposed, stop, proposal)),
-    ]
+    routes: dict[str, tuple[dict[str, float], KeyOf]] = {
+        "needs.postings": (posted, key_str),
+        "needs.events": (decided, need_posted),
+        "matcher.inputs": (routed_by_event, lambda r: header(r, "event_id")),
+        "matches.events": (proposed, proposal),
+    }
+    watcher = asyncio.create_task(watch(bootstrap, routes, stop))
     connector = aiohttp.TCPConnector(limit=connections, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(ex.url, connector=connector, timeout=timeout) as http:
@@ -249,6 +251,7 @@ async def exchange_run(
             answered[need] = now
             accepted[need] = now
 
+        load_before = os.getloadavg()[0]
         meter = CpuMeter(ex.state)
         profilers = start_profiles(ex.state, profile, seconds) if profile else []
         meter.begin()
@@ -264,13 +267,14 @@ async def exchange_run(
         await asyncio.gather(*tasks)
         sent_for = time.perf_counter() - start
         cpu = meter.end()
+        load = f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
         for p in profilers:
             p.wait(30)
         deadline = time.perf_counter() + 60
         while time.perf_counter() < deadline and not set(accepted) <= set(proposed):  # noqa: ASYNC110 (a deadline-bounded poll of plain dicts)
             await asyncio.sleep(0.1)
     stop.set()
-    await asyncio.gather(*watchers)
+    await watcher
     routed = {
         need: routed_by_event[ev] for need, ev in event_of_need.items() if ev in routed_by_event
     }
@@ -294,6 +298,7 @@ async def exchange_run(
             "matcher.inputs -> matches.events (matcher)": hop(routed, proposed),
         },
         "cpu": cpu,
+        "load": load,
         **percentiles(lat),
     }
 
@@ -311,7 +316,7 @@ async def raw_run(bootstrap: str, rate: float, seconds: float) -> dict[str, Any]
     def key_of(r: Any) -> str | None:
         return str(r.value.decode()) if r.value != b"warm-up" else None
 
-    watcher = asyncio.create_task(watch(bootstrap, topic, got, stop, key_of))
+    watcher = asyncio.create_task(watch(bootstrap, {topic: (got, key_of)}, stop))
     await asyncio.sleep(1)
     start = time.perf_counter()
     n = int(rate * seconds)
@@ -347,6 +352,7 @@ def report(raw: dict[str, Any], full: dict[str, Any]) -> None:
         + ")"
     )
     print(f"ratio p99 exchange / raw: {full['p99'] / raw['p99']:.1f}x")
+    print(f"  load average before / after (others share this machine): {full['load']}")
     print(f"  planned send -> 202 (open loop)              {fmt(full['request'])}")
     for name, p in full["hops"].items():
         print(f"  {name:45}{fmt(p)}")
