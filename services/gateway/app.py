@@ -123,6 +123,10 @@ def create_app(settings: Settings) -> FastAPI:
         lines = [
             "# TYPE exchange_postings_accepted_total counter",
             f"exchange_postings_accepted_total {request.app.state.accepted}",
+            "# TYPE exchange_outbox_batches_total counter",
+            f"exchange_outbox_batches_total {request.app.state.postings.outbox.batches_written}",
+            "# TYPE exchange_outbox_rows_total counter",
+            f"exchange_outbox_rows_total {request.app.state.postings.outbox.rows_written}",
             "# TYPE exchange_outbox_unpublished gauge",
             f"exchange_outbox_unpublished {unpublished}",
             "# TYPE exchange_postings_not_archived gauge",

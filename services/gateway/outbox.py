@@ -101,6 +101,10 @@ class OutboxWriter:
         self._queue: list[_Waiting] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.batches_written = 0
+        """Transactions committed (for /metrics: rows per batch shows how much is shared)."""
+        self.rows_written = 0
+        """Postings committed through this writer."""
 
     def start(self) -> None:
         """Start the writer tasks (in the running event loop)."""
@@ -166,6 +170,8 @@ class OutboxWriter:
             for w in batch:
                 await self._write_batch([w])
             return
+        self.batches_written += 1
+        self.rows_written += sum(1 for o in outcomes if isinstance(o, Written) and not o.replayed)
         retry = []
         for w, outcome in zip(batch, outcomes, strict=True):
             if outcome is None:  # a concurrent writer stored the same key first
