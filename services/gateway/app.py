@@ -44,7 +44,7 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 OUTBOX_WRITERS = 2
 """Outbox batches in flight at once: one is written while the next gathers requests."""
 
-POOL_SIZE = 12
+POOL_SIZE = 10
 """PostgreSQL connections: the outbox writers', plus reads, ownership and token look-ups."""
 
 

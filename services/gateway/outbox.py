@@ -101,6 +101,7 @@ class OutboxWriter:
         self._queue: list[_Waiting] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.batches_written = 0
         """Transactions committed (for /metrics: rows per batch shows how much is shared)."""
         self.rows_written = 0
@@ -111,17 +112,19 @@ class OutboxWriter:
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self.writers)]
 
     async def stop(self) -> None:
-        """Write what is waiting, then stop."""
-        while self._queue:
-            await self._write_batch(self._take())
-        for t in self._tasks:
-            t.cancel()
+        """Write everything already handed over (the batches in flight finish), then stop."""
+        self._stopping = True
+        self._wake.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._queue:  # rows sent back for another try as the writers stopped
+            await self._write_batch(self._take())
 
     async def write(self, row: OutboxRow) -> Written:
         """Durably record `row` (or find the stored answer of a retry); raises
         IdempotencyConflict for a reused key with another request. Returns after commit."""
         waiting = _Waiting(row)
+        # the answer of a request that went away meanwhile is dropped without a warning
+        waiting.done.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(waiting)
         self._wake.set()
         # shielded: a client that goes away must not cancel a batch that others wait on
@@ -148,10 +151,13 @@ class OutboxWriter:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            if not self._stopping:
+                await self._wake.wait()
             batch = self._take()
             if batch:
                 await self._write_batch(batch)
+            elif self._stopping:
+                return
 
     async def _write_batch(self, batch: list[_Waiting]) -> None:
         try:

@@ -150,3 +150,19 @@ async def test_near_duplicates_are_flagged_within_and_across_batches(
         two.response["need_id"],
         one.response["need_id"],
     ]
+
+
+async def test_stopping_writes_what_was_handed_over(database_url: str) -> None:
+    pool = await connect_pool(database_url, max_size=4)
+    w = OutboxWriter(pool, writers=2)
+    w.start()
+    rows = [row() for _ in range(30)]
+    tasks = [asyncio.create_task(w.write(r)) for r in rows]
+    await asyncio.sleep(0)  # every request has handed its row over
+    await w.stop()
+    answers = await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+    assert all(not a.replayed for a in answers)
+    conn = await connect(database_url)
+    assert await conn.fetchval("SELECT count(*) FROM postings") == 30
+    await conn.close()
+    await pool.close()
