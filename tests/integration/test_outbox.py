@@ -37,7 +37,7 @@ def row(
         request_hash=request_hash,
         response={"posting_id": str(posting_id), "need_id": str(need_id)},
         fingerprint=fingerprint,
-        owns=Ownership("need", need_id, ORG),
+        owns=(Ownership("need", need_id, ORG),),
         also=also,
     )
 
