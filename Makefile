@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: run test unit integration e2e lint typecheck check bench clean venv
 
@@ -44,6 +45,25 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Sizes that keep `make bench` to about a quarter of an hour on two shared cores. The
+# city-scale throughput and memory run takes longer: `make bench THROUGHPUT_ARGS=`.
+LATENCY_ARGS    ?= --rate 100 --seconds 10
+QUALITY_ARGS    ?= --needs 4000 --volunteers 2000 --funds 120 --seed 7
+THROUGHPUT_ARGS ?= --quick
+
+## Every benchmark figure, one after the other (bench/README.md says what each means).
+bench: $(BENCH_STAMP)
+	@echo "== latency: posting -> proposal, against a raw round trip"
+	$(BIN)/python bench/latency.py $(LATENCY_ARGS)
+	@echo "== quality: the online matcher against the offline optimum"
+	$(BIN)/python bench/quality.py $(QUALITY_ARGS)
+	@echo "== throughput and memory: matcher workers against a raw consumer"
+	$(BIN)/python bench/throughput.py $(THROUGHPUT_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     heartbeat_interval_ms: int = 1000
     """Consumer-group heartbeat interval."""
 
-    snapshot_events: int = 5000
+    snapshot_events: int = 20000
     """A matcher worker snapshots a partition's state to PostgreSQL after this many inputs (and
     when it gives the partition up), so a worker taking it over replays only the rest."""
 

@@ -56,6 +56,10 @@ def add_commands(sub: Any) -> None:
 
     add_replay_commands(asub)
 
+    from services.audit.reports_cli import add_report_commands
+
+    add_report_commands(asub)  # sequences, as-of, trail, disclosure
+
 
 def _trusted(settings: Settings, given: str | None) -> Ed25519PublicKey:
     from services.audit.checkpoint import public_key_from_hex

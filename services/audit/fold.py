@@ -21,12 +21,19 @@ from services.domain.projections import (
     JournalLine,
     MatchDelivered,
     MatchEnded,
+    MatchTerms,
     NeedCompleted,
     NeedFilled,
+    PledgeEnded,
+    PledgeSet,
     Row,
     Update,
-    fund_account,
+    match_lines,
+    pledge_lines,
+    pledged_account,
     project,
+    volunteer_account,
+    withdrawal_lines,
 )
 
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
@@ -77,6 +84,8 @@ class ProjectionFold:
         default_factory=lambda: {t: {} for t in TABLE_KEYS}
     )
     writers: dict[tuple[str, tuple[Any, ...]], list[uuid.UUID]] = field(default_factory=dict)
+    balances: dict[str, int] = field(default_factory=dict)
+    """Journal balance per account (the ledger reads balances back for pledge moves)."""
     events: int = 0
     """Events applied (each once)."""
     read: int = 0
@@ -106,12 +115,15 @@ class ProjectionFold:
                     row.update(change.values)
             elif isinstance(change, JournalLine):
                 line_no += 1
-                self._post(event_id, line_no, change.account, change.amount_minor, change)
+                self._post(event_id, line_no, change.account, change.amount_minor,
+                           change.currency)  # fmt: skip
             elif isinstance(change, NeedFilled | NeedCompleted):
                 done = isinstance(change, NeedCompleted)
                 self._need_delta(change.need_id, event_id, change.amount, done)
             elif isinstance(change, MatchEnded | MatchDelivered):
                 line_no = self._match_moves(change, event_id, line_no)
+            elif isinstance(change, PledgeSet | PledgeEnded):
+                line_no = self._pledge_moves(change, event_id, line_no)
 
     def _insert(self, table: str, values: dict[str, Any], event_id: uuid.UUID) -> None:
         key = tuple(values[k] for k in TABLE_KEYS[table])
@@ -126,19 +138,21 @@ class ProjectionFold:
             self.writers.setdefault((table, key), []).append(event_id)
         return row
 
-    def _post(self, event_id: uuid.UUID, line_no: int, account: str, amount: int, cur: Any) -> None:
-        currency = cur if isinstance(cur, str) else cur.currency
+    def _post(
+        self, event_id: uuid.UUID, line_no: int, account: str, amount: int, currency: str
+    ) -> None:
         key = (event_id, line_no)
-        self.tables["journal_lines"].setdefault(
-            key,
-            {
-                "event_id": event_id,
-                "line_no": line_no,
-                "account": account,
-                "amount_minor": amount,
-                "currency": currency,
-            },
-        )
+        lines = self.tables["journal_lines"]
+        if key in lines:  # ON CONFLICT DO NOTHING
+            return
+        lines[key] = {
+            "event_id": event_id,
+            "line_no": line_no,
+            "account": account,
+            "amount_minor": amount,
+            "currency": currency,
+        }
+        self.balances[account] = self.balances.get(account, 0) + amount
         self.writers[("journal_lines", key)] = [event_id]
 
     def _need_delta(
@@ -157,8 +171,6 @@ class ProjectionFold:
         if m is None:  # the ledger moves nothing for a match it never saw proposed
             return line_no
         quantity = m["amount_minor"] if m["supply"] == "fund" else 1
-        currency = (m["currency"] or "").strip()
-        ended = isinstance(change, MatchEnded)
         if isinstance(change, MatchEnded):
             m["status"] = change.status
             self._need_delta(m["need_id"], event_id, -quantity, completed=False)
@@ -166,12 +178,29 @@ class ProjectionFold:
             m["status"] = "completed"
             m["minutes_served"] = change.minutes_served
             self._need_delta(m["need_id"], event_id, quantity, completed=True)
-        if m["supply"] == "fund":
-            to = "available" if ended else "disbursed"
-            reserved = fund_account(m["fund_id"], "reserved")
-            self._post(event_id, line_no + 1, reserved, -quantity, currency)
-            self._post(event_id, line_no + 2, fund_account(m["fund_id"], to), quantity, currency)
-            line_no += 2
+        terms = MatchTerms(
+            m["supply"], m["fund_id"], m["amount_minor"], m["currency"],
+            m["volunteer_id"], m["minutes"],
+        )  # fmt: skip
+        return self._post_lines(event_id, line_no, match_lines(terms, change))
+
+    def _pledge_moves(
+        self, change: PledgeSet | PledgeEnded, event_id: uuid.UUID, line_no: int
+    ) -> int:
+        """As the ledger: what the pledge offered before is read from the journal."""
+        v = change.volunteer_id
+        pledged = -self.balances.get(pledged_account(v), 0)
+        if isinstance(change, PledgeSet):
+            lines = pledge_lines(v, pledged, change.minutes)
+        else:
+            offered = self.balances.get(volunteer_account(v, "offered"), 0)
+            lines = withdrawal_lines(v, offered, pledged)
+        return self._post_lines(event_id, line_no, lines)
+
+    def _post_lines(self, event_id: uuid.UUID, line_no: int, lines: list[JournalLine]) -> int:
+        for line in lines:
+            line_no += 1
+            self._post(event_id, line_no, line.account, line.amount_minor, line.currency)
         return line_no
 
     def rows(self, table: str) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""What each event changes in the read models and the money journal, as plain data.
+"""What each event changes in the read models and the journal (money and volunteer minutes),
+as plain data.
 
 `project` is pure, so the auditor's replay can rebuild every read model from the log and
 compare; the ledger only turns these changes into SQL.
@@ -34,6 +35,7 @@ from schemas.messages import (
     SupplyKind,
     VolunteerRegistered,
 )
+from schemas.specs import PledgeSpec
 from services.domain.needs import need_quantity
 
 
@@ -99,7 +101,39 @@ class MatchDelivered:
     minutes_served: int | None
 
 
-Change = JournalLine | Row | Update | NeedFilled | NeedCompleted | MatchEnded | MatchDelivered
+@dataclass(frozen=True)
+class PledgeSet:
+    """A pledge (made or amended) now offers `minutes` in all (the length of its availability
+    windows). The applier moves the difference from the pledge before it, which it reads from
+    the journal, between the volunteer's `pledged` and `offered` accounts."""
+
+    volunteer_id: uuid.UUID
+    minutes: int
+
+
+@dataclass(frozen=True)
+class PledgeEnded:
+    """A pledge was withdrawn: the minutes still offered (not booked) go back to `pledged`;
+    booked shifts end only through the match lifecycle."""
+
+    volunteer_id: uuid.UUID
+
+
+Change = (
+    JournalLine
+    | Row
+    | Update
+    | NeedFilled
+    | NeedCompleted
+    | MatchEnded
+    | MatchDelivered
+    | PledgeSet
+    | PledgeEnded
+)
+
+MINUTES = "MIN"
+"""The journal's unit for volunteer time: hours are journalled in whole minutes, in the same
+table and under the same balance rule as money (lines of one event sum to zero per unit)."""
 
 
 def fund_account(fund_id: uuid.UUID, bucket: str) -> str:
@@ -110,6 +144,84 @@ def fund_account(fund_id: uuid.UUID, bucket: str) -> str:
 def income_account(fund_id: uuid.UUID) -> str:
     """Where donations into a fund come from (credit side): the fund's donors, together."""
     return f"donors:{fund_id}"
+
+
+def volunteer_account(volunteer_id: uuid.UUID, bucket: str) -> str:
+    """Account name of a volunteer's `offered`, `reserved` or `served` minutes."""
+    return f"volunteer:{volunteer_id}:{bucket}"
+
+
+def pledged_account(volunteer_id: uuid.UUID) -> str:
+    """Where a volunteer's offered minutes come from (credit side): their pledge. Its balance
+    is minus the minutes the current pledge offers."""
+    return f"pledged:{volunteer_id}"
+
+
+def pledge_minutes(pledge: PledgeSpec) -> int:
+    """Minutes a pledge offers: the total length of its availability windows (which never
+    overlap), independent of the weekly limit, which caps bookings, not the offer."""
+    return sum(w.minutes for w in pledge.availability)
+
+
+def pledge_lines(volunteer_id: uuid.UUID, before: int, now: int) -> list[JournalLine]:
+    """Lines moving a pledge from offering `before` minutes to offering `now`."""
+    delta = now - before
+    if delta == 0:
+        return []
+    return [
+        JournalLine(pledged_account(volunteer_id), -delta, MINUTES),
+        JournalLine(volunteer_account(volunteer_id, "offered"), delta, MINUTES),
+    ]
+
+
+def withdrawal_lines(volunteer_id: uuid.UUID, offered: int, pledged: int) -> list[JournalLine]:
+    """Lines returning what is still offered (at most what the pledge offers) to the pledge."""
+    back = max(0, min(offered, pledged))
+    if back == 0:
+        return []
+    return [
+        JournalLine(volunteer_account(volunteer_id, "offered"), -back, MINUTES),
+        JournalLine(pledged_account(volunteer_id), back, MINUTES),
+    ]
+
+
+@dataclass(frozen=True)
+class MatchTerms:
+    """What a match holds, as written when it was proposed (rm_matches)."""
+
+    supply: str
+    fund_id: uuid.UUID | None
+    amount_minor: int | None
+    currency: str | None
+    volunteer_id: uuid.UUID | None
+    minutes: int | None
+
+
+def match_lines(terms: MatchTerms, change: MatchEnded | MatchDelivered) -> list[JournalLine]:
+    """The journal lines of a match ending or being delivered, for money and for minutes.
+
+    Money: reserved goes back to available (ended) or to disbursed (delivered). Minutes:
+    reserved goes back to offered (ended); delivered, the minutes served are `served` and any
+    unserved remainder goes back to offered (more served than planned comes out of offered)."""
+    if terms.supply == "fund":
+        assert terms.fund_id is not None and terms.amount_minor is not None
+        q, cur = terms.amount_minor, (terms.currency or "").strip()
+        to = "available" if isinstance(change, MatchEnded) else "disbursed"
+        return [
+            JournalLine(fund_account(terms.fund_id, "reserved"), -q, cur),
+            JournalLine(fund_account(terms.fund_id, to), q, cur),
+        ]
+    if terms.volunteer_id is None or terms.minutes is None:
+        return []
+    v, planned = terms.volunteer_id, terms.minutes
+    lines = [JournalLine(volunteer_account(v, "reserved"), -planned, MINUTES)]
+    if isinstance(change, MatchEnded):
+        return [*lines, JournalLine(volunteer_account(v, "offered"), planned, MINUTES)]
+    served = planned if change.minutes_served is None else change.minutes_served
+    lines.append(JournalLine(volunteer_account(v, "served"), served, MINUTES))
+    if planned != served:
+        lines.append(JournalLine(volunteer_account(v, "offered"), planned - served, MINUTES))
+    return lines
 
 
 def _dump(model: Any) -> Any:
@@ -251,14 +363,18 @@ def _pledge(event: Envelope[Message]) -> list[Change]:
                 "spec": _dump(p.pledge),
                 "status": "active",
             },
-        )
+        ),
+        PledgeSet(p.volunteer_id, pledge_minutes(p.pledge)),
     ]
 
 
 def _pledge_withdrawn(event: Envelope[Message]) -> list[Change]:
     p = event.payload
     assert isinstance(p, PledgeWithdrawn)
-    return [Update("rm_pledges", "volunteer_id", p.volunteer_id, {"status": "withdrawn"})]
+    return [
+        Update("rm_pledges", "volunteer_id", p.volunteer_id, {"status": "withdrawn"}),
+        PledgeEnded(p.volunteer_id),
+    ]
 
 
 def _refused(event: Envelope[Message]) -> list[Change]:
@@ -342,7 +458,14 @@ def _match_changes(event_id: uuid.UUID, p: MatchProposed) -> list[Change]:
         },
     )
     if p.supply is SupplyKind.VOLUNTEER:
-        return [row, NeedFilled(p.need_id, 1)]
+        assert p.volunteer_id is not None and p.minutes is not None
+        v = p.volunteer_id
+        return [
+            row,
+            JournalLine(volunteer_account(v, "offered"), -p.minutes, MINUTES),
+            JournalLine(volunteer_account(v, "reserved"), p.minutes, MINUTES),
+            NeedFilled(p.need_id, 1),
+        ]
     assert p.fund_id is not None and p.amount is not None
     a = p.amount
     return [

@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from schemas.codec import json_type
 from schemas.topics import BY_NAME
-from services.gateway import health, readapi, writes
+from services.gateway import audit_reports_api, health, readapi, writes
 from services.gateway.audit_api import router as audit_router
+from services.gateway.outbox import OutboxWriter
 from services.gateway.postings import Postings
 from services.platform.db import Heartbeat, connect_pool, migrate
 from services.settings import Settings
@@ -41,13 +42,20 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+OUTBOX_WRITERS = 2
+"""Outbox batches in flight at once: one is written while the next gathers requests."""
+
+POOL_SIZE = 10
+"""PostgreSQL connections: the outbox writers', plus reads, ownership and token look-ups."""
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The gateway app; connections open in its lifespan, never at import."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await migrate(settings.require_database())
-        pool = await connect_pool(settings.require_database(), max_size=10)
+        pool = await connect_pool(settings.require_database(), max_size=POOL_SIZE)
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.require_kafka(),
             acks="all",
@@ -59,7 +67,9 @@ def create_app(settings: Settings) -> FastAPI:
         beat.ready = True
         beat.start()
         app.state.pool = pool
-        app.state.postings = Postings(pool, producer)
+        outbox = OutboxWriter(pool, writers=OUTBOX_WRITERS)
+        outbox.start()
+        app.state.postings = Postings(pool, producer, outbox)
         app.state.accepted = 0
         app.state.principals = {}
         relay = asyncio.create_task(app.state.postings.relay(dict(BY_NAME)))
@@ -69,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             relay.cancel()
             marks.cancel()
+            await outbox.stop()
             await app.state.postings.flush_published()
             await beat.stop()
             await producer.stop()
@@ -90,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(writes.router)
     app.include_router(readapi.router)
+    app.include_router(audit_reports_api.router)
     app.include_router(audit_router)
 
     @app.get("/healthz", tags=["operations"])
@@ -114,6 +126,10 @@ def create_app(settings: Settings) -> FastAPI:
         lines = [
             "# TYPE exchange_postings_accepted_total counter",
             f"exchange_postings_accepted_total {request.app.state.accepted}",
+            "# TYPE exchange_outbox_batches_total counter",
+            f"exchange_outbox_batches_total {request.app.state.postings.outbox.batches_written}",
+            "# TYPE exchange_outbox_rows_total counter",
+            f"exchange_outbox_rows_total {request.app.state.postings.outbox.rows_written}",
             "# TYPE exchange_outbox_unpublished gauge",
             f"exchange_outbox_unpublished {unpublished}",
             "# TYPE exchange_postings_not_archived gauge",

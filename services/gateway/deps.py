@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import asyncpg
@@ -26,13 +25,14 @@ work for up to this long after revocation)."""
 bearer = HTTPBearer(auto_error=False, description="The token `exchange orgs create` printed.")
 
 
-def pool_of(request: Request) -> asyncpg.Pool:
-    """The gateway's connection pool."""
+async def pool_of(request: Request) -> asyncpg.Pool:
+    """The gateway's connection pool (async, as every dependency here: FastAPI runs a plain
+    `def` dependency in a worker thread, a cost on every request)."""
     pool: asyncpg.Pool = request.app.state.pool
     return pool
 
 
-def postings_of(request: Request) -> Postings:
+async def postings_of(request: Request) -> Postings:
     """The gateway's write path."""
     p: Postings = request.app.state.postings
     return p
@@ -50,7 +50,7 @@ async def caller(
     hit = cache.get(credentials.credentials)
     if hit is not None and hit[1] > now:
         return hit[0]
-    who = await principal_for(pool_of(request), credentials.credentials)
+    who = await principal_for(request.app.state.pool, credentials.credentials)
     if who is None:
         raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
     if len(cache) > 10_000:
@@ -104,19 +104,3 @@ async def may_read_private(
         "SELECT org_id FROM ownership WHERE resource = $1 AND resource_id = $2", resource, rid
     )
     return bool(owner == who.id)
-
-
-def own(
-    resource: str, rid: uuid.UUID, org: uuid.UUID
-) -> Callable[[asyncpg.Connection], Awaitable[None]]:
-    """A side effect for `Posting.also`: record that `org` owns this new resource."""
-
-    async def write(conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            "INSERT INTO ownership (resource, resource_id, org_id) VALUES ($1, $2, $3)",
-            resource,
-            rid,
-            org,
-        )
-
-    return write

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from services import SERVICES
+from services import SERVICES, group_of
 
 
 async def check(pool: asyncpg.Pool, stale_after: float, archive_lag: float) -> dict[str, Any]:
@@ -18,7 +18,7 @@ async def check(pool: asyncpg.Pool, stale_after: float, archive_lag: float) -> d
     )
     seen = {r["service"]: r for r in rows}
     services: dict[str, Any] = {}
-    for name in SERVICES:
+    for name in [*SERVICES, *sorted(set(seen) - set(SERVICES))]:
         r = seen.get(name)
         if r is None:
             services[name] = {"ok": False, "reason": "never started"}
@@ -27,10 +27,26 @@ async def check(pool: asyncpg.Pool, stale_after: float, archive_lag: float) -> d
         ok = bool(r["ready"]) and age <= stale_after
         reason = None if ok else ("not ready" if age <= stale_after else f"silent for {age:.0f}s")
         services[name] = {"ok": ok, "reason": reason, "pid": r["pid"], **r["details"]}
+    # a worker group is up while one member is: the others' partitions move to it
+    groups: dict[str, bool] = {}
+    for name, report in services.items():
+        group = group_of(name)
+        if group is not None:
+            groups[group] = groups.get(group, False) or report["ok"]
+    needed = [
+        report["ok"] or (group_of(name) is not None and groups[group_of(name) or ""])
+        for name, report in services.items()
+        if name in SERVICES or group_of(name) is None
+    ]
     lagging = await pool.fetchval(
         "SELECT count(*) FROM postings WHERE archived_at IS NULL"
         " AND accepted_at < now() - make_interval(secs => $1)",
         archive_lag,
     )
-    ok = all(s["ok"] for s in services.values()) and lagging == 0
-    return {"ok": ok, "services": services, "postings_not_yet_archived": lagging}
+    ok = all(needed) and lagging == 0
+    return {
+        "ok": ok,
+        "services": services,
+        "groups": groups,
+        "postings_not_yet_archived": lagging,
+    }

@@ -26,24 +26,24 @@ from schemas.envelope import Actor, Envelope
 from schemas.messages import Message
 from schemas.topics import TopicSpec
 from services.domain.intake import stream_of
+from services.gateway.outbox import (
+    OutboxRow,
+    OutboxWriter,
+    Ownership,
+    Written,
+)
 from services.platform.kafka import headers_for, partition_for
 
 log = logging.getLogger(__name__)
-
-
-class IdempotencyConflict(Exception):
-    """The same Idempotency-Key was used before with a different request."""
-
-
-NEAR_DUPLICATE_SECONDS = 24 * 3600.0
-"""How far back a need with the same category, place and window counts as a near-duplicate."""
 
 
 @dataclass(frozen=True)
 class Posting:
     """One posting to accept: where it goes, what it says, who posts it and what else to write.
 
-    `similar_to` is the near-duplicate fingerprint of a need (None for other postings)."""
+    `similar_to` is the near-duplicate fingerprint of a need (None for other postings); `owns`
+    records the fund, need or pledge it creates; `also` is any other write that must commit
+    with it (a registration)."""
 
     topic: TopicSpec
     key: uuid.UUID
@@ -55,14 +55,11 @@ class Posting:
     response: dict[str, Any]
     also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
     similar_to: str | None = None
+    owns: tuple[Ownership, ...] = ()
 
 
-@dataclass(frozen=True)
-class Accepted:
-    """The answer to a posting; `replayed` when it is the stored answer to a repeated request."""
-
-    response: dict[str, Any]
-    replayed: bool
+Accepted = Written
+"""The answer to a posting; `replayed` when it is the stored answer to a repeated request."""
 
 
 def request_hash(path: str, body: dict[str, Any]) -> str:
@@ -74,18 +71,21 @@ def request_hash(path: str, body: dict[str, Any]) -> str:
 class Postings:
     """Writes postings to the outbox and the broker; the gateway's only write path."""
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, producer: AIOKafkaProducer, outbox: OutboxWriter
+    ) -> None:
         self.pool = pool
         self.producer = producer
+        self.outbox = outbox
         self._published: list[uuid.UUID] = []
 
     async def accept(self, posting: Posting) -> Accepted:
         """Record the posting durably (or find the original of a retry), then publish it.
 
-        `posting.also` runs in the same transaction as the insert (ownership, registrations),
-        and only for a new posting, never for a replayed one."""
-        response = posting.response
-        posting_id = uuid.UUID(response["posting_id"])
+        The row commits in a group commit with other requests' rows (`OutboxWriter`) before
+        this returns; `posting.owns` and `posting.also` commit with it, and only for a new
+        posting, never for a replayed one."""
+        posting_id = uuid.UUID(posting.response["posting_id"])
         now = datetime.now(UTC)
         envelope = Envelope[Message](
             event_id=posting_id,
@@ -102,69 +102,25 @@ class Postings:
         )
         value = encode(envelope)
         key = str(posting.key).encode()
-        async with self.pool.acquire() as conn, conn.transaction():
-            if posting.idempotency_key is not None:
-                prior = await conn.fetchrow(
-                    "SELECT request_hash, response FROM postings"
-                    " WHERE org_id = $1 AND idempotency_key = $2",
-                    posting.org_id,
-                    posting.idempotency_key,
-                )
-                if prior is not None:
-                    if prior["request_hash"] != posting.request_hash:
-                        raise IdempotencyConflict()
-                    return Accepted(prior["response"], replayed=True)
-            if posting.similar_to is not None:
-                response = await self._flag_near_duplicate(conn, posting, response)
-            inserted = await conn.fetchval(
-                "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id,"
-                " idempotency_key, request_hash, response, fingerprint)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
-                " ON CONFLICT (org_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
-                " DO NOTHING RETURNING posting_id",
-                posting_id,
-                posting.topic.name,
-                key,
-                value,
-                posting.payload.TYPE,
-                posting.org_id,
-                posting.idempotency_key,
-                posting.request_hash,
-                response,
-                posting.similar_to,
+        written = await self.outbox.write(
+            OutboxRow(
+                posting_id=posting_id,
+                topic=posting.topic.name,
+                kafka_key=key,
+                value=value,
+                event_type=posting.payload.TYPE,
+                org_id=posting.org_id,
+                idempotency_key=posting.idempotency_key,
+                request_hash=posting.request_hash,
+                response=posting.response,
+                fingerprint=posting.similar_to,
+                owns=posting.owns,
+                also=posting.also,
             )
-            if inserted is not None and posting.also is not None:
-                await posting.also(conn)
-        if inserted is None:  # a concurrent retry with the same key won the race
-            return await self.accept(posting)
-        await self._publish_now(posting.topic, posting_id, key, value, posting.payload.TYPE)
-        return Accepted(response, replayed=False)
-
-    async def _flag_near_duplicate(
-        self, conn: asyncpg.Connection, posting: Posting, response: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Add a warning naming recent postings of the same organisation that look the same
-        (same category, place and window). They are flagged, never merged."""
-        rows = await conn.fetch(
-            "SELECT response->>'need_id' AS need_id FROM postings WHERE org_id = $1"
-            " AND fingerprint = $2 AND accepted_at > now() - make_interval(secs => $3)"
-            " ORDER BY seq DESC LIMIT 5",
-            posting.org_id,
-            posting.similar_to,
-            NEAR_DUPLICATE_SECONDS,
         )
-        if not rows:
-            return response
-        return response | {
-            "warnings": [
-                {
-                    "kind": "possible_duplicate",
-                    "message": "a need with the same category, place and window was posted "
-                    "recently by your organisation; both are kept",
-                    "need_ids": [r["need_id"] for r in rows],
-                }
-            ]
-        }
+        if not written.replayed:
+            await self._publish_now(posting.topic, posting_id, key, value, posting.payload.TYPE)
+        return written
 
     async def _publish_now(
         self, topic: TopicSpec, posting_id: uuid.UUID, key: bytes, value: bytes, event_type: str

@@ -11,7 +11,6 @@ import hashlib
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -50,11 +49,11 @@ from services.gateway.deps import (
     IdemHeader,
     Pool,
     PostingsDep,
-    own,
     require_owner,
     require_role,
 )
-from services.gateway.postings import IdempotencyConflict, Posting, request_hash
+from services.gateway.outbox import IdempotencyConflict, Ownership
+from services.gateway.postings import Posting, request_hash
 from services.identity import Principal, issue_token
 
 router = APIRouter(prefix="/v1")
@@ -103,6 +102,7 @@ async def submit(
     idem: str | None,
     ids: dict[str, str],
     also: Any = None,
+    owns: tuple[Ownership, ...] = (),
     similar_to: str | None = None,
     shown_once: dict[str, str] | None = None,
 ) -> JSONResponse:
@@ -131,6 +131,7 @@ async def submit(
                 request_hash=fingerprint,
                 response=response,
                 also=also,
+                owns=owns,
                 similar_to=similar_to,
             )
         )
@@ -195,7 +196,7 @@ async def open_fund(
         body=body,
         idem=idem,
         ids={"fund_id": str(fund_id)},
-        also=own("fund", fund_id, who.id),
+        owns=(Ownership("fund", fund_id, who.id),),
     )
 
 
@@ -285,12 +286,6 @@ async def post_need(
     need_id = uuid.uuid4()
     repeat = Recurrence(weeks=repeat_weeks) if repeat_weeks else None
     need_ids = [nid for nid, _ in occurrences(need_id, body, repeat.weeks if repeat else 1)]
-    ownership = [own("need", nid, who.id) for nid in need_ids]
-
-    async def own_all(conn: asyncpg.Connection) -> None:
-        for write in ownership:
-            await write(conn)
-
     ids = {"need_id": str(need_id)}
     if repeat:
         ids["need_ids"] = ",".join(str(n) for n in need_ids)
@@ -304,7 +299,7 @@ async def post_need(
         body=body,
         idem=idem,
         ids=ids,
-        also=own_all,
+        owns=tuple(Ownership("need", nid, who.id) for nid in need_ids),
         similar_to=need_fingerprint(body),
     )
 
@@ -490,7 +485,7 @@ async def pledge(
         body=body,
         idem=idem,
         ids={"volunteer_id": str(volunteer_id)},
-        also=own("pledge", volunteer_id, registrar) if first else None,
+        owns=(Ownership("pledge", volunteer_id, registrar),) if first else (),
     )
 
 

@@ -25,13 +25,21 @@ from services.domain.projections import (
     JournalLine,
     MatchDelivered,
     MatchEnded,
+    MatchTerms,
     NeedCompleted,
     NeedFilled,
+    PledgeEnded,
+    PledgeSet,
     Row,
     Update,
-    fund_account,
+    match_lines,
+    pledge_lines,
+    pledged_account,
     project,
+    volunteer_account,
+    withdrawal_lines,
 )
+from services.ledger.sequences import Seen, is_sequenced, record_sequences
 from services.platform.kafka import EVENT_TYPE_HEADER, Record
 
 CONSUMER = "ledger"
@@ -172,6 +180,24 @@ async def archive_batch(
             env = envelopes.get(r["event_id"])
             if env is not None:
                 await apply_projection(conn, env)
+        sequenced: list[Seen] = []
+        for r in new:  # each stream on its home topic, in archive order
+            env = envelopes.get(r["event_id"])
+            if env is not None and is_sequenced(
+                env.stream_id, env.stream_seq, env.event_type, r["topic"]
+            ):
+                assert env.stream_id is not None
+                sequenced.append(
+                    Seen(
+                        env.event_id,
+                        env.event_type,
+                        env.stream_id,
+                        env.stream_seq,
+                        r["archive_seq"],
+                        r["topic"],
+                    )
+                )
+        await record_sequences(conn, sequenced)  # gaps and reorderings, never hidden
         # the outbox rows these events came from (postings, registered organisations)
         await conn.execute(
             "UPDATE postings SET archived_at = now()"
@@ -362,6 +388,29 @@ async def apply_projection(conn: asyncpg.Connection, env: Envelope[Message]) -> 
             await _need_delta(conn, change.need_id, completed=change.amount)
         elif isinstance(change, MatchEnded | MatchDelivered):
             await _match_moves(conn, journal, change)
+        elif isinstance(change, PledgeSet | PledgeEnded):
+            await _pledge_moves(conn, journal, change)
+
+
+async def _balance(conn: asyncpg.Connection, account: str) -> int:
+    total = await conn.fetchval(
+        "SELECT coalesce(sum(amount_minor), 0) FROM journal_lines WHERE account = $1", account
+    )
+    return int(total)
+
+
+async def _pledge_moves(
+    conn: asyncpg.Connection, journal: Journal, change: PledgeSet | PledgeEnded
+) -> None:
+    """Minutes offered follow the pledge; what it offered before is read from the journal."""
+    v = change.volunteer_id
+    pledged = -await _balance(conn, pledged_account(v))
+    if isinstance(change, PledgeSet):
+        lines = pledge_lines(v, pledged, change.minutes)
+    else:
+        lines = withdrawal_lines(v, await _balance(conn, volunteer_account(v, "offered")), pledged)
+    for line in lines:
+        await journal.post(line.account, line.amount_minor, line.currency)
 
 
 async def _need_delta(
@@ -381,32 +430,30 @@ async def _match_moves(
     conn: asyncpg.Connection, journal: Journal, change: MatchEnded | MatchDelivered
 ) -> None:
     m = await conn.fetchrow(
-        "SELECT need_id, supply, fund_id, amount_minor, currency FROM rm_matches"
-        " WHERE match_id = $1",
+        "SELECT need_id, supply, fund_id, amount_minor, currency, volunteer_id, minutes"
+        " FROM rm_matches WHERE match_id = $1",
         change.match_id,
     )
     if m is None:  # the proposal is always archived first; nothing to move without it
         return
     quantity = m["amount_minor"] if m["supply"] == "fund" else 1
-    currency = (m["currency"] or "").strip()
     if isinstance(change, MatchEnded):
         await conn.execute(
             "UPDATE rm_matches SET status = $2 WHERE match_id = $1", change.match_id, change.status
         )
         await _need_delta(conn, m["need_id"], filled=-quantity)
-        if m["supply"] == "fund":
-            await journal.post(fund_account(m["fund_id"], "reserved"), -quantity, currency)
-            await journal.post(fund_account(m["fund_id"], "available"), quantity, currency)
-        return
-    await conn.execute(
-        "UPDATE rm_matches SET status = 'completed', minutes_served = $2 WHERE match_id = $1",
-        change.match_id,
-        change.minutes_served,
+    else:
+        await conn.execute(
+            "UPDATE rm_matches SET status = 'completed', minutes_served = $2 WHERE match_id = $1",
+            change.match_id,
+            change.minutes_served,
+        )
+        await _need_delta(conn, m["need_id"], completed=quantity)
+    terms = MatchTerms(
+        m["supply"], m["fund_id"], m["amount_minor"], m["currency"], m["volunteer_id"], m["minutes"]
     )
-    await _need_delta(conn, m["need_id"], completed=quantity)
-    if m["supply"] == "fund":
-        await journal.post(fund_account(m["fund_id"], "reserved"), -quantity, currency)
-        await journal.post(fund_account(m["fund_id"], "disbursed"), quantity, currency)
+    for line in match_lines(terms, change):
+        await journal.post(line.account, line.amount_minor, line.currency)
 
 
 async def _insert_row(conn: asyncpg.Connection, row: Row) -> None:

@@ -48,19 +48,27 @@ def revoke(d: Decisions, hold: Hold, reason: str) -> None:
     d.send(revoked, hold.partition, "revoke", f"hold:{hold.hold_id}:supply", 2)
 
 
-def _listing_fits(need: OpenNeed, listing: Listing) -> bool:
+def _listing_fits(state: MatcherState, need: OpenNeed, listing: Listing) -> bool:
     """Whether a volunteer listed from elsewhere is worth asking for this need."""
     if not listing.active or listing.pledge is None or listing.supply_id in need.volunteers:
+        return False
+    if listing.in_flight >= state.policy.asks_in_flight_per_volunteer:
+        return False
+    if listing.refused_in_row >= state.policy.refusals_before_rest:
         return False
     if need.refused.get(listing.supply_id) == listing.version:
         return False
     return pledge_fits(need.spec, listing.pledge)
 
 
-def _listing_share(need: OpenNeed, listing: Listing, now: datetime, budget: int) -> int:
+def _listing_share(
+    state: MatcherState, need: OpenNeed, listing: Listing, now: datetime, budget: int
+) -> int:
     """How much to ask a fund listed from elsewhere for (0: do not ask)."""
     spec, wanted = listing.fund, need.spec.money_wanted
     if not listing.active or spec is None or wanted is None or wanted.currency != spec.currency:
+        return 0
+    if state.exhausted.get(listing.supply_id) == listing.version:
         return 0
     if need.refused.get(listing.supply_id) == listing.version:
         return 0
@@ -90,8 +98,10 @@ def _ask(
     need.remaining -= quantity
     if listing.supply is SupplyKind.VOLUNTEER:
         need.volunteers.add(listing.supply_id)
+        listing.in_flight += 1
     else:
         need.from_funds[listing.supply_id] = need.from_funds.get(listing.supply_id, 0) + quantity
+        listing.in_flight += quantity
     request = SupplyRequested(
         hold_id=hold_id,
         need_id=need.need_id,
@@ -115,22 +125,15 @@ def ask_elsewhere(state: MatcherState, need: OpenNeed, d: Decisions, now: dateti
         for listing in sorted(listed, key=lambda v: v.arrival):
             if need.remaining <= 0:
                 break
-            if _listing_fits(need, listing):
+            if _listing_fits(state, need, listing):
                 _ask(state, d, need, listing, 1)
         return
-    far = datetime.max.replace(tzinfo=now.tzinfo)
-    funds = [v for v in state.listings.values() if v.fund is not None]
-    for listing in sorted(funds, key=lambda v: (_expiry(v, far), v.arrival)):
+    for listing in state.funds_listed():
         if need.remaining <= 0:
             break
-        share = _listing_share(need, listing, now, listing.net_minor)
+        share = _listing_share(state, need, listing, now, listing.budget())
         if share > 0:
             _ask(state, d, need, listing, share)
-
-
-def _expiry(listing: Listing, far: datetime) -> datetime:
-    assert listing.fund is not None
-    return listing.fund.valid_until or far
 
 
 def on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
@@ -150,6 +153,8 @@ def on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
         msg.pledge,
         msg.fund,
         msg.net_minor,
+        in_flight=known.in_flight if known else 0,
+        held=known.held if known else 0,
     )
     state.index_listing(listing)
     if not listing.active:
@@ -163,18 +168,16 @@ def on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
         for need in open_needs(state, now, shelves):
             if asked >= state.policy.asks_per_listing:
                 break
-            if _listing_fits(need, listing):
+            if _listing_fits(state, need, listing):
                 _ask(state, d, need, listing, 1)
                 asked += 1
         return
-    budget = listing.net_minor
     for need in open_needs(state, now, [MONEY_SHELF]):
-        if budget <= 0:
+        if listing.budget() <= 0:
             break
-        share = _listing_share(need, listing, now, budget)
+        share = _listing_share(state, need, listing, now, listing.budget())
         if share > 0:
             _ask(state, d, need, listing, share)
-            budget -= share
 
 
 def on_requested(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
@@ -232,10 +235,18 @@ def on_answered(state: MatcherState, event: Envelope[Message], d: Decisions) -> 
     if ask is None:
         return
     need = state.needs[ask.need_id]
+    unit = 1 if ask.supply is SupplyKind.VOLUNTEER else None
+    known = state.listings.get(ask.supply_id)
+    if known is not None:
+        known.in_flight -= unit or ask.quantity
     if isinstance(msg, SupplyRefused):
         _undo_ask(need, ask, ask.quantity)
         listing = state.listings.get(ask.supply_id)
         need.refused[ask.supply_id] = listing.version if listing else 0
+        if ask.supply is SupplyKind.FUND:
+            state.exhausted[ask.supply_id] = listing.version if listing else 0
+        elif listing is not None:
+            listing.refused_in_row += 1
         mark_unfilled(state, need)
         serve_need(state, need, d, now)
         return
@@ -254,6 +265,9 @@ def on_answered(state: MatcherState, event: Envelope[Message], d: Decisions) -> 
         d.send(released, ask.owner_partition, "release", f"hold:{msg.hold_id}:need", 2)
         return
     granted = min(msg.quantity, ask.quantity)
+    if known is not None:
+        known.held += unit or granted
+        known.refused_in_row = 0
     _undo_ask(need, ask, ask.quantity - granted)
     if ask.supply is SupplyKind.VOLUNTEER:
         assert ask.shift is not None

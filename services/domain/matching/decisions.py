@@ -96,7 +96,10 @@ class Decisions:
         return envelope.event_id
 
     def refuse(self, reason: str, fld: str | None = None) -> None:
-        """The command cannot be done now; the poster reads why on the posting's status."""
+        """The command cannot be done now; the poster reads why on the posting's status.
+
+        A refusal is the one event of its own stream (`posting:<id>`): the match's stream
+        numbers only the match's own lifecycle, so the two never share a sequence number."""
         payload = PostingRefused(
             posting_id=self.cause.event_id,
             posting_type=self.cause.event_type,
@@ -104,6 +107,10 @@ class Decisions:
         )
         self.out.append(
             derived(
-                self.cause, payload, label="decided", stream_id=self.cause.stream_id, stream_seq=1
+                self.cause,
+                payload,
+                label="decided",
+                stream_id=f"posting:{self.cause.event_id}",
+                stream_seq=1,
             )
         )

@@ -171,6 +171,9 @@ def release(
             hold_id=p.hold_id, supply_id=supply_id, reason=reason, no_show=no_show
         )
         d.send(released, p.owner_partition, "release", f"hold:{p.hold_id}:need", 2)
+        listing = state.listings.get(supply_id)
+        if listing is not None:
+            listing.held -= 1 if p.supply is SupplyKind.VOLUNTEER else p.quantity
     if p.supply is SupplyKind.VOLUNTEER:
         assert p.volunteer_id is not None
         vol = state.volunteers.get(p.volunteer_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from schemas.common import TimeWindow
 from schemas.messages import (
@@ -57,6 +57,14 @@ class Policy:
     asked. Money proposals do not expire: the fund's earmarks already said yes."""
 
     asks_per_listing: int = 8
+
+    asks_in_flight_per_volunteer: int = 2
+
+    refusals_before_rest: int = 3
+    """Refusals in a row after which a volunteer listed from elsewhere is not asked again
+    until their listing changes (their calendar is the owner's, so it is most likely full)."""
+    """Requests a partition may have unanswered for one volunteer listed from elsewhere: the
+    owner decides one calendar in order, so a queue of requests mostly collects refusals."""
     """How many open needs ask a newly listed volunteer from another partition at once. The
     owner refuses what no longer fits; a cap keeps one listing from setting aside half a city
     of needs while the answers travel."""
@@ -65,7 +73,7 @@ class Policy:
 DEFAULT_POLICY = Policy()
 
 
-@dataclass
+@dataclass(slots=True)
 class Proposal:
     """One match and where it stands: proposed, accepted, declined, withdrawn, completed,
     no_show. `quantity` is 1 (a volunteer) or the minor units reserved (a fund)."""
@@ -92,7 +100,7 @@ class Proposal:
         return self.seq
 
 
-@dataclass
+@dataclass(slots=True)
 class OpenNeed:
     """A need and what is still wanted. `remaining` counts volunteers or minor units."""
 
@@ -126,7 +134,7 @@ class OpenNeed:
         return not self.cancelled and self.remaining > 0 and self.spec.deadline > now
 
 
-@dataclass
+@dataclass(slots=True)
 class Volunteer:
     """A pledged volunteer and the shifts currently held for them."""
 
@@ -145,7 +153,7 @@ class Volunteer:
         return sum(w.minutes for w in self.booked.values() if local_week(w.start) == week)
 
 
-@dataclass
+@dataclass(slots=True)
 class Fund:
     """A fund and the money in it not yet reserved for a need."""
 
@@ -155,7 +163,7 @@ class Fund:
     available: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Listing:
     """Supply owned by another partition, as its listing last described it."""
 
@@ -168,9 +176,23 @@ class Listing:
     pledge: PledgeSpec | None = None
     fund: FundSpec | None = None
     net_minor: int = 0
+    in_flight: int = 0
+    """Requests this partition sent and the owner has not answered: minor units for a fund,
+    requests for a volunteer."""
+    held: int = 0
+    """What the owner holds for this partition now (granted and not yet given back)."""
+    refused_in_row: int = 0
+    """Refusals since the last grant: a volunteer whose owner keeps refusing is most likely
+    booked up, and is not asked again until their listing changes."""
+
+    def budget(self) -> int:
+        """How much more to ask a fund for: its net donations, less what this partition holds
+        or has asked for. A hint (the owner also spends on its own needs), but it keeps a
+        partition from asking one fund for far more than it ever had."""
+        return self.net_minor - self.held - self.in_flight
 
 
-@dataclass
+@dataclass(slots=True)
 class Ask:
     """A request this partition sent for supply owned elsewhere; its quantity is set aside on
     the need until the answer comes."""
@@ -183,7 +205,7 @@ class Ask:
     shift: TimeWindow | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Hold:
     """Supply this partition owns, held for a need owned by another partition."""
 
@@ -230,9 +252,27 @@ class MatcherState:
     asks: dict[uuid.UUID, Ask] = field(default_factory=dict)
     holds: dict[uuid.UUID, Hold] = field(default_factory=dict)
     by_hold: dict[uuid.UUID, Proposal] = field(default_factory=dict)
+    exhausted: dict[uuid.UUID, int] = field(default_factory=dict)
+    """Funds listed from elsewhere that refused a request, with the listing version they
+    refused at: no need here asks them again until their listing changes (a donation). The
+    asking side checked the earmarks before asking, so a refusal means the money is gone."""
+    _funds_in_order: list[Listing] | None = field(default=None, repr=False)
+
+    def funds_listed(self) -> list[Listing]:
+        """Funds listed from elsewhere, soonest-expiring first, then in order of arrival
+        (kept sorted between changes: every need that asks elsewhere walks this list)."""
+        if self._funds_in_order is None:
+            far = datetime.max.replace(tzinfo=UTC)
+            funds = [v for v in self.listings.values() if v.fund is not None]
+            self._funds_in_order = sorted(
+                funds, key=lambda v: ((v.fund.valid_until if v.fund else None) or far, v.arrival)
+            )
+        return self._funds_in_order
 
     def index_listing(self, listing: Listing) -> None:
         """(Re)file a listing: volunteers by the district they serve, funds as they are."""
+        if listing.fund is not None:
+            self._funds_in_order = None
         old = self.listings.get(listing.supply_id)
         if old is not None and old.pledge is not None:
             self.listed_by_district.get(old.pledge.home.district, {}).pop(old.supply_id, None)

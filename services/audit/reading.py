@@ -1,0 +1,51 @@
+"""Thin readers from PostgreSQL for the audit reports: the archived events, decoded, in the
+order the ledger first saw them (each event once), and organisation names.
+
+Everything else is computed by the pure modules (books, asof, trail, disclosure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from schemas.codec import DecodeError, decode
+from schemas.envelope import Envelope
+from schemas.messages import Message
+from services.audit.books import Books, fold
+
+
+async def first_sightings(
+    conn: asyncpg.Connection | asyncpg.Pool, until: datetime | None = None
+) -> list[Envelope[Message]]:
+    """Every decodable archived event once (its first appearance), in archive order; with
+    `until`, only those recorded at or before it."""
+    rows = await conn.fetch(
+        "SELECT a.value FROM projected_events p JOIN archive a ON a.archive_seq = p.archive_seq"
+        " WHERE $1::timestamptz IS NULL OR a.recorded_at <= $1 ORDER BY p.archive_seq",
+        until,
+    )
+    out: list[Envelope[Message]] = []
+    for r in rows:
+        try:
+            out.append(decode(bytes(r["value"])))
+        except DecodeError:
+            continue  # parked on a dead-letter topic; it changed no balance
+    return out
+
+
+async def organisation_names(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, str]:
+    """organisation id -> registered name."""
+    rows = await conn.fetch("SELECT org_id, name FROM organisations")
+    return {str(r["org_id"]): r["name"] for r in rows}
+
+
+async def load_books(
+    conn: asyncpg.Connection | asyncpg.Pool, until: datetime | None = None
+) -> tuple[Books, list[Envelope[Message]]]:
+    """The books folded up to `until` and the events they were folded from."""
+    events = await first_sightings(conn, until)
+    books = fold(events)
+    for org_id, name in (await organisation_names(conn)).items():
+        books.organisations.setdefault(org_id, name)
+    return books, events

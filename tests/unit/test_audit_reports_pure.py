@@ -1,0 +1,89 @@
+"""The pure parts of the audit reports: hour lines balance, sequence rules, quarters, yuan."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pytest
+
+from services.audit.asof import yuan
+from services.audit.disclosure import CST, quarter_bounds
+from services.domain.projections import (
+    MatchDelivered,
+    MatchEnded,
+    MatchTerms,
+    match_lines,
+    pledge_lines,
+    withdrawal_lines,
+)
+from services.ledger.sequences import Seen, check_all, is_sequenced
+
+pytestmark = pytest.mark.unit
+V = uuid.uuid4()
+SHIFT = MatchTerms("volunteer", None, None, None, V, 120)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        match_lines(SHIFT, MatchEnded(uuid.uuid4(), "declined")),
+        match_lines(SHIFT, MatchDelivered(uuid.uuid4(), 90)),
+        match_lines(SHIFT, MatchDelivered(uuid.uuid4(), 150)),
+        pledge_lines(V, 300, 180),
+        withdrawal_lines(V, 200, 300),
+    ],
+)
+def test_every_hour_entry_balances(lines: list) -> None:  # type: ignore[type-arg]
+    assert lines and sum(x.amount_minor for x in lines) == 0
+    assert {x.currency for x in lines} == {"MIN"}
+
+
+def test_a_short_shift_returns_the_unserved_minutes_to_offered() -> None:
+    got = {
+        x.account.split(":")[-1]: x.amount_minor
+        for x in match_lines(SHIFT, MatchDelivered(uuid.uuid4(), 90))
+    }
+    assert got == {"reserved": -120, "served": 90, "offered": 30}
+
+
+def seen(stream: str, seq: int, n: int) -> Seen:
+    return Seen(uuid.uuid4(), "NeedPosted", stream, seq, n, "needs.events")
+
+
+def test_sequence_rules() -> None:
+    assert not is_sequenced("clock", 0, "ClockTicked", "matcher.inputs")
+    assert not is_sequenced(
+        "dead-letters:needs.postings", 0, "MessageDeadLettered", "needs.postings.dlq"
+    )
+    assert not is_sequenced("listing:x:1", 7, "SupplyListed", "matcher.inputs")
+    assert not is_sequenced("match:x", 1, "PostingRefused", "matches.events")
+    assert is_sequenced("need:x", 1, "NeedPosted", "needs.events")
+    # a copy on another topic (matcher.inputs repeats intake events) is not checked: the
+    # ledger reads topics side by side, so a copy may come before its predecessor's home copy
+    assert not is_sequenced("need:x", 1, "NeedPosted", "matcher.inputs")
+    assert is_sequenced("volunteer:v", 2, "PledgeMade", "volunteers.events")
+    assert not is_sequenced("volunteer:v", 2, "PledgeMade", "matcher.inputs")
+    last, found = check_all(
+        [seen("need:a", 1, 1), seen("need:a", 3, 2), seen("need:a", 3, 3), seen("need:b", 2, 4)]
+    )
+    assert last == {"need:a": 3, "need:b": 2}
+    assert [(a.kind, a.expected_seq, a.seen.stream_seq) for a in found] == [
+        ("gap", 2, 3),
+        ("repeat", 4, 3),
+        ("gap", 1, 2),
+    ]
+
+
+def test_quarters_are_calendar_quarters_in_china_standard_time() -> None:
+    assert quarter_bounds("2026Q4") == (
+        datetime(2026, 10, 1, tzinfo=CST),
+        datetime(2027, 1, 1, tzinfo=CST),
+    )
+    assert quarter_bounds("2027Q1")[1] == datetime(2027, 4, 1, tzinfo=CST)
+    with pytest.raises(ValueError):
+        quarter_bounds("2026Q5")
+
+
+def test_yuan_is_exact() -> None:
+    assert (yuan(123_456_789), yuan(5), yuan(-100)) == ("1,234,567.89", "0.05", "-1.00")
