@@ -222,7 +222,7 @@ async def test_replay_follows_matches_through_completion_and_decline(
 ) -> None:
     """Given money and shift matches that are completed, declined and completed again (journal
     moves, minutes served, need status), archived by the ledger's write path."""
-    from schemas.messages import MatchAccepted, MatchCompleted, MatchDeclined
+    from schemas.messages import MatchAccepted, MatchCompleted, MatchDeclined, PledgeWithdrawn
     from tests.unit.test_audit_invariants import World, cny, fund_match, shift_match
 
     w = World()
@@ -236,6 +236,7 @@ async def test_replay_follows_matches_through_completion_and_decline(
     w.add(MatchAccepted(match_id=shift.match_id, need_id=w.shift_need))
     w.add(MatchCompleted(match_id=money.match_id, need_id=w.need, amount=cny(300_000)))
     w.add(MatchCompleted(match_id=shift.match_id, need_id=w.shift_need, minutes_served=90))
+    w.add(PledgeWithdrawn(volunteer_id=w.vol, reason="moving away"))
     records = [
         Record("t", 0, i, b"k", encode(e), tuple(headers_for(e.event_id, e.event_type)))
         for i, e in enumerate(w.log)
@@ -254,10 +255,16 @@ async def test_replay_follows_matches_through_completion_and_decline(
     )
     assert (
         await db.fetchval(
-            "SELECT count(*) FROM journal_lines WHERE event_id = $1", w.log[-2].event_id
+            "SELECT count(*) FROM journal_lines WHERE event_id = $1", w.log[-3].event_id
         )
         == 2
     )
+    minutes = await db.fetch(
+        "SELECT account, sum(amount_minor) AS n FROM journal_lines WHERE currency = 'MIN'"
+        " GROUP BY account"
+    )
+    balances = {r["account"].split(":")[-1]: r["n"] for r in minutes if str(w.vol) in r["account"]}
+    assert balances["served"] == 90 and balances["reserved"] == 0  # pledge and shift moved
 
 
 async def test_decoding_in_worker_processes_folds_the_same_tables(db: asyncpg.Connection) -> None:
