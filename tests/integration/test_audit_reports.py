@@ -348,3 +348,18 @@ async def test_a_gap_and_a_late_arrival_are_recorded(db: asyncpg.Connection) -> 
         )
         == 3
     )
+
+
+async def test_trail_of_a_need_and_of_a_fund_follow_every_step(
+    db: asyncpg.Connection, archived: Log
+) -> None:
+    books, events = await load_books(db)
+    need = trail.trail(books, events, need=N1)
+    kinds = [s.event_type for s in need]
+    assert kinds[0] == "NeedPosted" and "MatchProposed" in kinds and "MatchCompleted" in kinds
+    assert kinds.index("MatchProposed") < kinds.index("MatchCompleted"), "in log order"
+    fund = trail.trail(books, events, fund=FUND)
+    fund_kinds = [s.event_type for s in fund]
+    assert fund_kinds[0] == "FundOpened"
+    assert fund_kinds.count("DonationReceived") == 2 and "DonationRefunded" in fund_kinds
+    assert "王师傅" not in trail.render(fund), "a fund's trail names no volunteer"
