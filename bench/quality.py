@@ -31,49 +31,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from schemas.envelope import Actor, Envelope, derive_id  # noqa: E402
+from schemas.common import Role  # noqa: E402
+from schemas.envelope import Actor, Envelope, derive_id, originate  # noqa: E402
 from schemas.messages import (  # noqa: E402
-    AcceptMatch,
     ClockTicked,
-    ConfirmMatch,
     MatchDeclined,
     MatchExpired,
     MatchProposed,
     MatchWithdrawn,
     Message,
 )
-from services.demo.city import WEIGHT, Scenario, generate  # noqa: E402
+from services.demo.city import WEIGHT, Scenario, answer, generate  # noqa: E402
 from services.domain.matching import MatcherState, apply, fund_share  # noqa: E402
-
-
-def _answers(sc: Scenario, decision: Any) -> list[Envelope[Message]]:
-    """How the city answers a proposal: volunteers accept their shifts and communities confirm
-    money at once (so neither expiry nor deadlines take back what was served)."""
-    p = decision.payload
-    if not isinstance(p, MatchProposed):
-        return []
-    if p.volunteer_id is not None:
-        cmd: Message = AcceptMatch(match_id=p.match_id)
-        actor = Actor(org_id=str(p.volunteer_id), role="volunteer")
-    else:
-        cmd = ConfirmMatch(match_id=p.match_id, amount_received=p.amount)
-        actor = Actor(org_id=sc.community_of[p.need_id], role="community")
-    at = decision.recorded_at
-    eid = derive_id(p.match_id, "answer")
-    return [
-        Envelope[Message](
-            event_id=eid,
-            event_type=cmd.TYPE,
-            schema_version=cmd.VERSION,
-            stream_id=f"match:{p.match_id}",
-            stream_seq=1,
-            occurred_at=at,
-            recorded_at=at,
-            actor=actor,
-            correlation_id=eid,
-            payload=cmd,
-        )
-    ]
 
 
 def timeline(sc: Scenario, hours: int = 8 * 24) -> list[Envelope[Message]]:
@@ -83,21 +52,10 @@ def timeline(sc: Scenario, hours: int = 8 * 24) -> list[Envelope[Message]]:
     ticks = []
     for h in range(1, hours + 1):
         now = at + timedelta(hours=h)
-        tick = ClockTicked(at=now)
         eid = derive_id(sc.events[-1].event_id, f"tick/{h}")
+        clock = Actor(org_id="clock", role=Role.SYSTEM)
         ticks.append(
-            Envelope[Message](
-                event_id=eid,
-                event_type=tick.TYPE,
-                schema_version=tick.VERSION,
-                stream_id="clock",
-                stream_seq=0,
-                occurred_at=now,
-                recorded_at=now,
-                actor=Actor(org_id="clock", role="system"),
-                correlation_id=eid,
-                payload=tick,
-            )
+            originate(ClockTicked(at=now), event_id=eid, at=now, actor=clock, stream_id="clock")
         )
     return [*sc.events, *ticks]
 
@@ -115,7 +73,7 @@ def decide_city(sc: Scenario) -> tuple[dict[uuid.UUID, float], int]:
         for d in apply(state, event):
             if isinstance(d.payload, MatchProposed):
                 live[d.payload.match_id] = d.payload
-                pending.extend(reversed(_answers(sc, d)))
+                pending.extend(reversed(answer(sc, d)))
             elif isinstance(d.payload, MatchDeclined | MatchWithdrawn | MatchExpired):
                 live.pop(d.payload.match_id, None)
     served: dict[uuid.UUID, float] = defaultdict(float)

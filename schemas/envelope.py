@@ -7,11 +7,13 @@ reproduces every id byte for byte and a consumer seeing an event twice can tell.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field, SerializeAsAny
 
 from schemas.common import Frozen, IdempotencyKey, Role
+from schemas.message import Message
 
 NAMESPACE = uuid.UUID("8f5b0c1e-2d6a-5b8e-9c3f-4a1d7e6b2c90")
 """Namespace of every derived id (uuid5). Changing it would change every derived id: never do."""
@@ -53,3 +55,29 @@ class Envelope(Frozen, Generic[PayloadT]):
     causation_id: uuid.UUID | None = None
     idempotency_key: IdempotencyKey | None = None
     payload: SerializeAsAny[PayloadT]
+
+
+def originate(
+    payload: Message,
+    *,
+    event_id: uuid.UUID,
+    at: datetime,
+    actor: Actor,
+    stream_id: str,
+    stream_seq: int = 0,
+) -> Envelope[Message]:
+    """The envelope of an event that starts its own chain (a clock tick, a generated posting,
+    a dead letter): its own correlation, no cause, and one time for when it happened and was
+    recorded. Derived events are made by `services.domain.outputs.derived` instead."""
+    return Envelope[Message](
+        event_id=event_id,
+        event_type=payload.TYPE,
+        schema_version=payload.VERSION,
+        stream_id=stream_id,
+        stream_seq=stream_seq,
+        occurred_at=at,
+        recorded_at=at,
+        actor=actor,
+        correlation_id=event_id,
+        payload=payload,
+    )

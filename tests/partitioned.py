@@ -13,7 +13,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from schemas.envelope import Actor, Envelope
+from schemas.envelope import Actor, Envelope, originate
 from schemas.messages import (
     AcceptMatch,
     ClockTicked,
@@ -35,17 +35,9 @@ from services.domain.routing import RoutingState, route
 def envelope(payload: Message, at: datetime, org: str, role: str = "system") -> Envelope[Message]:
     """A fresh input event recorded at `at`."""
     eid = uuid.uuid4()
-    return Envelope[Message](
-        event_id=eid,
-        event_type=payload.TYPE,
-        schema_version=payload.VERSION,
-        stream_id=f"sim:{eid}",
-        stream_seq=1,
-        occurred_at=at,
-        recorded_at=at,
-        actor=Actor(org_id=org, role=role),
-        correlation_id=eid,
-        payload=payload,
+    actor = Actor(org_id=org, role=role)
+    return originate(
+        payload, event_id=eid, at=at, actor=actor, stream_id=f"sim:{eid}", stream_seq=1
     )
 
 

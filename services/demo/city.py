@@ -9,8 +9,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from schemas.envelope import Actor, Envelope
-from schemas.messages import DonationReceived, FundOpened, Message, NeedPosted, PledgeMade
+from schemas.common import Role
+from schemas.envelope import Actor, Envelope, derive_id, originate
+from schemas.messages import (
+    AcceptMatch,
+    ConfirmMatch,
+    DonationReceived,
+    FundOpened,
+    MatchProposed,
+    Message,
+    NeedPosted,
+    PledgeMade,
+)
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
 
 DISTRICTS = [
@@ -154,18 +164,10 @@ def generate(needs: int, volunteers: int, funds: int, seed: int) -> Scenario:
     for n, (payload, org) in enumerate(payloads):
         at += timedelta(seconds=5)
         eid = uuid.UUID(int=rng.getrandbits(128))
+        actor = Actor(org_id=org, role=Role.SYSTEM)
         sc.events.append(
-            Envelope[Message](
-                event_id=eid,
-                event_type=payload.TYPE,
-                schema_version=payload.VERSION,
-                stream_id=f"bench:{n}",
-                stream_seq=1,
-                occurred_at=at,
-                recorded_at=at,
-                actor=Actor(org_id=org, role="system"),
-                correlation_id=eid,
-                payload=payload,
+            originate(
+                payload, event_id=eid, at=at, actor=actor, stream_id=f"bench:{n}", stream_seq=1
             )
         )
     return sc
@@ -183,3 +185,28 @@ def _open_funds_first(payloads: list[tuple[Message, str]]) -> None:
             j = opened_at[payload.fund_id]
             payloads[i], payloads[j] = payloads[j], payloads[i]
             opened_at[payload.fund_id] = i
+
+
+def answer(sc: Scenario, decision: Envelope[Message]) -> list[Envelope[Message]]:
+    """How the city answers a proposal: the volunteer accepts their shift, or the community
+    that posted the need confirms the money, at once (benchmarks and tests of a city's week)."""
+    p = decision.payload
+    if not isinstance(p, MatchProposed):
+        return []
+    if p.volunteer_id is not None:
+        cmd: Message = AcceptMatch(match_id=p.match_id)
+        actor = Actor(org_id=str(p.volunteer_id), role=Role.VOLUNTEER)
+    else:
+        cmd = ConfirmMatch(match_id=p.match_id, amount_received=p.amount)
+        actor = Actor(org_id=sc.community_of[p.need_id], role=Role.COMMUNITY)
+    eid = derive_id(p.match_id, "answer")
+    return [
+        originate(
+            cmd,
+            event_id=eid,
+            at=decision.recorded_at,
+            actor=actor,
+            stream_id=f"match:{p.match_id}",
+            stream_seq=1,
+        )
+    ]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 
 from schemas.codec import decode, encode
-from schemas.envelope import SYSTEM_ACTOR, Envelope
+from schemas.envelope import SYSTEM_ACTOR, Envelope, originate
 from schemas.messages import ClockTicked, Message
 from schemas.topics import (
     CLOCK_TICKS,
@@ -127,16 +127,5 @@ def clock_tick(now: datetime) -> Outgoing:
     partition of matcher.inputs its own copy."""
     event_id = uuid.uuid4()
     payload = ClockTicked(at=now)
-    envelope = Envelope[Message](
-        event_id=event_id,
-        event_type=payload.TYPE,
-        schema_version=payload.VERSION,
-        stream_id="clock",
-        stream_seq=0,
-        occurred_at=now,
-        recorded_at=now,
-        actor=SYSTEM_ACTOR,
-        correlation_id=event_id,
-        payload=payload,
-    )
+    envelope = originate(payload, event_id=event_id, at=now, actor=SYSTEM_ACTOR, stream_id="clock")
     return Outgoing(CLOCK_TICKS.name, b"clock", event_id, payload.TYPE, encode(envelope))

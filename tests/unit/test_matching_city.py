@@ -14,10 +14,8 @@ from itertools import pairwise
 
 import pytest
 
-from schemas.common import Role
-from schemas.envelope import Actor, Envelope, derive_id
-from schemas.messages import AcceptMatch, ClockTicked, ConfirmMatch, MatchProposed, Message
-from services.demo.city import Scenario, generate
+from schemas.messages import ClockTicked, MatchProposed
+from services.demo.city import answer, generate
 from services.domain.matching import MatcherState, apply, local_week
 from tests import factories as f
 
@@ -106,33 +104,6 @@ def test_a_week_of_clock_ticks_with_some_proposals_unanswered_is_decided_as_reco
             count += 1
             p = d.payload
             if isinstance(p, MatchProposed) and (p.fund_id or p.match_id.int % 2):
-                pending.extend(reversed(_answer(sc, d)))
+                pending.extend(reversed(answer(sc, d)))
     assert count == 1250
     assert digest.hexdigest() == TICKED_DIGEST, "ticks decide differently than recorded"
-
-
-def _answer(sc: Scenario, decision: Envelope[Message]) -> list[Envelope[Message]]:
-    p = decision.payload
-    assert isinstance(p, MatchProposed)
-    eid = derive_id(p.match_id, "answer")
-    if p.volunteer_id is not None:
-        cmd: Message = AcceptMatch(match_id=p.match_id)
-        actor = Actor(org_id=str(p.volunteer_id), role=Role.VOLUNTEER)
-    else:
-        cmd = ConfirmMatch(match_id=p.match_id, amount_received=p.amount)
-        actor = Actor(org_id=sc.community_of[p.need_id], role=Role.COMMUNITY)
-    at = decision.recorded_at
-    return [
-        Envelope[Message](
-            event_id=eid,
-            event_type=cmd.TYPE,
-            schema_version=cmd.VERSION,
-            stream_id=f"match:{p.match_id}",
-            stream_seq=1,
-            occurred_at=at,
-            recorded_at=at,
-            actor=actor,
-            correlation_id=eid,
-            payload=cmd,
-        )
-    ]
