@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from schemas.messages import OrgKind
-from services.embedded.broker import EmbeddedBroker
-from services.gateway.app import create_app
 from services.platform.db import connect
-from services.platform.kafka import ensure_topics
-from services.settings import Settings
+from tests.integration.conftest import org_token
 from tests.integration.test_audit_replay import archive_city, forge_overspend
-from tests.integration.test_gateway import org_token
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(broker: EmbeddedBroker, database_url: str) -> Iterator[TestClient]:
-    ensure_topics(broker.bootstrap)
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def test_auditors_get_the_invariant_report_and_others_are_refused(

@@ -4,31 +4,18 @@ scenario knows; every other caller is refused."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from schemas.messages import OrgKind
-from services.embedded.broker import EmbeddedBroker
-from services.gateway.app import create_app
 from services.ledger.archive import archive_batch, prepare
 from services.platform.db import connect
-from services.platform.kafka import ensure_topics
-from services.settings import Settings
+from tests.integration.conftest import org_token
 from tests.integration.test_audit_reports import COMMUNITY, DON_A, FOUNDATION, FUND, T0, scenario
-from tests.integration.test_gateway import org_token
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(broker: EmbeddedBroker, database_url: str) -> Iterator[TestClient]:
-    ensure_topics(broker.bootstrap)
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def archive_scenario(database_url: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -14,33 +13,11 @@ from fastapi.testclient import TestClient
 from schemas.codec import decode
 from schemas.messages import OrgKind
 from services.embedded.broker import EmbeddedBroker
-from services.gateway.app import create_app
-from services.identity import create_organisation
-from services.platform.db import connect
-from services.platform.kafka import ensure_topics, read_all
-from services.settings import Settings
+from services.platform.kafka import read_all
 from tests import factories as f
+from tests.integration.conftest import org_token
 
 pytestmark = pytest.mark.integration
-
-
-def org_token(dsn: str, kind: OrgKind, name: str) -> str:
-    async def make() -> str:
-        conn = await connect(dsn)
-        try:
-            return (await create_organisation(conn, kind, name, "鼓楼区", "江东街道"))[1]
-        finally:
-            await conn.close()
-
-    return asyncio.run(make())
-
-
-@pytest.fixture
-def client(broker: EmbeddedBroker, database_url: str) -> Iterator[TestClient]:
-    ensure_topics(broker.bootstrap)
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 @pytest.fixture
