@@ -31,6 +31,7 @@ from services.audit.fold import PROJECTED_TYPES, TABLE_KEYS, WALL_CLOCK_COLUMNS,
 from services.audit.invariants import InvariantChecker
 from services.domain.projections import Change, project
 from services.matcher.processor import PartitionMatcher
+from services.platform.gc_pause import paused_gc
 from services.platform.kafka import Record
 from services.platform.processor import process
 
@@ -146,42 +147,47 @@ async def fold_archive(
     seen: set[uuid.UUID] = set()
     pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
     loop = asyncio.get_running_loop()
+    projected = sorted(PROJECTED_TYPES)
     try:
-        last = 0
-        ahead: asyncio.Future[list[list[Projected]]] | None = None
-        while True:
-            rows = await conn.fetch(
-                "SELECT archive_seq, event_id, event_type, value FROM archive"
-                " WHERE archive_seq > $1 ORDER BY archive_seq LIMIT $2",
-                last,
-                batch,
-            )
-            page: list[bytes] = []
-            for seq, event_id, event_type, value in rows:
-                if event_id in seen:
-                    continue  # another topic's copy: projected once, at its first appearance
-                seen.add(event_id)
-                fold.first_seen(event_id, seq)
-                if event_type in PROJECTED_TYPES:
-                    page.append(value)
-            if pool is None:
-                _apply_all(fold, [project_values(page)])
-            else:
-                if ahead is not None:
-                    _apply_all(fold, await ahead)
-                step = -(-len(page) // jobs) or 1
-                parts = [page[i : i + step] for i in range(0, len(page), step)]
-                ahead = asyncio.gather(
-                    *(loop.run_in_executor(pool, project_values, p) for p in parts)
+        with paused_gc():
+            last = 0
+            ahead: asyncio.Future[list[list[Projected]]] | None = None
+            while True:
+                # the bytes of an event no read model depends on are not even fetched
+                rows = await conn.fetch(
+                    "SELECT archive_seq, event_id, event_type,"
+                    " CASE WHEN event_type = ANY($3::text[]) THEN value END"
+                    " FROM archive WHERE archive_seq > $1 ORDER BY archive_seq LIMIT $2",
+                    last,
+                    batch,
+                    projected,
                 )
-            if not rows:
-                if ahead is not None:
-                    _apply_all(fold, await ahead)
-                return fold
-            last = rows[-1][0]
-            fold.read += len(rows)
-            if progress is not None:
-                progress.add(len(rows))
+                page: list[tuple[bytes, str]] = []
+                for seq, event_id, event_type, value in rows:
+                    if event_id in seen:
+                        continue  # another topic's copy: projected once, at its first appearance
+                    seen.add(event_id)
+                    fold.first_seen(event_id, seq)
+                    if value is not None:
+                        page.append((value, event_type))
+                if pool is None:
+                    _apply_all(fold, [project_values(page)])
+                else:
+                    if ahead is not None:
+                        _apply_all(fold, await ahead)
+                    step = -(-len(page) // jobs) or 1
+                    parts = [page[i : i + step] for i in range(0, len(page), step)]
+                    ahead = asyncio.gather(
+                        *(loop.run_in_executor(pool, project_values, p) for p in parts)
+                    )
+                if not rows:
+                    if ahead is not None:
+                        _apply_all(fold, await ahead)
+                    return fold
+                last = rows[-1][0]
+                fold.read += len(rows)
+                if progress is not None:
+                    progress.add(len(rows))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -190,12 +196,13 @@ async def fold_archive(
 Projected = tuple[uuid.UUID, list[Change]] | None
 
 
-def project_values(values: list[bytes]) -> list[Projected]:
-    """Decode and project archived values (None for an undecodable one, which is parked on a
-    dead-letter topic and projected by nobody): pure, so it can run in another process."""
+def project_values(values: list[tuple[bytes, str]]) -> list[Projected]:
+    """Decode and project archived values, each with its archived type (None for an
+    undecodable one, which is parked on a dead-letter topic and projected by nobody): pure, so
+    it can run in another process."""
     out: list[Projected] = []
-    for value in values:
-        env = _decoded(value)
+    for value, event_type in values:
+        env = _decoded(value, event_type)
         out.append(None if env is None else (env.event_id, project(env)))
     return out
 
@@ -229,17 +236,18 @@ def fold_records(records: Iterable[Record], progress: Progress | None = None) ->
     """Fold records read from the topics, each event once, in `log_order`."""
     fold = ProjectionFold()
     seen: set[uuid.UUID] = set()
-    for n, r in enumerate(log_order(records), start=1):
-        fold.read = n
-        try:
-            env = decode(r.value)
-        except DecodeError:
-            continue
-        if env.event_id not in seen:
-            seen.add(env.event_id)
-            fold.apply(env)
-        if progress is not None and n % 1000 == 0:
-            progress.add(1000)
+    with paused_gc():
+        for n, r in enumerate(log_order(records), start=1):
+            fold.read = n
+            try:
+                env = decode(r.value, r.event_type)
+            except DecodeError:
+                continue
+            if env.event_id not in seen:
+                seen.add(env.event_id)
+                fold.apply(env)
+            if progress is not None and n % 1000 == 0:
+                progress.add(1000)
     return fold
 
 
@@ -498,18 +506,15 @@ def replay_matcher(
     return report
 
 
-def _decoded(value: bytes) -> Envelope[Message] | None:
+def _decoded(value: bytes, type_hint: str | None = None) -> Envelope[Message] | None:
     try:
-        return decode(value)
+        return decode(value, type_hint)
     except DecodeError:
         return None
 
 
 def _type_of(record: Record) -> str | None:
-    for name, raw in record.headers:
-        if name == "event_type":
-            return raw.decode("utf-8", "replace")
-    return _type_of_bytes(record.value)
+    return record.event_type or _type_of_bytes(record.value)
 
 
 def _type_of_bytes(value: bytes) -> str:
@@ -615,7 +620,7 @@ async def check_archive(
                 return checker
             for _, event_type, value in rows:
                 if event_type in INVARIANT_TYPES:
-                    env = _decoded(value)
+                    env = _decoded(value, event_type)
                     if env is not None:
                         checker.check(env)
             last = rows[-1][0]

@@ -80,7 +80,7 @@ def _header(record: Record, name: str) -> str | None:
 
 def _decoded(record: Record) -> Envelope[Message] | None:
     try:
-        return decode(record.value)
+        return decode(record.value, record.event_type)
     except DecodeError:
         return None  # the owning processor parks it on the dead-letter topic
 
