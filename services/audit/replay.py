@@ -31,6 +31,7 @@ from services.audit.fold import PROJECTED_TYPES, TABLE_KEYS, WALL_CLOCK_COLUMNS,
 from services.audit.invariants import InvariantChecker
 from services.domain.projections import Change, project
 from services.matcher.processor import PartitionMatcher
+from services.platform.db import init_connection
 from services.platform.gc_pause import paused_gc
 from services.platform.kafka import Record
 from services.platform.processor import process
@@ -268,29 +269,31 @@ async def _copy_rows(
     types: dict[str, str],
     rows: list[dict[str, Any]],
 ) -> None:
-    """COPY the rows into scratch.table. JSON columns travel as text through a staging table:
-    asyncpg's binary COPY has no encoder for the connection's jsonb codec."""
+    """COPY the rows into scratch.table, in binary. JSON columns travel as their text: the
+    connection's JSON codec (Python objects, text format) is set aside for the COPY, because
+    binary COPY takes JSON only as text, and put back after."""
     present = set().union(*(r.keys() for r in rows))  # rows of one table may differ in keys
     given = [c for c in types if c in present]
     as_text = {c for c in given if types[c] in ("json", "jsonb")}
-    staged = ", ".join(f"{c}::text AS {c}" if c in as_text else c for c in given)
-    await conn.execute(
-        f"CREATE TABLE {scratch}.{table}_in AS SELECT {staged} FROM {scratch}.{table} WITH NO DATA"
-    )
-    await conn.copy_records_to_table(
-        f"{table}_in",
-        schema_name=scratch,
-        columns=given,
-        records=[
+    if as_text:
+        records = [
             tuple(_json_text(r.get(c)) if c in as_text else r.get(c) for c in given) for r in rows
-        ],
-    )
-    cast = ", ".join(f"{c}::{types[c]}" if c in as_text else c for c in given)
-    await conn.execute(
-        f"INSERT INTO {scratch}.{table} ({', '.join(given)}) SELECT {cast}"
-        f" FROM {scratch}.{table}_in"
-    )
-    await conn.execute(f"DROP TABLE {scratch}.{table}_in")
+        ]
+        for kind in ("json", "jsonb"):
+            await conn.reset_type_codec(kind, schema="pg_catalog")
+        try:
+            await conn.copy_records_to_table(
+                table, schema_name=scratch, columns=given, records=records
+            )
+        finally:
+            await init_connection(conn)
+    else:
+        await conn.copy_records_to_table(
+            table,
+            schema_name=scratch,
+            columns=given,
+            records=[tuple(r.get(c) for c in given) for r in rows],
+        )
 
 
 def _json_text(value: Any) -> str | None:
