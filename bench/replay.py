@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from schemas.codec import decode  # noqa: E402
 from schemas.topics import all_topic_names  # noqa: E402
-from services.audit.fold import TABLE_KEYS  # noqa: E402
+from services.domain.projection_fold import TABLE_KEYS  # noqa: E402
 from services.audit.replay import (  # noqa: E402
     _columns,
     _copy_rows,

@@ -27,8 +27,13 @@ from schemas.codec import DecodeError, decode
 from schemas.envelope import Envelope
 from schemas.messages import Message
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS, partitions_of
-from services.audit.fold import PROJECTED_TYPES, TABLE_KEYS, WALL_CLOCK_COLUMNS, ProjectionFold
 from services.audit.invariants import InvariantChecker
+from services.domain.projection_fold import (
+    PROJECTED_TYPES,
+    TABLE_KEYS,
+    WALL_CLOCK_COLUMNS,
+    ProjectionFold,
+)
 from services.domain.projections import Change, project
 from services.matcher.processor import PartitionMatcher
 from services.platform.db import init_connection

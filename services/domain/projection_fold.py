@@ -1,10 +1,14 @@
-"""The read models and journal folded in memory from the log, for the auditor's replay.
+"""The read models and journal folded in memory: the one meaning of `project`'s changes.
 
-The ledger turns `services.domain.projections.project` into SQL one event at a time
-(`services.ledger.archive.apply_projection`). Doing the same here would replay at the speed of
-per-event round trips; instead the same pure changes are applied to dictionaries with exactly
-the SQL's meaning (insert-if-absent, update-if-present, the need status rule, the journal's
-line numbering), and the result is copied into a scratch schema in bulk. Pure: no I/O.
+`services.domain.projections.project` says what each event changes, as plain data. This fold
+applies those changes to dictionaries with exactly the meaning the read models' SQL has
+(insert-if-absent, update-if-present, the need status rule, the journal's line numbering, a
+pledge's moves read from the journal's balances). Two callers share it, so they cannot drift:
+- the ledger folds each batch over a window: the rows and balances the batch touches, loaded
+  first, then written back in a few statements (services/ledger/batch_projection.py);
+- the auditor's replay folds the whole log from nothing and copies the result into a scratch
+  schema in bulk (services/audit/replay.py).
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ class ProjectionFold:
         }
 
     def apply(self, env: Envelope[Message]) -> None:
-        """Apply one event's projected changes, as `apply_projection` does in SQL."""
+        """Apply one event's projected changes."""
         self.apply_changes(env.event_id, project(env))
 
     def apply_changes(self, event_id: uuid.UUID, changes: list[Change]) -> None:
