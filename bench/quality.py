@@ -294,7 +294,8 @@ def money_lp(sc: Scenario) -> Lp:
             cap = fspec.cap_per_need.amount_minor if fspec.cap_per_need else None
             col_class.append(c)
             col_fund.append(i)
-            upper.append(float(min(amount, sum(min(w, cap or w) for w in amounts))))
+            capped = amounts if cap is None else [min(w, cap) for w in amounts]
+            upper.append(float(min(amount, sum(capped))))
             gain.append(float(weight))
     cols = np.arange(len(col_class))
     n_classes = len(classes)
