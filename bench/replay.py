@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 
 from schemas.codec import decode  # noqa: E402
 from schemas.topics import all_topic_names  # noqa: E402
-from services.domain.projection_fold import TABLE_KEYS  # noqa: E402
 from services.audit.replay import (  # noqa: E402
     _columns,
     _copy_rows,
@@ -47,6 +46,7 @@ from services.audit.replay import (  # noqa: E402
 )
 from services.audit.simulate import simulate  # noqa: E402
 from services.demo.city import generate  # noqa: E402
+from services.domain.projection_fold import TABLE_KEYS  # noqa: E402
 from services.embedded.broker import EmbeddedBroker  # noqa: E402
 from services.embedded.postgres import EmbeddedPostgres  # noqa: E402
 from services.ledger.archive import archive_batch, prepare  # noqa: E402
