@@ -15,20 +15,15 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def paused_gc(freeze: bool = False) -> Iterator[None]:
+def paused_gc() -> Iterator[None]:
     """Disable the cyclic collector inside the block; re-enable it after if it was enabled
-    (nesting is safe: only the outermost pause re-enables).
-
-    With `freeze`, what the block built and kept is moved out of the collector's sight when it
-    ends: otherwise the first collection after it walks all of it once. For a command that
-    builds one large result and exits (a replay); not for a service, whose cyclic garbage
-    frozen this way would never be collected."""
+    (nesting is safe: only the outermost pause re-enables). The first collection after the
+    block walks what it built once; a command that builds one result and exits pauses for its
+    whole run instead (`exchange audit replay`, `invariants`)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was_enabled:
-            if freeze:
-                gc.freeze()
             gc.enable()
