@@ -39,4 +39,3 @@ def test_a_collector_that_was_off_stays_off() -> None:
     with paused_gc():
         pass
     assert not gc.isenabled()
-
