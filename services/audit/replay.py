@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -142,14 +142,16 @@ async def fold_archive(
     progress: Progress | None = None,
     batch: int = BATCH,
     jobs: int = 1,
+    watch: frozenset[tuple[str, tuple[Any, ...]]] | None = None,
 ) -> ProjectionFold:
     """Fold every archived event once, in the order of its first appearance (archive_seq),
     into the read models. Only event types that change a read model are decoded.
 
     With `jobs` > 1, decoding and `project` (pure, and most of the cost) run in that many
     worker processes, one page ahead of the fold, while the next page is fetched; the changes
-    are still applied here, one event after another in archive order."""
-    fold = ProjectionFold()
+    are still applied here, one event after another in archive order. `watch`: whose writers
+    to note (`ProjectionFold.watch`)."""
+    fold = ProjectionFold(watch=watch)
     seen: set[uuid.UUID] = set()
     pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
     loop = asyncio.get_running_loop()
@@ -238,9 +240,13 @@ def log_order(records: Iterable[Record]) -> Iterator[Record]:
     )
 
 
-def fold_records(records: Iterable[Record], progress: Progress | None = None) -> ProjectionFold:
+def fold_records(
+    records: Iterable[Record],
+    progress: Progress | None = None,
+    watch: frozenset[tuple[str, tuple[Any, ...]]] | None = None,
+) -> ProjectionFold:
     """Fold records read from the topics, each event once, in `log_order`."""
-    fold = ProjectionFold()
+    fold = ProjectionFold(watch=watch)
     seen: set[uuid.UUID] = set()
     with paused_gc():
         for n, r in enumerate(log_order(records), start=1):
@@ -376,16 +382,28 @@ async def replay_projections(
     tx = conn.transaction(isolation="repeatable_read")
     await tx.start()
     try:
+        nothing: frozenset[tuple[str, tuple[Any, ...]]] = frozenset()
         if records is None:
-            fold = await fold_archive(conn, progress, jobs=jobs)
+            fold = await fold_archive(conn, progress, jobs=jobs, watch=nothing)
             tables = list(TABLE_KEYS)
         else:
-            fold = fold_records(records, progress)
+            fold = fold_records(records, progress, watch=nothing)
             # from the topics there is no archive sequence to compare projected_events with
             tables = [t for t in TABLE_KEYS if t != "projected_events"]
         report.events = fold.read
         report.projected = fold.events
         await compare_projections(conn, fold, tables, report)
+        if report.shown:  # fold again, noting who wrote the rows found different
+            watch = frozenset((d.table, d.key) for d in report.shown)
+            again = (
+                await fold_archive(conn, watch=watch)
+                if records is None
+                else fold_records(records, watch=watch)
+            )
+            report.shown = [
+                replace(d, events=tuple(again.writers.get((d.table, d.key), ())))
+                for d in report.shown
+            ]
     finally:
         await tx.rollback()
     report.seconds = time.monotonic() - started

@@ -88,6 +88,10 @@ class ProjectionFold:
         default_factory=lambda: {t: {} for t in TABLE_KEYS}
     )
     writers: dict[tuple[str, tuple[Any, ...]], list[uuid.UUID]] = field(default_factory=dict)
+    watch: frozenset[tuple[str, tuple[Any, ...]]] | None = None
+    """Whose writers to note: every row's (None), or only these (table, key) rows. Noting every
+    row costs a list per row; the replay folds with none, and folds again watching the rows it
+    found different, to name the events behind them."""
     balances: dict[str, int] = field(default_factory=dict)
     """Journal balance per account (the ledger reads balances back for pledge moves)."""
     events: int = 0
@@ -134,13 +138,17 @@ class ProjectionFold:
         rows = self.tables[table]
         if key not in rows:  # ON CONFLICT DO NOTHING
             rows[key] = {**INITIAL.get(table, {}), **values}
-        self.writers.setdefault((table, key), []).append(event_id)
+        self._wrote(table, key, event_id)
 
     def _row(self, table: str, key: tuple[Any, ...], event_id: uuid.UUID) -> dict[str, Any] | None:
         row = self.tables[table].get(key)
         if row is not None:
-            self.writers.setdefault((table, key), []).append(event_id)
+            self._wrote(table, key, event_id)
         return row
+
+    def _wrote(self, table: str, key: tuple[Any, ...], event_id: uuid.UUID) -> None:
+        if self.watch is None or (table, key) in self.watch:
+            self.writers.setdefault((table, key), []).append(event_id)
 
     def _post(
         self, event_id: uuid.UUID, line_no: int, account: str, amount: int, currency: str
@@ -157,7 +165,7 @@ class ProjectionFold:
             "currency": currency,
         }
         self.balances[account] = self.balances.get(account, 0) + amount
-        self.writers[("journal_lines", key)] = [event_id]
+        self._wrote("journal_lines", key, event_id)
 
     def _need_delta(
         self, need_id: uuid.UUID, event_id: uuid.UUID, amount: int, completed: bool
