@@ -268,7 +268,8 @@ async def produce(bootstrap: str, log: list[Record]) -> None:
 
 async def replay_rate_kafka(url: str, bootstrap: str, n: int, goal: float) -> None:
     started = time.monotonic()
-    records = await read_topics(bootstrap, all_topic_names())
+    with paused_gc():  # as the command runs (it pauses the collector for its whole run)
+        records = await read_topics(bootstrap, all_topic_names())
     read = len(records) / (time.monotonic() - started)
     started_old = time.monotonic()
     old = await asyncio.to_thread(lambda: sum(1 for _ in read_all(bootstrap, all_topic_names())))
@@ -276,7 +277,8 @@ async def replay_rate_kafka(url: str, bootstrap: str, n: int, goal: float) -> No
     started += time.monotonic() - started_old  # the comparison read is not part of the replay
     conn = await connect(url)
     try:
-        report = await replay_projections(conn, records)
+        with paused_gc():  # as `exchange audit replay --from kafka` runs
+            report = await replay_projections(conn, records)
     finally:
         await conn.close()
     total = time.monotonic() - started
