@@ -105,6 +105,11 @@ def describe_errors(error: ValidationError) -> str:
     )
 
 
+_ENVELOPES: dict[type[Message], type[Envelope[Any]]] = {}
+"""`Envelope[cls]` per message class. Pydantic caches the class, but finding it costs more than
+validating a small message; a consumer decodes every input."""
+
+
 def decode(raw: bytes) -> Envelope[Message]:
     """Parse, upcast and validate one message; raise DecodeError naming what is wrong."""
     try:
@@ -125,7 +130,10 @@ def decode(raw: bytes) -> Envelope[Message]:
     cls = MESSAGE_TYPES[event_type]
     data["payload"] = upcast(event_type, version, payload)
     data["schema_version"] = cls.VERSION
+    envelope = _ENVELOPES.get(cls)
+    if envelope is None:
+        envelope = _ENVELOPES[cls] = Envelope[cls]  # type: ignore[valid-type]
     try:
-        return Envelope[cls].model_validate(data)  # type: ignore[valid-type]
+        return envelope.model_validate(data)
     except ValidationError as exc:
         raise DecodeError(describe_errors(exc)) from None

@@ -18,26 +18,26 @@ from schemas.reservations import (
 from services.domain.matching.decisions import Decisions
 from services.domain.matching.fit import distance_rank, fund_share, volunteer_fits
 from services.domain.matching.state import ACTIVE, Fund, MatcherState, OpenNeed, Proposal, Volunteer
-from services.domain.zones import travels_across_districts
+from services.domain.matching.views import time_window
 
 # ---- supply meets demand ----
 
 
 def book_volunteer(state: MatcherState, d: Decisions, need: OpenNeed, vol: Volunteer) -> None:
-    shift = need.spec.shift
-    assert shift is not None
+    shift, slot = need.view.shift, need.view.slot
+    assert shift is not None and slot is not None
     proposal = d.propose(
         state,
         need,
         {
             "supply": SupplyKind.VOLUNTEER,
             "volunteer_id": vol.volunteer_id,
-            "shift": shift,
-            "minutes": shift.minutes,
+            "shift": time_window(shift),
+            "minutes": slot[2],
         },
         "skills, availability, travel and weekly limit fit",
     )
-    vol.booked[proposal.match_id] = shift
+    vol.booked[proposal.match_id] = slot
     need.volunteers.add(vol.volunteer_id)
     need.remaining -= 1
 
@@ -63,21 +63,22 @@ def serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime)
     funds expiring first."""
     if not need.is_open(now):
         return
-    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
-        candidates = sorted(
-            state.candidates_for(need),
-            key=lambda v: (v.no_shows, distance_rank(v.spec, need.spec), len(v.booked), v.arrival),
+    if need.view.kind is NeedKind.VOLUNTEER_HOURS:
+        # Those who fit, in order of preference. The same as testing each candidate in that
+        # order until the need is met: booking one volunteer changes no other's fit, except
+        # that a volunteer is booked once (checked again below).
+        view = need.view
+        fitting = [v for v in state.candidates_for(need) if volunteer_fits(need, v)]
+        fitting.sort(
+            key=lambda v: (v.no_shows, distance_rank(v.pledge, view), len(v.booked), v.arrival)
         )
-        for vol in candidates:
+        for vol in fitting:
             if need.remaining <= 0:
                 break
-            if volunteer_fits(need, vol):
+            if vol.volunteer_id not in need.volunteers:
                 book_volunteer(state, d, need, vol)
     else:
-        far = datetime.max.replace(tzinfo=now.tzinfo)
-        for fund in sorted(
-            state.funds.values(), key=lambda f: (f.spec.valid_until or far, f.arrival)
-        ):
+        for fund in state.funds_in_order():
             if need.remaining <= 0:
                 break
             share = fund_share(need, fund, now)
@@ -95,8 +96,8 @@ MONEY_SHELF = "money"
 
 def shelf(need: OpenNeed) -> str:
     """Where an unfilled need is filed: money and goods together, shifts by district."""
-    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
-        return f"shift:{need.spec.place.district}"
+    if need.view.kind is NeedKind.VOLUNTEER_HOURS:
+        return f"shift:{need.view.place.district}"
     return MONEY_SHELF
 
 
@@ -129,7 +130,7 @@ def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
     rounds: dict[tuple[int, tuple[int, int], str], int] = {}
     keyed = []
     for need in ordered:
-        group = (-need.spec.urgency.rank, need.deadline_week, need.owner)
+        group = (-need.view.urgency, need.view.deadline_week, need.owner)
         turn = rounds.get(group, 0)
         rounds[group] = turn + 1
         keyed.append(((group[0], group[1], turn, *need.priority()[1:]), need))
@@ -138,10 +139,10 @@ def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
 
 
 def serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: datetime) -> None:
-    if travels_across_districts(vol.spec):
+    if vol.pledge.across:
         shelves = [s for s in state.unfilled if s != MONEY_SHELF]
     else:
-        shelves = [f"shift:{vol.spec.home.district}"]
+        shelves = [f"shift:{vol.pledge.home.district}"]
     for need in open_needs(state, now, shelves):
         if volunteer_fits(need, vol):
             book_volunteer(state, d, need, vol)
