@@ -130,10 +130,15 @@ def ask_elsewhere(state: MatcherState, need: OpenNeed, d: Decisions, now: dateti
             if listing.supply_id not in need.volunteers:
                 _ask(state, d, need, listing, 1)
         return
+    exhausted = state.exhausted
     for listing in state.funds_listed():
         if need.remaining <= 0:
             break
-        share = _listing_share(state, need, listing, now, listing.budget())
+        budget = listing.budget()
+        # nothing to ask for: no budget left, or refused at this version (as _listing_share)
+        if budget <= 0 or exhausted.get(listing.supply_id) == listing.version:
+            continue
+        share = _listing_share(state, need, listing, now, budget)
         if share > 0:
             _ask(state, d, need, listing, share)
 

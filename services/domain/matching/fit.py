@@ -27,10 +27,15 @@ def view_fits(need: NeedView, pledge: PledgeView) -> bool:
         return False
     if not need.required <= pledge.skills:
         return False
-    if not travel_reaches(pledge, need.place):
-        return False
-    start, end = shift
-    return any(a <= start and end <= b for a, b in pledge.windows)
+    # the common ranges first, as travel_reaches decides them
+    travel = pledge.travel
+    if pledge.travel_km is not None or travel is not TravelRange.ANYWHERE:
+        if pledge.travel_km is None and travel is TravelRange.SAME_DISTRICT:
+            if pledge.home.district != need.place.district:
+                return False
+        elif not travel_reaches(pledge, need.place):
+            return False
+    return pledge.available(*shift)
 
 
 def travel_reaches(pledge: PledgeView, place: Spot) -> bool:

@@ -126,16 +126,20 @@ def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
     deadline, then waiting time.
 
     Deterministic and pure: a replay orders the same needs the same way."""
-    ordered = sorted(needs, key=OpenNeed.priority)
+    # Both sorts are stable sorts by key, written as sorts of (key, position, need) tuples so
+    # that each key is computed once: open needs are ordered for every donation and pledge.
+    ranked = sorted(
+        [(-n.view.urgency, n.view.deadline, n.arrival, i, n) for i, n in enumerate(needs)]
+    )
     rounds: dict[tuple[int, tuple[int, int], str], int] = {}
     keyed = []
-    for need in ordered:
-        group = (-need.view.urgency, need.view.deadline_week, need.owner)
+    for i, (urgency, deadline, arrival, _, need) in enumerate(ranked):
+        group = (urgency, need.view.deadline_week, need.owner)
         turn = rounds.get(group, 0)
         rounds[group] = turn + 1
-        keyed.append(((group[0], group[1], turn, *need.priority()[1:]), need))
-    keyed.sort(key=lambda kn: kn[0])
-    return [need for _, need in keyed]
+        keyed.append((urgency, group[1], turn, deadline, arrival, i, need))
+    keyed.sort()
+    return [k[-1] for k in keyed]
 
 
 def serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: datetime) -> None:

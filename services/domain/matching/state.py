@@ -20,7 +20,14 @@ from schemas.reservations import (
     SupplyRevoked,
 )
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec
-from services.domain.matching.skills import Buckets, file_under, narrowest, unfile
+from services.domain.matching.skills import (
+    Buckets,
+    Filing,
+    file_under,
+    filing,
+    narrowest,
+    unfile,
+)
 from services.domain.matching.views import NeedView, PledgeView, Slot, Window
 from services.domain.matching.weeks import CHINA, local_week
 
@@ -160,8 +167,8 @@ class Volunteer:
         self.booked: dict[uuid.UUID, Slot] = {}
         self.withdrawn = False
         self.no_shows = 0
-        self.filed: frozenset[str] = frozenset()
-        """The skills it is filed under in `MatcherState.by_skill`."""
+        self.filed: Filing = ()
+        """The (skill, day) keys it is filed under in `MatcherState.by_skill`."""
 
     def booked_minutes_in_week(self, week: tuple[int, int]) -> int:
         """Minutes already held in this Nanjing week (by shift start). Weeks are Nanjing's ISO
@@ -201,8 +208,8 @@ class Listing:
     refused_in_row: int = 0
     """Refusals since the last grant: a volunteer whose owner keeps refusing is most likely
     booked up, and is not asked again until their listing changes."""
-    filed: frozenset[str] = frozenset()
-    """The skills it is filed under in `MatcherState.listed_by_skill`."""
+    filed: Filing = ()
+    """The (skill, day) keys it is filed under in `MatcherState.listed_by_skill`."""
 
     def budget(self) -> int:
         """How much more to ask a fund for: its net donations, less what this partition holds
@@ -325,7 +332,7 @@ class MatcherState:
         self.listings[key] = listing
         if listing.pledge is None:
             return
-        listing.filed = listing.pledge.skills
+        listing.filed = filing(listing.pledge)
         if listing.pledge.across:
             self.listed_anywhere[key] = listing
             file_under(self.listed_by_skill, None, key, listing)
@@ -339,14 +346,15 @@ class MatcherState:
             file_under(self.listed_by_skill, district, key, listing)
 
     def listed_for(self, need: OpenNeed) -> list[Listing]:
-        """Volunteers listed from elsewhere who could travel to the need and have one of its
-        skills (a superset of those who fit)."""
+        """Volunteers listed from elsewhere who could travel to the need, have one of its skills
+        and may be available when its shift starts (a superset of those who fit)."""
         view = need.view
-        district = view.place.district
-        near = self.listed_by_district.get(district, {})
+        if view.shift is None:
+            return []  # no one fits a need without a shift
+        district, start = view.place.district, view.shift[0]
         return [
-            *narrowest(self.listed_by_skill, district, view.required, near),
-            *narrowest(self.listed_by_skill, None, view.required, self.listed_anywhere),
+            *narrowest(self.listed_by_skill, district, view.required, start),
+            *narrowest(self.listed_by_skill, None, view.required, start),
         ]
 
     def index_volunteer(self, vol: Volunteer, old_district: str | None = None) -> None:
@@ -360,7 +368,7 @@ class MatcherState:
         gone = self.anywhere.pop(key, None)
         if gone is not None:
             unfile(self.by_skill, None, key, gone)
-        vol.filed = vol.pledge.skills
+        vol.filed = filing(vol.pledge)
         if vol.pledge.across:
             self.anywhere[key] = vol
             file_under(self.by_skill, None, key, vol)
@@ -374,14 +382,15 @@ class MatcherState:
             file_under(self.by_skill, district, key, vol)
 
     def candidates_for(self, need: OpenNeed) -> list[Volunteer]:
-        """Volunteers who could travel to the need and have one of its skills (the rest cannot
-        fit it)."""
+        """Volunteers who could travel to the need, have one of its skills and may be available
+        when its shift starts (a superset of those who fit)."""
         view = need.view
-        district = view.place.district
-        near = self.by_district.get(district, {})
+        if view.shift is None:
+            return []  # no one fits a need without a shift
+        district, start = view.place.district, view.shift[0]
         return [
-            *narrowest(self.by_skill, district, view.required, near),
-            *narrowest(self.by_skill, None, view.required, self.anywhere),
+            *narrowest(self.by_skill, district, view.required, start),
+            *narrowest(self.by_skill, None, view.required, start),
         ]
 
     def index_proposal(self, p: Proposal) -> None:

@@ -14,6 +14,7 @@ model.
 from __future__ import annotations
 
 import sys
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -133,8 +134,10 @@ class PledgeView:
     home: Spot
     travel: TravelRange
     travel_km: float | None
-    windows: tuple[Window, ...]
-    """When the volunteer is available."""
+    starts: tuple[datetime, ...]
+    ends: tuple[datetime, ...]
+    """When the volunteer is available: windows sorted by start (a pledge's windows never
+    overlap, so at most one can hold a given instant)."""
     limit: int
     """The weekly limit, in minutes."""
     across: bool
@@ -147,7 +150,18 @@ class PledgeView:
             Spot.of(spec.home),
             spec.travel,
             spec.travel_km,
-            tuple((w.start, w.end) for w in spec.availability),
+            *_windows(spec),
             spec.weekly_hour_limit * 60,
             spec.travel is TravelRange.ANYWHERE or spec.travel_km is not None,
         )
+
+    def available(self, start: datetime, end: datetime) -> bool:
+        """Whether one availability window covers [start, end). Only the last window starting
+        at or before `start` can: every earlier one ends by the time that one starts."""
+        i = bisect_right(self.starts, start) - 1
+        return i >= 0 and end <= self.ends[i]
+
+
+def _windows(spec: PledgeSpec) -> tuple[tuple[datetime, ...], tuple[datetime, ...]]:
+    windows = sorted((w.start, w.end) for w in spec.availability)
+    return tuple(w[0] for w in windows), tuple(w[1] for w in windows)
