@@ -21,7 +21,7 @@ from schemas.reservations import (
     SupplyRevoked,
 )
 from services.domain.matching.decisions import Decisions
-from services.domain.matching.fit import fund_share, view_fits, volunteer_fits
+from services.domain.matching.fit import fund_may_pay, fund_share, view_fits, volunteer_fits
 from services.domain.matching.serve import (
     MONEY_SHELF,
     mark_unfilled,
@@ -172,14 +172,20 @@ def on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
         else:
             shelves = [f"shift:{listing.pledge.home.district}"]
         asked = 0
-        for need in open_needs(state, now, shelves):
+        pledge = listing.pledge
+        for need in open_needs(state, now, shelves, lambda n: view_fits(n.view, pledge)):
             if asked >= state.policy.asks_per_listing:
                 break
             if _listing_fits(state, need, listing):
                 _ask(state, d, need, listing, 1)
                 asked += 1
         return
-    for need in open_needs(state, now, [MONEY_SHELF]):
+    fund = listing.fund
+
+    def may_pay(need: OpenNeed) -> bool:
+        return fund is not None and fund_may_pay(need, fund, now)
+
+    for need in open_needs(state, now, [MONEY_SHELF], may_pay):
         if listing.budget() <= 0:
             break
         share = _listing_share(state, need, listing, now, listing.budget())

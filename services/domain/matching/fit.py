@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from schemas.common import NeedKind
-from schemas.specs import NeedSpec, PledgeSpec, TravelRange
+from schemas.specs import FundSpec, NeedSpec, PledgeSpec, TravelRange
 from services.domain.matching.state import Fund, OpenNeed, Volunteer
 from services.domain.matching.views import NeedView, PledgeView, Spot
 from services.domain.zones import distance_km
@@ -91,6 +91,14 @@ def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
         if b[3] == week:
             held += b[2]
     return held + minutes <= vol.pledge.limit
+
+
+def fund_may_pay(need: OpenNeed, spec: FundSpec, now: datetime) -> bool:
+    """What earmarks alone decide: currency, category, district and period (balances aside)."""
+    view = need.view
+    if view.currency is None or view.currency != spec.currency:
+        return False
+    return spec.allows(view.category, view.place.district, now)
 
 
 def fund_share(need: OpenNeed, fund: Fund, now: datetime) -> int:

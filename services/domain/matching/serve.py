@@ -4,7 +4,7 @@ back when a proposal ends unconfirmed."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from schemas.common import Money, NeedKind
@@ -16,7 +16,13 @@ from schemas.reservations import (
     SupplyReleased,
 )
 from services.domain.matching.decisions import Decisions
-from services.domain.matching.fit import distance_rank, fund_share, volunteer_fits
+from services.domain.matching.fit import (
+    distance_rank,
+    fund_may_pay,
+    fund_share,
+    view_fits,
+    volunteer_fits,
+)
 from services.domain.matching.state import ACTIVE, Fund, MatcherState, OpenNeed, Proposal, Volunteer
 from services.domain.matching.views import time_window
 
@@ -105,8 +111,14 @@ def mark_unfilled(state: MatcherState, need: OpenNeed) -> None:
     state.unfilled.setdefault(shelf(need), set()).add(need.need_id)
 
 
-def open_needs(state: MatcherState, now: datetime, shelves: Iterable[str]) -> list[OpenNeed]:
-    """Open needs on these shelves, in the fair order of service (`fair_order`)."""
+def open_needs(
+    state: MatcherState,
+    now: datetime,
+    shelves: Iterable[str],
+    could_fit: Callable[[OpenNeed], bool] | None = None,
+) -> list[OpenNeed]:
+    """Open needs on these shelves, in the fair order of service (`fair_order`); with
+    `could_fit`, only those it accepts, still in the order all of them would be served in."""
     found = []
     for shelf in shelves:
         ids = state.unfilled.get(shelf, set())
@@ -116,7 +128,9 @@ def open_needs(state: MatcherState, now: datetime, shelves: Iterable[str]) -> li
                 ids.discard(need_id)  # back only through release or an amendment
             elif need.is_open(now):
                 found.append(need)
-    return fair_order(found)
+    if could_fit is None:
+        return fair_order(found)
+    return fair_order_among(found, [need for need in found if could_fit(need)])
 
 
 def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
@@ -142,18 +156,48 @@ def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
     return [k[-1] for k in keyed]
 
 
+def fair_order_among(everyone: list[OpenNeed], chosen: list[OpenNeed]) -> list[OpenNeed]:
+    """`fair_order(everyone)` with only the needs of `chosen` (a sub-list) kept.
+
+    Why: a pledge or a donation is offered to every open need, but only a few could take it.
+    A need's turn in its group counts every open need of the group before it, so turns are
+    counted over `everyone`, but only in the groups of the chosen needs, and only those are
+    sorted."""
+    if not chosen:
+        return []
+    picked = {id(need) for need in chosen}
+    groups: dict[tuple[int, tuple[int, int], str], list[OpenNeed]] = {
+        (-need.view.urgency, need.view.deadline_week, need.owner): [] for need in chosen
+    }
+    for need in everyone:
+        members = groups.get((-need.view.urgency, need.view.deadline_week, need.owner))
+        if members is not None:
+            members.append(need)
+    keyed = []
+    for (urgency, week, _), members in groups.items():
+        ranked = sorted(
+            [(n.view.deadline, n.arrival, i, n) for i, n in enumerate(members)]
+        )  # within a group urgency is the same: the order of `OpenNeed.priority`
+        for turn, (deadline, arrival, _, need) in enumerate(ranked):
+            if id(need) in picked:
+                keyed.append((urgency, week, turn, deadline, arrival, need))
+    keyed.sort(key=lambda k: k[:5])
+    return [k[-1] for k in keyed]
+
+
 def serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: datetime) -> None:
     if vol.pledge.across:
         shelves = [s for s in state.unfilled if s != MONEY_SHELF]
     else:
         shelves = [f"shift:{vol.pledge.home.district}"]
-    for need in open_needs(state, now, shelves):
+    pledge = vol.pledge
+    for need in open_needs(state, now, shelves, lambda n: view_fits(n.view, pledge)):
         if volunteer_fits(need, vol):
             book_volunteer(state, d, need, vol)
 
 
 def serve_fund(state: MatcherState, fund: Fund, d: Decisions, now: datetime) -> None:
-    for need in open_needs(state, now, [MONEY_SHELF]):
+    for need in open_needs(state, now, [MONEY_SHELF], lambda n: fund_may_pay(n, fund.spec, now)):
         share = fund_share(need, fund, now)
         if share > 0:
             reserve_fund(state, d, need, fund, share)
