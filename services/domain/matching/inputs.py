@@ -4,6 +4,7 @@ donated and withdrawn; answers and confirmations; clock ticks."""
 from __future__ import annotations
 
 import heapq
+import sys
 import uuid
 from datetime import datetime
 
@@ -64,10 +65,10 @@ def on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> None
         need = OpenNeed(
             payload.need_id,
             payload.need,
-            event.actor.org_id,
+            sys.intern(event.actor.org_id),  # a community posts many needs
             state.arrivals,
             need_quantity(payload.need)[0],
-            zone=need_zone(payload.need),
+            zone=sys.intern(need_zone(payload.need)),
         )
         state.needs[need.need_id] = need
         mark_unfilled(state, need)

@@ -57,7 +57,19 @@ def filing(pledge: PledgeView) -> Filing:
             break
         days.update(range(first, last + 1))
     skills = sorted({EVERY_SKILL, *pledge.skills})
-    return tuple((skill, day) for skill in skills for day in sorted(days, key=_day_order))
+    keys = tuple(_key(skill, day) for skill in skills for day in sorted(days, key=_day_order))
+    return _FILINGS.setdefault(keys, keys) if len(_FILINGS) < 65536 else keys
+
+
+_KEYS: dict[tuple[str, int | None], tuple[str, int | None]] = {}
+_FILINGS: dict[Filing, Filing] = {}
+"""One shared copy of each key and of each filing: a city has few skills and days, and every
+volunteer and listing keeps its filing."""
+
+
+def _key(skill: str, day: int | None) -> tuple[str, int | None]:
+    key = (skill, day)
+    return _KEYS.setdefault(key, key) if len(_KEYS) < 65536 else key
 
 
 def _day_order(day: int | None) -> int:

@@ -116,7 +116,7 @@ class NeedView:
             shift,
             slot,
             _skills(list(spec.required_skills)),
-            None if money is None else money.currency,
+            _name(None if money is None else money.currency),
             need_quantity(spec)[0],
             spec.model_dump_json().encode(),
         )
