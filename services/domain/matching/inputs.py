@@ -101,7 +101,7 @@ def on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> None
 def on_supply(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
     now, payload = event.recorded_at, event.payload
     if isinstance(payload, PledgeMade):
-        vol = Volunteer(payload.volunteer_id, payload.pledge, state.arrivals)
+        vol = Volunteer(payload.volunteer_id, PledgeView.of(payload.pledge), state.arrivals)
         state.volunteers[vol.volunteer_id] = vol
         state.index_volunteer(vol)
         serve_volunteer(state, vol, d, now)

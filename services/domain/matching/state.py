@@ -155,14 +155,34 @@ class OpenNeed:
         return not self.cancelled and self.remaining > 0 and self.view.deadline > now
 
 
+_VIEWS: dict[int, tuple[PledgeSpec, PledgeView]] = {}
+
+
+def _view_of(spec: PledgeSpec) -> PledgeView:
+    """A pledge's view, remembered by object (the entry holds the spec, so its id is not reused
+    meanwhile; specs are frozen). For callers that build a `Volunteer` from the same spec for
+    each need they test, as bench/quality.py's optimum does for every need and volunteer. The
+    matcher itself passes views, so it keeps no spec here."""
+    known = _VIEWS.get(id(spec))
+    if known is not None and known[0] is spec:
+        return known[1]
+    if len(_VIEWS) >= 20_000:
+        _VIEWS.clear()
+    view = PledgeView.of(spec)
+    _VIEWS[id(spec)] = (spec, view)
+    return view
+
+
 class Volunteer:
     """A pledged volunteer and the shifts currently held for them (by match or hold id)."""
 
     __slots__ = ("arrival", "booked", "filed", "no_shows", "pledge", "volunteer_id", "withdrawn")
 
-    def __init__(self, volunteer_id: uuid.UUID, spec: PledgeSpec, arrival: int) -> None:
+    def __init__(
+        self, volunteer_id: uuid.UUID, spec: PledgeSpec | PledgeView, arrival: int
+    ) -> None:
         self.volunteer_id = volunteer_id
-        self.pledge = PledgeView.of(spec)
+        self.pledge = spec if isinstance(spec, PledgeView) else _view_of(spec)
         self.arrival = arrival
         self.booked: dict[uuid.UUID, Slot] = {}
         self.withdrawn = False
