@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 
 from schemas.codec import decode  # noqa: E402
 from schemas.topics import all_topic_names  # noqa: E402
-from services.audit.fold import TABLE_KEYS  # noqa: E402
 from services.audit.replay import (  # noqa: E402
     _columns,
     _copy_rows,
@@ -47,10 +46,12 @@ from services.audit.replay import (  # noqa: E402
 )
 from services.audit.simulate import simulate  # noqa: E402
 from services.demo.city import generate  # noqa: E402
+from services.domain.projection_fold import TABLE_KEYS  # noqa: E402
 from services.embedded.broker import EmbeddedBroker  # noqa: E402
 from services.embedded.postgres import EmbeddedPostgres  # noqa: E402
 from services.ledger.archive import archive_batch, prepare  # noqa: E402
 from services.platform.db import connect, migrate  # noqa: E402
+from services.platform.gc_pause import paused_gc  # noqa: E402
 from services.platform.kafka import Record, ensure_topics, read_all  # noqa: E402
 
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -216,15 +217,17 @@ async def replay_rate_archive(url: str, goal: float) -> None:
             last = rows[-1][0]
         read = n / (time.monotonic() - started)
 
-        started = time.monotonic()
-        async with conn.transaction(isolation="repeatable_read"):
-            await fold_archive(conn)
-        folded = n / (time.monotonic() - started)
+        # as `exchange audit replay` runs: the cyclic collector paused for the command
+        with paused_gc():
+            started = time.monotonic()
+            async with conn.transaction(isolation="repeatable_read"):
+                await fold_archive(conn)
+            folded = n / (time.monotonic() - started)
 
-        report = await replay_projections(conn)
-        rate = n / report.seconds
-        report2 = await replay_projections(conn, jobs=2)
-        rate2 = n / report2.seconds
+            report = await replay_projections(conn)
+            rate = n / report.seconds
+            report2 = await replay_projections(conn, jobs=2)
+            rate2 = n / report2.seconds
     finally:
         await conn.close()
     print(f"replay from the archive: {n:,} events ({report.projected:,} projected)")

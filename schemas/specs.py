@@ -35,6 +35,24 @@ def _unique(items: list[object], field: str) -> None:
         raise ValueError(f"{field} must not repeat an entry")
 
 
+WANTED: dict[NeedKind, frozenset[str]] = {
+    NeedKind.VOLUNTEER_HOURS: frozenset({"shift", "volunteers_needed"}),
+    NeedKind.MONEY: frozenset({"amount"}),
+    NeedKind.GOODS: frozenset({"quantity", "unit"}),
+}
+"""The fields each kind of need must carry."""
+
+ALLOWED: dict[NeedKind, frozenset[str]] = {
+    NeedKind.VOLUNTEER_HOURS: frozenset({"shift", "volunteers_needed", "required_skills"}),
+    NeedKind.MONEY: frozenset({"amount"}),
+    NeedKind.GOODS: frozenset({"quantity", "unit", "unit_cost"}),
+}
+"""The kind-specific fields each kind of need may carry."""
+
+KIND_FIELDS = ("shift", "volunteers_needed", "required_skills", "amount", "quantity", "unit",
+               "unit_cost")  # fmt: skip
+
+
 class NeedSpec(Frozen):
     """A community's need: volunteer hours for a shift, an amount of money, or goods.
 
@@ -62,30 +80,11 @@ class NeedSpec(Frozen):
     @model_validator(mode="after")
     def _fields_match_kind(self) -> Self:
         _unique(list(self.required_skills), "required_skills")
-        wanted = {
-            NeedKind.VOLUNTEER_HOURS: {"shift", "volunteers_needed"},
-            NeedKind.MONEY: {"amount"},
-            NeedKind.GOODS: {"quantity", "unit"},
-        }
-        allowed = {
-            NeedKind.VOLUNTEER_HOURS: {"shift", "volunteers_needed", "required_skills"},
-            NeedKind.MONEY: {"amount"},
-            NeedKind.GOODS: {"quantity", "unit", "unit_cost"},
-        }
-        kind_fields = {
-            "shift",
-            "volunteers_needed",
-            "required_skills",
-            "amount",
-            "quantity",
-            "unit",
-            "unit_cost",
-        }
-        present = {f for f in kind_fields if getattr(self, f) not in (None, [])}
-        missing = wanted[self.kind] - present
+        present = {f for f in KIND_FIELDS if getattr(self, f) not in (None, [])}
+        missing = WANTED[self.kind] - present
         if missing:
             raise ValueError(f"a {self.kind.value} need requires {', '.join(sorted(missing))}")
-        extra = present - allowed[self.kind]
+        extra = present - ALLOWED[self.kind]
         if extra:
             raise ValueError(f"a {self.kind.value} need must not carry {', '.join(sorted(extra))}")
         if self.shift is not None and self.shift.end > self.deadline:

@@ -61,6 +61,21 @@ class Frontier:
             carry >>= 1
         self._peaks.append(node)
 
+    @classmethod
+    def resume(cls, size: int, peaks: Sequence[bytes]) -> Frontier:
+        """The frontier of a tree of `size` leaves from its stored `peaks` (as `peaks` gave)."""
+        if size < 0 or len(peaks) != size.bit_count():
+            raise ValueError(f"a tree of {size} leaves has {size.bit_count()} peaks")
+        frontier = cls()
+        frontier.size = size
+        frontier._peaks = [bytes(p) for p in peaks]
+        return frontier
+
+    @property
+    def peaks(self) -> list[bytes]:
+        """The subtree roots, left to right: with `size`, all it takes to resume the tree."""
+        return list(self._peaks)
+
     def extend(self, leaves: Iterable[bytes]) -> None:
         """Append several leaf hashes in order."""
         for leaf in leaves:

@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -27,10 +27,17 @@ from schemas.codec import DecodeError, decode
 from schemas.envelope import Envelope
 from schemas.messages import Message
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS, partitions_of
-from services.audit.fold import PROJECTED_TYPES, TABLE_KEYS, WALL_CLOCK_COLUMNS, ProjectionFold
 from services.audit.invariants import InvariantChecker
+from services.domain.projection_fold import (
+    PROJECTED_TYPES,
+    TABLE_KEYS,
+    WALL_CLOCK_COLUMNS,
+    ProjectionFold,
+)
 from services.domain.projections import Change, project
 from services.matcher.processor import PartitionMatcher
+from services.platform.db import init_connection
+from services.platform.gc_pause import paused_gc
 from services.platform.kafka import Record
 from services.platform.processor import process
 
@@ -135,53 +142,60 @@ async def fold_archive(
     progress: Progress | None = None,
     batch: int = BATCH,
     jobs: int = 1,
+    watch: frozenset[tuple[str, tuple[Any, ...]]] | None = None,
 ) -> ProjectionFold:
     """Fold every archived event once, in the order of its first appearance (archive_seq),
     into the read models. Only event types that change a read model are decoded.
 
     With `jobs` > 1, decoding and `project` (pure, and most of the cost) run in that many
     worker processes, one page ahead of the fold, while the next page is fetched; the changes
-    are still applied here, one event after another in archive order."""
-    fold = ProjectionFold()
+    are still applied here, one event after another in archive order. `watch`: whose writers
+    to note (`ProjectionFold.watch`)."""
+    fold = ProjectionFold(watch=watch)
     seen: set[uuid.UUID] = set()
     pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
     loop = asyncio.get_running_loop()
+    projected = sorted(PROJECTED_TYPES)
     try:
-        last = 0
-        ahead: asyncio.Future[list[list[Projected]]] | None = None
-        while True:
-            rows = await conn.fetch(
-                "SELECT archive_seq, event_id, event_type, value FROM archive"
-                " WHERE archive_seq > $1 ORDER BY archive_seq LIMIT $2",
-                last,
-                batch,
-            )
-            page: list[bytes] = []
-            for seq, event_id, event_type, value in rows:
-                if event_id in seen:
-                    continue  # another topic's copy: projected once, at its first appearance
-                seen.add(event_id)
-                fold.first_seen(event_id, seq)
-                if event_type in PROJECTED_TYPES:
-                    page.append(value)
-            if pool is None:
-                _apply_all(fold, [project_values(page)])
-            else:
-                if ahead is not None:
-                    _apply_all(fold, await ahead)
-                step = -(-len(page) // jobs) or 1
-                parts = [page[i : i + step] for i in range(0, len(page), step)]
-                ahead = asyncio.gather(
-                    *(loop.run_in_executor(pool, project_values, p) for p in parts)
+        with paused_gc():
+            last = 0
+            ahead: asyncio.Future[list[list[Projected]]] | None = None
+            while True:
+                # the bytes of an event no read model depends on are not even fetched
+                rows = await conn.fetch(
+                    "SELECT archive_seq, event_id, event_type,"
+                    " CASE WHEN event_type = ANY($3::text[]) THEN value END"
+                    " FROM archive WHERE archive_seq > $1 ORDER BY archive_seq LIMIT $2",
+                    last,
+                    batch,
+                    projected,
                 )
-            if not rows:
-                if ahead is not None:
-                    _apply_all(fold, await ahead)
-                return fold
-            last = rows[-1][0]
-            fold.read += len(rows)
-            if progress is not None:
-                progress.add(len(rows))
+                page: list[tuple[bytes, str]] = []
+                for seq, event_id, event_type, value in rows:
+                    if event_id in seen:
+                        continue  # another topic's copy: projected once, at its first appearance
+                    seen.add(event_id)
+                    fold.first_seen(event_id, seq)
+                    if value is not None:
+                        page.append((value, event_type))
+                if pool is None:
+                    _apply_all(fold, [project_values(page)])
+                else:
+                    if ahead is not None:
+                        _apply_all(fold, await ahead)
+                    step = -(-len(page) // jobs) or 1
+                    parts = [page[i : i + step] for i in range(0, len(page), step)]
+                    ahead = asyncio.gather(
+                        *(loop.run_in_executor(pool, project_values, p) for p in parts)
+                    )
+                if not rows:
+                    if ahead is not None:
+                        _apply_all(fold, await ahead)
+                    return fold
+                last = rows[-1][0]
+                fold.read += len(rows)
+                if progress is not None:
+                    progress.add(len(rows))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -190,12 +204,13 @@ async def fold_archive(
 Projected = tuple[uuid.UUID, list[Change]] | None
 
 
-def project_values(values: list[bytes]) -> list[Projected]:
-    """Decode and project archived values (None for an undecodable one, which is parked on a
-    dead-letter topic and projected by nobody): pure, so it can run in another process."""
+def project_values(values: list[tuple[bytes, str]]) -> list[Projected]:
+    """Decode and project archived values, each with its archived type (None for an
+    undecodable one, which is parked on a dead-letter topic and projected by nobody): pure, so
+    it can run in another process."""
     out: list[Projected] = []
-    for value in values:
-        env = _decoded(value)
+    for value, event_type in values:
+        env = _decoded(value, event_type)
         out.append(None if env is None else (env.event_id, project(env)))
     return out
 
@@ -225,21 +240,32 @@ def log_order(records: Iterable[Record]) -> Iterator[Record]:
     )
 
 
-def fold_records(records: Iterable[Record], progress: Progress | None = None) -> ProjectionFold:
-    """Fold records read from the topics, each event once, in `log_order`."""
-    fold = ProjectionFold()
+def fold_records(
+    records: Iterable[Record],
+    progress: Progress | None = None,
+    watch: frozenset[tuple[str, tuple[Any, ...]]] | None = None,
+) -> ProjectionFold:
+    """Fold records read from the topics, each event once, in `log_order`.
+
+    A record whose `event_type` header names a type no read model depends on is not decoded.
+    A header that lies can then only hide an event from the fold, and a hidden event that
+    matters shows as a difference from the live tables: nothing wrong is hidden."""
+    fold = ProjectionFold(watch=watch)
     seen: set[uuid.UUID] = set()
-    for n, r in enumerate(log_order(records), start=1):
-        fold.read = n
-        try:
-            env = decode(r.value)
-        except DecodeError:
-            continue
-        if env.event_id not in seen:
-            seen.add(env.event_id)
-            fold.apply(env)
-        if progress is not None and n % 1000 == 0:
-            progress.add(1000)
+    with paused_gc():
+        for n, r in enumerate(log_order(records), start=1):
+            fold.read = n
+            if progress is not None and n % 1000 == 0:
+                progress.add(1000)
+            if r.event_type is not None and r.event_type not in PROJECTED_TYPES:
+                continue
+            try:
+                env = decode(r.value, r.event_type)
+            except DecodeError:
+                continue
+            if env.event_id not in seen:
+                seen.add(env.event_id)
+                fold.apply(env)
     return fold
 
 
@@ -260,29 +286,31 @@ async def _copy_rows(
     types: dict[str, str],
     rows: list[dict[str, Any]],
 ) -> None:
-    """COPY the rows into scratch.table. JSON columns travel as text through a staging table:
-    asyncpg's binary COPY has no encoder for the connection's jsonb codec."""
+    """COPY the rows into scratch.table, in binary. JSON columns travel as their text: the
+    connection's JSON codec (Python objects, text format) is set aside for the COPY, because
+    binary COPY takes JSON only as text, and put back after."""
     present = set().union(*(r.keys() for r in rows))  # rows of one table may differ in keys
     given = [c for c in types if c in present]
     as_text = {c for c in given if types[c] in ("json", "jsonb")}
-    staged = ", ".join(f"{c}::text AS {c}" if c in as_text else c for c in given)
-    await conn.execute(
-        f"CREATE TABLE {scratch}.{table}_in AS SELECT {staged} FROM {scratch}.{table} WITH NO DATA"
-    )
-    await conn.copy_records_to_table(
-        f"{table}_in",
-        schema_name=scratch,
-        columns=given,
-        records=[
+    if as_text:
+        records = [
             tuple(_json_text(r.get(c)) if c in as_text else r.get(c) for c in given) for r in rows
-        ],
-    )
-    cast = ", ".join(f"{c}::{types[c]}" if c in as_text else c for c in given)
-    await conn.execute(
-        f"INSERT INTO {scratch}.{table} ({', '.join(given)}) SELECT {cast}"
-        f" FROM {scratch}.{table}_in"
-    )
-    await conn.execute(f"DROP TABLE {scratch}.{table}_in")
+        ]
+        for kind in ("json", "jsonb"):
+            await conn.reset_type_codec(kind, schema="pg_catalog")
+        try:
+            await conn.copy_records_to_table(
+                table, schema_name=scratch, columns=given, records=records
+            )
+        finally:
+            await init_connection(conn)
+    else:
+        await conn.copy_records_to_table(
+            table,
+            schema_name=scratch,
+            columns=given,
+            records=[tuple(r.get(c) for c in given) for r in rows],
+        )
 
 
 def _json_text(value: Any) -> str | None:
@@ -360,16 +388,28 @@ async def replay_projections(
     tx = conn.transaction(isolation="repeatable_read")
     await tx.start()
     try:
+        nothing: frozenset[tuple[str, tuple[Any, ...]]] = frozenset()
         if records is None:
-            fold = await fold_archive(conn, progress, jobs=jobs)
+            fold = await fold_archive(conn, progress, jobs=jobs, watch=nothing)
             tables = list(TABLE_KEYS)
         else:
-            fold = fold_records(records, progress)
+            fold = fold_records(records, progress, watch=nothing)
             # from the topics there is no archive sequence to compare projected_events with
             tables = [t for t in TABLE_KEYS if t != "projected_events"]
         report.events = fold.read
         report.projected = fold.events
         await compare_projections(conn, fold, tables, report)
+        if report.shown:  # fold again, noting who wrote the rows found different
+            watch = frozenset((d.table, d.key) for d in report.shown)
+            again = (
+                await fold_archive(conn, watch=watch)
+                if records is None
+                else fold_records(records, watch=watch)
+            )
+            report.shown = [
+                replace(d, events=tuple(again.writers.get((d.table, d.key), ())))
+                for d in report.shown
+            ]
     finally:
         await tx.rollback()
     report.seconds = time.monotonic() - started
@@ -498,18 +538,15 @@ def replay_matcher(
     return report
 
 
-def _decoded(value: bytes) -> Envelope[Message] | None:
+def _decoded(value: bytes, type_hint: str | None = None) -> Envelope[Message] | None:
     try:
-        return decode(value)
+        return decode(value, type_hint)
     except DecodeError:
         return None
 
 
 def _type_of(record: Record) -> str | None:
-    for name, raw in record.headers:
-        if name == "event_type":
-            return raw.decode("utf-8", "replace")
-    return _type_of_bytes(record.value)
+    return record.event_type or _type_of_bytes(record.value)
 
 
 def _type_of_bytes(value: bytes) -> str:
@@ -615,7 +652,7 @@ async def check_archive(
                 return checker
             for _, event_type, value in rows:
                 if event_type in INVARIANT_TYPES:
-                    env = _decoded(value)
+                    env = _decoded(value, event_type)
                     if env is not None:
                         checker.check(env)
             last = rows[-1][0]

@@ -53,8 +53,11 @@ def _cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     except SystemExit as exc:
         print(f"cannot replay: {exc}", file=sys.stderr)
         return 2
+    from services.platform.gc_pause import paused_gc
+
     try:
-        return asyncio.run(_replay(dsn, bootstrap, args.show, args.jobs))
+        with paused_gc():  # one command that builds its result and exits: see gc_pause
+            return asyncio.run(_replay(dsn, bootstrap, args.show, args.jobs))
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"cannot replay: {exc!r}", file=sys.stderr)
         return 2
@@ -145,8 +148,11 @@ def _cmd_invariants(settings: Settings, args: argparse.Namespace) -> int:
         print("their weekly limit, every money proposal within its fund's earmarks")
         return 0
 
+    from services.platform.gc_pause import paused_gc
+
     try:
-        return asyncio.run(run())
+        with paused_gc():
+            return asyncio.run(run())
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"cannot check: {exc!r}", file=sys.stderr)
         return 2

@@ -50,7 +50,7 @@ class IntakeProcessor:
 
     def handle(self, record: Record) -> list[Outgoing]:
         """Decode, check the message belongs on this topic, decide, encode."""
-        posting = decode(record.value)
+        posting = decode(record.value, record.event_type)
         if posting.event_type not in self._allowed:
             raise DecodeError(f"event_type: {posting.event_type} does not belong on {record.topic}")
         key = record.key or b""

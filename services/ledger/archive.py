@@ -12,7 +12,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
 
@@ -21,24 +20,7 @@ from schemas.envelope import NAMESPACE, Envelope
 from schemas.messages import Message
 from services.audit.chain import GENESIS, ArchivedRow, chain, content_hash
 from services.audit.merkle import Frontier, leaf_hash
-from services.domain.projections import (
-    JournalLine,
-    MatchDelivered,
-    MatchEnded,
-    MatchTerms,
-    NeedCompleted,
-    NeedFilled,
-    PledgeEnded,
-    PledgeSet,
-    Row,
-    Update,
-    match_lines,
-    pledge_lines,
-    pledged_account,
-    project,
-    volunteer_account,
-    withdrawal_lines,
-)
+from services.ledger.batch_projection import project_batch
 from services.ledger.sequences import Seen, is_sequenced, record_sequences
 from services.platform.kafka import EVENT_TYPE_HEADER, Record
 
@@ -53,14 +35,6 @@ CREATE TEMP TABLE IF NOT EXISTS archive_in (
 """
 
 ARCHIVE_LOCK = 0x41524348  # advisory lock id ("ARCH"): one writer extends the hash chain at a time
-
-_ROW_KEYS = {
-    "rm_needs": "need_id",
-    "rm_funds": "fund_id",
-    "rm_pledges": "volunteer_id",
-    "rm_matches": "match_id",
-    "rm_refusals": "posting_id",
-}
 
 
 def archive_id(record: Record) -> uuid.UUID:
@@ -80,7 +54,7 @@ def _header(record: Record, name: str) -> str | None:
 
 def _decoded(record: Record) -> Envelope[Message] | None:
     try:
-        return decode(record.value)
+        return decode(record.value, record.event_type)
     except DecodeError:
         return None  # the owning processor parks it on the dead-letter topic
 
@@ -176,10 +150,9 @@ async def archive_batch(
             [r["event_id"] for r in new],
             [r["archive_seq"] for r in new],
         )
-        for r in sorted(first, key=lambda r: r["archive_seq"]):
-            env = envelopes.get(r["event_id"])
-            if env is not None:
-                await apply_projection(conn, env)
+        order = sorted(first, key=lambda r: r["archive_seq"])
+        firsts = (envelopes.get(r["event_id"]) for r in order)
+        await project_batch(conn, [env for env in firsts if env is not None])
         sequenced: list[Seen] = []
         for r in new:  # each stream on its home topic, in archive order
             env = envelopes.get(r["event_id"])
@@ -335,135 +308,6 @@ async def save_positions(conn: asyncpg.Connection, records: Sequence[Record]) ->
         " VALUES ($1, $2, $3, $4) ON CONFLICT (consumer, topic, kafka_partition)"
         " DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
         [(CONSUMER, t, p, o) for (t, p), o in nxt.items()],
-    )
-
-
-NEED_STATUS = (
-    "CASE WHEN status IN ('cancelled', 'fulfilled') THEN status"
-    " WHEN completed >= wanted THEN 'fulfilled' WHEN filled >= wanted THEN 'matched'"
-    " WHEN filled > 0 THEN 'partially_matched' ELSE 'open' END"
-)
-
-
-class Journal:
-    """Numbers the journal lines of one event (line_no is part of the key)."""
-
-    def __init__(self, conn: asyncpg.Connection, event_id: uuid.UUID) -> None:
-        self.conn = conn
-        self.event_id = event_id
-        self.line_no = 0
-
-    async def post(self, account: str, amount_minor: int, currency: str) -> None:
-        self.line_no += 1
-        await self.conn.execute(
-            "INSERT INTO journal_lines (event_id, line_no, account, amount_minor, currency)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            self.event_id,
-            self.line_no,
-            account,
-            amount_minor,
-            currency,
-        )
-
-
-async def apply_projection(conn: asyncpg.Connection, env: Envelope[Message]) -> None:
-    """Turn one event's projected changes into SQL on the read models and journal."""
-    journal = Journal(conn, env.event_id)
-    for change in project(env):
-        if isinstance(change, Row):
-            await _insert_row(conn, change)
-        elif isinstance(change, Update):
-            cols = list(change.values)
-            sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, start=2))
-            await conn.execute(
-                f"UPDATE {change.table} SET {sets} WHERE {change.key} = $1",
-                change.key_value,
-                *change.values.values(),
-            )
-        elif isinstance(change, JournalLine):
-            await journal.post(change.account, change.amount_minor, change.currency)
-        elif isinstance(change, NeedFilled):
-            await _need_delta(conn, change.need_id, filled=change.amount)
-        elif isinstance(change, NeedCompleted):
-            await _need_delta(conn, change.need_id, completed=change.amount)
-        elif isinstance(change, MatchEnded | MatchDelivered):
-            await _match_moves(conn, journal, change)
-        elif isinstance(change, PledgeSet | PledgeEnded):
-            await _pledge_moves(conn, journal, change)
-
-
-async def _balance(conn: asyncpg.Connection, account: str) -> int:
-    total = await conn.fetchval(
-        "SELECT coalesce(sum(amount_minor), 0) FROM journal_lines WHERE account = $1", account
-    )
-    return int(total)
-
-
-async def _pledge_moves(
-    conn: asyncpg.Connection, journal: Journal, change: PledgeSet | PledgeEnded
-) -> None:
-    """Minutes offered follow the pledge; what it offered before is read from the journal."""
-    v = change.volunteer_id
-    pledged = -await _balance(conn, pledged_account(v))
-    if isinstance(change, PledgeSet):
-        lines = pledge_lines(v, pledged, change.minutes)
-    else:
-        lines = withdrawal_lines(v, await _balance(conn, volunteer_account(v, "offered")), pledged)
-    for line in lines:
-        await journal.post(line.account, line.amount_minor, line.currency)
-
-
-async def _need_delta(
-    conn: asyncpg.Connection, need_id: uuid.UUID, filled: int = 0, completed: int = 0
-) -> None:
-    await conn.execute(
-        "UPDATE rm_needs SET filled = filled + $2, completed = completed + $3,"
-        " updated_at = now() WHERE need_id = $1",
-        need_id,
-        filled,
-        completed,
-    )
-    await conn.execute(f"UPDATE rm_needs SET status = {NEED_STATUS} WHERE need_id = $1", need_id)
-
-
-async def _match_moves(
-    conn: asyncpg.Connection, journal: Journal, change: MatchEnded | MatchDelivered
-) -> None:
-    m = await conn.fetchrow(
-        "SELECT need_id, supply, fund_id, amount_minor, currency, volunteer_id, minutes"
-        " FROM rm_matches WHERE match_id = $1",
-        change.match_id,
-    )
-    if m is None:  # the proposal is always archived first; nothing to move without it
-        return
-    quantity = m["amount_minor"] if m["supply"] == "fund" else 1
-    if isinstance(change, MatchEnded):
-        await conn.execute(
-            "UPDATE rm_matches SET status = $2 WHERE match_id = $1", change.match_id, change.status
-        )
-        await _need_delta(conn, m["need_id"], filled=-quantity)
-    else:
-        await conn.execute(
-            "UPDATE rm_matches SET status = 'completed', minutes_served = $2 WHERE match_id = $1",
-            change.match_id,
-            change.minutes_served,
-        )
-        await _need_delta(conn, m["need_id"], completed=quantity)
-    terms = MatchTerms(
-        m["supply"], m["fund_id"], m["amount_minor"], m["currency"], m["volunteer_id"], m["minutes"]
-    )
-    for line in match_lines(terms, change):
-        await journal.post(line.account, line.amount_minor, line.currency)
-
-
-async def _insert_row(conn: asyncpg.Connection, row: Row) -> None:
-    cols = list(row.values)
-    params: list[Any] = list(row.values.values())
-    placeholders = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
-    await conn.execute(
-        f"INSERT INTO {row.table} ({', '.join(cols)}) VALUES ({placeholders})"
-        f" ON CONFLICT ({_ROW_KEYS[row.table]}) DO NOTHING",
-        *params,
     )
 
 

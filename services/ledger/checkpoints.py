@@ -1,7 +1,8 @@
 """The ledger's signed checkpoints: when to record one, recording it, publishing it.
 
-The ledger keeps the Merkle tree of the archive as a frontier (O(log n) hashes) rebuilt from the
-stored content hashes at start and extended after every committed batch. Every
+The ledger keeps the Merkle tree of the archive as a frontier (O(log n) hashes), stored with each
+checkpoint, resumed from the latest one at start (or rebuilt from every stored content hash when
+none stored it) and extended after every committed batch. Every
 `checkpoint_every_events` new events, or `checkpoint_every_seconds` after the first event since
 the last checkpoint, it signs the head and the chain hash, stores the checkpoint and publishes it
 as a CheckpointRecorded event on ledger.checkpoints. A checkpoint stored but not yet published
@@ -93,18 +94,27 @@ class Checkpointer:
         every_events: int,
         every_seconds: float,
     ) -> Checkpointer:
-        """Rebuild the tree from the archive's content hashes and find what is unsigned."""
-        last = await conn.fetchval("SELECT coalesce(max(tree_size), 0) FROM checkpoints")
-        tree, pending = Frontier(), 0
+        """Resume the tree from the latest checkpoint that stored its frontier (or rebuild it
+        from every content hash when there is none), extend it with the rows archived after,
+        and find what is unsigned."""
+        signed = await conn.fetchval("SELECT coalesce(max(tree_size), 0) FROM checkpoints")
+        tree, after = await _resume(conn)
+        resumed, pending = tree.size, 0
         async with conn.transaction():
             async for r in conn.cursor(
-                "SELECT archive_seq, topic, content_hash FROM archive ORDER BY archive_seq",
+                "SELECT archive_seq, topic, content_hash FROM archive WHERE archive_seq > $1"
+                " ORDER BY archive_seq",
+                after,
                 prefetch=10_000,
             ):
                 content = r["content_hash"] or await _recompute(conn, r["archive_seq"])
                 tree.append(leaf_hash(content))
-                if tree.size > last and r["topic"] != TOPIC:
+                if tree.size > signed and r["topic"] != TOPIC:
                     pending += 1
+        log.info(
+            "merkle tree loaded",
+            extra={"tree_size": tree.size, "resumed_at": resumed},
+        )
         self = cls(key, every_events, every_seconds, tree)
         self.count(pending)
         return self
@@ -133,13 +143,16 @@ class Checkpointer:
         checkpoint = sign(head, self.key)
         await conn.execute(
             "INSERT INTO checkpoints (tree_size, root_hash, chain_hash, signature, key_id,"
-            " event_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tree_size) DO NOTHING",
+            " event_id, frontier, last_seq)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT max(archive_seq) FROM archive))"
+            " ON CONFLICT (tree_size) DO NOTHING",
             head.tree_size,
             head.root_hash,
             head.chain_hash,
             checkpoint.signature,
             checkpoint.key_id,
             checkpoint_event_id(head.tree_size, head.root_hash),
+            self.tree.peaks,
         )
         log.info("checkpoint recorded", extra={"tree_size": head.tree_size})
         return checkpoint
@@ -170,6 +183,35 @@ class Checkpointer:
                 datetime.now(UTC),
             )
         return len(rows)
+
+
+async def _resume(conn: asyncpg.Connection) -> tuple[Frontier, int]:
+    """The tree as of the latest checkpoint with a stored frontier, and the archive_seq it
+    covers up to; an empty tree and 0 when there is none to trust.
+
+    Trusted when the stored peaks give the signed root and the row at `last_seq` still has the
+    signed chain hash. An archive edited below that point is not re-read here: the tree goes on
+    from what was signed, so the next checkpoint still disagrees with the edited rows and
+    `exchange audit verify` names the first one."""
+    r = await conn.fetchrow(
+        "SELECT c.tree_size, c.root_hash, c.chain_hash, c.frontier, c.last_seq,"
+        " a.chain_hash AS row_chain FROM checkpoints c"
+        " LEFT JOIN archive a ON a.archive_seq = c.last_seq"
+        " WHERE c.frontier IS NOT NULL ORDER BY c.tree_size DESC LIMIT 1"
+    )
+    if r is None:
+        return Frontier(), 0
+    try:
+        tree = Frontier.resume(r["tree_size"], r["frontier"])
+    except ValueError:
+        tree = None
+    if tree is None or tree.root() != r["root_hash"] or r["row_chain"] != r["chain_hash"]:
+        log.warning(
+            "stored frontier does not match its checkpoint; rebuilding the tree from every row",
+            extra={"tree_size": r["tree_size"]},
+        )
+        return Frontier(), 0
+    return tree, int(r["last_seq"])
 
 
 async def _recompute(conn: asyncpg.Connection, archive_seq: int) -> bytes:

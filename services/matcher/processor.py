@@ -54,7 +54,7 @@ class Router:
         """Route a decided supply or demand event once; refusals stay where they are."""
         if record.event_id is not None and record.event_id in self.seen:
             return []
-        event = decode(record.value)
+        event = decode(record.value, record.event_type)
         if event.event_type not in ROUTED or event.event_id in self.seen:
             return []
         self.seen.add(event.event_id)
@@ -95,7 +95,7 @@ class PartitionMatcher:
 
     def handle(self, record: Record) -> list[Outgoing]:
         """Apply one input; each decision is keyed by its need (a refusal by its stream)."""
-        event = decode(record.value)
+        event = decode(record.value, record.event_type)
         decided = decide(self.state, event)
         out = []
         for d in decided.out:

@@ -64,6 +64,15 @@ class Record:
                     return None
         return None
 
+    @property
+    def event_type(self) -> str | None:
+        """The message's `event_type` header: a hint for `schemas.codec.decode`, never trusted
+        alone (the decoded envelope must say the same)."""
+        for name, raw in self.headers:
+            if name == EVENT_TYPE_HEADER:
+                return raw.decode("utf-8", "replace")
+        return None
+
 
 def headers_for(event_id: uuid.UUID, event_type: str) -> list[tuple[str, bytes]]:
     """Headers every message carries so that consumers can dedupe without decoding the value."""

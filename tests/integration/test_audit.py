@@ -429,3 +429,43 @@ async def test_a_row_inserted_before_the_first_is_named(
     )
     finding, _ = await verify_archive(copy, archived.key)
     assert finding is not None and (finding.kind, finding.archive_seq) == ("inserted", first - 1)
+
+
+async def test_the_ledger_resumes_its_tree_from_the_latest_checkpoint(
+    copy: asyncpg.Connection,
+) -> None:
+    """At start the ledger reads only the rows after its latest checkpoint (whose frontier it
+    stored), not every content hash: an edit below that point leaves its tree on the signed
+    history. With no usable frontier it rebuilds from every row, as older versions did."""
+    from services.audit.merkle import leaf_hash, root
+    from services.ledger.checkpoints import Checkpointer
+
+    async def contents() -> list[bytes]:
+        return [
+            r[0] for r in await copy.fetch("SELECT content_hash FROM archive ORDER BY archive_seq")
+        ]
+
+    latest = await copy.fetchrow(
+        "SELECT tree_size, last_seq, cardinality(frontier) AS peaks FROM checkpoints"
+        " ORDER BY tree_size DESC LIMIT 1"
+    )
+    assert latest["peaks"] == int(latest["tree_size"]).bit_count()
+    signed = root([leaf_hash(c) for c in await contents()])
+    key = Ed25519PrivateKey.generate()
+
+    loaded = await Checkpointer.load(copy, key, 20, 60)
+    assert (loaded.tree.size, loaded.tree.root()) == (len(await contents()), signed)
+
+    first = await copy.fetchval("SELECT min(archive_seq) FROM archive")
+    await copy.execute(
+        "UPDATE archive SET content_hash = $2 WHERE archive_seq = $1",
+        first,
+        hashlib.sha256(b"forged").digest(),
+    )
+    assert first < latest["last_seq"]
+    resumed = await Checkpointer.load(copy, key, 20, 60)
+    assert resumed.tree.root() == signed, "the edited row below the checkpoint was not re-read"
+
+    await copy.execute("UPDATE checkpoints SET frontier = frontier[1:0]")  # unusable: rebuild
+    rebuilt = await Checkpointer.load(copy, key, 20, 60)
+    assert rebuilt.tree.root() == root([leaf_hash(c) for c in await contents()]) != signed

@@ -118,6 +118,30 @@ def test_the_incremental_head_equals_the_naive_one(leaves: list[bytes]) -> None:
 
 @given(leaf_lists, st.data())
 @settings(max_examples=150, deadline=None)
+def test_a_tree_resumed_from_its_peaks_goes_on_as_the_whole_tree(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
+    cut = data.draw(st.integers(0, len(leaves)))
+    before = merkle.Frontier()
+    before.extend(leaves[:cut])
+    resumed = merkle.Frontier.resume(before.size, before.peaks)
+    assert resumed.root() == before.root()
+    resumed.extend(leaves[cut:])
+    assert (resumed.size, resumed.root()) == (len(leaves), naive_root(leaves))
+
+
+def test_peaks_that_do_not_fit_the_size_are_refused() -> None:
+    tree = merkle.Frontier()
+    tree.extend(merkle.leaf_hash(bytes([i])) for i in range(6))  # 6 = 4 + 2: two peaks
+    assert len(tree.peaks) == 2
+    with pytest.raises(ValueError, match="2 peaks"):
+        merkle.Frontier.resume(6, tree.peaks[:1])
+    with pytest.raises(ValueError):
+        merkle.Frontier.resume(7, tree.peaks)
+
+
+@given(leaf_lists, st.data())
+@settings(max_examples=150, deadline=None)
 def test_every_inclusion_proof_verifies_and_a_wrong_one_does_not(
     leaves: list[bytes], data: st.DataObject
 ) -> None:

@@ -48,6 +48,8 @@ def test_an_envelope_survives_encode_and_decode_with_chinese_text() -> None:
 def test_undecodable_messages_say_why(raw: bytes, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
         decode(raw)
+    with pytest.raises(DecodeError, match=reason):
+        decode(raw, "PostingRefused")  # a hint changes the path, never the answer
 
 
 def test_a_validation_failure_names_fields_but_not_values() -> None:

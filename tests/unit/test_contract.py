@@ -66,6 +66,17 @@ def test_golden_files_load_as_the_newest_model(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", golden_files(), ids=lambda p: p.stem)
+def test_decoding_with_the_type_hint_gives_the_same_envelope(path: Path) -> None:
+    """The hinted path (validation from bytes) and the general one (parse, upcast, validate)
+    agree on every version of every message, older versions included."""
+    raw = path.read_bytes()
+    event_type = json.loads(raw)["event_type"]
+    assert decode(raw, event_type) == decode(raw)
+    other = next(t for t in CURRENT if t != event_type)
+    assert decode(raw, other) == decode(raw), "a wrong hint is not believed"
+
+
+@pytest.mark.parametrize("path", golden_files(), ids=lambda p: p.stem)
 def test_golden_files_validate_against_their_versions_json_schema(path: Path) -> None:
     stored = json.loads(path.read_bytes())
     validator(stored["event_type"], stored["schema_version"]).validate(stored)

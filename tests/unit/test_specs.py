@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from schemas.common import CONTROL_CHARS
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
 from tests import factories as f
 
@@ -22,6 +23,23 @@ def test_a_valid_volunteer_need_keeps_its_chinese_text() -> None:
     need = NeedSpec.model_validate(f.volunteer_need())
     assert need.title == "银发助餐：周六午餐送餐上门"
     assert need.place.community == "金陵名人居"
+
+
+def test_the_control_character_scan_is_exactly_unicode_category_cc() -> None:
+    cc = [c for c in map(chr, range(0x110000)) if unicodedata.category(c) == "Cc"]
+    assert [c for c in map(chr, range(0x110000)) if CONTROL_CHARS.search(c)] == cc
+
+
+@pytest.mark.parametrize("bad", ["\x07", "\x7f", "\x85", "a\x00b"])
+def test_a_name_with_a_control_character_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        NeedSpec.model_validate(f.volunteer_need(title=f"银发{bad}助餐"))
+    assert fields_of(exc.value) == {"title"}
+
+
+def test_format_characters_are_not_control_characters() -> None:
+    joined = "银发\u200d助餐\u00ad"  # zero-width joiner and soft hyphen: category Cf
+    assert NeedSpec.model_validate(f.volunteer_need(title=joined)).title == joined
 
 
 def test_names_are_normalised_to_nfc() -> None:

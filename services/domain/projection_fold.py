@@ -1,10 +1,14 @@
-"""The read models and journal folded in memory from the log, for the auditor's replay.
+"""The read models and journal folded in memory: the one meaning of `project`'s changes.
 
-The ledger turns `services.domain.projections.project` into SQL one event at a time
-(`services.ledger.archive.apply_projection`). Doing the same here would replay at the speed of
-per-event round trips; instead the same pure changes are applied to dictionaries with exactly
-the SQL's meaning (insert-if-absent, update-if-present, the need status rule, the journal's
-line numbering), and the result is copied into a scratch schema in bulk. Pure: no I/O.
+`services.domain.projections.project` says what each event changes, as plain data. This fold
+applies those changes to dictionaries with exactly the meaning the read models' SQL has
+(insert-if-absent, update-if-present, the need status rule, the journal's line numbering, a
+pledge's moves read from the journal's balances). Two callers share it, so they cannot drift:
+- the ledger folds each batch over a window: the rows and balances the batch touches, loaded
+  first, then written back in a few statements (services/ledger/batch_projection.py);
+- the auditor's replay folds the whole log from nothing and copies the result into a scratch
+  schema in bulk (services/audit/replay.py).
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -84,6 +88,10 @@ class ProjectionFold:
         default_factory=lambda: {t: {} for t in TABLE_KEYS}
     )
     writers: dict[tuple[str, tuple[Any, ...]], list[uuid.UUID]] = field(default_factory=dict)
+    watch: frozenset[tuple[str, tuple[Any, ...]]] | None = None
+    """Whose writers to note: every row's (None), or only these (table, key) rows. Noting every
+    row costs a list per row; the replay folds with none, and folds again watching the rows it
+    found different, to name the events behind them."""
     balances: dict[str, int] = field(default_factory=dict)
     """Journal balance per account (the ledger reads balances back for pledge moves)."""
     events: int = 0
@@ -99,7 +107,7 @@ class ProjectionFold:
         }
 
     def apply(self, env: Envelope[Message]) -> None:
-        """Apply one event's projected changes, as `apply_projection` does in SQL."""
+        """Apply one event's projected changes."""
         self.apply_changes(env.event_id, project(env))
 
     def apply_changes(self, event_id: uuid.UUID, changes: list[Change]) -> None:
@@ -130,13 +138,17 @@ class ProjectionFold:
         rows = self.tables[table]
         if key not in rows:  # ON CONFLICT DO NOTHING
             rows[key] = {**INITIAL.get(table, {}), **values}
-        self.writers.setdefault((table, key), []).append(event_id)
+        self._wrote(table, key, event_id)
 
     def _row(self, table: str, key: tuple[Any, ...], event_id: uuid.UUID) -> dict[str, Any] | None:
         row = self.tables[table].get(key)
         if row is not None:
-            self.writers.setdefault((table, key), []).append(event_id)
+            self._wrote(table, key, event_id)
         return row
+
+    def _wrote(self, table: str, key: tuple[Any, ...], event_id: uuid.UUID) -> None:
+        if self.watch is None or (table, key) in self.watch:
+            self.writers.setdefault((table, key), []).append(event_id)
 
     def _post(
         self, event_id: uuid.UUID, line_no: int, account: str, amount: int, currency: str
@@ -153,7 +165,7 @@ class ProjectionFold:
             "currency": currency,
         }
         self.balances[account] = self.balances.get(account, 0) + amount
-        self.writers[("journal_lines", key)] = [event_id]
+        self._wrote("journal_lines", key, event_id)
 
     def _need_delta(
         self, need_id: uuid.UUID, event_id: uuid.UUID, amount: int, completed: bool
