@@ -32,6 +32,10 @@ class Outgoing:
         )
 
 
+_ENVELOPE = Envelope[Message]
+"""Parametrised once: looking the class up again costs more than building a small event."""
+
+
 def derived(
     cause: Envelope[Any],
     payload: Message,
@@ -43,7 +47,7 @@ def derived(
     """An event caused by `cause`: id derived from the cause's, times and actor copied from it.
 
     No clock is read, so a replay of the same cause yields the same bytes."""
-    return Envelope[Message](
+    return _ENVELOPE(
         event_id=derive_id(cause.event_id, label),
         event_type=payload.TYPE,
         schema_version=payload.VERSION,

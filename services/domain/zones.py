@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable
+from typing import Protocol
 
 from kafka.partitioner.default import murmur2
 
-from schemas.common import Place
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec, TravelRange
 
 
@@ -73,7 +73,17 @@ def volunteer_reach(spec: PledgeSpec) -> list[str] | None:
 EARTH_KM = 6371.0088
 
 
-def distance_km(a: Place, b: Place) -> float | None:
+class Located(Protocol):
+    """Anything with optional coordinates: a `Place`, or the matcher's compact copy of one."""
+
+    @property
+    def latitude(self) -> float | None: ...
+
+    @property
+    def longitude(self) -> float | None: ...
+
+
+def distance_km(a: Located, b: Located) -> float | None:
     """Great-circle distance between two places, or None unless both carry coordinates."""
     if a.latitude is None or a.longitude is None or b.latitude is None or b.longitude is None:
         return None

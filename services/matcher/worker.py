@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 GROUP = "matcher"
 BATCH_MAX = 2000
+COMMIT_EVERY_SECONDS = 1.0
+"""Committed positions only show lag (a new owner rebuilds from its snapshot, never from them),
+so they are committed once a second rather than after every batch: under cross-partition
+chatter a batch is often a handful of inputs, and each commit is a round trip."""
 OUTPUT_TOPICS = (MATCHES_EVENTS.name, MATCHER_INPUTS.name)
 
 
@@ -84,6 +88,8 @@ class MatcherWorker:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.version = code_version()
+        self.uncommitted: dict[TopicPartition, int] = {}
+        self.committed_at = 0.0
 
     # ---- membership ----
 
@@ -96,6 +102,7 @@ class MatcherWorker:
     async def give_up(self, partitions: list[int]) -> None:
         """Snapshot what is handed over (the next owner replays less), then forget it."""
         for p in partitions:
+            self.uncommitted.pop(TopicPartition(MATCHER_INPUTS.name, p), None)
             proc = self.owned.pop(p, None)
             if proc is not None and self.since_snapshot.get(p, 0) > 0:
                 await self.snapshot(proc)
@@ -107,7 +114,10 @@ class MatcherWorker:
     async def snapshot(self, proc: PartitionMatcher) -> None:
         assert self.pool is not None
         outputs = await self._output_positions()
-        state = pickle.dumps(proc.state, protocol=pickle.HIGHEST_PROTOCOL)
+        # In a thread, so the consumer's heartbeats go on meanwhile. Nothing changes the state
+        # while it is pickled: only _decide and a rebuild change states, and _decide awaits
+        # this; a rebuild makes a new state for the partition it is given.
+        state = await asyncio.to_thread(pickle.dumps, proc.state, pickle.HIGHEST_PROTOCOL)
         await self.pool.execute(
             "INSERT INTO matcher_snapshots (kafka_partition, next_offset, state, outputs_from,"
             " events_applied, code_version) VALUES ($1, $2, $3, $4, $5, $6)"
@@ -241,12 +251,16 @@ class MatcherWorker:
                     beat.ready = True
                     await beat.beat()
                     log.info("ready", extra={"partitions": sorted(self.owned)})
+                if self.uncommitted and not batch:  # idle: show the positions reached
+                    await self.commit()
                 beat.details = {
                     "partitions": sorted(self.owned),
                     "applied": self.applied,
                     "rate": round(self.applied / max(time.monotonic() - started, 1e-9), 1),
                 }
         finally:
+            if self.uncommitted:
+                await self.commit()
             for proc in list(self.owned.values()):
                 if self.since_snapshot.get(proc.partition, 0) > 0:
                     await self.snapshot(proc)
@@ -275,17 +289,30 @@ class MatcherWorker:
             touched[tp] = proc.next_offset
         for sent in pending:
             await sent
-        if touched:
-            try:  # positions for lag monitoring; a new owner rebuilds from its snapshot anyway
-                await self.consumer.commit(
-                    {tp: OffsetAndMetadata(o, "") for tp, o in touched.items()}
-                )
-            except KafkaError as exc:
-                log.warning("offset commit failed (rebalancing)", extra={"error": repr(exc)})
+        self.uncommitted.update(touched)
+        if self.uncommitted and time.monotonic() - self.committed_at >= COMMIT_EVERY_SECONDS:
+            await self.commit()
         for tp in touched:
-            proc = self.owned[tp.partition]
-            if self.since_snapshot.get(tp.partition, 0) >= self.settings.snapshot_events:
-                await self.snapshot(proc)
+            owned = self.owned.get(tp.partition)  # None: given up meanwhile (and snapshotted)
+            if owned is not None and self.since_snapshot.get(tp.partition, 0) >= (
+                self.settings.snapshot_events
+            ):
+                await self.snapshot(owned)
+
+    async def commit(self) -> None:
+        """Commit the positions reached (for lag monitoring only)."""
+        assert self.consumer is not None
+        positions, self.uncommitted = self.uncommitted, {}
+        positions = {tp: o for tp, o in positions.items() if tp.partition in self.owned}
+        self.committed_at = time.monotonic()
+        if not positions:
+            return
+        try:  # a new owner rebuilds from its snapshot anyway
+            await self.consumer.commit(
+                {tp: OffsetAndMetadata(o, "") for tp, o in positions.items()}
+            )
+        except KafkaError as exc:
+            log.warning("offset commit failed (rebalancing)", extra={"error": repr(exc)})
 
 
 def _read(bootstrap: str, starts: dict[tuple[str, int], int]) -> list[Record]:

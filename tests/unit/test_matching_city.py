@@ -107,3 +107,29 @@ def test_a_week_of_clock_ticks_with_some_proposals_unanswered_is_decided_as_reco
                 pending.extend(reversed(answer(sc, d)))
     assert count == 1250
     assert digest.hexdigest() == TICKED_DIGEST, "ticks decide differently than recorded"
+
+
+PARTITIONED_DIGEST = "112c396243ed174527dc47a82b0a91302eb3a669ceadfef9ccc7dbb9d3b0b621"
+
+
+def test_a_city_on_four_partitions_with_answers_and_ticks_is_decided_as_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guards the cross-partition path (listings, requests, grants, refusals, releases) the
+    way the digests above guard one partition: every partition's output, byte for byte."""
+    import random
+
+    from tests.partitioned import simulate
+
+    ids = random.Random(99)
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=ids.getrandbits(128), version=4))
+    sc = generate(needs=400, volunteers=200, funds=16, seed=2)
+    run = simulate(sc.events, partitions=4, seed=1, answers=True, tick_every=40)
+    digest = hashlib.sha256()
+    count = 0
+    for n in sorted(run.outputs):
+        for d in run.outputs[n]:
+            digest.update(d.model_dump_json().encode())
+            count += 1
+    assert count == 1547
+    assert digest.hexdigest() == PARTITIONED_DIGEST, "partitions decide differently than recorded"

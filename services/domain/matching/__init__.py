@@ -84,9 +84,10 @@ def apply(state: MatcherState, event: Envelope[Message]) -> list[Envelope[Messag
 def decide(state: MatcherState, event: Envelope[Message]) -> Decisions:
     """Fold one input into the state; the decisions it causes are `.out`, in order, and
     `.routes` names the partition of each request or reply meant for another partition."""
-    if event.event_id in state.seen:
+    key = event.event_id.int
+    if key in state.seen:
         return Decisions(event)
-    state.seen.add(event.event_id)
+    state.seen.add(key)
     state.arrivals += 1
     d = Decisions(event)
     payload = event.payload

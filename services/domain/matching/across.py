@@ -21,7 +21,7 @@ from schemas.reservations import (
     SupplyRevoked,
 )
 from services.domain.matching.decisions import Decisions
-from services.domain.matching.fit import fund_share, pledge_fits, volunteer_fits
+from services.domain.matching.fit import fund_may_pay, fund_share, view_fits, volunteer_fits
 from services.domain.matching.serve import (
     MONEY_SHELF,
     mark_unfilled,
@@ -32,7 +32,7 @@ from services.domain.matching.serve import (
     withdraw,
 )
 from services.domain.matching.state import Ask, Hold, Listing, MatcherState, OpenNeed
-from services.domain.zones import travels_across_districts
+from services.domain.matching.views import PledgeView, minutes_of, time_window
 
 # ---- across partitions: listings, requests and replies ----
 
@@ -50,29 +50,31 @@ def revoke(d: Decisions, hold: Hold, reason: str) -> None:
 
 def _listing_fits(state: MatcherState, need: OpenNeed, listing: Listing) -> bool:
     """Whether a volunteer listed from elsewhere is worth asking for this need."""
-    if not listing.active or listing.pledge is None or listing.supply_id in need.volunteers:
+    if not listing.active or listing.pledge is None:
         return False
     if listing.in_flight >= state.policy.asks_in_flight_per_volunteer:
         return False
     if listing.refused_in_row >= state.policy.refusals_before_rest:
         return False
-    if need.refused.get(listing.supply_id) == listing.version:
+    if not view_fits(need.view, listing.pledge):
         return False
-    return pledge_fits(need.spec, listing.pledge)
+    if need.volunteers and listing.supply_id in need.volunteers:
+        return False
+    return not need.refused or need.refused.get(listing.supply_id) != listing.version
 
 
 def _listing_share(
     state: MatcherState, need: OpenNeed, listing: Listing, now: datetime, budget: int
 ) -> int:
     """How much to ask a fund listed from elsewhere for (0: do not ask)."""
-    spec, wanted = listing.fund, need.spec.money_wanted
-    if not listing.active or spec is None or wanted is None or wanted.currency != spec.currency:
+    spec, currency = listing.fund, need.view.currency
+    if not listing.active or spec is None or currency is None or currency != spec.currency:
         return 0
     if state.exhausted.get(listing.supply_id) == listing.version:
         return 0
     if need.refused.get(listing.supply_id) == listing.version:
         return 0
-    if not spec.allows(need.spec.category, need.spec.place.district, now):
+    if not spec.allows(need.view.category, need.view.place.district, now):
         return 0
     share = min(need.remaining, budget)
     if spec.cap_per_need is not None:
@@ -93,7 +95,7 @@ def _ask(
         listing.supply_id,
         quantity,
         listing.owner_partition,
-        need.spec.shift,
+        need.view.shift,
     )
     need.remaining -= quantity
     if listing.supply is SupplyKind.VOLUNTEER:
@@ -105,7 +107,7 @@ def _ask(
     request = SupplyRequested(
         hold_id=hold_id,
         need_id=need.need_id,
-        need=need.spec,
+        need=need.view.spec(),
         need_zone=need.zone,
         from_partition=state.partition,
         supply=listing.supply,
@@ -117,21 +119,26 @@ def _ask(
 
 def ask_elsewhere(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime) -> None:
     """After local supply: ask owners elsewhere, in the same order of preference."""
-    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
-        listed = [
-            *state.listed_by_district.get(need.spec.place.district, {}).values(),
-            *state.listed_anywhere.values(),
-        ]
-        for listing in sorted(listed, key=lambda v: v.arrival):
+    if need.view.kind is NeedKind.VOLUNTEER_HOURS:
+        # Those worth asking, in order of arrival: the same as testing each listing in that
+        # order, since asking one changes only that listing and that volunteer's place here.
+        worth = [v for v in state.listed_for(need) if _listing_fits(state, need, v)]
+        worth.sort(key=lambda v: v.arrival)
+        for listing in worth:
             if need.remaining <= 0:
                 break
-            if _listing_fits(state, need, listing):
+            if listing.supply_id not in need.volunteers:
                 _ask(state, d, need, listing, 1)
         return
+    exhausted = state.exhausted
     for listing in state.funds_listed():
         if need.remaining <= 0:
             break
-        share = _listing_share(state, need, listing, now, listing.budget())
+        budget = listing.budget()
+        # nothing to ask for: no budget left, or refused at this version (as _listing_share)
+        if budget <= 0 or exhausted.get(listing.supply_id) == listing.version:
+            continue
+        share = _listing_share(state, need, listing, now, budget)
         if share > 0:
             _ask(state, d, need, listing, share)
 
@@ -150,7 +157,7 @@ def on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
         msg.version,
         msg.active,
         known.arrival if known else state.arrivals,
-        msg.pledge,
+        None if msg.pledge is None else PledgeView.of(msg.pledge),
         msg.fund,
         msg.net_minor,
         in_flight=known.in_flight if known else 0,
@@ -160,19 +167,25 @@ def on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
     if not listing.active:
         return
     if listing.pledge is not None:
-        if travels_across_districts(listing.pledge):
+        if listing.pledge.across:
             shelves = [s for s in state.unfilled if s != MONEY_SHELF]
         else:
             shelves = [f"shift:{listing.pledge.home.district}"]
         asked = 0
-        for need in open_needs(state, now, shelves):
+        pledge = listing.pledge
+        for need in open_needs(state, now, shelves, lambda n: view_fits(n.view, pledge)):
             if asked >= state.policy.asks_per_listing:
                 break
             if _listing_fits(state, need, listing):
                 _ask(state, d, need, listing, 1)
                 asked += 1
         return
-    for need in open_needs(state, now, [MONEY_SHELF]):
+    fund = listing.fund
+
+    def may_pay(need: OpenNeed) -> bool:
+        return fund is not None and fund_may_pay(need, fund, now)
+
+    for need in open_needs(state, now, [MONEY_SHELF], may_pay):
         if listing.budget() <= 0:
             break
         share = _listing_share(state, need, listing, now, listing.budget())
@@ -190,7 +203,8 @@ def on_requested(state: MatcherState, event: Envelope[Message], d: Decisions) ->
         vol = state.volunteers.get(req.supply_id)
         if vol is not None and req.need.shift is not None:
             if volunteer_fits(probe, vol):
-                vol.booked[req.hold_id] = req.need.shift
+                assert probe.view.slot is not None
+                vol.booked[req.hold_id] = probe.view.slot
                 granted = 1
             else:
                 reason = "the volunteer's pledge, calendar or weekly limit no longer fits"
@@ -253,9 +267,9 @@ def on_answered(state: MatcherState, event: Envelope[Message], d: Decisions) -> 
     unwanted = None
     if need.cancelled:
         unwanted = "the need was cancelled"
-    elif need.spec.deadline <= now:
+    elif need.view.deadline <= now:
         unwanted = "the need's deadline passed"
-    elif ask.supply is SupplyKind.VOLUNTEER and need.spec.shift != ask.shift:
+    elif ask.supply is SupplyKind.VOLUNTEER and need.view.shift != ask.shift:
         unwanted = "the shift changed"
     elif need.remaining < 0:
         unwanted = "the need now asks for less"
@@ -274,8 +288,8 @@ def on_answered(state: MatcherState, event: Envelope[Message], d: Decisions) -> 
         fields: dict[str, object] = {
             "supply": SupplyKind.VOLUNTEER,
             "volunteer_id": ask.supply_id,
-            "shift": ask.shift,
-            "minutes": ask.shift.minutes,
+            "shift": time_window(ask.shift),
+            "minutes": minutes_of(*ask.shift),
         }
         rule = "skills, availability, travel and weekly limit fit (held by its owner)"
     else:

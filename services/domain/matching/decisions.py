@@ -56,7 +56,7 @@ class Decisions:
             amount,
             payload.volunteer_id,
             payload.fund_id,
-            payload.shift,
+            None if payload.shift is None else (payload.shift.start, payload.shift.end),
             proposed_at=self.cause.recorded_at,
             hold_id=hold[0] if hold else None,
             owner_partition=hold[1] if hold else None,

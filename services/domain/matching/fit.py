@@ -1,29 +1,44 @@
 """Who may meet what: skills, travel, availability, calendars and weekly limits for
-volunteers; earmarks, caps and balances for funds. Pure predicates, no state changes."""
+volunteers; earmarks, caps and balances for funds. Pure predicates, no state changes.
+
+They read views (services.domain.matching.views), not pydantic specs: a need is tested
+against hundreds of volunteers, so each test is a few comparisons of plain values."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from schemas.common import NeedKind, Place
-from schemas.specs import NeedSpec, PledgeSpec, TravelRange
+from schemas.common import NeedKind
+from schemas.specs import FundSpec, NeedSpec, PledgeSpec, TravelRange
 from services.domain.matching.state import Fund, OpenNeed, Volunteer
+from services.domain.matching.views import NeedView, PledgeView, Spot
 from services.domain.zones import distance_km
 
 
 def pledge_fits(spec: NeedSpec, pledge: PledgeSpec) -> bool:
     """What a pledge alone decides: skills, travel and availability (calendars aside)."""
-    shift = spec.shift
-    if spec.kind is not NeedKind.VOLUNTEER_HOURS or shift is None:
-        return False
-    if not set(spec.required_skills) <= set(pledge.skills):
-        return False
-    if not travel_reaches(pledge, spec.place):
-        return False
-    return any(w.covers(shift) for w in pledge.availability)
+    return view_fits(NeedView.of(spec), PledgeView.of(pledge))
 
 
-def travel_reaches(pledge: PledgeSpec, place: Place) -> bool:
+def view_fits(need: NeedView, pledge: PledgeView) -> bool:
+    """`pledge_fits` on views."""
+    shift = need.shift
+    if need.kind is not NeedKind.VOLUNTEER_HOURS or shift is None:
+        return False
+    if not need.required <= pledge.skills:
+        return False
+    # the common ranges first, as travel_reaches decides them
+    travel = pledge.travel
+    if pledge.travel_km is not None or travel is not TravelRange.ANYWHERE:
+        if pledge.travel_km is None and travel is TravelRange.SAME_DISTRICT:
+            if pledge.home.district != need.place.district:
+                return False
+        elif not travel_reaches(pledge, need.place):
+            return False
+    return pledge.available(*shift)
+
+
+def travel_reaches(pledge: PledgeView, place: Spot) -> bool:
     """Whether the place is within how far the volunteer said they will go: by distance when
     they gave one and both places carry coordinates, otherwise by community, street, district
     or anywhere."""
@@ -45,11 +60,11 @@ def travel_reaches(pledge: PledgeSpec, place: Place) -> bool:
     return home.community is not None and home.community == place.community
 
 
-def distance_rank(pledge: PledgeSpec, spec: NeedSpec) -> tuple[int, float]:
+def distance_rank(pledge: PledgeView, need: NeedView) -> tuple[int, float]:
     """How far the volunteer is from the need: same community, street, district or further,
     then kilometres when both places carry coordinates. Nearer volunteers are asked first;
     it also keeps those who travel far for the needs nobody nearer can serve."""
-    home, place = pledge.home, spec.place
+    home, place = pledge.home, need.place
     km = distance_km(home, place)
     far = 0.0 if km is None else round(km, 3)
     if home.district != place.district:
@@ -62,23 +77,36 @@ def distance_rank(pledge: PledgeSpec, spec: NeedSpec) -> tuple[int, float]:
 
 def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
     """Skills, travel, availability, no overlapping shift, weekly limit, not already on it."""
-    shift = need.spec.shift
-    if shift is None or vol.withdrawn or vol.volunteer_id in need.volunteers:
+    view = need.view
+    slot = view.slot
+    if slot is None or vol.withdrawn or not view_fits(view, vol.pledge):
         return False
-    if not pledge_fits(need.spec, vol.spec):
+    if need.volunteers and vol.volunteer_id in need.volunteers:
         return False
-    if any(b.overlaps(shift) for b in vol.booked.values()):
+    start, end, minutes, week = slot
+    held = 0
+    for b in vol.booked.values():
+        if b[0] < end and start < b[1]:
+            return False
+        if b[3] == week:
+            held += b[2]
+    return held + minutes <= vol.pledge.limit
+
+
+def fund_may_pay(need: OpenNeed, spec: FundSpec, now: datetime) -> bool:
+    """What earmarks alone decide: currency, category, district and period (balances aside)."""
+    view = need.view
+    if view.currency is None or view.currency != spec.currency:
         return False
-    limit = vol.spec.weekly_hour_limit * 60
-    return vol.booked_minutes_in_week(shift.start) + shift.minutes <= limit
+    return spec.allows(view.category, view.place.district, now)
 
 
 def fund_share(need: OpenNeed, fund: Fund, now: datetime) -> int:
     """How much of the need this fund may pay now under its earmarks (0 when none)."""
-    wanted = need.spec.money_wanted
-    if wanted is None or wanted.currency != fund.spec.currency or fund.available <= 0:
+    view = need.view
+    if view.currency is None or view.currency != fund.spec.currency or fund.available <= 0:
         return 0
-    if not fund.spec.allows(need.spec.category, need.spec.place.district, now):
+    if not fund.spec.allows(view.category, view.place.district, now):
         return 0
     share = min(need.remaining, fund.available)
     if fund.spec.cap_per_need is not None:

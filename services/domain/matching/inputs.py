@@ -4,6 +4,7 @@ donated and withdrawn; answers and confirmations; clock ticks."""
 from __future__ import annotations
 
 import heapq
+import sys
 import uuid
 from datetime import datetime
 
@@ -51,6 +52,7 @@ from services.domain.matching.state import (
     Volunteer,
     watch,
 )
+from services.domain.matching.views import NeedView, PledgeView, minutes_of
 from services.domain.needs import need_quantity
 from services.domain.zones import need_zone
 
@@ -63,10 +65,10 @@ def on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> None
         need = OpenNeed(
             payload.need_id,
             payload.need,
-            event.actor.org_id,
+            sys.intern(event.actor.org_id),  # a community posts many needs
             state.arrivals,
             need_quantity(payload.need)[0],
-            zone=need_zone(payload.need),
+            zone=sys.intern(need_zone(payload.need)),
         )
         state.needs[need.need_id] = need
         mark_unfilled(state, need)
@@ -78,13 +80,14 @@ def on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> None
         need.cancelled = True
     elif isinstance(payload, NeedAmended) and payload.need_id in state.needs:
         need = state.needs[payload.need_id]
-        moved = payload.need.shift != need.spec.shift
+        amended = NeedView.of(payload.need)
+        moved = amended.shift != need.view.shift
         for p in active(state, need_id=need.need_id):
             if moved and p.supply is SupplyKind.VOLUNTEER:
                 withdraw(state, d, p, "the shift changed")
-        held = need_quantity(need.spec)[0] - need.remaining
-        need.spec = payload.need
-        need.remaining = need_quantity(payload.need)[0] - held
+        held = need.view.quantity - need.remaining
+        need.view = amended
+        need.remaining = amended.quantity - held
         for p in active(state, need_id=need.need_id):  # the deadline may have moved earlier
             watch(state, p)
         mark_unfilled(state, need)
@@ -98,14 +101,14 @@ def on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> None
 def on_supply(state: MatcherState, event: Envelope[Message], d: Decisions) -> None:
     now, payload = event.recorded_at, event.payload
     if isinstance(payload, PledgeMade):
-        vol = Volunteer(payload.volunteer_id, payload.pledge, state.arrivals)
+        vol = Volunteer(payload.volunteer_id, PledgeView.of(payload.pledge), state.arrivals)
         state.volunteers[vol.volunteer_id] = vol
         state.index_volunteer(vol)
         serve_volunteer(state, vol, d, now)
     elif isinstance(payload, PledgeAmended) and payload.volunteer_id in state.volunteers:
         vol = state.volunteers[payload.volunteer_id]
-        old_district = vol.spec.home.district
-        vol.spec = payload.pledge
+        old_district = vol.pledge.home.district
+        vol.pledge = PledgeView.of(payload.pledge)
         state.index_volunteer(vol, old_district)
         serve_volunteer(state, vol, d, now)
     elif isinstance(payload, PledgeWithdrawn) and payload.volunteer_id in state.volunteers:
@@ -118,7 +121,7 @@ def on_supply(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
         for hold in holds_of(state, vol.volunteer_id):
             revoke(d, hold, "the volunteer withdrew their pledge")
     elif isinstance(payload, FundOpened):
-        state.funds[payload.fund_id] = Fund(payload.fund_id, payload.fund, state.arrivals)
+        state.open_fund(Fund(payload.fund_id, payload.fund, state.arrivals))
     elif isinstance(payload, DonationReceived) and payload.fund_id in state.funds:
         fund = state.funds[payload.fund_id]
         fund.available += payload.donation.amount.amount_minor
@@ -184,7 +187,7 @@ def on_answer(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
             NoShowRecorded(match_id=p.match_id, need_id=p.need_id, volunteer_id=p.volunteer_id),
             "decided",
         )
-        if p.shift is not None and now < p.shift.end:  # time still allows someone else
+        if p.shift is not None and now < p.shift[1]:  # time still allows someone else
             serve_need(state, need, d, now)
     else:
         _complete(p, cmd, d)
@@ -193,9 +196,10 @@ def on_answer(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
 def _complete(p: Proposal, cmd: ConfirmMatch, d: Decisions) -> None:
     if p.supply is SupplyKind.VOLUNTEER:
         assert p.shift is not None
-        if cmd.minutes_served is None or cmd.minutes_served > p.shift.minutes:
+        minutes = minutes_of(*p.shift)
+        if cmd.minutes_served is None or cmd.minutes_served > minutes:
             d.refuse(
-                f"minutes_served must be between 1 and the shift's {p.shift.minutes}",
+                f"minutes_served must be between 1 and the shift's {minutes}",
                 "minutes_served",
             )
             return
@@ -227,7 +231,7 @@ def on_tick(state: MatcherState, at: datetime, d: Decisions) -> None:
     reopened: dict[uuid.UUID, OpenNeed] = {}
     for p in sorted(due.values(), key=lambda p: -p.order):
         need = state.needs[p.need_id]
-        if need.spec.deadline <= at:
+        if need.view.deadline <= at:
             withdraw(state, d, p, "the need's deadline passed")
         elif (
             p.supply is SupplyKind.VOLUNTEER

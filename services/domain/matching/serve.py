@@ -4,7 +4,7 @@ back when a proposal ends unconfirmed."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from schemas.common import Money, NeedKind
@@ -16,28 +16,34 @@ from schemas.reservations import (
     SupplyReleased,
 )
 from services.domain.matching.decisions import Decisions
-from services.domain.matching.fit import distance_rank, fund_share, volunteer_fits
+from services.domain.matching.fit import (
+    distance_rank,
+    fund_may_pay,
+    fund_share,
+    view_fits,
+    volunteer_fits,
+)
 from services.domain.matching.state import ACTIVE, Fund, MatcherState, OpenNeed, Proposal, Volunteer
-from services.domain.zones import travels_across_districts
+from services.domain.matching.views import time_window
 
 # ---- supply meets demand ----
 
 
 def book_volunteer(state: MatcherState, d: Decisions, need: OpenNeed, vol: Volunteer) -> None:
-    shift = need.spec.shift
-    assert shift is not None
+    shift, slot = need.view.shift, need.view.slot
+    assert shift is not None and slot is not None
     proposal = d.propose(
         state,
         need,
         {
             "supply": SupplyKind.VOLUNTEER,
             "volunteer_id": vol.volunteer_id,
-            "shift": shift,
-            "minutes": shift.minutes,
+            "shift": time_window(shift),
+            "minutes": slot[2],
         },
         "skills, availability, travel and weekly limit fit",
     )
-    vol.booked[proposal.match_id] = shift
+    vol.booked[proposal.match_id] = slot
     need.volunteers.add(vol.volunteer_id)
     need.remaining -= 1
 
@@ -63,21 +69,22 @@ def serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime)
     funds expiring first."""
     if not need.is_open(now):
         return
-    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
-        candidates = sorted(
-            state.candidates_for(need),
-            key=lambda v: (v.no_shows, distance_rank(v.spec, need.spec), len(v.booked), v.arrival),
+    if need.view.kind is NeedKind.VOLUNTEER_HOURS:
+        # Those who fit, in order of preference. The same as testing each candidate in that
+        # order until the need is met: booking one volunteer changes no other's fit, except
+        # that a volunteer is booked once (checked again below).
+        view = need.view
+        fitting = [v for v in state.candidates_for(need) if volunteer_fits(need, v)]
+        fitting.sort(
+            key=lambda v: (v.no_shows, distance_rank(v.pledge, view), len(v.booked), v.arrival)
         )
-        for vol in candidates:
+        for vol in fitting:
             if need.remaining <= 0:
                 break
-            if volunteer_fits(need, vol):
+            if vol.volunteer_id not in need.volunteers:
                 book_volunteer(state, d, need, vol)
     else:
-        far = datetime.max.replace(tzinfo=now.tzinfo)
-        for fund in sorted(
-            state.funds.values(), key=lambda f: (f.spec.valid_until or far, f.arrival)
-        ):
+        for fund in state.funds_in_order():
             if need.remaining <= 0:
                 break
             share = fund_share(need, fund, now)
@@ -95,8 +102,8 @@ MONEY_SHELF = "money"
 
 def shelf(need: OpenNeed) -> str:
     """Where an unfilled need is filed: money and goods together, shifts by district."""
-    if need.spec.kind is NeedKind.VOLUNTEER_HOURS:
-        return f"shift:{need.spec.place.district}"
+    if need.view.kind is NeedKind.VOLUNTEER_HOURS:
+        return f"shift:{need.view.place.district}"
     return MONEY_SHELF
 
 
@@ -104,8 +111,14 @@ def mark_unfilled(state: MatcherState, need: OpenNeed) -> None:
     state.unfilled.setdefault(shelf(need), set()).add(need.need_id)
 
 
-def open_needs(state: MatcherState, now: datetime, shelves: Iterable[str]) -> list[OpenNeed]:
-    """Open needs on these shelves, in the fair order of service (`fair_order`)."""
+def open_needs(
+    state: MatcherState,
+    now: datetime,
+    shelves: Iterable[str],
+    could_fit: Callable[[OpenNeed], bool] | None = None,
+) -> list[OpenNeed]:
+    """Open needs on these shelves, in the fair order of service (`fair_order`); with
+    `could_fit`, only those it accepts, still in the order all of them would be served in."""
     found = []
     for shelf in shelves:
         ids = state.unfilled.get(shelf, set())
@@ -115,7 +128,9 @@ def open_needs(state: MatcherState, now: datetime, shelves: Iterable[str]) -> li
                 ids.discard(need_id)  # back only through release or an amendment
             elif need.is_open(now):
                 found.append(need)
-    return fair_order(found)
+    if could_fit is None:
+        return fair_order(found)
+    return fair_order_among(found, [need for need in found if could_fit(need)])
 
 
 def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
@@ -125,30 +140,64 @@ def fair_order(needs: Iterable[OpenNeed]) -> list[OpenNeed]:
     deadline, then waiting time.
 
     Deterministic and pure: a replay orders the same needs the same way."""
-    ordered = sorted(needs, key=OpenNeed.priority)
+    # Both sorts are stable sorts by key, written as sorts of (key, position, need) tuples so
+    # that each key is computed once: open needs are ordered for every donation and pledge.
+    ranked = sorted(
+        [(-n.view.urgency, n.view.deadline, n.arrival, i, n) for i, n in enumerate(needs)]
+    )
     rounds: dict[tuple[int, tuple[int, int], str], int] = {}
     keyed = []
-    for need in ordered:
-        group = (-need.spec.urgency.rank, need.deadline_week, need.owner)
+    for i, (urgency, deadline, arrival, _, need) in enumerate(ranked):
+        group = (urgency, need.view.deadline_week, need.owner)
         turn = rounds.get(group, 0)
         rounds[group] = turn + 1
-        keyed.append(((group[0], group[1], turn, *need.priority()[1:]), need))
-    keyed.sort(key=lambda kn: kn[0])
-    return [need for _, need in keyed]
+        keyed.append((urgency, group[1], turn, deadline, arrival, i, need))
+    keyed.sort()
+    return [k[-1] for k in keyed]
+
+
+def fair_order_among(everyone: list[OpenNeed], chosen: list[OpenNeed]) -> list[OpenNeed]:
+    """`fair_order(everyone)` with only the needs of `chosen` (a sub-list) kept.
+
+    Why: a pledge or a donation is offered to every open need, but only a few could take it.
+    A need's turn in its group counts every open need of the group before it, so turns are
+    counted over `everyone`, but only in the groups of the chosen needs, and only those are
+    sorted."""
+    if not chosen:
+        return []
+    picked = {id(need) for need in chosen}
+    groups: dict[tuple[int, tuple[int, int], str], list[OpenNeed]] = {
+        (-need.view.urgency, need.view.deadline_week, need.owner): [] for need in chosen
+    }
+    for need in everyone:
+        members = groups.get((-need.view.urgency, need.view.deadline_week, need.owner))
+        if members is not None:
+            members.append(need)
+    keyed = []
+    for (urgency, week, _), members in groups.items():
+        ranked = sorted(
+            [(n.view.deadline, n.arrival, i, n) for i, n in enumerate(members)]
+        )  # within a group urgency is the same: the order of `OpenNeed.priority`
+        for turn, (deadline, arrival, _, need) in enumerate(ranked):
+            if id(need) in picked:
+                keyed.append((urgency, week, turn, deadline, arrival, need))
+    keyed.sort(key=lambda k: k[:5])
+    return [k[-1] for k in keyed]
 
 
 def serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: datetime) -> None:
-    if travels_across_districts(vol.spec):
+    if vol.pledge.across:
         shelves = [s for s in state.unfilled if s != MONEY_SHELF]
     else:
-        shelves = [f"shift:{vol.spec.home.district}"]
-    for need in open_needs(state, now, shelves):
+        shelves = [f"shift:{vol.pledge.home.district}"]
+    pledge = vol.pledge
+    for need in open_needs(state, now, shelves, lambda n: view_fits(n.view, pledge)):
         if volunteer_fits(need, vol):
             book_volunteer(state, d, need, vol)
 
 
 def serve_fund(state: MatcherState, fund: Fund, d: Decisions, now: datetime) -> None:
-    for need in open_needs(state, now, [MONEY_SHELF]):
+    for need in open_needs(state, now, [MONEY_SHELF], lambda n: fund_may_pay(n, fund.spec, now)):
         share = fund_share(need, fund, now)
         if share > 0:
             reserve_fund(state, d, need, fund, share)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import heapq
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from schemas.common import TimeWindow
 from schemas.messages import (
     SupplyKind,
 )
@@ -21,19 +20,20 @@ from schemas.reservations import (
     SupplyRevoked,
 )
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec
-from services.domain.zones import travels_across_districts
+from services.domain.matching.skills import (
+    Buckets,
+    Filing,
+    file_under,
+    filing,
+    narrowest,
+    unfile,
+)
+from services.domain.matching.views import NeedView, PledgeView, Slot, Window
+from services.domain.matching.weeks import CHINA, local_week
+
+__all__ = ["CHINA", "local_week"]
 
 ACTIVE = ("proposed", "accepted")
-
-CHINA = timezone(timedelta(hours=8))
-"""Weeks (weekly limits, fairness) are the communities' weeks: China has one offset and no
-summer time, so a fixed offset is exact and needs no time-zone database."""
-
-
-def local_week(at: datetime) -> tuple[int, int]:
-    """The ISO (year, week) of `at` in Nanjing."""
-    year, week, _ = at.astimezone(CHINA).isocalendar()
-    return year, week
 
 
 CROSS_PARTITION = (
@@ -84,7 +84,7 @@ class Proposal:
     quantity: int
     volunteer_id: uuid.UUID | None = None
     fund_id: uuid.UUID | None = None
-    shift: TimeWindow | None = None
+    shift: Window | None = None
     proposed_at: datetime | None = None
     status: str = "proposed"
     seq: int = 1
@@ -100,57 +100,101 @@ class Proposal:
         return self.seq
 
 
-@dataclass(slots=True)
 class OpenNeed:
-    """A need and what is still wanted. `remaining` counts volunteers or minor units."""
+    """A need and what is still wanted. `remaining` counts volunteers or minor units.
 
-    need_id: uuid.UUID
-    spec: NeedSpec
-    owner: str
-    arrival: int
-    remaining: int
-    cancelled: bool = False
-    volunteers: set[uuid.UUID] = field(default_factory=set)
-    from_funds: dict[uuid.UUID, int] = field(default_factory=dict)
-    zone: str = ""
-    refused: dict[uuid.UUID, int] = field(default_factory=dict)
-    """Supply owned elsewhere that refused this need, with the listing version it refused at:
-    asked again only once its listing changes."""
-    _week: tuple[datetime, tuple[int, int]] | None = field(default=None, repr=False)
+    Holds the need's view (what decisions read), not its pydantic spec: a partition keeps every
+    need it has seen, and pickles them all into each snapshot."""
+
+    __slots__ = (
+        "arrival",
+        "cancelled",
+        "from_funds",
+        "need_id",
+        "owner",
+        "refused",
+        "remaining",
+        "view",
+        "volunteers",
+        "zone",
+    )
+
+    def __init__(
+        self,
+        need_id: uuid.UUID,
+        spec: NeedSpec,
+        owner: str,
+        arrival: int,
+        remaining: int,
+        zone: str = "",
+    ) -> None:
+        self.need_id = need_id
+        self.view = NeedView.of(spec)
+        self.owner = owner
+        self.arrival = arrival
+        self.remaining = remaining
+        self.cancelled = False
+        self.volunteers: set[uuid.UUID] = set()
+        self.from_funds: dict[uuid.UUID, int] = {}
+        self.zone = zone
+        self.refused: dict[uuid.UUID, int] = {}
+        """Supply owned elsewhere that refused this need, with the listing version it refused
+        at: asked again only once its listing changes."""
 
     @property
     def deadline_week(self) -> tuple[int, int]:
         """The Nanjing week of the deadline (fairness compares needs due the same week)."""
-        if self._week is None or self._week[0] != self.spec.deadline:
-            self._week = (self.spec.deadline, local_week(self.spec.deadline))
-        return self._week[1]
+        return self.view.deadline_week
 
     def priority(self) -> tuple[int, datetime, int]:
         """Order of service: urgency (highest first), then deadline, then waiting time."""
-        return (-self.spec.urgency.rank, self.spec.deadline, self.arrival)
+        return (-self.view.urgency, self.view.deadline, self.arrival)
 
     def is_open(self, now: datetime) -> bool:
         """Still wanting supply: not cancelled, not past its deadline, not fully met."""
-        return not self.cancelled and self.remaining > 0 and self.spec.deadline > now
+        return not self.cancelled and self.remaining > 0 and self.view.deadline > now
 
 
-@dataclass(slots=True)
+_VIEWS: dict[int, tuple[PledgeSpec, PledgeView]] = {}
+
+
+def _view_of(spec: PledgeSpec) -> PledgeView:
+    """A pledge's view, remembered by object (the entry holds the spec, so its id is not reused
+    meanwhile; specs are frozen). For callers that build a `Volunteer` from the same spec for
+    each need they test, as bench/quality.py's optimum does for every need and volunteer. The
+    matcher itself passes views, so it keeps no spec here."""
+    known = _VIEWS.get(id(spec))
+    if known is not None and known[0] is spec:
+        return known[1]
+    if len(_VIEWS) >= 20_000:
+        _VIEWS.clear()
+    view = PledgeView.of(spec)
+    _VIEWS[id(spec)] = (spec, view)
+    return view
+
+
 class Volunteer:
-    """A pledged volunteer and the shifts currently held for them."""
+    """A pledged volunteer and the shifts currently held for them (by match or hold id)."""
 
-    volunteer_id: uuid.UUID
-    spec: PledgeSpec
-    arrival: int
-    booked: dict[uuid.UUID, TimeWindow] = field(default_factory=dict)
-    withdrawn: bool = False
-    no_shows: int = 0
+    __slots__ = ("arrival", "booked", "filed", "no_shows", "pledge", "volunteer_id", "withdrawn")
 
-    def booked_minutes_in_week(self, at: datetime) -> int:
-        """Minutes already held in the week containing `at` (by shift start). Weeks are
-        Nanjing's ISO weeks whatever offset a time was written in, so the same shift counts
-        in the same week for everyone."""
-        week = local_week(at)
-        return sum(w.minutes for w in self.booked.values() if local_week(w.start) == week)
+    def __init__(
+        self, volunteer_id: uuid.UUID, spec: PledgeSpec | PledgeView, arrival: int
+    ) -> None:
+        self.volunteer_id = volunteer_id
+        self.pledge = spec if isinstance(spec, PledgeView) else _view_of(spec)
+        self.arrival = arrival
+        self.booked: dict[uuid.UUID, Slot] = {}
+        self.withdrawn = False
+        self.no_shows = 0
+        self.filed: Filing = ()
+        """The (skill, day) keys it is filed under in `MatcherState.by_skill`."""
+
+    def booked_minutes_in_week(self, week: tuple[int, int]) -> int:
+        """Minutes already held in this Nanjing week (by shift start). Weeks are Nanjing's ISO
+        weeks whatever offset a time was written in, so the same shift counts in the same week
+        for everyone."""
+        return sum(slot[2] for slot in self.booked.values() if slot[3] == week)
 
 
 @dataclass(slots=True)
@@ -173,7 +217,7 @@ class Listing:
     version: int
     active: bool
     arrival: int
-    pledge: PledgeSpec | None = None
+    pledge: PledgeView | None = None
     fund: FundSpec | None = None
     net_minor: int = 0
     in_flight: int = 0
@@ -184,6 +228,8 @@ class Listing:
     refused_in_row: int = 0
     """Refusals since the last grant: a volunteer whose owner keeps refusing is most likely
     booked up, and is not asked again until their listing changes."""
+    filed: Filing = ()
+    """The (skill, day) keys it is filed under in `MatcherState.listed_by_skill`."""
 
     def budget(self) -> int:
         """How much more to ask a fund for: its net donations, less what this partition holds
@@ -202,7 +248,7 @@ class Ask:
     supply_id: uuid.UUID
     quantity: int
     owner_partition: int
-    shift: TimeWindow | None
+    shift: Window | None
 
 
 @dataclass(slots=True)
@@ -225,7 +271,8 @@ class MatcherState:
 
     policy: Policy = DEFAULT_POLICY
     partition: int = 0
-    seen: set[uuid.UUID] = field(default_factory=set)
+    seen: set[int] = field(default_factory=set)
+    """Ids of the inputs applied (as integers: a third of the memory of UUID objects)."""
     arrivals: int = 0
     needs: dict[uuid.UUID, OpenNeed] = field(default_factory=dict)
     volunteers: dict[uuid.UUID, Volunteer] = field(default_factory=dict)
@@ -239,6 +286,7 @@ class MatcherState:
     next met)."""
     by_district: dict[str, dict[uuid.UUID, Volunteer]] = field(default_factory=dict)
     anywhere: dict[uuid.UUID, Volunteer] = field(default_factory=dict)
+    by_skill: Buckets[Volunteer] = field(default_factory=dict)
     by_need: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
     by_volunteer: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
     by_fund: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
@@ -249,6 +297,7 @@ class MatcherState:
     listings: dict[uuid.UUID, Listing] = field(default_factory=dict)
     listed_by_district: dict[str, dict[uuid.UUID, Listing]] = field(default_factory=dict)
     listed_anywhere: dict[uuid.UUID, Listing] = field(default_factory=dict)
+    listed_by_skill: Buckets[Listing] = field(default_factory=dict)
     asks: dict[uuid.UUID, Ask] = field(default_factory=dict)
     holds: dict[uuid.UUID, Hold] = field(default_factory=dict)
     by_hold: dict[uuid.UUID, Proposal] = field(default_factory=dict)
@@ -257,6 +306,22 @@ class MatcherState:
     refused at: no need here asks them again until their listing changes (a donation). The
     asking side checked the earmarks before asking, so a refusal means the money is gone."""
     _funds_in_order: list[Listing] | None = field(default=None, repr=False)
+    _local_funds: list[Fund] | None = field(default=None, repr=False)
+
+    def funds_in_order(self) -> list[Fund]:
+        """This partition's funds, soonest-expiring first, then in order of arrival (kept
+        sorted until a fund opens: every money need walks this list)."""
+        if self._local_funds is None:
+            far = datetime.max.replace(tzinfo=UTC)
+            self._local_funds = sorted(
+                self.funds.values(), key=lambda f: (f.spec.valid_until or far, f.arrival)
+            )
+        return self._local_funds
+
+    def open_fund(self, fund: Fund) -> None:
+        """A fund opened (or opened again: the new record replaces the old)."""
+        self.funds[fund.fund_id] = fund
+        self._local_funds = None
 
     def funds_listed(self) -> list[Listing]:
         """Funds listed from elsewhere, soonest-expiring first, then in order of arrival
@@ -270,36 +335,83 @@ class MatcherState:
         return self._funds_in_order
 
     def index_listing(self, listing: Listing) -> None:
-        """(Re)file a listing: volunteers by the district they serve, funds as they are."""
+        """(Re)file a listing: volunteers by the district they serve (and their skills), funds
+        as they are."""
         if listing.fund is not None:
             self._funds_in_order = None
-        old = self.listings.get(listing.supply_id)
+        key = listing.supply_id
+        old = self.listings.get(key)
         if old is not None and old.pledge is not None:
-            self.listed_by_district.get(old.pledge.home.district, {}).pop(old.supply_id, None)
-        self.listed_anywhere.pop(listing.supply_id, None)
-        self.listings[listing.supply_id] = listing
+            district = old.pledge.home.district
+            gone = self.listed_by_district.get(district, {}).pop(key, None)
+            if gone is not None:
+                unfile(self.listed_by_skill, district, key, gone)
+        gone = self.listed_anywhere.pop(key, None)
+        if gone is not None:
+            unfile(self.listed_by_skill, None, key, gone)
+        self.listings[key] = listing
         if listing.pledge is None:
             return
-        if travels_across_districts(listing.pledge):
-            self.listed_anywhere[listing.supply_id] = listing
+        listing.filed = filing(listing.pledge)
+        if listing.pledge.across:
+            self.listed_anywhere[key] = listing
+            file_under(self.listed_by_skill, None, key, listing)
         else:
             district = listing.pledge.home.district
-            self.listed_by_district.setdefault(district, {})[listing.supply_id] = listing
+            shelf = self.listed_by_district.setdefault(district, {})
+            prev = shelf.get(key)
+            if prev is not None:
+                unfile(self.listed_by_skill, district, key, prev)
+            shelf[key] = listing
+            file_under(self.listed_by_skill, district, key, listing)
+
+    def listed_for(self, need: OpenNeed) -> list[Listing]:
+        """Volunteers listed from elsewhere who could travel to the need, have one of its skills
+        and may be available when its shift starts (a superset of those who fit)."""
+        view = need.view
+        if view.shift is None:
+            return []  # no one fits a need without a shift
+        district, start = view.place.district, view.shift[0]
+        return [
+            *narrowest(self.listed_by_skill, district, view.required, start),
+            *narrowest(self.listed_by_skill, None, view.required, start),
+        ]
 
     def index_volunteer(self, vol: Volunteer, old_district: str | None = None) -> None:
-        """(Re)file a volunteer under the district they serve, or under "anywhere"."""
+        """(Re)file a volunteer under the district they serve, or under "anywhere", and under
+        their skills there."""
+        key = vol.volunteer_id
         if old_district is not None:
-            self.by_district.get(old_district, {}).pop(vol.volunteer_id, None)
-        self.anywhere.pop(vol.volunteer_id, None)
-        if travels_across_districts(vol.spec):
-            self.anywhere[vol.volunteer_id] = vol
+            gone = self.by_district.get(old_district, {}).pop(key, None)
+            if gone is not None:
+                unfile(self.by_skill, old_district, key, gone)
+        gone = self.anywhere.pop(key, None)
+        if gone is not None:
+            unfile(self.by_skill, None, key, gone)
+        vol.filed = filing(vol.pledge)
+        if vol.pledge.across:
+            self.anywhere[key] = vol
+            file_under(self.by_skill, None, key, vol)
         else:
-            self.by_district.setdefault(vol.spec.home.district, {})[vol.volunteer_id] = vol
+            district = vol.pledge.home.district
+            shelf = self.by_district.setdefault(district, {})
+            prev = shelf.get(key)
+            if prev is not None:  # a pledge made again after a withdrawal replaces the old
+                unfile(self.by_skill, district, key, prev)
+            shelf[key] = vol
+            file_under(self.by_skill, district, key, vol)
 
     def candidates_for(self, need: OpenNeed) -> list[Volunteer]:
-        """Volunteers who could travel to the need (the rest cannot fit it)."""
-        near = self.by_district.get(need.spec.place.district, {})
-        return [*near.values(), *self.anywhere.values()]
+        """Volunteers who could travel to the need, have one of its skills and may be available
+        when its shift starts (a superset of those who fit)."""
+        view = need.view
+        if view.shift is None:
+            return []  # no one fits a need without a shift
+        district, start = view.place.district, view.shift[0]
+        return [
+            *narrowest(self.by_skill, district, view.required, start),
+            *narrowest(self.by_skill, None, view.required, start),
+        ]
 
     def index_proposal(self, p: Proposal) -> None:
         """File a new proposal under its need and its supply."""
@@ -315,7 +427,7 @@ class MatcherState:
 def attention(state: MatcherState, p: Proposal) -> datetime:
     """The first moment a tick could act on this proposal: its need's deadline, or (for an
     unanswered shift) its expiry."""
-    at = state.needs[p.need_id].spec.deadline
+    at = state.needs[p.need_id].view.deadline
     if p.supply is SupplyKind.VOLUNTEER and p.proposed_at is not None:
         at = min(at, p.proposed_at + state.policy.proposal_ttl)
     return at
