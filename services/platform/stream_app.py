@@ -18,6 +18,7 @@ import faust
 from schemas.topics import partitions_of
 from services.domain.outputs import Outgoing
 from services.platform import logs
+from services.platform.batches import take_batches
 from services.platform.db import Heartbeat, connect_pool, migrate
 from services.platform.kafka import Record, ensure_topics, headers_for
 from services.platform.processor import Processor, catch_up, process
@@ -106,10 +107,15 @@ def _add_agent(app: faust.App, proc: Processor) -> None:
     sinks.update({f"{t}.dlq": _topic(app, f"{t}.dlq") for t in proc.inputs})
 
     async def agent(stream: Any) -> None:
-        # Events come in small batches (whatever arrived within 2 ms, at most 500): every
+        # Events come in small batches (whatever arrives within 2 ms of the first, at most 500,
+        # and nothing while idle: services/platform/batches.py): every
         # output is handed to the producer at once and all acks are awaited before the batch
         # counts as done, so at-least-once holds without one broker round trip per message.
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WINDOW):
+        batches = take_batches(stream, BATCH_MAX, BATCH_WINDOW)
+        agens = getattr(stream, "_active_agens", None)  # faust >= 0.15 closes these on stop
+        if agens is not None:
+            agens.add(batches)
+        async for events in batches:
             pending = []
             for event in events:
                 for out in process(proc, Record.of(event.message)):
