@@ -7,9 +7,9 @@ one change: it sleeps until the first event of a batch arrives, then gathers for
 `within` (or until `max_` events) and yields. Acks are as in faust's: an event is acked only
 after the batch it belongs to has been handled, which is what at-least-once needs.
 
-It uses the same stream hooks as faust's own `take_events` (faust-streaming 0.15, pinned):
-a processor that fills the buffer while the stream is consumed passively, `enable_acks` off
-for the duration, and registration for cleanup when the stream stops.
+It uses the same stream hooks as faust's own `take_events` in faust-streaming 0.15 (the newest
+the project allows): a processor that fills the buffer while the stream is consumed passively,
+and `enable_acks` off for the duration. The e2e tests run every intake flow through it.
 """
 
 from __future__ import annotations
