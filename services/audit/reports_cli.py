@@ -64,7 +64,10 @@ def _run(settings: Settings, args: argparse.Namespace, body: Any) -> int:
         finally:
             await conn.close()
 
-    return asyncio.run(run())
+    from services.platform.gc_pause import paused_gc
+
+    with paused_gc():  # a report folds the archive into books, then exits: see gc_pause
+        return asyncio.run(run())
 
 
 def _cmd_sequences(settings: Settings, args: argparse.Namespace) -> int:
