@@ -127,7 +127,7 @@ def decode(raw: bytes, type_hint: str | None = None) -> Envelope[Message]:
     if model is not None:
         try:
             env = model.model_validate_json(raw)
-        except ValidationError:
+        except (ValidationError, RecursionError):
             pass  # the general path names what is wrong, or upcasts an older version
         else:
             if env.event_type == type_hint and env.schema_version == model_version(type_hint):
@@ -136,6 +136,8 @@ def decode(raw: bytes, type_hint: str | None = None) -> Envelope[Message]:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"not UTF-8 JSON: {exc.__class__.__name__}") from None
+    except RecursionError:
+        raise DecodeError("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise DecodeError("not a JSON object")
     event_type = data.get("event_type")
@@ -153,3 +155,5 @@ def decode(raw: bytes, type_hint: str | None = None) -> Envelope[Message]:
         return ENVELOPES[event_type].model_validate(data)
     except ValidationError as exc:
         raise DecodeError(describe_errors(exc)) from None
+    except RecursionError:
+        raise DecodeError("payload: nested too deeply") from None

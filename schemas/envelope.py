@@ -45,7 +45,9 @@ class Envelope(Frozen, Generic[PayloadT]):
 
     event_id: uuid.UUID
     event_type: Annotated[str, Field(min_length=1, max_length=80)]
-    schema_version: Annotated[int, Field(ge=1)]
+    schema_version: Annotated[int, Field(ge=1, strict=True)]
+    """Strict: "1", true or 1.0 are not a version (decoding from bytes must refuse what the
+    general path refuses)."""
     stream_id: Annotated[str, Field(min_length=1, max_length=120)]
     stream_seq: Annotated[int, Field(ge=0)]
     occurred_at: AwareDatetime

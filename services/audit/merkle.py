@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import Self
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -62,7 +63,7 @@ class Frontier:
         self._peaks.append(node)
 
     @classmethod
-    def resume(cls, size: int, peaks: Sequence[bytes]) -> Frontier:
+    def resume(cls, size: int, peaks: Sequence[bytes]) -> Self:
         """The frontier of a tree of `size` leaves from its stored `peaks` (as `peaks` gave)."""
         if size < 0 or len(peaks) != size.bit_count():
             raise ValueError(f"a tree of {size} leaves has {size.bit_count()} peaks")

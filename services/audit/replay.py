@@ -258,6 +258,8 @@ def fold_records(
             if progress is not None and n % 1000 == 0:
                 progress.add(1000)
             if r.event_type is not None and r.event_type not in PROJECTED_TYPES:
+                if r.event_id is not None:  # its id is taken, as in the archive
+                    seen.add(r.event_id)
                 continue
             try:
                 env = decode(r.value, r.event_type)

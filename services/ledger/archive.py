@@ -37,6 +37,18 @@ CREATE TEMP TABLE IF NOT EXISTS archive_in (
 ARCHIVE_LOCK = 0x41524348  # advisory lock id ("ARCH"): one writer extends the hash chain at a time
 
 
+class ArchiveTree(Frontier):
+    """The ledger's Merkle tree of the archive, with the archive_seq of its last leaf.
+
+    A checkpoint says which rows it covers by `last_seq`, and that must be what the tree holds,
+    not the archive's newest row: another writer (two ledgers overlapping in a deploy) may have
+    archived rows this tree has not taken in yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_seq = 0
+
+
 def archive_id(record: Record) -> uuid.UUID:
     """The record's event id, or for a message without one (poison) an id from its bytes."""
     if record.event_id is not None:
@@ -65,7 +77,7 @@ async def prepare(conn: asyncpg.Connection) -> None:
 
 
 async def archive_batch(
-    conn: asyncpg.Connection, records: Sequence[Record], tree: Frontier | None = None
+    conn: asyncpg.Connection, records: Sequence[Record], tree: ArchiveTree | None = None
 ) -> int:
     """Archive `records` (in consumption order); return how many were new.
 
@@ -143,6 +155,8 @@ async def archive_batch(
         new = sorted(inserted, key=lambda r: r["archive_seq"])
         if [(r["topic"], r["event_id"]) for r in new] != [(rows[o][2], rows[o][1]) for o in fresh]:
             raise RuntimeError("archive_seq order differs from the hash chain's order")
+        if tree is not None and new:  # rows another writer archived since: leaves before ours
+            contents = [*await _rows_between(conn, tree.last_seq, new[0]["archive_seq"]), *contents]
         first = await conn.fetch(  # an event seen before on another topic is projected once
             "INSERT INTO projected_events (event_id, archive_seq)"
             " SELECT * FROM unnest($1::uuid[], $2::bigint[])"
@@ -180,7 +194,21 @@ async def archive_batch(
         await save_positions(conn, records)
     if tree is not None:
         tree.extend(leaf_hash(c) for c in contents)
+        if new:
+            tree.last_seq = new[-1]["archive_seq"]
     return len(new)
+
+
+async def _rows_between(conn: asyncpg.Connection, after: int, before: int) -> list[bytes]:
+    """Content hashes of the rows strictly between two archive_seqs (normally none: only when
+    another ledger archived in between, under the same lock)."""
+    found = await conn.fetch(
+        f"SELECT {ROW_COLUMNS} FROM archive WHERE archive_seq > $1 AND archive_seq < $2"
+        " ORDER BY archive_seq",
+        after,
+        before,
+    )
+    return [r["content_hash"] or content_hash(row_of(r)) for r in found]
 
 
 async def chain_head(conn: asyncpg.Connection) -> bytes:

@@ -31,8 +31,8 @@ from schemas.message import Message
 from schemas.topics import LEDGER_CHECKPOINTS
 from services.audit.chain import ArchivedRow, content_hash
 from services.audit.checkpoint import ORIGIN, Checkpoint, TreeHead, sign
-from services.audit.merkle import Frontier, leaf_hash
-from services.ledger.archive import ROW_COLUMNS, chain_head, row_of
+from services.audit.merkle import leaf_hash
+from services.ledger.archive import ROW_COLUMNS, ArchiveTree, chain_head, row_of
 from services.platform.kafka import Record, headers_for
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Checkpointer:
     """Decides when the ledger signs a checkpoint, and records and publishes it."""
 
     def __init__(
-        self, key: Ed25519PrivateKey, every_events: int, every_seconds: float, tree: Frontier
+        self, key: Ed25519PrivateKey, every_events: int, every_seconds: float, tree: ArchiveTree
     ) -> None:
         self.key = key
         self.every_events = max(every_events, 1)
@@ -109,6 +109,7 @@ class Checkpointer:
             ):
                 content = r["content_hash"] or await _recompute(conn, r["archive_seq"])
                 tree.append(leaf_hash(content))
+                tree.last_seq = r["archive_seq"]
                 if tree.size > signed and r["topic"] != TOPIC:
                     pending += 1
         log.info(
@@ -139,12 +140,15 @@ class Checkpointer:
         last = await conn.fetchval("SELECT coalesce(max(tree_size), 0) FROM checkpoints")
         if self.tree.size <= last:
             return None
-        head = TreeHead(self.tree.size, self.tree.root(), await chain_head(conn))
+        # the chain hash of the tree's last row, which another writer's rows may follow
+        chained = await conn.fetchval(
+            "SELECT chain_hash FROM archive WHERE archive_seq = $1", self.tree.last_seq
+        )
+        head = TreeHead(self.tree.size, self.tree.root(), chained or await chain_head(conn))
         checkpoint = sign(head, self.key)
         await conn.execute(
             "INSERT INTO checkpoints (tree_size, root_hash, chain_hash, signature, key_id,"
-            " event_id, frontier, last_seq)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT max(archive_seq) FROM archive))"
+            " event_id, frontier, last_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             " ON CONFLICT (tree_size) DO NOTHING",
             head.tree_size,
             head.root_hash,
@@ -153,6 +157,7 @@ class Checkpointer:
             checkpoint.key_id,
             checkpoint_event_id(head.tree_size, head.root_hash),
             self.tree.peaks,
+            self.tree.last_seq,
         )
         log.info("checkpoint recorded", extra={"tree_size": head.tree_size})
         return checkpoint
@@ -185,7 +190,7 @@ class Checkpointer:
         return len(rows)
 
 
-async def _resume(conn: asyncpg.Connection) -> tuple[Frontier, int]:
+async def _resume(conn: asyncpg.Connection) -> tuple[ArchiveTree, int]:
     """The tree as of the latest checkpoint with a stored frontier, and the archive_seq it
     covers up to; an empty tree and 0 when there is none to trust.
 
@@ -200,9 +205,10 @@ async def _resume(conn: asyncpg.Connection) -> tuple[Frontier, int]:
         " WHERE c.frontier IS NOT NULL ORDER BY c.tree_size DESC LIMIT 1"
     )
     if r is None:
-        return Frontier(), 0
+        return ArchiveTree(), 0
+    tree: ArchiveTree | None
     try:
-        tree = Frontier.resume(r["tree_size"], r["frontier"])
+        tree = ArchiveTree.resume(r["tree_size"], r["frontier"])
     except ValueError:
         tree = None
     if tree is None or tree.root() != r["root_hash"] or r["row_chain"] != r["chain_hash"]:
@@ -210,8 +216,9 @@ async def _resume(conn: asyncpg.Connection) -> tuple[Frontier, int]:
             "stored frontier does not match its checkpoint; rebuilding the tree from every row",
             extra={"tree_size": r["tree_size"]},
         )
-        return Frontier(), 0
-    return tree, int(r["last_seq"])
+        return ArchiveTree(), 0
+    tree.last_seq = int(r["last_seq"])
+    return tree, tree.last_seq
 
 
 async def _recompute(conn: asyncpg.Connection, archive_seq: int) -> bytes:

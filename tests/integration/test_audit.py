@@ -469,3 +469,37 @@ async def test_the_ledger_resumes_its_tree_from_the_latest_checkpoint(
     await copy.execute("UPDATE checkpoints SET frontier = frontier[1:0]")  # unusable: rebuild
     rebuilt = await Checkpointer.load(copy, key, 20, 60)
     assert rebuilt.tree.root() == root([leaf_hash(c) for c in await contents()]) != signed
+
+
+async def test_rows_another_ledger_archived_between_batches_are_in_the_tree(
+    db: asyncpg.Connection,
+) -> None:
+    """Two ledgers overlapping (a deploy): each takes the other's rows into its tree, in
+    archive order, so what it signs is the archive and a restart resumes from the truth."""
+    from services.audit.merkle import leaf_hash, root
+    from services.ledger.archive import archive_batch, prepare
+    from services.ledger.checkpoints import Checkpointer
+    from services.platform.kafka import Record
+
+    def record(offset: int) -> Record:
+        return Record(
+            "clock.ticks", 0, offset, b"z", b"{}", (("event_id", str(uuid.uuid4()).encode()),)
+        )
+
+    key = Ed25519PrivateKey.generate()
+    await prepare(db)
+    ours = await Checkpointer.load(db, key, 1000, 60)
+    await archive_batch(db, [record(i) for i in range(5)], ours.tree)
+    await archive_batch(db, [record(i) for i in range(5, 10)])  # the other ledger's batch
+    await archive_batch(db, [record(i) for i in range(10, 15)], ours.tree)
+
+    hashes = [r[0] for r in await db.fetch("SELECT content_hash FROM archive ORDER BY archive_seq")]
+    assert (ours.tree.size, ours.tree.root()) == (15, root([leaf_hash(h) for h in hashes]))
+    assert await ours.record(db) is not None
+    stored = await db.fetchrow("SELECT tree_size, last_seq FROM checkpoints")
+    assert stored["last_seq"] == await db.fetchval("SELECT max(archive_seq) FROM archive")
+
+    resumed = await Checkpointer.load(db, key, 1000, 60)
+    assert (resumed.tree.size, resumed.tree.root()) == (ours.tree.size, ours.tree.root())
+    finding, summary = await verify_archive(db, key.public_key())
+    assert finding is None and summary.events == 15

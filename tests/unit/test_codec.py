@@ -43,6 +43,14 @@ def test_an_envelope_survives_encode_and_decode_with_chinese_text() -> None:
             b'{"event_type": "PostingRefused", "schema_version": 9, "payload": {}}',
             "newer than this",
         ),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (
+            b'{"event_type": "PostingRefused", "schema_version": 2, "payload": {"x": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}}",
+            "nested too deeply",
+        ),
     ],
 )
 def test_undecodable_messages_say_why(raw: bytes, reason: str) -> None:
@@ -124,3 +132,19 @@ def test_a_stored_v1_refusal_loads_as_v2() -> None:
         },
     }
     assert decode(json.dumps(v1).encode()).payload == decode(json.dumps(v2).encode()).payload
+
+
+@pytest.mark.parametrize("version", ['"{}"', "{}.0", "true"])
+def test_a_version_that_is_not_an_integer_is_refused_with_or_without_the_hint(
+    version: str,
+) -> None:
+    env = f.envelope(need_posted())
+    assert env.schema_version == 1  # so that `true` would pass for it if it were taken as 1
+    raw = encode(env)
+    current = f'"schema_version":{env.schema_version}'.encode()
+    assert current in raw
+    bad = raw.replace(current, f'"schema_version":{version.format(env.schema_version)}'.encode())
+    with pytest.raises(DecodeError, match="schema_version"):
+        decode(bad)
+    with pytest.raises(DecodeError, match="schema_version"):
+        decode(bad, env.event_type)
