@@ -4,8 +4,9 @@ faust's `Stream.take_events(max_, within)` wakes every `within` seconds whether 
 arrived: with the 2 ms window the agents use, each idle faust process spent about a tenth of a
 core waking up, 500 times a second, to find nothing. `take_batches` is the same buffering with
 one change: it sleeps until the first event of a batch arrives, then gathers for at most
-`within` (or until `max_` events) and yields. Acks are as in faust's: an event is acked only
-after the batch it belongs to has been handled, which is what at-least-once needs.
+`within` (or until `max_` events) and yields. An event is acked only after the batch it
+belongs to has been handled, which is what at-least-once needs; unlike faust's, a batch whose
+handling raised is not acked at all, so its offsets are not committed and it is read again.
 
 It uses the same stream hooks as faust's own `take_events` in faust-streaming 0.15 (the newest
 the project allows): a processor that fills the buffer while the stream is consumed passively,
@@ -62,12 +63,15 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             if not buffer:
                 continue
             consuming = stream.loop.create_future()
+            handled = False
             try:
                 yield list(events)
+                handled = True
             finally:
                 buffer.clear()
-                for event in events:
-                    await stream.ack(event)
+                if handled:  # a batch whose handling raised stays unacked: read again
+                    for event in events:
+                        await stream.ack(event)
                 events.clear()
                 notify(consuming)
                 arrived.clear()
