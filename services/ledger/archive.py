@@ -22,7 +22,7 @@ from services.audit.chain import GENESIS, ArchivedRow, chain, content_hash
 from services.audit.merkle import Frontier, leaf_hash
 from services.ledger.batch_projection import project_batch
 from services.ledger.sequences import Seen, is_sequenced, record_sequences
-from services.platform.kafka import EVENT_TYPE_HEADER, Record
+from services.platform.kafka import Record
 
 CONSUMER = "ledger"
 
@@ -55,13 +55,6 @@ def archive_id(record: Record) -> uuid.UUID:
         return record.event_id
     digest = hashlib.sha256((record.key or b"") + b"\x00" + record.value).hexdigest()
     return uuid.uuid5(NAMESPACE, f"undecodable/{record.topic}/{digest}")
-
-
-def _header(record: Record, name: str) -> str | None:
-    for key, value in record.headers:
-        if key == name:
-            return value.decode("utf-8", "replace")
-    return None
 
 
 def _decoded(record: Record) -> Envelope[Message] | None:
@@ -100,7 +93,7 @@ async def archive_batch(
             rec.key,
             rec.value,
             headers,
-            env.event_type if env else (_header(rec, EVENT_TYPE_HEADER) or "Undecodable"),
+            env.event_type if env else (rec.event_type or "Undecodable"),
             env.stream_id if env else None,
             env.stream_seq if env else None,
             env.recorded_at if env else None,
@@ -155,7 +148,8 @@ async def archive_batch(
         new = sorted(inserted, key=lambda r: r["archive_seq"])
         if [(r["topic"], r["event_id"]) for r in new] != [(rows[o][2], rows[o][1]) for o in fresh]:
             raise RuntimeError("archive_seq order differs from the hash chain's order")
-        if tree is not None and new:  # rows another writer archived since: leaves before ours
+        if tree is not None and new and new[0]["archive_seq"] != tree.last_seq + 1:
+            # a gap: rows another writer archived since (or a sequence gap): leaves before ours
             contents = [*await _rows_between(conn, tree.last_seq, new[0]["archive_seq"]), *contents]
         first = await conn.fetch(  # an event seen before on another topic is projected once
             "INSERT INTO projected_events (event_id, archive_seq)"

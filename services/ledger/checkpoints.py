@@ -26,13 +26,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.checkpoints import CheckpointRecorded
 from schemas.codec import encode
-from schemas.envelope import NAMESPACE, SYSTEM_ACTOR, Envelope
+from schemas.envelope import NAMESPACE, SYSTEM_ACTOR, Envelope, originate
 from schemas.message import Message
 from schemas.topics import LEDGER_CHECKPOINTS
 from services.audit.chain import ArchivedRow, content_hash
 from services.audit.checkpoint import ORIGIN, Checkpoint, TreeHead, sign
 from services.audit.merkle import leaf_hash
-from services.ledger.archive import ROW_COLUMNS, ArchiveTree, chain_head, row_of
+from services.ledger.archive import ROW_COLUMNS, ArchiveTree, row_of
 from services.platform.kafka import Record, headers_for
 
 log = logging.getLogger(__name__)
@@ -58,17 +58,13 @@ def checkpoint_envelope(
         key_id=checkpoint.key_id.hex(),
         signature=checkpoint.signature.hex(),
     )
-    return Envelope[Message](
+    return originate(
+        payload,
         event_id=event_id,
-        event_type=payload.TYPE,
-        schema_version=payload.VERSION,
+        at=at,
+        actor=SYSTEM_ACTOR,
         stream_id="checkpoints:ledger",
         stream_seq=head.tree_size,
-        occurred_at=at,
-        recorded_at=at,
-        actor=SYSTEM_ACTOR,
-        correlation_id=event_id,
-        payload=payload,
     )
 
 
@@ -144,7 +140,9 @@ class Checkpointer:
         chained = await conn.fetchval(
             "SELECT chain_hash FROM archive WHERE archive_seq = $1", self.tree.last_seq
         )
-        head = TreeHead(self.tree.size, self.tree.root(), chained or await chain_head(conn))
+        if chained is None:
+            raise RuntimeError(f"archive row {self.tree.last_seq} has no chain hash")
+        head = TreeHead(self.tree.size, self.tree.root(), chained)
         checkpoint = sign(head, self.key)
         await conn.execute(
             "INSERT INTO checkpoints (tree_size, root_hash, chain_hash, signature, key_id,"

@@ -19,7 +19,7 @@ import pytest
 
 from schemas.codec import encode
 from schemas.common import Role
-from schemas.envelope import Actor, Envelope
+from schemas.envelope import Actor, Envelope, originate
 from schemas.messages import (
     DonationReceived,
     DonationRefunded,
@@ -71,18 +71,9 @@ class Log:
         n = seq if seq is not None else self.seq.get(stream, 0) + 1
         self.seq[stream] = max(n, self.seq.get(stream, 0))
         at = T0 + timedelta(minutes=len(self.envs))
-        eid = uuid.uuid4()
-        env = Envelope[Message](
-            event_id=eid,
-            event_type=payload.TYPE,
-            schema_version=payload.VERSION,
-            stream_id=stream,
-            stream_seq=n,
-            occurred_at=at,
-            recorded_at=at,
-            actor=Actor(org_id=str(org), role=role),
-            correlation_id=eid,
-            payload=payload,
+        actor = Actor(org_id=str(org), role=role)
+        env = originate(
+            payload, event_id=uuid.uuid4(), at=at, actor=actor, stream_id=stream, stream_seq=n
         )
         self.envs.append(env)
         return env
