@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     archive_lag_seconds: float = 15.0
     """/healthz fails while a posting accepted longer ago than this is not yet archived."""
 
+    decision_lag_seconds: float = 30.0
+    """/healthz fails while a posting accepted longer ago than this is not yet decided (accepted
+    or refused, and that decision archived): the bound the exchange states for "every 202 is
+    decided". Generous against a busy 2-core machine, tight against a decision that never comes."""
+
     tick_seconds: float = 5.0
     """How often the matcher's clock writes a tick to clock.ticks (0: no ticks). Ticks are
     what expire proposals and needs; they are inputs on the log, never clock reads."""

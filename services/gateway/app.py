@@ -108,7 +108,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def healthz(request: Request) -> JSONResponse:
         """200 only when every service is running, ready and the archive is keeping up."""
         report = await health.check(
-            request.app.state.pool, settings.stale_after_seconds, settings.archive_lag_seconds
+            request.app.state.pool,
+            settings.stale_after_seconds,
+            settings.archive_lag_seconds,
+            settings.decision_lag_seconds,
         )
         return JSONResponse(status_code=200 if report["ok"] else 503, content=report)
 
@@ -117,7 +120,10 @@ def create_app(settings: Settings) -> FastAPI:
         """Prometheus text format: postings, outbox and archive backlog, service readiness."""
         pool = request.app.state.pool
         report = await health.check(
-            pool, settings.stale_after_seconds, settings.archive_lag_seconds
+            pool,
+            settings.stale_after_seconds,
+            settings.archive_lag_seconds,
+            settings.decision_lag_seconds,
         )
         unpublished = await pool.fetchval(
             "SELECT count(*) FROM postings WHERE published_at IS NULL"
@@ -134,6 +140,8 @@ def create_app(settings: Settings) -> FastAPI:
             f"exchange_outbox_unpublished {unpublished}",
             "# TYPE exchange_postings_not_archived gauge",
             f"exchange_postings_not_archived {report['postings_not_yet_archived']}",
+            "# TYPE exchange_postings_not_decided gauge",
+            f"exchange_postings_not_decided {report['postings_not_yet_decided']}",
             "# TYPE exchange_archive_seq gauge",
             f"exchange_archive_seq {archived}",
             "# TYPE exchange_service_ready gauge",

@@ -9,9 +9,12 @@ import asyncpg
 from services import SERVICES, group_of
 
 
-async def check(pool: asyncpg.Pool, stale_after: float, archive_lag: float) -> dict[str, Any]:
-    """A report with `ok` true only when every service beat recently and said it is ready, and
-    no posting accepted more than `archive_lag` seconds ago is still missing from the archive."""
+async def check(
+    pool: asyncpg.Pool, stale_after: float, archive_lag: float, decision_lag: float
+) -> dict[str, Any]:
+    """A report with `ok` true only when every service beat recently and said it is ready, no
+    posting accepted more than `archive_lag` seconds ago is still missing from the archive, and
+    none accepted more than `decision_lag` seconds ago is still undecided."""
     rows = await pool.fetch(
         "SELECT service, pid, ready, extract(epoch FROM now() - beat_at) AS age, details"
         " FROM service_heartbeats"
@@ -43,10 +46,16 @@ async def check(pool: asyncpg.Pool, stale_after: float, archive_lag: float) -> d
         " AND accepted_at < now() - make_interval(secs => $1)",
         archive_lag,
     )
-    ok = all(needed) and lagging == 0
+    undecided = await pool.fetchval(
+        "SELECT count(*) FROM postings WHERE decided_at IS NULL"
+        " AND accepted_at < now() - make_interval(secs => $1)",
+        decision_lag,
+    )
+    ok = all(needed) and lagging == 0 and undecided == 0
     return {
         "ok": ok,
         "services": services,
         "groups": groups,
         "postings_not_yet_archived": lagging,
+        "postings_not_yet_decided": undecided,
     }

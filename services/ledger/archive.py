@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from schemas.codec import DecodeError, decode
-from schemas.envelope import NAMESPACE, Envelope
-from schemas.messages import Message
+from schemas.envelope import NAMESPACE, Envelope, derive_id
+from schemas.messages import COMMANDS, Message
 from services.audit.chain import GENESIS, ArchivedRow, chain, content_hash
 from services.audit.merkle import Frontier, leaf_hash
 from services.ledger.batch_projection import project_batch
@@ -185,12 +185,47 @@ async def archive_batch(
             " WHERE posting_id = ANY($1::uuid[]) AND archived_at IS NULL",
             [r[1] for r in rows],
         )
+        await mark_decided(
+            conn, [r[1] for r in rows], [envelopes.get(r["event_id"]) for r in order]
+        )
         await save_positions(conn, records)
     if tree is not None:
         tree.extend(leaf_hash(c) for c in contents)
         if new:
             tree.last_seq = new[-1]["archive_seq"]
     return len(new)
+
+
+COMMAND_TYPES = [c.TYPE for c in COMMANDS]
+
+
+async def mark_decided(
+    conn: asyncpg.Connection,
+    archived: Sequence[uuid.UUID],
+    first_seen: Sequence[Envelope[Message] | None],
+) -> None:
+    """Record, on the outbox rows, that their postings are decided: a command when the event
+    that decides it (id `derive_id(posting, "decided")`, accepted or refused) is archived; a
+    posting that is itself a fact (an organisation registered) when it is archived."""
+    decided = [
+        env.causation_id
+        for env in first_seen
+        if env is not None
+        and env.causation_id is not None
+        and env.event_id == derive_id(env.causation_id, "decided")
+    ]
+    if decided:
+        await conn.execute(
+            "UPDATE postings SET decided_at = now()"
+            " WHERE posting_id = ANY($1::uuid[]) AND decided_at IS NULL",
+            decided,
+        )
+    await conn.execute(
+        "UPDATE postings SET decided_at = now() WHERE posting_id = ANY($1::uuid[])"
+        " AND decided_at IS NULL AND NOT (event_type = ANY($2::text[]))",
+        list(archived),
+        COMMAND_TYPES,
+    )
 
 
 async def _rows_between(conn: asyncpg.Connection, after: int, before: int) -> list[bytes]:

@@ -3,12 +3,21 @@ one member is, since the others' partitions move to it."""
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import pytest
 
+from schemas.codec import encode
+from schemas.messages import NeedPosted, PostNeed
+from schemas.specs import NeedSpec
 from services import SERVICES
+from services.domain.outputs import derived
 from services.gateway.health import check
+from services.ledger.archive import archive_batch, prepare
 from services.platform.db import connect_pool
+from services.platform.kafka import Record, headers_for
+from tests import factories as f
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +42,71 @@ async def test_one_live_worker_keeps_the_matcher_group_up(
     await beat(db, "matcher-1", True, 120)  # killed long ago
     pool = await connect_pool(database_url, max_size=1)
     try:
-        report = await check(pool, stale_after=10, archive_lag=15)
+        report = await check(pool, stale_after=10, archive_lag=15, decision_lag=30)
         assert report["ok"] and report["groups"] == {"matcher": True}
         assert not report["services"]["matcher-1"]["ok"], "the dead member is still reported"
 
         await beat(db, "matcher-2", False, 0)  # the last member is not ready
-        assert not (await check(pool, stale_after=10, archive_lag=15))["ok"]
+        assert not (await check(pool, stale_after=10, archive_lag=15, decision_lag=30))["ok"]
 
         await beat(db, "matcher-7", True, 0)  # a worker started under another name
-        assert (await check(pool, stale_after=10, archive_lag=15))["ok"]
+        assert (await check(pool, stale_after=10, archive_lag=15, decision_lag=30))["ok"]
 
         await beat(db, "ledger", True, 60)  # a singleton silent: down, whatever the group
-        assert not (await check(pool, stale_after=10, archive_lag=15))["ok"]
+        assert not (await check(pool, stale_after=10, archive_lag=15, decision_lag=30))["ok"]
+    finally:
+        await pool.close()
+
+
+def record(topic: str, offset: int, env: object) -> Record:
+    """A consumed record as the ledger sees it."""
+    from schemas.envelope import Envelope
+
+    assert isinstance(env, Envelope)
+    return Record(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        key=b"k",
+        value=encode(env),
+        headers=tuple(headers_for(env.event_id, env.event_type)),
+    )
+
+
+async def test_an_archived_but_undecided_posting_turns_health_red_until_it_is_decided(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    """Kept is not the promise; decided is. A posting archived on its postings topic whose
+    decision never comes (a matcher that skipped its input) must show on /healthz, and the
+    decision's arrival in the archive must clear it."""
+    for name in SERVICES:
+        await beat(db, name, True, 0)
+    spec = NeedSpec.model_validate(f.volunteer_need(title="送餐"))
+    posting = f.envelope(PostNeed(need_id=uuid.uuid4(), need=spec))
+    await db.execute(
+        "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id,"
+        " request_hash, response, accepted_at) VALUES ($1, 'needs.postings', 'k', $2,"
+        " 'PostNeed', 'o', 'h', '{}', now() - interval '2 minutes')",
+        posting.event_id,
+        encode(posting),
+    )
+    await prepare(db)
+    await archive_batch(db, [record("needs.postings", 0, posting)])
+    pool = await connect_pool(database_url, max_size=1)
+    try:
+        report = await check(pool, stale_after=10, archive_lag=15, decision_lag=30)
+        assert report["postings_not_yet_archived"] == 0
+        assert report["postings_not_yet_decided"] == 1 and not report["ok"]
+
+        decision = derived(
+            posting,
+            NeedPosted(need_id=posting.payload.need_id, need=spec),
+            label="decided",
+            stream_id=f"need:{posting.payload.need_id}",
+            stream_seq=1,
+        )
+        await archive_batch(db, [record("needs.events", 0, decision)])
+        report = await check(pool, stale_after=10, archive_lag=15, decision_lag=30)
+        assert report["postings_not_yet_decided"] == 0 and report["ok"]
     finally:
         await pool.close()
