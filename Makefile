@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test unit integration e2e lint typecheck check bench clean venv
+
+.PHONY: run test unit integration e2e faults lint typecheck check bench clean venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e -q
+
+## The fault suite alone: kills, stalls, restarts and a full disk under a steady load.
+faults: $(STAMP)
+	$(BIN)/python -m pytest tests/faults -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check services schemas tests bench

@@ -42,9 +42,10 @@ def wait_for(
 class Exchange:
     """One `exchange up` process tree on its own var dir and ports."""
 
-    def __init__(self, var_dir: Path, demo: bool = False) -> None:
+    def __init__(self, var_dir: Path, demo: bool = False, http_port: int | None = None) -> None:
         self.var_dir = var_dir
         self.demo = demo
+        self.http_port = http_port
         self.process: subprocess.Popen[bytes] | None = None
         self.output = var_dir / "supervisor.out"
 
@@ -58,6 +59,8 @@ class Exchange:
         env.update({"EXCHANGE_VAR_DIR": str(self.var_dir), "PYTHONUNBUFFERED": "1"})
         # its own port: another exchange on this machine may hold the default 8000, and a
         # test that stops this one must not find the other answering there
+        if self.http_port is not None:  # a restart keeps its address, as clients expect
+            env["EXCHANGE_HTTP_PORT"] = str(self.http_port)
         env.setdefault("EXCHANGE_HTTP_PORT", str(free_port()))
         state = self.var_dir / "run" / "exchange.json"
         state.unlink(missing_ok=True)

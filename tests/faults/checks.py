@@ -1,0 +1,203 @@
+"""What the fault suite holds the exchange to after every fault.
+
+- Every posting it acknowledged is archived once and decided once (accepted or refused), within
+  a bound, and so is every posting it merely committed (a client that timed out is owed the
+  same).
+- The auditor's tools agree: `audit verify`, `invariants`, `sequences` and `replay` all pass.
+- `/healthz` was never green while an acknowledged posting had been undecided for longer than
+  the exchange's stated bound (watched by `HealthWatch` during the whole fault).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+from schemas.envelope import derive_id
+from tests.e2e.harness import Exchange, wait_for
+from tests.faults.load import MixedLoad
+
+DECISION_BOUND = 30.0
+"""The bound /healthz states for "every 202 is decided" (EXCHANGE_DECISION_LAG_SECONDS)."""
+WATCH_SLACK = 10.0
+"""Leeway for the watcher's own view: it reads the database a moment after /healthz answered."""
+
+
+async def _undecided(dsn: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The postings among `ids` with no decision archived and no refusal recorded."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        decisions = [derive_id(i, "decided") for i in ids]
+        done = {
+            r["event_id"]
+            for r in await conn.fetch(
+                "SELECT event_id FROM projected_events WHERE event_id = ANY($1::uuid[])",
+                decisions,
+            )
+        }
+        refused = {
+            r["posting_id"]
+            for r in await conn.fetch(
+                "SELECT posting_id FROM rm_refusals WHERE posting_id = ANY($1::uuid[])", ids
+            )
+        }
+        return [
+            i for i, d in zip(ids, decisions, strict=True) if d not in done and i not in refused
+        ]
+    finally:
+        await conn.close()
+
+
+class HealthWatch:
+    """Polls /healthz through a fault; whenever it is green, checks that no acknowledged
+    posting has been undecided longer than the stated bound. A green light over a lost or
+    stuck decision is the failure the operator cannot see, so the suite looks for it."""
+
+    def __init__(self, ex: Exchange, load: MixedLoad) -> None:
+        self.ex = ex
+        self.load = load
+        self.violations: list[str] = []
+        self.green = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health-watch", daemon=True)
+
+    def __enter__(self) -> HealthWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                state = self.ex.state
+                r = httpx.get(f"{state['http_url']}/healthz", timeout=3)
+            except (httpx.HTTPError, OSError, ValueError, KeyError):
+                continue
+            if r.status_code != 200:
+                continue
+            self.green += 1
+            old = [
+                a.posting_id
+                for a in list(self.load.acked)
+                if time.monotonic() - a.at > DECISION_BOUND + WATCH_SLACK
+            ]
+            if not old:
+                continue
+            try:
+                stuck = asyncio.run(_undecided(state["database_url"], old))
+            except (OSError, asyncpg.PostgresError):
+                continue
+            if stuck:
+                self.violations.append(
+                    f"/healthz green while {len(stuck)} acknowledged postings were undecided "
+                    f"for over {DECISION_BOUND:.0f}s (e.g. {stuck[0]})"
+                )
+
+
+@dataclass
+class Verdict:
+    """What one fault did: how long until healthy again, and every broken promise."""
+
+    fault: str
+    healthy_after: float
+    acknowledged: int
+    problems: list[str] = field(default_factory=list)
+
+
+def audit(ex: Exchange, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `exchange audit ARGS` against the running exchange, as an auditor would."""
+    env = {**os.environ, "EXCHANGE_VAR_DIR": str(ex.var_dir)}
+    env.pop("DATABASE_URL", None)
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "audit", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+async def _facts(dsn: str, ids: list[uuid.UUID]) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {
+            "stored": await conn.fetchval(
+                "SELECT count(*) FROM postings WHERE posting_id = ANY($1::uuid[])", ids
+            ),
+            "archived": await conn.fetchval(
+                "SELECT count(DISTINCT event_id) FROM archive WHERE event_id = ANY($1::uuid[])",
+                ids,
+            ),
+            "twice_refused": await conn.fetchval(
+                "SELECT count(*) FROM (SELECT posting_id FROM rm_refusals"
+                " WHERE posting_id = ANY($1::uuid[]) GROUP BY 1 HAVING count(*) > 1) t",
+                ids,
+            ),
+            "committed_undecided": [
+                r["posting_id"]
+                for r in await conn.fetch(
+                    "SELECT posting_id FROM postings WHERE decided_at IS NULL"
+                )
+            ],
+        }
+    finally:
+        await conn.close()
+
+
+def settle_and_check(
+    ex: Exchange, load: MixedLoad, fault: str, fault_ended: float, within: float = 180
+) -> Verdict:
+    """After a fault: wait for health, then for every acknowledged posting to be decided, and
+    hold the exchange to each promise. Returns the verdict; the caller asserts on it."""
+    load.stop()
+    ex.wait_healthy(timeout=within)
+    verdict = Verdict(fault, time.monotonic() - fault_ended, len(load.acked))
+    dsn = ex.state["database_url"]
+    ids = [a.posting_id for a in load.acked]
+    try:
+        wait_for(
+            "every acknowledged posting to be decided",
+            lambda: not asyncio.run(_undecided(dsn, ids)),
+            timeout=within,
+            interval=1.0,
+        )
+    except AssertionError:
+        stuck = asyncio.run(_undecided(dsn, ids))
+        kinds = sorted({a.kind for a in load.acked if a.posting_id in set(stuck)})
+        verdict.problems.append(f"{len(stuck)} acknowledged postings never decided ({kinds})")
+    got = asyncio.run(_facts(dsn, ids))
+    if got["stored"] != len(set(ids)):
+        verdict.problems.append(f"{len(set(ids)) - got['stored']} acknowledged postings lost")
+    if len(ids) != len(set(ids)):
+        verdict.problems.append("one posting acknowledged twice under two ids")
+    if got["archived"] != len(set(ids)):
+        verdict.problems.append(f"{len(set(ids)) - got['archived']} postings never archived")
+    if got["twice_refused"]:
+        verdict.problems.append(f"{got['twice_refused']} postings refused twice")
+    if got["committed_undecided"]:
+        verdict.problems.append(
+            f"{len(got['committed_undecided'])} committed postings undecided "
+            f"(e.g. {got['committed_undecided'][0]})"
+        )
+    for args in (("verify",), ("invariants",), ("sequences",), ("replay",)):
+        result = audit(ex, *args)
+        if result.returncode != 0:
+            tail = (result.stdout + result.stderr).strip().splitlines()[-8:]
+            verdict.problems.append(
+                f"audit {args[0]} exited {result.returncode}: " + " | ".join(tail)
+            )
+    return verdict

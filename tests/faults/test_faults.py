@@ -1,0 +1,252 @@
+"""The faults an operator meets, one kind per test, each under a steady mixed load.
+
+After each fault the exchange must be healthy again by itself, and `checks.settle_and_check`
+holds it to every promise: nothing acknowledged lost, doubled or left undecided, the auditor's
+tools clean, `/healthz` never green over a stuck decision. Each verdict (with the time the
+exchange took to be healthy again) is printed and appended to `fault-verdicts.jsonl` in the
+suite's temporary folder, the figures docs/operations.md quotes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from services import SERVICES
+from tests.e2e.harness import Exchange, _alive, wait_for
+from tests.faults.checks import HealthWatch, Verdict, settle_and_check
+from tests.faults.conftest import Shared
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
+
+STALL_SECONDS = 6.0
+"""How long a SIGSTOPped process stays stopped: longer than a heartbeat's staleness would be
+too slow for a suite of many; long enough for timeouts, lag and back-pressure to show."""
+
+
+def signal_pid(pid: int, sig: signal.Signals) -> None:
+    """Send `sig`; a process already gone is no error (a fault can race a restart)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def service_pid(ex: Exchange, name: str) -> int:
+    """The running process of one service, as the supervisor recorded it."""
+    return int(ex.state["services"][name])
+
+
+def wait_replaced(ex: Exchange, what: str, read: Callable[[], int | None], old: int) -> None:
+    """Wait until the supervisor runs a new process in place of `old`."""
+
+    def replaced() -> bool:
+        pid = read()
+        return pid is not None and pid != old and _alive(pid)
+
+    wait_for(f"{what} to be restarted", replaced, timeout=120, interval=0.25)
+
+
+def stall(pid: int, seconds: float = STALL_SECONDS) -> None:
+    """SIGSTOP a process for `seconds` (the fault's length, not a synchronisation), then SIGCONT."""
+    signal_pid(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        signal_pid(pid, signal.SIGCONT)
+
+
+def under_load(shared: Shared, seed: int, fault: str, inject: Callable[[], None]) -> Verdict:
+    """Drive the load, inject the fault once some postings are acknowledged, keep the load on
+    for a while after, then settle and check. Records the verdict and asserts it is clean."""
+    shared.ensure_running()
+    shared.ex.wait_healthy(timeout=240)
+    load = shared.load(seed).start()
+    try:
+        with HealthWatch(shared.ex, load) as watch:
+            wait_for("postings acknowledged before the fault", lambda: len(load.acked) >= 15)
+            inject()
+            ended = time.monotonic()
+            before = len(load.acked)
+            wait_for(
+                "postings acknowledged after the fault",
+                lambda: len(load.acked) >= before + 15,
+                timeout=240,
+                interval=0.25,
+            )
+            verdict = settle_and_check(shared.ex, load, fault, ended)
+        verdict.problems += watch.violations
+    finally:
+        load.close()
+    record(verdict, load.tally.answers)
+    assert not verdict.problems, f"{fault}: {verdict.problems}\n{shared.ex.diagnostics(lines=6)}"
+    return verdict
+
+
+def record(verdict: Verdict, answers: object) -> None:
+    """Print the verdict and keep it with the suite's artefacts."""
+    line = {**asdict(verdict), "answers": dict(answers)}  # type: ignore[call-overload]
+    print(f"\nFAULT {json.dumps(line, ensure_ascii=False)}")
+    out = Path(os.environ.get("EXCHANGE_FAULT_VERDICTS", "fault-verdicts.jsonl"))
+    with contextlib.suppress(OSError), out.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+# ---- services ----
+
+
+def test_sigkill_of_each_service_in_turn(shared: Shared) -> None:
+    def inject() -> None:
+        for name in SERVICES:
+            old = service_pid(shared.ex, name)
+            signal_pid(old, signal.SIGKILL)
+            wait_replaced(shared.ex, name, lambda n=name: service_pid(shared.ex, n), old)
+
+    under_load(shared, 11, "SIGKILL each service", inject)
+
+
+def test_sigstop_and_sigcont_of_each_service_in_turn(shared: Shared) -> None:
+    def inject() -> None:
+        for name in SERVICES:
+            stall(service_pid(shared.ex, name))
+
+    under_load(shared, 12, "SIGSTOP/SIGCONT each service", inject)
+
+
+# ---- the broker ----
+
+
+def broker_pid(ex: Exchange) -> int | None:
+    pid = ex.state.get("broker_pid")
+    return int(pid) if pid else None
+
+
+def test_sigkill_of_the_broker(shared: Shared) -> None:
+    def inject() -> None:
+        old = broker_pid(shared.ex)
+        assert old is not None, "the embedded broker runs in this suite"
+        signal_pid(old, signal.SIGKILL)
+        wait_replaced(shared.ex, "the broker", lambda: broker_pid(shared.ex), old)
+
+    under_load(shared, 21, "SIGKILL broker", inject)
+
+
+def test_sigstop_and_sigcont_of_the_broker(shared: Shared) -> None:
+    def inject() -> None:
+        pid = broker_pid(shared.ex)
+        assert pid is not None
+        stall(pid, 2 * STALL_SECONDS)
+
+    under_load(shared, 22, "SIGSTOP/SIGCONT broker", inject)
+
+
+# ---- PostgreSQL ----
+
+
+def postgres_pid(ex: Exchange) -> int | None:
+    pid = ex.state.get("postgres_pid")
+    return int(pid) if pid else None
+
+
+def test_sigkill_of_postgresql(shared: Shared) -> None:
+    def inject() -> None:
+        old = postgres_pid(shared.ex)
+        assert old is not None, "the embedded PostgreSQL runs in this suite"
+        signal_pid(old, signal.SIGKILL)
+        wait_replaced(shared.ex, "PostgreSQL", lambda: postgres_pid(shared.ex), old)
+
+    under_load(shared, 31, "SIGKILL PostgreSQL", inject)
+
+
+def test_sigstop_and_sigcont_of_postgresql(shared: Shared) -> None:
+    def inject() -> None:
+        pid = postgres_pid(shared.ex)
+        assert pid is not None
+        stall(pid, 2 * STALL_SECONDS)
+
+    under_load(shared, 32, "SIGSTOP/SIGCONT PostgreSQL", inject)
+
+
+# ---- the supervisor ----
+
+
+def test_sigstop_and_sigcont_of_the_supervisor_alone(shared: Shared) -> None:
+    def inject() -> None:
+        stall(int(shared.ex.state["supervisor_pid"]), 2 * STALL_SECONDS)
+
+    under_load(shared, 41, "SIGSTOP/SIGCONT supervisor", inject)
+
+
+def test_sigkill_of_the_supervisor_alone_then_start_again(shared: Shared) -> None:
+    """Its children must not live on as orphans beside the next `exchange up`."""
+
+    def inject() -> None:
+        old = shared.ex
+        children = [p for p in old.pids() if p != int(old.state["supervisor_pid"])]
+        signal_pid(int(old.state["supervisor_pid"]), signal.SIGKILL)
+        if old.process is not None:
+            old.process.wait(10)
+        for pid in children:
+            wait_for(f"child {pid} to die with its supervisor", lambda p=pid: not _alive(p), 60)
+        shared.restart()
+
+    under_load(shared, 42, "SIGKILL supervisor, start again", inject)
+
+
+# ---- restarts ----
+
+
+def test_restart_while_the_ledger_lags(shared: Shared) -> None:
+    """The ledger stalls under load while matchers snapshot ahead of the archive; then the
+    exchange is stopped and started, and the memory-only broker is restored from PostgreSQL."""
+
+    def inject() -> None:
+        ledger = service_pid(shared.ex, "ledger")
+        signal_pid(ledger, signal.SIGSTOP)
+        time.sleep(4 * STALL_SECONDS)  # the fault: a long stall under load
+        shared.ex.stop(timeout=120)  # Ctrl-C while the ledger is still stopped
+        signal_pid(ledger, signal.SIGCONT)
+        wait_for("the stalled ledger to be gone", lambda: not _alive(ledger), 60)
+        shared.restart()
+
+    under_load(shared, 51, "restart while the ledger lags", inject)
+
+
+# ---- the disk ----
+
+
+def fill(folder: Path) -> Path:
+    """Write a file until the filesystem is full; return it (deleting it frees the space)."""
+    filler = folder / "filler.bin"
+    chunk = b"\0" * (1 << 20)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while os.write(fd, chunk) > 0:  # unbuffered: nothing left to flush on close
+            pass
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_then_space_freed(shared: Shared) -> None:
+    if not shared.own_filesystem:
+        pytest.skip("cannot mount a small filesystem for the var dir here (needs root)")
+
+    def inject() -> None:
+        filler = fill(shared.mount)
+        try:
+            time.sleep(2 * STALL_SECONDS)  # the fault's length, under load
+        finally:
+            filler.unlink()
+
+    under_load(shared, 61, "full disk, then space freed", inject)
