@@ -46,6 +46,9 @@ class Run:
     """What a simulated run decided, and each partition's logged input."""
 
     decisions: list[Envelope[Message]] = field(default_factory=list)
+    archived: list[Envelope[Message]] = field(default_factory=list)
+    """Inputs and every decision (routed ones too) in an order the ledger could archive them
+    in: an input when it is fed, a decision when it is decided, so always after its cause."""
     logs: dict[int, list[Envelope[Message]]] = field(default_factory=lambda: defaultdict(list))
     outputs: dict[int, list[Envelope[Message]]] = field(default_factory=lambda: defaultdict(list))
 
@@ -79,6 +82,7 @@ def simulate(
         if inbox and (not busy or rng.random() < 0.4):
             event = inbox.popleft()
             last = max(last, event.recorded_at)
+            run.archived.append(event)
             feed(event)
             fed += 1
             if tick_every and fed % tick_every == 0:
@@ -92,6 +96,7 @@ def simulate(
         run.logs[n].append(event)
         d = decide(states[n], event)
         run.outputs[n].extend(d.out)
+        run.archived.extend(d.out)
         for out in d.out:
             if out.event_id in d.routes:
                 queues[d.routes[out.event_id]].append(out)

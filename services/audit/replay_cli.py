@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -138,11 +139,17 @@ def _cmd_invariants(settings: Settings, args: argparse.Namespace) -> int:
             bar.close()
         finally:
             await conn.close()
+        # The end of the log is judged now: a refund's over-reservation is a violation only
+        # once the matcher has had SETTLE to withdraw (services/audit/invariants.py).
+        now = datetime.now(UTC)
+        violations = checker.verdict(now)
         print(f"invariants: {checker.events} events checked")
-        for v in checker.violations[: args.show]:
+        for pending in checker.pending(now):
+            print(f"PENDING {pending}: awaiting the matcher's withdrawals")
+        for v in violations[: args.show]:
             print(f"VIOLATION {v}")
-        if checker.violations:
-            print(f"{len(checker.violations)} violations")
+        if violations:
+            print(f"{len(violations)} violations")
             return 1
         print("no fund over-spent, no need over-filled, no volunteer double-booked or over")
         print("their weekly limit, every money proposal within its fund's earmarks")

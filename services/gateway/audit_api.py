@@ -9,6 +9,7 @@ full replay (`exchange audit replay`) rebuilds every read model and is a command
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -38,8 +39,11 @@ async def invariants(request: Request, who: Caller, pool: Pool) -> dict[str, Any
             conn, batch=API_BATCH, checker=state.audit_checker,
             after=state.audit_checker.archive_seq,
         )  # fmt: skip
+        # judged now, not kept: a refund still pending becomes a violation only later
+        now = datetime.now(UTC)
+        violations, pending = checker.verdict(now), checker.pending(now)
     return {
-        "ok": not checker.violations,
+        "ok": not violations,
         "events_checked": checker.events,
         "as_of_archive_seq": checker.archive_seq,
         "violations": [
@@ -49,6 +53,9 @@ async def invariants(request: Request, who: Caller, pool: Pool) -> dict[str, Any
                 "detail": v.detail,
                 "events": [str(e) for e in v.events],
             }
-            for v in checker.violations
+            for v in violations
+        ],
+        "pending": [
+            {"fund": str(p.fund_id), "refund": str(p.refund), "detail": p.detail} for p in pending
         ],
     }

@@ -203,6 +203,40 @@ async def test_the_command_replays_from_the_archive_and_from_kafka_and_exits_by_
     assert f"DIFFERENT rm_matches ({match_id}) differs in status" in out
 
 
+def test_a_refund_the_matcher_answers_is_clean_for_the_command(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Case 6 through the services' own processors (intake, router, every matcher partition)
+    and the ledger's write path: two proposals hold all of a fund, part of the donation is
+    refunded, the fund's owner withdraws (or revokes a hold elsewhere). `exchange audit
+    invariants` exits 0: the over-reservation between the refund and the withdrawal is the
+    matcher's answer on its way, not an over-spend."""
+    from schemas.topics import MATCHER_INPUTS
+    from tests.unit.test_audit_invariants import refund_case_inputs
+
+    records = simulate(refund_case_inputs(MATCHER_INPUTS.partitions))
+    kinds = [r.event_type for r in records]
+    refunded = kinds.index("DonationRefunded")
+    assert kinds[:refunded].count("MatchProposed") == 2  # all 800,000 held, then the refund
+    assert "SupplyRevoked" in kinds[refunded:] and "MatchWithdrawn" in kinds[refunded:]
+
+    async def archive() -> None:
+        from services.platform.db import connect
+
+        conn = await connect(database_url)
+        try:
+            await prepare(conn)
+            await archive_batch(conn, records)
+        finally:
+            await conn.close()
+
+    asyncio.run(archive())
+
+    assert main_exit(["audit", "invariants", "--database-url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert "VIOLATION" not in out and "PENDING" not in out, out
+
+
 def test_the_command_exits_2_when_it_cannot_run() -> None:
     nowhere = "postgresql://nobody@127.0.0.1:1/nothing"
     assert main_exit(["audit", "replay", "--database-url", nowhere]) == 2
