@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import AwareDatetime
-
+from schemas.common import Moment
 from schemas.message import Message
 
 
@@ -14,4 +13,4 @@ class ClockTicked(Message):
     """It is now `at` for the processors that read this tick."""
 
     TYPE: ClassVar[str] = "ClockTicked"
-    at: AwareDatetime
+    at: Moment

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Self
 
@@ -45,6 +45,41 @@ is several times cheaper than asking `unicodedata` about each character, on ever
 def _no_control_chars(value: str) -> str:
     if CONTROL_CHARS.search(value):
         raise ValueError("must not contain control characters")
+    if INVISIBLE_CHARS.search(value):
+        raise ValueError(
+            "must not contain invisible formatting characters (zero-width, bidi controls, BOM),"
+            " lone surrogates or private-use characters"
+        )
+    return value
+
+
+INVISIBLE_CHARS = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"  # Unicode category Cf (format): invisible, yet it makes 鼓楼区
+    "\ud800-\udfff"  # Cs: lone surrogates, which UTF-8 (and so PostgreSQL and JSON) cannot carry
+    "\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd]"  # Co: private use
+)
+"""Characters refused in names and places: they are invisible or undefined, so a name carrying
+one looks like another name (鼓楼区 and 鼓楼区 + U+200B) while comparing different. Checked
+against `unicodedata` over every code point by the unit tests."""
+
+TEXT_FORBIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
+)
+"""Characters refused in free text: control characters other than tab and line breaks (NUL
+above all, which PostgreSQL's text and jsonb cannot hold), lone surrogates (not UTF-8), and the
+bidi overrides that make text read differently from what it says."""
+
+
+def _safe_text(value: str) -> str:
+    found = TEXT_FORBIDDEN.search(value)
+    if found:
+        raise ValueError(
+            f"must not contain the character U+{ord(found.group()):04X} (control characters,"
+            " lone surrogates and bidi overrides cannot be stored or shown faithfully)"
+        )
     return value
 
 
@@ -60,6 +95,7 @@ Description = Annotated[
     str,
     BeforeValidator(_nfc),
     StringConstraints(min_length=0, max_length=2000),
+    AfterValidator(_safe_text),
 ]
 """Free text shown to people: NFC, at most 2,000 characters."""
 
@@ -72,6 +108,22 @@ PlaceName = Annotated[
 """A district, street or community name such as 鼓楼区 or 江东街道."""
 
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _within_window(value: datetime) -> datetime:
+    # the year first: converting 9999-12-31T23:00-08:00 to UTC overflows Python's datetime
+    if not (EARLIEST.year <= value.year < LATEST.year) or not (EARLIEST <= value < LATEST):
+        raise ValueError("must be between 2000-01-01 and 2100-01-01 (UTC)")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_within_window)]
+"""A time with its offset, between 2000 and 2100: every date on the wire. Outside that window
+a date is a typo or an attack, and some (year 9999 west of UTC) cannot even be converted to
+UTC or stored by PostgreSQL."""
 
 MAX_AMOUNT_MINOR = 10**13
 """Largest single amount accepted, in minor units (one hundred billion yuan): a typo guard."""
@@ -178,8 +230,8 @@ class TimeWindow(Frozen):
 
     Half-open, so that two shifts that touch (10:00–12:00 and 12:00–14:00) do not overlap."""
 
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Moment
+    end: Moment
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

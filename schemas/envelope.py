@@ -10,9 +10,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, Field, SerializeAsAny
+from pydantic import BaseModel, Field, SerializeAsAny
 
-from schemas.common import Frozen, IdempotencyKey, Role
+from schemas.common import Frozen, IdempotencyKey, Moment, Role
 from schemas.message import Message
 
 NAMESPACE = uuid.UUID("8f5b0c1e-2d6a-5b8e-9c3f-4a1d7e6b2c90")
@@ -50,8 +50,8 @@ class Envelope(Frozen, Generic[PayloadT]):
     general path refuses)."""
     stream_id: Annotated[str, Field(min_length=1, max_length=120)]
     stream_seq: Annotated[int, Field(ge=0)]
-    occurred_at: AwareDatetime
-    recorded_at: AwareDatetime
+    occurred_at: Moment
+    recorded_at: Moment
     actor: Actor
     correlation_id: uuid.UUID
     causation_id: uuid.UUID | None = None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, ClassVar, Self
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from schemas.common import Description, Frozen, Money, TimeWindow, Urgency
+from schemas.common import Description, Frozen, Moment, Money, TimeWindow, Urgency
 from schemas.message import Message
 from schemas.specs import NeedSpec
 
@@ -37,7 +37,7 @@ class NeedAmendment(Frozen):
     """What a community may change while its need is open; at least one field is set."""
 
     urgency: Urgency | None = None
-    deadline: AwareDatetime | None = None
+    deadline: Moment | None = None
     shift: TimeWindow | None = None
     volunteers_needed: Annotated[int, Field(ge=1, le=500)] | None = None
     amount: Money | None = None
@@ -96,7 +96,7 @@ class NeedExpired(Message):
 
     TYPE: ClassVar[str] = "NeedExpired"
     need_id: uuid.UUID
-    deadline: AwareDatetime
+    deadline: Moment
 
 
 class NeedFulfilled(Message):

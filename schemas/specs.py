@@ -11,12 +11,14 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Self
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
 from schemas.common import (
+    MAX_AMOUNT_MINOR,
     Category,
     Description,
     Frozen,
+    Moment,
     Money,
     Name,
     NeedKind,
@@ -64,7 +66,7 @@ class NeedSpec(Frozen):
     category: Category
     place: Place
     urgency: Urgency = Urgency.NORMAL
-    deadline: AwareDatetime
+    deadline: Moment
     people_served: Annotated[int, Field(ge=0, le=100_000)] = 0
     # volunteer_hours
     shift: TimeWindow | None = None
@@ -89,6 +91,15 @@ class NeedSpec(Frozen):
             raise ValueError(f"a {self.kind.value} need must not carry {', '.join(sorted(extra))}")
         if self.shift is not None and self.shift.end > self.deadline:
             raise ValueError("shift must end by the deadline")
+        if (
+            self.unit_cost is not None
+            and self.quantity is not None
+            and self.unit_cost.amount_minor * self.quantity > MAX_AMOUNT_MINOR
+        ):
+            raise ValueError(
+                f"quantity × unit_cost must not exceed {MAX_AMOUNT_MINOR} minor units"
+                " (the largest amount the exchange carries)"
+            )
         return self
 
     @property
@@ -112,8 +123,8 @@ class FundSpec(Frozen):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "CNY"
     categories: Annotated[list[Category], Field(max_length=20)] = Field(default_factory=list)
     districts: Annotated[list[PlaceName], Field(max_length=20)] = Field(default_factory=list)
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: Moment | None = None
+    valid_until: Moment | None = None
     cap_per_need: Money | None = None
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from schemas.common import CONTROL_CHARS
+from schemas.common import CONTROL_CHARS, INVISIBLE_CHARS
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
 from tests import factories as f
 
@@ -37,9 +37,70 @@ def test_a_name_with_a_control_character_is_refused(bad: str) -> None:
     assert fields_of(exc.value) == {"title"}
 
 
-def test_format_characters_are_not_control_characters() -> None:
-    joined = "银发\u200d助餐\u00ad"  # zero-width joiner and soft hyphen: category Cf
-    assert NeedSpec.model_validate(f.volunteer_need(title=joined)).title == joined
+def test_the_invisible_character_scan_covers_every_format_surrogate_and_private_character() -> None:
+    """Every Cf, Cs and Co code point is refused in names; no visible character is."""
+    for c in map(chr, range(0x110000)):
+        category = unicodedata.category(c)
+        if category in ("Cf", "Cs", "Co"):
+            assert INVISIBLE_CHARS.search(c), f"U+{ord(c):04X} ({category}) is let through"
+        elif category[0] in "LNPSZM":
+            assert not INVISIBLE_CHARS.search(c), f"U+{ord(c):04X} ({category}) is refused"
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "鼓楼区\u200b",
+        "鼓\u200d楼区",
+        "\ufeff鼓楼区",
+        "鼓楼\u202e区",
+        "鼓楼区\u00ad",
+        "\ue000鼓楼区",
+    ],
+)
+def test_a_place_that_only_looks_like_another_is_refused(look_alike: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        NeedSpec.model_validate(f.volunteer_need(place={"district": look_alike}))
+    assert fields_of(exc.value) == {"place.district"}
+
+
+@pytest.mark.parametrize("bad", ["电话\u0000123", "\ud800", "a\udfffb", "看\u202e这里", "\x1b[31m"])
+def test_free_text_that_cannot_be_stored_or_shown_faithfully_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        NeedSpec.model_validate(f.volunteer_need(description=bad))
+    assert fields_of(exc.value) == {"description"}
+
+
+def test_free_text_keeps_line_breaks_tabs_and_emoji() -> None:
+    text = "第一行\n第二行\t缩进 👩\u200d🍳"
+    assert NeedSpec.model_validate(f.volunteer_need(description=text)).description == text
+
+
+@pytest.mark.parametrize(
+    "when", ["9999-12-31T23:00:00-08:00", "0001-01-01T00:00:00+08:00", "2100-01-01T00:00:00Z"]
+)
+def test_dates_outside_the_sane_window_are_refused(when: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        NeedSpec.model_validate(f.money_need(deadline=when))
+    assert fields_of(exc.value) == {"deadline"}
+    with pytest.raises(ValidationError) as exc:
+        PledgeSpec.model_validate(
+            f.pledge(availability=[{"start": "2026-12-05T10:00:00+08:00", "end": when}])
+        )
+    assert any(field.startswith("availability") for field in fields_of(exc.value))
+
+
+def test_goods_whose_cost_overflows_the_largest_amount_are_refused() -> None:
+    body = f.money_need(
+        kind="goods",
+        quantity=1_000_000,
+        unit="箱",
+        unit_cost={"amount_minor": 10_000_000_000_000, "currency": "CNY"},
+    )
+    del body["amount"]
+    with pytest.raises(ValidationError) as exc:
+        NeedSpec.model_validate(body)
+    assert "quantity × unit_cost" in str(exc.value)
 
 
 def test_names_are_normalised_to_nfc() -> None:
