@@ -241,18 +241,19 @@ async def match(pool: asyncpg.Pool, match_id: uuid.UUID) -> dict[str, Any] | Non
 async def posting(pool: asyncpg.Pool, posting_id: uuid.UUID) -> dict[str, Any] | None:
     """Where a posting stands: accepted by the gateway, then decided (or refused) downstream,
     with the archive sequence of the decision."""
+    # One statement, so one snapshot: a refusal and its decision are committed together, and
+    # two reads with a commit between them once answered "decided" for a refused posting.
     row = await pool.fetchrow(
         "SELECT p.posting_id, p.org_id, p.event_type, p.accepted_at, p.response, r.reason,"
-        " r.field FROM postings p LEFT JOIN rm_refusals r ON r.posting_id = p.posting_id"
+        " r.field, (SELECT e.archive_seq FROM projected_events e WHERE e.event_id = $2)"
+        " AS decided FROM postings p LEFT JOIN rm_refusals r ON r.posting_id = p.posting_id"
         " WHERE p.posting_id = $1",
         posting_id,
+        derive_id(posting_id, "decided"),
     )
     if row is None:
         return None
-    decided = await pool.fetchval(
-        "SELECT archive_seq FROM projected_events WHERE event_id = $1",
-        derive_id(posting_id, "decided"),
-    )
+    decided = row["decided"]
     status = "refused" if row["reason"] else ("decided" if decided else "pending")
     return {
         "posting_id": str(row["posting_id"]),
