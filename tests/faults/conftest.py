@@ -33,6 +33,7 @@ class Shared:
     own_filesystem: bool
     mount: Path
     port: int
+    verdicts: Path
 
     def load(self, seed: int) -> MixedLoad:
         """A fresh mixed load against the current exchange."""
@@ -80,6 +81,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
             own_filesystem=own,
             mount=mount,
             port=int(ex.url.rsplit(":", 1)[1]),
+            verdicts=tmp_path_factory.getbasetemp() / "fault-verdicts.jsonl",
         )
     except BaseException:
         ex.kill_tree()
@@ -87,6 +89,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     try:
         yield state
     finally:
+        print(f"\nfault verdicts: {state.verdicts}")
         try:
             state.ex.stop(timeout=90)
         finally:

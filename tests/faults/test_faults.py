@@ -3,8 +3,9 @@
 After each fault the exchange must be healthy again by itself, and `checks.settle_and_check`
 holds it to every promise: nothing acknowledged lost, doubled or left undecided, the auditor's
 tools clean, `/healthz` never green over a stuck decision. Each verdict (with the time the
-exchange took to be healthy again) is printed and appended to `fault-verdicts.jsonl` in the
-suite's temporary folder, the figures docs/operations.md quotes.
+exchange took to be healthy again) is printed and appended to `fault-verdicts.jsonl` in
+pytest's temporary folder (its path is printed at the end), the figures docs/operations.md
+quotes.
 """
 
 from __future__ import annotations
@@ -85,16 +86,15 @@ def under_load(shared: Shared, seed: int, fault: str, inject: Callable[[], None]
         verdict.problems += watch.violations
     finally:
         load.close()
-    record(verdict, load.tally.answers)
+    record(shared.verdicts, verdict, load.tally.answers)
     assert not verdict.problems, f"{fault}: {verdict.problems}\n{shared.ex.diagnostics(lines=6)}"
     return verdict
 
 
-def record(verdict: Verdict, answers: object) -> None:
+def record(out: Path, verdict: Verdict, answers: object) -> None:
     """Print the verdict and keep it with the suite's artefacts."""
     line = {**asdict(verdict), "answers": dict(answers)}  # type: ignore[call-overload]
     print(f"\nFAULT {json.dumps(line, ensure_ascii=False)}")
-    out = Path(os.environ.get("EXCHANGE_FAULT_VERDICTS", "fault-verdicts.jsonl"))
     with contextlib.suppress(OSError), out.open("a", encoding="utf-8") as file:
         file.write(json.dumps(line, ensure_ascii=False) + "\n")
 
