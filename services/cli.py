@@ -154,6 +154,38 @@ def _cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_orgs_token(settings: Settings, args: argparse.Namespace) -> int:
+    """`orgs rotate-token` and `orgs revoke`: one transaction, recorded in token_events."""
+    from services.identity import find_organisation, revoke_all, rotate_token
+    from services.platform.db import connect, migrate
+
+    async def act() -> tuple[str, str | int]:
+        dsn = _database(settings)
+        await migrate(dsn)  # token_events may be newer than the database
+        conn = await connect(dsn)
+        try:
+            org = await find_organisation(conn, args.org)
+            label = f"{org['kind']} {org['name']} ({org['org_id']})"
+            if args.orgs_command == "rotate-token":
+                return label, await rotate_token(conn, "organisation", org["org_id"], "operator")
+            return label, await revoke_all(conn, "organisation", org["org_id"], "operator")
+        finally:
+            await conn.close()
+
+    try:
+        label, outcome = asyncio.run(act())
+    except LookupError as exc:
+        print(f"refused: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if args.orgs_command == "rotate-token":
+        print(f"rotated: {label}; every earlier token stopped working")
+        print(f"token (shown once, keep it secret): {outcome}")
+    else:
+        print(f"revoked: {label}; {outcome} token(s) stopped working")
+        print("to let it act again: exchange orgs rotate-token")
+    return 0
+
+
 def _cmd_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
     from schemas.export import SchemaChanged, write
 
@@ -236,6 +268,14 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--street", help="e.g. 江东街道")
     create.set_defaults(func=_cmd_orgs_create)
     osub.add_parser("list", help="list organisations").set_defaults(func=_cmd_orgs_list)
+    rotate = osub.add_parser(
+        "rotate-token", help="issue an organisation a new token (printed once); old ones stop"
+    )
+    rotate.add_argument("org", metavar="NAME_OR_ID")
+    rotate.set_defaults(func=_cmd_orgs_token)
+    revoke = osub.add_parser("revoke", help="stop every token of an organisation at once")
+    revoke.add_argument("org", metavar="NAME_OR_ID")
+    revoke.set_defaults(func=_cmd_orgs_token)
 
     sub.add_parser("topics", help="print the topic registry").set_defaults(func=_cmd_topics)
     schemas = sub.add_parser("schemas", help="the published event contract")

@@ -68,6 +68,90 @@ async def issue_token(conn: asyncpg.Connection, kind: str, principal_id: uuid.UU
     return token
 
 
+TOKEN_CHANNEL = "exchange_tokens"
+"""PostgreSQL NOTIFY channel on which a revocation names the principal whose tokens stopped
+working, so every gateway drops them from its token cache at once (`TokenCache`)."""
+
+
+async def revoke_tokens(conn: asyncpg.Connection, kind: str, principal_id: uuid.UUID) -> int:
+    """Revoke every token of a principal that still works; return how many. Call inside a
+    transaction: gateways are told (NOTIFY) when it commits."""
+    revoked = await conn.fetchval(
+        "WITH r AS (UPDATE access_tokens SET revoked_at = now() WHERE principal_kind = $1"
+        " AND principal_id = $2 AND revoked_at IS NULL RETURNING 1) SELECT count(*) FROM r",
+        kind,
+        principal_id,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", TOKEN_CHANNEL, str(principal_id))
+    return int(revoked)
+
+
+async def _record(
+    conn: asyncpg.Connection,
+    kind: str,
+    principal_id: uuid.UUID,
+    action: str,
+    actor: str,
+    revoked: int,
+) -> None:
+    await conn.execute(
+        "INSERT INTO token_events (principal_kind, principal_id, action, actor, tokens_revoked)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        kind,
+        principal_id,
+        action,
+        actor,
+        revoked,
+    )
+
+
+async def rotate_token(
+    conn: asyncpg.Connection, kind: str, principal_id: uuid.UUID, actor: str
+) -> str:
+    """Re-issue a principal's token: every old one stops working, a new one is returned (shown
+    once, never stored), and `token_events` records who did it. One transaction.
+
+    Why rotation rather than showing the old token again: only its hash is kept, so the only
+    way to give a volunteer (or an organisation) a working token again is a new one."""
+    async with conn.transaction():
+        revoked = await revoke_tokens(conn, kind, principal_id)
+        token = await issue_token(conn, kind, principal_id)
+        await _record(conn, kind, principal_id, "rotated", actor, revoked)
+    return token
+
+
+async def revoke_all(
+    conn: asyncpg.Connection, kind: str, principal_id: uuid.UUID, actor: str
+) -> int:
+    """Revoke every token of a principal and record who did it; return how many stopped working."""
+    async with conn.transaction():
+        revoked = await revoke_tokens(conn, kind, principal_id)
+        await _record(conn, kind, principal_id, "revoked", actor, revoked)
+    return revoked
+
+
+async def find_organisation(conn: asyncpg.Connection, name_or_id: str) -> asyncpg.Record:
+    """The organisation with this id, or else with this name; LookupError when there is none,
+    or when the name is used by organisations of several kinds (give the id then)."""
+    try:
+        org_id = uuid.UUID(name_or_id)
+    except ValueError:
+        rows = await conn.fetch(
+            "SELECT org_id, kind, name FROM organisations WHERE name = $1", name_or_id.strip()
+        )
+    else:
+        rows = await conn.fetch(
+            "SELECT org_id, kind, name FROM organisations WHERE org_id = $1", org_id
+        )
+    if not rows:
+        raise LookupError(f"no organisation {name_or_id!r}")
+    if len(rows) > 1:
+        ids = ", ".join(f"{r['org_id']} ({r['kind']})" for r in rows)
+        raise LookupError(f"several organisations are named {name_or_id!r}: {ids}; give the id")
+    row: asyncpg.Record = rows[0]
+    return row
+
+
 async def create_organisation(
     conn: asyncpg.Connection, kind: OrgKind, name: str, district: str, street: str | None
 ) -> tuple[uuid.UUID, str, bool]:

@@ -66,6 +66,23 @@ class Settings(BaseSettings):
     or refused, and that decision archived): the bound the exchange states for "every 202 is
     decided". Generous against a busy 2-core machine, tight against a decision that never comes."""
 
+    min_free_disk_mb: int = 512
+    """/healthz fails (503, reason `low_disk`) when the var dir or PostgreSQL's data directory
+    (when it is on this machine) has less free space than this, so operators hear of it before
+    writes fail. PostgreSQL may need up to `max_wal_size` (1 GB by default) of WAL between
+    checkpoints; 512 MB leaves time to act on a small machine."""
+
+    db_acquire_timeout_seconds: float = 5.0
+    """The gateway waits at most this long for a pooled PostgreSQL connection, then answers
+    503 (`Retry-After`) instead of holding the request as long as the client waits."""
+
+    db_connect_timeout_seconds: float = 5.0
+    """Opening one PostgreSQL connection gives up after this long (asyncpg's default is 60 s),
+    so an unreachable database is reported as 503 quickly."""
+
+    retry_after_seconds: int = 5
+    """`Retry-After` on a 503 (database unreachable or disk full): when clients should retry."""
+
     tick_seconds: float = 5.0
     """How often the matcher's clock writes a tick to clock.ticks (0: no ticks). Ticks are
     what expire proposals and needs; they are inputs on the log, never clock reads."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,11 +15,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from schemas.codec import json_type
 from schemas.topics import BY_NAME
-from services.gateway import audit_reports_api, health, readapi, writes
+from services.gateway import audit_reports_api, faults, health, readapi, writes
 from services.gateway.audit_api import router as audit_router
 from services.gateway.outbox import OutboxWriter
 from services.gateway.postings import Postings
-from services.platform.db import Heartbeat, connect_pool, migrate
+from services.gateway.relay import Relay
+from services.gateway.tokens import TokenCache
+from services.platform.db import Heartbeat, connect_pool, migrate, unavailable_reason
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,41 +50,69 @@ OUTBOX_WRITERS = 2
 POOL_SIZE = 10
 """PostgreSQL connections: the outbox writers', plus reads, ownership and token look-ups."""
 
+PUBLISH_TIMEOUT_MS = 10_000
+"""How long the relay's producer waits for the broker before an attempt fails and is retried
+(aiokafka's default is 40 s). Nothing waits on it but the relay: requests never do."""
+
+
+async def _data_directory(pool: asyncpg.Pool) -> str | None:
+    """PostgreSQL's data directory, when this role may read it (superusers and
+    pg_read_all_settings), for the low-disk check."""
+    try:
+        value: str | None = await pool.fetchval("SELECT current_setting('data_directory')")
+    except asyncpg.PostgresError:
+        return None
+    return value
+
 
 def create_app(settings: Settings) -> FastAPI:
     """The gateway app; connections open in its lifespan, never at import."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await migrate(settings.require_database())
-        pool = await connect_pool(settings.require_database(), max_size=POOL_SIZE)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.require_kafka(),
-            acks="all",
-            linger_ms=0,
-            enable_idempotence=False,  # aiokafka's idempotent producer fails on Tansu
+        dsn = settings.require_database()
+        bootstrap = settings.require_kafka()
+        await migrate(dsn)
+        pool = await connect_pool(
+            dsn,
+            max_size=POOL_SIZE,
+            acquire_timeout=settings.db_acquire_timeout_seconds,
+            connect_timeout=settings.db_connect_timeout_seconds,
         )
-        await producer.start()
+        data_dir = await _data_directory(pool)
+        app.state.disk_paths = [settings.var_dir.resolve()] + (
+            [p] if (p := faults.local_data_directory(dsn, data_dir)) else []
+        )
+
+        def make_producer() -> AIOKafkaProducer:
+            return AIOKafkaProducer(
+                bootstrap_servers=bootstrap,
+                acks="all",
+                linger_ms=0,
+                request_timeout_ms=PUBLISH_TIMEOUT_MS,
+                enable_idempotence=False,  # aiokafka's idempotent producer fails on Tansu
+            )
+
         beat = Heartbeat(pool, "gateway", settings.heartbeat_seconds)
         beat.ready = True
         beat.start()
         app.state.pool = pool
         outbox = OutboxWriter(pool, writers=OUTBOX_WRITERS)
         outbox.start()
-        app.state.postings = Postings(pool, producer, outbox)
+        relay = Relay(pool, make_producer, dict(BY_NAME))
+        relay.start()
+        app.state.postings = Postings(pool, outbox, relay)
         app.state.accepted = 0
-        app.state.principals = {}
-        relay = asyncio.create_task(app.state.postings.relay(dict(BY_NAME)))
-        marks = asyncio.create_task(app.state.postings.mark_published())
+        app.state.retry_after = settings.retry_after_seconds
+        app.state.principals = TokenCache(dsn, connect_timeout=settings.db_connect_timeout_seconds)
+        app.state.principals.start()
         try:
             yield
         finally:
-            relay.cancel()
-            marks.cancel()
+            await app.state.principals.stop()
             await outbox.stop()
-            await app.state.postings.flush_published()
+            await relay.stop()
             await beat.stop()
-            await producer.stop()
             await pool.close()
 
     app = FastAPI(
@@ -95,6 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
 
+    faults.install(app, settings.retry_after_seconds)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": validation_errors(exc)})
@@ -106,14 +138,32 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"])
     async def healthz(request: Request) -> JSONResponse:
-        """200 only when every service is running, ready and the archive is keeping up."""
-        report = await health.check(
-            request.app.state.pool,
-            settings.stale_after_seconds,
-            settings.archive_lag_seconds,
-            settings.decision_lag_seconds,
+        """200 only when every service is running, ready and the archive is keeping up, the
+        database answers, and the var dir and PostgreSQL's data directory have at least
+        `EXCHANGE_MIN_FREE_DISK_MB` free (so low disk shows here before writes fail)."""
+        disk = faults.disk_report(request.app.state.disk_paths, settings.min_free_disk_mb)
+        headers: dict[str, str] = {}
+        try:
+            report = await health.check(
+                request.app.state.pool,
+                settings.stale_after_seconds,
+                settings.archive_lag_seconds,
+                settings.decision_lag_seconds,
+            )
+        except Exception as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            report = {"ok": False, "reason": reason, "detail": faults.DETAILS[reason]}
+            headers["Retry-After"] = str(settings.retry_after_seconds)
+        report["disk"] = disk
+        report["relay_pending"] = request.app.state.postings.relay.pending
+        if not disk["ok"]:
+            report["ok"] = False
+            report.setdefault("reason", "low_disk")
+        return JSONResponse(
+            status_code=200 if report["ok"] else 503, content=report, headers=headers
         )
-        return JSONResponse(status_code=200 if report["ok"] else 503, content=report)
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> str:
@@ -136,6 +186,10 @@ def create_app(settings: Settings) -> FastAPI:
             f"exchange_outbox_batches_total {request.app.state.postings.outbox.batches_written}",
             "# TYPE exchange_outbox_rows_total counter",
             f"exchange_outbox_rows_total {request.app.state.postings.outbox.rows_written}",
+            "# TYPE exchange_relay_pending gauge",
+            f"exchange_relay_pending {request.app.state.postings.relay.pending}",
+            "# TYPE exchange_relay_publish_failures_total counter",
+            f"exchange_relay_publish_failures_total {request.app.state.postings.relay.failures}",
             "# TYPE exchange_outbox_unpublished gauge",
             f"exchange_outbox_unpublished {unpublished}",
             "# TYPE exchange_postings_not_archived gauge",

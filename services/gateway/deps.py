@@ -6,7 +6,6 @@ happen before anything is written.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Annotated
 
@@ -16,11 +15,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from schemas.common import Role
 from services.gateway.postings import Postings
-from services.identity import Principal, principal_for
-
-PRINCIPAL_TTL = 5.0
-"""Seconds a known token is trusted without asking PostgreSQL again (so a revoked token may
-work for up to this long after revocation)."""
+from services.gateway.tokens import TokenCache, principal_of
+from services.identity import Principal
 
 bearer = HTTPBearer(auto_error=False, description="The token `exchange orgs create` printed.")
 
@@ -45,17 +41,10 @@ async def caller(
     """The principal behind the bearer token, or 401."""
     if credentials is None:
         raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-    cache: dict[str, tuple[Principal, float]] = request.app.state.principals
-    now = time.monotonic()
-    hit = cache.get(credentials.credentials)
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    who = await principal_for(request.app.state.pool, credentials.credentials)
+    cache: TokenCache = request.app.state.principals
+    who = await principal_of(cache, request.app.state.pool, credentials.credentials)
     if who is None:
         raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
-    if len(cache) > 10_000:
-        cache.clear()
-    cache[credentials.credentials] = (who, now + PRINCIPAL_TTL)
     return who
 
 

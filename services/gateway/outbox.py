@@ -9,6 +9,8 @@ one was being written, so a lone request is written at once.
 
 A failure inside a batch's transaction (a bad row, a side effect that raises) rolls the batch
 back and each of its rows is written again alone, so only the request that caused it fails.
+When the failure is the database itself (unreachable, disk full: `unavailable_reason`), every
+request of the batch fails at once with it, and the gateway answers each 503.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+
+from services.platform.db import unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +170,11 @@ class OutboxWriter:
             self._queue[:0] = batch  # written by stop(), or by nobody if the loop is gone
             raise
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0], exc)
+            if len(batch) == 1 or unavailable_reason(exc) is not None:
+                # the database cannot take any row now: trying each alone would only make the
+                # last request wait for every other's failure
+                for w in batch:
+                    _settle(w, exc)
                 return
             log.warning(
                 "outbox batch failed; writing its rows one by one",

@@ -15,7 +15,9 @@ from fastapi.responses import StreamingResponse
 from schemas.common import Role
 from services.gateway import reads
 from services.gateway.deps import Caller, Pool, may_read_private
+from services.gateway.faults import DETAILS
 from services.identity import Principal
+from services.platform.db import unavailable_reason
 
 router = APIRouter(prefix="/v1", tags=["read"])
 
@@ -187,27 +189,42 @@ async def events(
     after: Annotated[int | None, Query(ge=0, description="replay from this sequence")] = None,
 ) -> StreamingResponse:
     """New events as Server-Sent Events (`id` is the archive sequence; reconnect with
-    `Last-Event-ID` or `after`), filtered to what the caller may see."""
+    `Last-Event-ID` or `after`), filtered to what the caller may see. With the database
+    down the request is answered 503; if it goes down mid-stream, an `unavailable` event
+    ends the stream and `retry` tells the client when to reconnect."""
     start = after if after is not None else int(request.headers.get("Last-Event-ID", 0) or 0)
     if after is None and "Last-Event-ID" not in request.headers:
         start = await reads.as_of(pool)
 
+    retry_after: int = request.app.state.retry_after
+
     async def stream() -> AsyncIterator[bytes]:
         cursor, idle = start, 0.0
-        yield b": connected\n\n"
+        yield f"retry: {retry_after * 1000}\n: connected\n\n".encode()
         while not await request.is_disconnected():
-            rows = await pool.fetch(
-                "SELECT a.archive_seq, a.event_type, a.value FROM projected_events p"
-                " JOIN archive a ON a.archive_seq = p.archive_seq WHERE p.archive_seq > $1"
-                " AND a.topic NOT LIKE '%.postings' ORDER BY p.archive_seq LIMIT 200",
-                cursor,
-            )
-            for row in rows:
-                cursor = row["archive_seq"]
-                if await _visible(pool, who, row):
-                    data = bytes(row["value"]).decode()
-                    yield f"id: {cursor}\nevent: {row['event_type']}\ndata: {data}\n\n".encode()
+            try:
+                rows = await pool.fetch(
+                    "SELECT a.archive_seq, a.event_type, a.value FROM projected_events p"
+                    " JOIN archive a ON a.archive_seq = p.archive_seq WHERE p.archive_seq > $1"
+                    " AND a.topic NOT LIKE '%.postings' ORDER BY p.archive_seq LIMIT 200",
+                    cursor,
+                )
+                visible = [row for row in rows if await _visible(pool, who, row)]
+            except Exception as exc:
+                # the answer has begun (200): say why it ends; the client reconnects after
+                # `retry` with Last-Event-ID and misses nothing
+                reason = unavailable_reason(exc)
+                if reason is None:
+                    raise
+                data = json.dumps({"detail": DETAILS[reason], "reason": reason})
+                yield f"event: unavailable\ndata: {data}\n\n".encode()
+                return
+            for row in visible:
+                data = bytes(row["value"]).decode()
+                head = f"id: {row['archive_seq']}\nevent: {row['event_type']}"
+                yield f"{head}\ndata: {data}\n\n".encode()
             if rows:
+                cursor = rows[-1]["archive_seq"]
                 idle = 0.0
                 continue
             idle += 0.2

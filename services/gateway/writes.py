@@ -54,7 +54,7 @@ from services.gateway.deps import (
 )
 from services.gateway.outbox import IdempotencyConflict, Ownership
 from services.gateway.postings import Posting, request_hash
-from services.identity import Principal, issue_token
+from services.identity import Principal, issue_token, rotate_token
 
 router = APIRouter(prefix="/v1")
 
@@ -449,6 +449,31 @@ async def _volunteer_or_registrar(pool: Pool, who: Principal, volunteer_id: uuid
         raise HTTPException(404, "no such volunteer")
     if who.id not in (volunteer_id, registrar):
         raise HTTPException(403, "only the volunteer or the organisation that registered them")
+
+
+@router.post("/volunteers/{volunteer_id}/token", tags=["volunteers"])
+async def rotate_volunteer_token(
+    request: Request, volunteer_id: uuid.UUID, pool: Pool, who: Caller
+) -> JSONResponse:
+    """Re-issue a volunteer's token (only the organisation that registered them). The new
+    token is in this answer only; every earlier token of the volunteer stops working at once.
+    A retry rotates again: the token of the latest answer is the one that works. Recorded
+    (who, whom, when) in `token_events`."""
+    registrar = await pool.fetchval(
+        "SELECT registered_by FROM volunteers WHERE volunteer_id = $1", volunteer_id
+    )
+    if registrar is None:
+        raise HTTPException(404, "no such volunteer")
+    if who.id != registrar:
+        raise HTTPException(403, "only the organisation that registered this volunteer")
+    async with pool.acquire() as conn:
+        token = await rotate_token(conn, "volunteer", volunteer_id, str(who.id))
+    request.app.state.principals.forget(volunteer_id)  # this process: before the answer
+    return JSONResponse(
+        status_code=200,
+        content={"volunteer_id": str(volunteer_id), "volunteer_token": token},
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.put("/volunteers/{volunteer_id}/pledge", status_code=202, tags=["volunteers"])

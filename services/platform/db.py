@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -19,17 +20,107 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x45584348  # advisory lock id ("EXCH"): one migrator at a time
 
 
-async def connect_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections speak UTF-8 and UTC; JSON columns come back as Python objects."""
+class DatabaseUnavailable(ConnectionError):
+    """PostgreSQL cannot be reached, or no pooled connection was free in time.
 
-    pool = await asyncpg.create_pool(
+    Raised at the pool's edge (`ExchangePool`) so callers tell "try again later" from a bug
+    without knowing which socket error, timeout or asyncpg class lies underneath. A
+    `ConnectionError`, so code that already treats OS errors as transient keeps doing so."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        """What clients are told (`database_unavailable`)."""
+
+
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+"""SQLSTATE prefixes that mean "not now" rather than "wrong": connection exceptions (08),
+insufficient resources (53: disk full 53100, out of memory, too many connections), and the
+server shutting down, crashed or starting up (57P01–57P03)."""
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why `exc` means the database cannot serve now (`disk_full`, `database_unavailable`),
+    or None when it is an ordinary error (a bug, a constraint).
+
+    Disk full is told apart because an operator fixes it differently (free space, not restart).
+    """
+    if isinstance(exc, DatabaseUnavailable):
+        return exc.reason
+    if isinstance(exc, asyncpg.DiskFullError):
+        return "disk_full"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full"
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return "database_unavailable" if state.startswith(UNAVAILABLE_SQLSTATES) else None
+    if isinstance(exc, asyncpg.InterfaceError):
+        # "connection is closed", "pool is closing": the server went away under a query
+        text = str(exc)
+        return "database_unavailable" if "clos" in text else None
+    if isinstance(exc, ConnectionError):
+        return "database_unavailable"
+    return None
+
+
+class ExchangePool(asyncpg.Pool):  # type: ignore[misc]
+    """asyncpg's pool with a default acquire timeout, and connection failures turned into
+    `DatabaseUnavailable` where a connection is taken.
+
+    Why: `pool.fetchval(...)` and friends acquire without a timeout, so with every connection
+    busy (or PostgreSQL blackholed) a request would wait as long as its client does; and a
+    refused connection surfaces as a bare `OSError` that looks like any other bug. Holders whose
+    connection died are reconnected by asyncpg on their next acquire, so the pool recovers by
+    itself once PostgreSQL is back."""
+
+    acquire_timeout: float | None = None
+    """Seconds to wait for a connection when the caller gives none (None: forever)."""
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        """A connection, waiting at most `timeout` (default `acquire_timeout`)."""
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's own)
+        try:
+            return await super()._acquire(timeout)
+        except TimeoutError as exc:  # every connection busy, or connecting took too long
+            raise DatabaseUnavailable(
+                "database_unavailable", f"no database connection within {timeout}s"
+            ) from exc
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+            raise DatabaseUnavailable("database_unavailable", f"cannot connect: {exc!r}") from exc
+
+
+async def connect_pool(
+    dsn: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    *,
+    acquire_timeout: float | None = None,
+    connect_timeout: float = 60.0,
+) -> asyncpg.Pool:
+    """A pool whose connections speak UTF-8 and UTC; JSON columns come back as Python objects.
+
+    `acquire_timeout` bounds the wait for a free connection (`ExchangePool`); `connect_timeout`
+    bounds opening one (asyncpg's default is 60 s)."""
+    pool = ExchangePool(
         dsn,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connect=None,
+        setup=None,
         init=init_connection,
+        reset=None,
         server_settings=SERVER_SETTINGS,
+        timeout=connect_timeout,
     )
-    assert pool is not None
+    pool.acquire_timeout = acquire_timeout
+    await pool
     return pool
 
 

@@ -15,7 +15,7 @@ from schemas.messages import OrgKind
 from services.embedded.broker import EmbeddedBroker
 from services.platform.kafka import read_all
 from tests import factories as f
-from tests.integration.conftest import org_token
+from tests.integration.conftest import all_published, org_token, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,8 @@ def test_an_accepted_need_is_in_postgresql_and_on_its_topic(
     assert r.status_code == 202
     body = r.json()
     assert postings_count(database_url) == 1
+    # published by the relay right after the answer
+    wait_until(lambda: all_published(database_url), 10, "the posting is published")
     [record] = list(read_all(broker.bootstrap, ["needs.postings"]))
     assert record.event_id == uuid.UUID(body["posting_id"])
     assert record.key == body["need_id"].encode()
@@ -133,6 +135,7 @@ def test_a_weekly_need_names_every_occurrence_and_its_poster_owns_each(
     body = r.json()
     need_ids = body["need_ids"].split(",")
     assert len(need_ids) == 3 and need_ids[0] == body["need_id"]
+    wait_until(lambda: all_published(database_url), 10, "the posting is published")
     [record] = list(read_all(broker.bootstrap, ["needs.postings"]))
     posting = decode(record.value)
     assert posting.payload.repeat.weeks == 3  # type: ignore[attr-defined]

@@ -1,0 +1,226 @@
+"""Publishing the outbox to Kafka after the answer: the relay.
+
+A posting is acknowledged once its outbox row has committed (`OutboxWriter`); from then on it
+is this relay's job to put it on its topic. Why not publish before answering: with the broker
+down a request then waited for the producer's timeout (20–40 s), clients gave up and retried,
+and a retried registration was answered with the stored answer, without the volunteer's token
+that only the first answer carries. The outbox row is what makes the posting durable; the
+broker is only where it goes next.
+
+So the relay never blocks a request:
+- each committed posting is handed over in memory (`hand_over`) and wakes the relay at once,
+  so in the normal case it is on its topic a round trip after the commit, as before;
+- while the broker is down, publishing fails and is retried with exponential backoff; postings
+  keep being accepted and wait, in commit order, in memory (bounded) and in PostgreSQL;
+- a sweep publishes whatever PostgreSQL holds unpublished for a few seconds that is not in
+  memory: rows of a gateway that crashed between commit and publish, rows another process
+  wrote (`exchange orgs create`), rows dropped from memory when it was full;
+- published rows are marked in PostgreSQL, many in one statement; a mark that is lost (crash,
+  database down) only means the posting is published again, and consumers recognise it by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from schemas.topics import TopicSpec
+from services.platform.kafka import headers_for, partition_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Unpublished:
+    """One committed posting still to publish: the exact bytes stored in the outbox."""
+
+    posting_id: uuid.UUID
+    topic: str
+    key: bytes
+    value: bytes
+    event_type: str
+
+
+class Relay:
+    """Publishes committed postings in commit order, retrying with backoff; see module doc."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        make_producer: Callable[[], AIOKafkaProducer],
+        topics: Mapping[str, TopicSpec],
+        *,
+        batch: int = 500,
+        max_pending: int = 50_000,
+        sweep_every: float = 1.0,
+        sweep_after: float = 3.0,
+        backoff_first: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        """`make_producer` builds an unstarted producer; the relay starts it (again, after a
+        failed start), so the gateway starts and accepts postings with the broker down.
+        `sweep_after`: a row younger than this is left to the process that wrote it."""
+        self.pool = pool
+        self.make_producer = make_producer
+        self.topics = topics
+        self.batch = batch
+        self.max_pending = max_pending
+        self.sweep_every = sweep_every
+        self.sweep_after = sweep_after
+        self.backoff_first = backoff_first
+        self.backoff_max = backoff_max
+        self._pending: dict[uuid.UUID, Unpublished] = {}  # insertion (commit) order
+        self._unmarked: list[uuid.UUID] = []  # published, not yet marked in PostgreSQL
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+        """Postings this relay saw acknowledged by the broker (for /metrics)."""
+        self.failures = 0
+        """Publish attempts that failed (broker down or refusing); each was retried."""
+
+    @property
+    def pending(self) -> int:
+        """Postings handed over and not yet acknowledged by the broker."""
+        return len(self._pending)
+
+    def hand_over(self, row: Unpublished) -> None:
+        """Queue a committed posting and wake the relay. Never waits: when memory is full the
+        row is left to the sweep (it is in PostgreSQL)."""
+        if len(self._pending) < self.max_pending:
+            self._pending[row.posting_id] = row
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run in the background of the running event loop until `stop()`."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self, drain: float = 2.0) -> None:
+        """Stop; first give what is pending up to `drain` seconds to reach the broker (what does
+        not is published by the next start's sweep)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pending and self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._publish(list(self._pending.values())), drain)
+        await self._mark()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):  # with the broker down, stop() flushes forever
+                await asyncio.wait_for(self._producer.stop(), drain)
+
+    async def _run(self) -> None:
+        delay = 0.0
+        last_sweep = float("-inf")
+        while True:
+            if delay:
+                await asyncio.sleep(delay)
+            elif not self._pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.sweep_every)
+            self._wake.clear()
+            try:
+                if self._pending:
+                    await self._publish(list(self._pending.values())[: self.batch])
+                if time.monotonic() - last_sweep >= self.sweep_every:
+                    last_sweep = time.monotonic()
+                    swept = await self._sweep()
+                    if swept:
+                        await self._publish(swept)
+                        log.info("relay published swept postings", extra={"count": len(swept)})
+                delay = 0.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                delay = min(self.backoff_max, max(self.backoff_first, delay * 2))
+                log.warning(
+                    "publishing failed; retrying",
+                    extra={"error": repr(exc), "pending": len(self._pending), "retry_in": delay},
+                )
+            await self._mark()
+
+    async def _publish(self, rows: list[Unpublished]) -> None:
+        """Send `rows` in order and wait for every acknowledgement (one round trip for many)."""
+        producer = await self._started()
+        acks = []
+        for r in rows:
+            spec = self.topics[r.topic]
+            acks.append(
+                await producer.send(
+                    spec.name,
+                    value=r.value,
+                    key=r.key,
+                    partition=partition_for(r.key, spec.partitions),
+                    headers=headers_for(r.posting_id, r.event_type),
+                )
+            )
+        failed = [x for x in await asyncio.gather(*acks, return_exceptions=True) if x is not None]
+        errors = [x for x in failed if isinstance(x, BaseException)]
+        if errors:
+            raise errors[0]
+        for r in rows:
+            self._pending.pop(r.posting_id, None)
+            self._unmarked.append(r.posting_id)
+        self.published += len(rows)
+
+    async def _started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self.make_producer()
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _sweep(self) -> list[Unpublished]:
+        """Rows unpublished for `sweep_after` seconds that this relay does not already hold."""
+        held = [*self._pending, *self._unmarked]
+        rows = await self.pool.fetch(
+            "SELECT posting_id, topic, kafka_key, value, event_type FROM postings"
+            " WHERE published_at IS NULL AND accepted_at < now() - make_interval(secs => $1)"
+            " AND NOT (posting_id = ANY($2::uuid[])) ORDER BY seq LIMIT $3",
+            self.sweep_after,
+            held,
+            self.batch,
+        )
+        return [
+            Unpublished(
+                r["posting_id"],
+                r["topic"],
+                bytes(r["kafka_key"]),
+                bytes(r["value"]),
+                r["event_type"],
+            )
+            for r in rows
+        ]
+
+    async def _mark(self) -> None:
+        """Record as published what the broker acknowledged; on failure keep it for next time."""
+        if not self._unmarked:
+            return
+        batch = self._unmarked[:10_000]
+        try:
+            await self.pool.execute(
+                "UPDATE postings SET published_at = now() WHERE posting_id = ANY($1::uuid[])"
+                " AND published_at IS NULL",
+                batch,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("marking postings published failed", extra={"error": repr(exc)})
+            return
+        del self._unmarked[: len(batch)]
