@@ -54,6 +54,7 @@ from services.gateway.deps import (
 )
 from services.gateway.outbox import IdempotencyConflict, Ownership
 from services.gateway.postings import Posting, request_hash
+from services.gateway.screening import personal_data_problems
 from services.identity import Principal, issue_token, rotate_token
 
 router = APIRouter(prefix="/v1")
@@ -110,6 +111,9 @@ async def submit(
 
     `shown_once` (filled by `also`, e.g. a new token) joins the first answer only: it is not
     stored, so a retry never reveals it again."""
+    problems = personal_data_problems(body, idem)
+    if problems:
+        raise HTTPException(422, problems)
     posting_id = uuid.uuid4()
     response: dict[str, Any] = {
         "posting_id": str(posting_id),
