@@ -50,8 +50,9 @@ def settle(bootstrap: str, inputs: set[uuid.UUID], services: Services, why: str)
     last: dict[str, object] = {"n": -1}
 
     def settled() -> bool:
-        if not inputs <= set(first_copies(bootstrap, [MATCHER_INPUTS.name])):
-            last["inputs"] = "not all forwarded yet"
+        forwarded = inputs <= set(first_copies(bootstrap, [MATCHER_INPUTS.name]))
+        last["inputs"] = "all forwarded" if forwarded else "not all forwarded yet"
+        if not forwarded:
             return False
         expected, n = replay_all(bootstrap)
         decisions = first_copies(bootstrap, [MATCHES_EVENTS.name])
