@@ -87,7 +87,8 @@ def _cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     print(
         "broker already holds the exchange's topics; nothing restored"
         if report.skipped
-        else f"restored {report.archived} archived events and {report.postings} postings"
+        else f"restored {report.archived} archived events and {report.postings} postings;"
+        f" dropped {report.snapshots_dropped} matcher snapshots"
     )
     return 0
 

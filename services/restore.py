@@ -8,6 +8,9 @@ if the broker holds none of the exchange's messages, this writes back:
    partition's order is preserved), then moves the ledger's positions to the end of that;
 2. every acknowledged posting not yet archived, in acceptance order.
 
+Before writing anything it deletes the matcher's snapshots (`_drop_snapshots` says why), so
+the matcher rebuilds every partition from the restored log.
+
 Processors then replay their inputs and write only what is missing (event ids are derived, so
 nothing is decided twice); the ledger ignores ids it already holds.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+
+import asyncpg
 
 from schemas.topics import BY_NAME, all_topic_names
 from services.ledger.archive import CONSUMER
@@ -33,6 +38,8 @@ class RestoreReport:
     skipped: bool
     archived: int = 0
     postings: int = 0
+    snapshots_dropped: int = 0
+    """Matcher snapshots deleted: they describe a log the broker no longer holds."""
 
 
 def _progress(done: int, total: int) -> None:
@@ -46,6 +53,30 @@ def _progress(done: int, total: int) -> None:
             sys.stderr.write("\n")
 
 
+async def _drop_snapshots(conn: asyncpg.Connection) -> int:
+    """Delete every matcher snapshot; return how many there were.
+
+    A snapshot says "the state after these inputs, whose decisions are all on the topics". After
+    the broker forgot, neither half can be trusted. Its offsets count a log that is gone: the
+    restored partitions hold only archived inputs, renumbered, so an offset points at other
+    inputs, and inputs the snapshot reflects may be missing (a snapshot ahead of the archive
+    makes the worker skip them when they are forwarded again, as already seen). And even when
+    every input it reflects was archived, their decisions may not have been: the ledger reads
+    matcher.inputs and matches.events side by side, so a decision the broker acknowledged can
+    die with it while its input survives, and a worker resuming from the snapshot would never
+    decide it again. Replaying every partition from the start decides all of them again and
+    writes what is missing. Deleted before anything is written, so that a restore cut short
+    (after which the broker is no longer empty, and this does not run again) leaves none."""
+    dropped = len(await conn.fetch("DELETE FROM matcher_snapshots RETURNING kafka_partition"))
+    if dropped:
+        log.warning(
+            "matcher snapshots dropped: the broker forgot the log they describe; the matcher"
+            " replays every partition from the start",
+            extra={"snapshots": dropped},
+        )
+    return dropped
+
+
 async def restore_if_empty(bootstrap: str, dsn: str, batch: int = 5000) -> RestoreReport:
     """Restore the broker from PostgreSQL when it holds none of the exchange's messages."""
     if not topics_are_empty(bootstrap, all_topic_names()):
@@ -53,6 +84,7 @@ async def restore_if_empty(bootstrap: str, dsn: str, batch: int = 5000) -> Resto
     conn = await connect(dsn)
     writer = producer(bootstrap)
     try:
+        dropped = await _drop_snapshots(conn)
         total = await conn.fetchval("SELECT count(*) FROM archive")
         ends: dict[tuple[str, int], int] = {}
         done, last = 0, 0
@@ -116,8 +148,13 @@ async def restore_if_empty(bootstrap: str, dsn: str, batch: int = 5000) -> Resto
                 "UPDATE postings SET published_at = now() WHERE posting_id = ANY($1::uuid[])",
                 [r["posting_id"] for r in pending],
             )
-        report = RestoreReport(skipped=False, archived=done, postings=len(pending))
-        log.info("broker restored", extra={"archived": done, "postings": len(pending)})
+        report = RestoreReport(
+            skipped=False, archived=done, postings=len(pending), snapshots_dropped=dropped
+        )
+        log.info(
+            "broker restored",
+            extra={"archived": done, "postings": len(pending), "snapshots_dropped": dropped},
+        )
         return report
     finally:
         writer.close()

@@ -97,7 +97,9 @@ class Supervisor:
         if not report.skipped and (report.archived or report.postings):
             say(
                 f"broker restored from PostgreSQL: {report.archived} archived events, "
-                f"{report.postings} postings not yet archived"
+                f"{report.postings} postings not yet archived, "
+                f"{report.snapshots_dropped} matcher snapshots dropped (the matcher replays "
+                "its partitions from the start)"
             )
 
     def child_env(self) -> dict[str, str]:

@@ -13,6 +13,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from schemas.codec import encode
 from schemas.envelope import Actor, Envelope, originate
 from schemas.messages import (
     AcceptMatch,
@@ -27,9 +28,13 @@ from schemas.messages import (
     NoShowRecorded,
 )
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec
+from schemas.topics import MATCHER_INPUTS
+from services.demo.city import generate
 from services.domain.matching import MatcherState, decide, local_week
 from services.domain.needs import need_quantity
 from services.domain.routing import RoutingState, route
+from services.matcher.processor import Router
+from services.platform.kafka import Record, headers_for
 
 
 def envelope(payload: Message, at: datetime, org: str, role: str = "system") -> Envelope[Message]:
@@ -170,3 +175,18 @@ def check_invariants(
                 filled[gone.need_id] -= 1
         elif isinstance(p, MatchCompleted):
             assert p.match_id in active
+
+
+def partition_log(partition: int, seed: int = 3) -> list[Record]:
+    """What the router logs on one partition of matcher.inputs for a small city, as records
+    at offsets 0, 1, … (no cross-partition traffic: enough to drive one worker's partition)."""
+    sc = generate(needs=60, volunteers=30, funds=4, seed=seed)
+    router = Router()
+    log: list[Record] = []
+    for e in sc.events:
+        heads = tuple(headers_for(e.event_id, e.event_type))
+        for o in router.handle(Record("needs.events", 0, 0, None, encode(e), heads)):
+            if o.partition == partition:
+                heads = tuple(headers_for(o.event_id, o.event_type))
+                log.append(Record(MATCHER_INPUTS.name, partition, len(log), o.key, o.value, heads))
+    return log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from schemas.codec import decode, encode
@@ -79,6 +80,14 @@ class Router:
         return out
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """An input of one partition of matcher.inputs: its offset and its event id."""
+
+    offset: int
+    event_id: uuid.UUID
+
+
 class PartitionMatcher:
     """One partition of matcher.inputs fed, in order, to the pure policy: its decisions go to
     matches.events, its requests and replies back onto matcher.inputs for their partition."""
@@ -87,16 +96,26 @@ class PartitionMatcher:
     inputs = (MATCHER_INPUTS.name,)
     outputs = (MATCHES_EVENTS.name, MATCHER_INPUTS.name)
 
-    def __init__(self, partition: int, state: MatcherState | None = None) -> None:
+    def __init__(
+        self, partition: int, state: MatcherState | None = None, anchor: Anchor | None = None
+    ) -> None:
         self.partition = partition
         self.state = state or MatcherState(partition=partition)
-        self.next_offset = 0
-        """The input offset after the last record applied: where a snapshot resumes."""
+        self.next_offset = 0 if anchor is None else anchor.offset + 1
+        """The input offset after the last record applied: where live processing goes on."""
+        self.anchor = anchor
+        """The last input that was new to the state (None while the state is empty). The state
+        is exactly the fold of the partition up to and including it: inputs after it were
+        copies of earlier ones (or undecodable) and changed nothing. A snapshot resumes after
+        it and names it by event id, which is what survives the partition being renumbered."""
 
     def handle(self, record: Record) -> list[Outgoing]:
         """Apply one input; each decision is keyed by its need (a refusal by its stream)."""
         event = decode(record.value, record.event_type)
+        before = self.state.arrivals
         decided = decide(self.state, event)
+        if self.state.arrivals != before:  # new to the state (a copy changes nothing)
+            self.anchor = Anchor(record.offset, event.event_id)
         out = []
         for d in decided.out:
             target = decided.routes.get(d.event_id)

@@ -17,6 +17,7 @@ partition can only write copies of what the new owner writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import pickle
@@ -32,9 +33,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 import services.domain.matching as matching_module
+from schemas.codec import DecodeError, decode
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS, partitions_of
 from services.domain.outputs import Outgoing
-from services.matcher.processor import PartitionMatcher
+from services.matcher.processor import Anchor, PartitionMatcher
 from services.platform import logs
 from services.platform.db import Heartbeat, connect_pool, migrate
 from services.platform.kafka import Record, ensure_topics, headers_for, read_from
@@ -90,6 +92,10 @@ class MatcherWorker:
         self.version = code_version()
         self.uncommitted: dict[TopicPartition, int] = {}
         self.committed_at = 0.0
+        self.deciding = asyncio.Lock()
+        """Held while a batch is applied and its outputs acknowledged, and while a state is
+        snapshotted: aiokafka runs the rebalance listener in its own task, concurrently with
+        the live loop, and a partition must not be given up half-way through a batch."""
 
     # ---- membership ----
 
@@ -100,41 +106,54 @@ class MatcherWorker:
             await self.rebuild(new)
 
     async def give_up(self, partitions: list[int]) -> None:
-        """Snapshot what is handed over (the next owner replays less), then forget it."""
-        for p in partitions:
-            self.uncommitted.pop(TopicPartition(MATCHER_INPUTS.name, p), None)
-            proc = self.owned.pop(p, None)
-            if proc is not None and self.since_snapshot.get(p, 0) > 0:
-                await self.snapshot(proc)
+        """Snapshot what is handed over (the next owner replays less), then forget it.
+
+        Runs in aiokafka's coordinator task, which does not wait for the live loop: a batch may
+        be half-applied, its outputs not yet acknowledged. Taking the lock waits for that
+        batch, so the snapshot never claims an input whose state change or outputs are not
+        complete (a snapshot ahead of its state loses those inputs for every later owner)."""
+        async with self.deciding:
+            for p in partitions:
+                self.uncommitted.pop(TopicPartition(MATCHER_INPUTS.name, p), None)
+                proc = self.owned.pop(p, None)
+                if proc is not None and self.since_snapshot.get(p, 0) > 0:
+                    await self.snapshot(proc)
         if partitions:
             log.info("partitions revoked", extra={"partitions": partitions})
 
     # ---- snapshots ----
 
     async def snapshot(self, proc: PartitionMatcher) -> None:
+        """Store the partition's state, resuming after its anchor (the last input new to it).
+
+        Callers hold `self.deciding`: nothing changes the state while it is pickled (in a
+        thread, so the consumer's heartbeats go on), and the outputs of every input it
+        reflects have been acknowledged."""
         assert self.pool is not None
+        anchor = proc.anchor
+        if anchor is None:  # nothing new was ever applied: nothing worth resuming from
+            self.since_snapshot[proc.partition] = 0
+            return
         outputs = await self._output_positions()
-        # In a thread, so the consumer's heartbeats go on meanwhile. Nothing changes the state
-        # while it is pickled: only _decide and a rebuild change states, and _decide awaits
-        # this; a rebuild makes a new state for the partition it is given.
         state = await asyncio.to_thread(pickle.dumps, proc.state, pickle.HIGHEST_PROTOCOL)
         await self.pool.execute(
             "INSERT INTO matcher_snapshots (kafka_partition, next_offset, state, outputs_from,"
-            " events_applied, code_version) VALUES ($1, $2, $3, $4, $5, $6)"
+            " events_applied, code_version, last_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (kafka_partition) DO UPDATE SET next_offset = $2, state = $3,"
-            " outputs_from = $4, events_applied = $5, code_version = $6, taken_at = now()"
-            " WHERE matcher_snapshots.next_offset <= $2",
+            " outputs_from = $4, events_applied = $5, code_version = $6, last_event_id = $7,"
+            " taken_at = now() WHERE matcher_snapshots.next_offset <= $2",
             proc.partition,
-            proc.next_offset,
+            anchor.offset + 1,
             state,
             outputs,
             proc.state.arrivals,
             self.version,
+            anchor.event_id,
         )
         self.since_snapshot[proc.partition] = 0
         log.info(
             "snapshot taken",
-            extra={"partition": proc.partition, "offset": proc.next_offset, "bytes": len(state)},
+            extra={"partition": proc.partition, "offset": anchor.offset + 1, "bytes": len(state)},
         )
 
     async def _output_positions(self) -> dict[str, int]:
@@ -146,18 +165,58 @@ class MatcherWorker:
         return {f"{tp.topic}:{tp.partition}": int(o) for tp, o in ends.items()}
 
     async def _load(self, partition: int) -> tuple[PartitionMatcher, dict[tuple[str, int], int]]:
+        """The partition's snapshot if it describes the log this broker holds, else a fresh
+        state; with where to look for decisions already written."""
         assert self.pool is not None
         row = await self.pool.fetchrow(
-            "SELECT next_offset, state, outputs_from, code_version FROM matcher_snapshots"
-            " WHERE kafka_partition = $1",
+            "SELECT next_offset, state, outputs_from, code_version, last_event_id"
+            " FROM matcher_snapshots WHERE kafka_partition = $1",
             partition,
         )
         origin = {(t, p): 0 for t in OUTPUT_TOPICS for p in range(partitions_of(t))}
-        if row is None or row["code_version"] != self.version:
+        if row is None:
             return PartitionMatcher(partition), origin
-        # our own bytes, from our own database, checked against this code's version
-        proc = PartitionMatcher(partition, pickle.loads(row["state"]))
-        proc.next_offset = row["next_offset"]
+        if row["code_version"] != self.version:
+            log.info(
+                "snapshot ignored: taken by other code; replaying the partition from the start",
+                extra={"partition": partition, "snapshot_code": row["code_version"]},
+            )
+            return PartitionMatcher(partition), origin
+        anchor = (
+            None
+            if row["last_event_id"] is None
+            else Anchor(row["next_offset"] - 1, row["last_event_id"])
+        )
+        why = (
+            "it does not name its last input (taken before snapshots did)"
+            if anchor is None
+            else await asyncio.to_thread(_anchor_mismatch, self.bootstrap, partition, anchor)
+        )
+        if why is not None:
+            # e.g. the broker forgot and the partition was renumbered by a restore that did not
+            # move this snapshot: its offset now points at other inputs. Dropped, so that the
+            # snapshots this worker takes from the replay are not refused as older.
+            await self.pool.execute(
+                "DELETE FROM matcher_snapshots WHERE kafka_partition = $1 AND next_offset = $2"
+                " AND last_event_id IS NOT DISTINCT FROM $3",
+                partition,
+                row["next_offset"],
+                row["last_event_id"],
+            )
+            log.warning(
+                "snapshot discarded: %s; replaying the partition from the start",
+                why,
+                extra={
+                    "partition": partition,
+                    "snapshot_offset": row["next_offset"],
+                    "last_event_id": str(row["last_event_id"]),
+                    "reason": why,
+                },
+            )
+            return PartitionMatcher(partition), origin
+        assert anchor is not None
+        # our own bytes, from our own database, checked against this code's version and log
+        proc = PartitionMatcher(partition, pickle.loads(row["state"]), anchor)
         outputs = row["outputs_from"]
         for key, offset in outputs.items():
             topic, _, p = key.rpartition(":")
@@ -261,9 +320,10 @@ class MatcherWorker:
         finally:
             if self.uncommitted:
                 await self.commit()
-            for proc in list(self.owned.values()):
-                if self.since_snapshot.get(proc.partition, 0) > 0:
-                    await self.snapshot(proc)
+            async with self.deciding:
+                for proc in list(self.owned.values()):
+                    if self.since_snapshot.get(proc.partition, 0) > 0:
+                        await self.snapshot(proc)
             await self.consumer.stop()
             await self.producer.stop()
             await beat.stop()
@@ -272,6 +332,21 @@ class MatcherWorker:
     async def _decide(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Apply a fetched batch; await every output's ack; then commit and maybe snapshot."""
         assert self.consumer is not None
+        async with self.deciding:  # a rebalance meanwhile waits for the batch (see give_up)
+            touched = await self._apply(batch)
+        self.uncommitted.update(touched)
+        if self.uncommitted and time.monotonic() - self.committed_at >= COMMIT_EVERY_SECONDS:
+            await self.commit()
+        for tp in touched:
+            async with self.deciding:
+                owned = self.owned.get(tp.partition)  # None: given up meanwhile (and snapshotted)
+                if owned is not None and self.since_snapshot.get(tp.partition, 0) >= (
+                    self.settings.snapshot_events
+                ):
+                    await self.snapshot(owned)
+
+    async def _apply(self, batch: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, int]:
+        """Apply the batch to the partitions still owned and wait for every output's ack."""
         pending = []
         touched: dict[TopicPartition, int] = {}
         for tp, messages in batch.items():
@@ -289,15 +364,7 @@ class MatcherWorker:
             touched[tp] = proc.next_offset
         for sent in pending:
             await sent
-        self.uncommitted.update(touched)
-        if self.uncommitted and time.monotonic() - self.committed_at >= COMMIT_EVERY_SECONDS:
-            await self.commit()
-        for tp in touched:
-            owned = self.owned.get(tp.partition)  # None: given up meanwhile (and snapshotted)
-            if owned is not None and self.since_snapshot.get(tp.partition, 0) >= (
-                self.settings.snapshot_events
-            ):
-                await self.snapshot(owned)
+        return touched
 
     async def commit(self) -> None:
         """Commit the positions reached (for lag monitoring only)."""
@@ -317,6 +384,29 @@ class MatcherWorker:
 
 def _read(bootstrap: str, starts: dict[tuple[str, int], int]) -> list[Record]:
     return list(read_from(bootstrap, starts))
+
+
+def _anchor_mismatch(bootstrap: str, partition: int, anchor: Anchor) -> str | None:
+    """Why the log this broker holds is not the one a snapshot was taken from, or None.
+
+    A snapshot names its last input by offset and event id. Offsets alone are not enough: a
+    broker that forgot and was restored renumbers each partition from the archive, and only
+    archived inputs come back, so the same offset may hold another input or none at all."""
+    records = read_from(bootstrap, {(MATCHER_INPUTS.name, partition): anchor.offset})
+    with contextlib.closing(records):
+        found = next(records, None)
+    if found is None or found.offset != anchor.offset:
+        return f"matcher.inputs[{partition}] holds no input at offset {anchor.offset}"
+    try:
+        event_id = decode(found.value, found.event_type).event_id
+    except DecodeError:
+        event_id = None
+    if event_id != anchor.event_id:
+        return (
+            f"the input at matcher.inputs[{partition}] offset {anchor.offset} is {event_id},"
+            f" not the snapshot's last input {anchor.event_id}"
+        )
+    return None
 
 
 def main(settings: Settings, name: str) -> None:

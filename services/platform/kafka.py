@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,8 +152,9 @@ def read_from(
     starts: dict[tuple[str, int], int],
     quiet_polls: int = 3,
     poll_ms: int = 100,
-) -> Iterator[Record]:
-    """Every message of the given partitions from the given offsets on, until caught up."""
+) -> Generator[Record, None, None]:
+    """Every message of the given partitions from the given offsets on, until caught up
+    (a generator: closing it early closes its consumer)."""
     reader = consumer(bootstrap)
     try:
         for topic in {t for t, _ in starts}:

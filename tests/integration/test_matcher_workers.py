@@ -140,6 +140,16 @@ def wait_for(
         time.sleep(0.5)
 
 
+async def snapshot_offsets(database_url: str) -> dict[int, int]:
+    """Where each partition's snapshot resumes (for diagnostics)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT kafka_partition, next_offset FROM matcher_snapshots")
+        return {r["kafka_partition"]: r["next_offset"] for r in rows}
+    finally:
+        await conn.close()
+
+
 def test_two_workers_and_a_sigkill_decide_exactly_what_the_log_replays_to(
     broker: EmbeddedBroker, database_url: str, services: Services
 ) -> None:
@@ -175,10 +185,23 @@ def test_two_workers_and_a_sigkill_decide_exactly_what_the_log_replays_to(
             return False
         expected, n = replay_all(broker.bootstrap)
         present = first_copies(broker.bootstrap, [MATCHES_EVENTS.name, MATCHER_INPUTS.name])
-        missing = [decode(expected[i]).event_type for i in set(expected) - set(present)]
+        lacking = [decode(expected[i]) for i in set(expected) - set(present)]
+        missing = [d.event_type for d in lacking]
         done = not missing and n == last["n"]
         last["n"], last["missing"] = n, len(missing)
         last["sample"] = sorted(set(missing))  # type: ignore[assignment]
+        # On a timeout: where the missing decisions' inputs are, and where each partition's
+        # snapshot resumes. An input below its partition's snapshot is lost for good (no owner
+        # replays it again); one above it is only late.
+        last["causes"] = sorted(
+            {
+                (inputs[d.causation_id].partition, inputs[d.causation_id].offset)
+                for d in lacking
+                if d.causation_id in inputs
+            }
+        )[:10]
+        if missing:
+            last["snapshots"] = asyncio.run(snapshot_offsets(database_url))
         return done
 
     wait_for(settled, 120, "every replayed decision on the topics", services, last)
