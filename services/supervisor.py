@@ -277,7 +277,6 @@ class Supervisor:
             tmp.write_text(json.dumps(data, indent=2))
             tmp.replace(self.run_dir / name)
         except OSError as exc:
-            log.warning("could not write %s: %r", name, exc)
             say(f"warning: could not write {self.run_dir / name}: {exc}")
 
     def wait_healthy(self, note_every: float = 60) -> dict[str, Any] | None:

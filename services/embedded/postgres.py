@@ -90,7 +90,7 @@ class EmbeddedPostgres:
             ) as e:
                 last = e
                 log.info("postgres did not start yet", extra={"error": repr(e)})
-        raise RuntimeError(f"embedded PostgreSQL would not start: {last!r}")
+        raise RuntimeError(f"embedded PostgreSQL would not start: {last}") from last
 
     def alive(self) -> bool:
         """True while the postmaster runs (reaps it once it has exited)."""
