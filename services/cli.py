@@ -13,7 +13,13 @@ from services.settings import Settings
 
 
 def run_service(settings: Settings, name: str) -> None:
-    """Run one service in the foreground, as production does (one process or container each)."""
+    """Run one service in the foreground, as production does (one process or container each).
+
+    Started by `exchange up`, it also stops when that supervisor is gone (the portable half of
+    `services.platform.lifeline`; on Linux the kernel kills it first)."""
+    from services.platform.lifeline import watch_supervisor
+
+    watch_supervisor()
     if name == "gateway":
         from services.gateway.app import main as gateway_main
 

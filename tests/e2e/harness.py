@@ -163,7 +163,7 @@ class Exchange:
         if self.process is not None:
             self.process.wait(10)
         for pid in self.pids():
-            wait_for(f"process {pid} to be gone", lambda p=pid: not _alive(p), timeout=20)
+            wait_for(f"process {pid} to be gone", lambda p=pid: not alive(p), timeout=20)
 
     def stop(self, timeout: float = 60) -> int:
         """Ctrl-C, as a person would; returns the exit code."""
@@ -177,7 +177,7 @@ class Exchange:
             raise
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

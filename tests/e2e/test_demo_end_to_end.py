@@ -150,9 +150,9 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     ex.wait_healthy()
     pids, url = ex.pids(), ex.url
     assert ex.stop() == 0
-    from tests.e2e.harness import _alive
+    from tests.e2e.harness import alive
 
-    wait_for("every process to exit", lambda: not any(_alive(p) for p in pids), timeout=30)
+    wait_for("every process to exit", lambda: not any(alive(p) for p in pids), timeout=30)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/healthz", timeout=2)
     assert not (tmp_path / "var" / "run" / "exchange.json").exists()
