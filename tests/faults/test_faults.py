@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from services import SERVICES
-from tests.e2e.harness import Exchange, _alive, wait_for
+from tests.e2e.harness import Exchange, alive, wait_for
 from tests.faults.checks import HealthWatch, Verdict, settle_and_check
 from tests.faults.conftest import Shared
 
@@ -50,7 +50,7 @@ def wait_replaced(ex: Exchange, what: str, read: Callable[[], int | None], old: 
 
     def replaced() -> bool:
         pid = read()
-        return pid is not None and pid != old and _alive(pid)
+        return pid is not None and pid != old and alive(pid)
 
     wait_for(f"{what} to be restarted", replaced, timeout=120, interval=0.25)
 
@@ -194,7 +194,7 @@ def test_sigkill_of_the_supervisor_alone_then_start_again(shared: Shared) -> Non
         if old.process is not None:
             old.process.wait(10)
         for pid in children:
-            wait_for(f"child {pid} to die with its supervisor", lambda p=pid: not _alive(p), 60)
+            wait_for(f"child {pid} to die with its supervisor", lambda p=pid: not alive(p), 60)
         shared.restart()
 
     under_load(shared, 42, "SIGKILL supervisor, start again", inject)
@@ -213,7 +213,7 @@ def test_restart_while_the_ledger_lags(shared: Shared) -> None:
         time.sleep(4 * STALL_SECONDS)  # the fault: a long stall under load
         shared.ex.stop(timeout=120)  # Ctrl-C while the ledger is still stopped
         signal_pid(ledger, signal.SIGCONT)
-        wait_for("the stalled ledger to be gone", lambda: not _alive(ledger), 60)
+        wait_for("the stalled ledger to be gone", lambda: not alive(ledger), 60)
         shared.restart()
 
     under_load(shared, 51, "restart while the ledger lags", inject)
