@@ -64,17 +64,21 @@ def stall(pid: int, seconds: float = STALL_SECONDS) -> None:
         signal_pid(pid, signal.SIGCONT)
 
 
-def under_load(shared: Shared, seed: int, fault: str, inject: Callable[[], None]) -> Verdict:
+def under_load(
+    shared: Shared, seed: int, fault: str, inject: Callable[[], float | None]
+) -> Verdict:
     """Drive the load, inject the fault once some postings are acknowledged, keep the load on
-    for a while after, then settle and check. Records the verdict and asserts it is clean."""
+    for a while after, then settle and check. Records the verdict and asserts it is clean.
+
+    `inject` returns when the fault ended (time.monotonic()), or None for "now": a restart
+    counts from the moment `exchange up` was run again, not from when it was healthy."""
     shared.ensure_running()
     shared.ex.wait_healthy(timeout=240)
     load = shared.load(seed).start()
     try:
         with HealthWatch(shared.ex, load) as watch:
             wait_for("postings acknowledged before the fault", lambda: len(load.acked) >= 15)
-            inject()
-            ended = time.monotonic()
+            ended = inject() or time.monotonic()
             before = len(load.acked)
             wait_for(
                 "postings acknowledged after the fault",
@@ -103,7 +107,7 @@ def record(out: Path, verdict: Verdict, answers: object) -> None:
 
 
 def test_sigkill_of_each_service_in_turn(shared: Shared) -> None:
-    def inject() -> None:
+    def inject() -> float | None:
         for name in SERVICES:
             old = service_pid(shared.ex, name)
             signal_pid(old, signal.SIGKILL)
@@ -113,7 +117,7 @@ def test_sigkill_of_each_service_in_turn(shared: Shared) -> None:
 
 
 def test_sigstop_and_sigcont_of_each_service_in_turn(shared: Shared) -> None:
-    def inject() -> None:
+    def inject() -> float | None:
         for name in SERVICES:
             stall(service_pid(shared.ex, name))
 
@@ -129,7 +133,7 @@ def broker_pid(ex: Exchange) -> int | None:
 
 
 def test_sigkill_of_the_broker(shared: Shared) -> None:
-    def inject() -> None:
+    def inject() -> float | None:
         old = broker_pid(shared.ex)
         assert old is not None, "the embedded broker runs in this suite"
         signal_pid(old, signal.SIGKILL)
@@ -139,7 +143,7 @@ def test_sigkill_of_the_broker(shared: Shared) -> None:
 
 
 def test_sigstop_and_sigcont_of_the_broker(shared: Shared) -> None:
-    def inject() -> None:
+    def inject() -> float | None:
         pid = broker_pid(shared.ex)
         assert pid is not None
         stall(pid, 2 * STALL_SECONDS)
@@ -156,7 +160,7 @@ def postgres_pid(ex: Exchange) -> int | None:
 
 
 def test_sigkill_of_postgresql(shared: Shared) -> None:
-    def inject() -> None:
+    def inject() -> float | None:
         old = postgres_pid(shared.ex)
         assert old is not None, "the embedded PostgreSQL runs in this suite"
         signal_pid(old, signal.SIGKILL)
@@ -166,7 +170,7 @@ def test_sigkill_of_postgresql(shared: Shared) -> None:
 
 
 def test_sigstop_and_sigcont_of_postgresql(shared: Shared) -> None:
-    def inject() -> None:
+    def inject() -> float | None:
         pid = postgres_pid(shared.ex)
         assert pid is not None
         stall(pid, 2 * STALL_SECONDS)
@@ -178,7 +182,7 @@ def test_sigstop_and_sigcont_of_postgresql(shared: Shared) -> None:
 
 
 def test_sigstop_and_sigcont_of_the_supervisor_alone(shared: Shared) -> None:
-    def inject() -> None:
+    def inject() -> float | None:
         stall(int(shared.ex.state["supervisor_pid"]), 2 * STALL_SECONDS)
 
     under_load(shared, 41, "SIGSTOP/SIGCONT supervisor", inject)
@@ -187,7 +191,7 @@ def test_sigstop_and_sigcont_of_the_supervisor_alone(shared: Shared) -> None:
 def test_sigkill_of_the_supervisor_alone_then_start_again(shared: Shared) -> None:
     """Its children must not live on as orphans beside the next `exchange up`."""
 
-    def inject() -> None:
+    def inject() -> float | None:
         old = shared.ex
         children = [p for p in old.pids() if p != int(old.state["supervisor_pid"])]
         signal_pid(int(old.state["supervisor_pid"]), signal.SIGKILL)
@@ -195,7 +199,9 @@ def test_sigkill_of_the_supervisor_alone_then_start_again(shared: Shared) -> Non
             old.process.wait(10)
         for pid in children:
             wait_for(f"child {pid} to die with its supervisor", lambda p=pid: not alive(p), 60)
+        again = time.monotonic()
         shared.restart()
+        return again
 
     under_load(shared, 42, "SIGKILL supervisor, start again", inject)
 
@@ -207,14 +213,16 @@ def test_restart_while_the_ledger_lags(shared: Shared) -> None:
     """The ledger stalls under load while matchers snapshot ahead of the archive; then the
     exchange is stopped and started, and the memory-only broker is restored from PostgreSQL."""
 
-    def inject() -> None:
+    def inject() -> float | None:
         ledger = service_pid(shared.ex, "ledger")
         signal_pid(ledger, signal.SIGSTOP)
         time.sleep(4 * STALL_SECONDS)  # the fault: a long stall under load
         shared.ex.stop(timeout=120)  # Ctrl-C while the ledger is still stopped
         signal_pid(ledger, signal.SIGCONT)
         wait_for("the stalled ledger to be gone", lambda: not alive(ledger), 60)
+        again = time.monotonic()
         shared.restart()
+        return again
 
     under_load(shared, 51, "restart while the ledger lags", inject)
 
@@ -242,7 +250,7 @@ def test_a_full_disk_then_space_freed(shared: Shared) -> None:
     if not shared.own_filesystem:
         pytest.skip("cannot mount a small filesystem for the var dir here (needs root)")
 
-    def inject() -> None:
+    def inject() -> float | None:
         filler = fill(shared.mount)
         try:
             time.sleep(2 * STALL_SECONDS)  # the fault's length, under load
