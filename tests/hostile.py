@@ -51,6 +51,22 @@ def pledge_made(volunteer_id: uuid.UUID | None = None, **over: Any) -> Envelope[
     return f.envelope(PledgeMade(volunteer_id=volunteer_id or uuid.uuid4(), pledge=spec))
 
 
+def later_need() -> Envelope[Message]:
+    """A valid need a day after `need_posted`'s, so the volunteers of `pledge_made` cannot
+    serve it: a hostile need that is harmless to the matcher never competes with valid ones."""
+    day = timedelta(days=1)
+    return need_posted(
+        shift={"start": f.iso(f.T0 + day), "end": f.iso(f.T0 + day + timedelta(hours=2))},
+        deadline=f.iso(f.T0 + day + timedelta(hours=4)),
+    )
+
+
+def money_posted() -> Envelope[Message]:
+    """A valid money need (no shift, so any deadline is schema-valid)."""
+    spec = NeedSpec.model_validate(f.money_need())
+    return f.envelope(NeedPosted(need_id=uuid.uuid4(), need=spec), org="community-1")
+
+
 def goods_posted() -> Envelope[Message]:
     """A valid goods need, to be given a quantity and unit cost."""
     body = {
@@ -70,11 +86,7 @@ def goods_posted() -> Envelope[Message]:
 def the_four() -> list[tuple[str, Envelope[Message], bytes]]:
     """The issue's hostile inputs as the events intake makes of them: (label, envelope as
     built, hostile bytes). The amendment amends the need posted first."""
-    day = timedelta(days=1)  # a day later: the volunteers of `pledge_made` cannot serve it
-    nul = need_posted(
-        shift={"start": f.iso(f.T0 + day), "end": f.iso(f.T0 + day + timedelta(hours=2))},
-        deadline=f.iso(f.T0 + day + timedelta(hours=4)),
-    )
+    nul = later_need()
     goods = goods_posted()
     late = need_posted()
     amended = f.envelope(
@@ -163,11 +175,11 @@ def hostile_events(draw: st.DrawFn) -> tuple[str, Envelope[Message], bytes]:
     """One hostile NeedPosted or PledgeMade: odd text, edge dates, or goods worth too much."""
     kind = draw(st.sampled_from(["text", "deadline", "goods", "availability"]))
     if kind == "text":
-        env = need_posted()
+        env = later_need()
         field = draw(st.sampled_from(["description", "title"]))
         return kind, env, patched(env, {("payload", "need", field): draw(ODD_TEXT)})
     if kind == "deadline":
-        env = need_posted()
+        env = money_posted()
         deadline = draw(edge_windows())[1].isoformat()
         return kind, env, patched(env, {("payload", "need", "deadline"): deadline})
     if kind == "goods":

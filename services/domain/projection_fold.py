@@ -179,10 +179,15 @@ class ProjectionFold:
                 row = self.tables[entry[1]][entry[2]]
                 row.clear()
                 row.update(entry[3])
-            elif kind == "balance":
-                self.balances[entry[1]] = self.balances.get(entry[1], 0) - entry[2]
+            elif kind == "balance":  # the balance as it was (absent: None)
+                if entry[2] is None:
+                    self.balances.pop(entry[1], None)
+                else:
+                    self.balances[entry[1]] = entry[2]
             elif kind == "writer":
                 self.writers[entry[1]].pop()
+                if entry[2]:  # the list was made for this event
+                    del self.writers[entry[1]]
 
     def _apply_changes(self, event_id: uuid.UUID, changes: list[Change]) -> None:
         line_no = 0
@@ -224,9 +229,9 @@ class ProjectionFold:
 
     def _wrote(self, table: str, key: tuple[Any, ...], event_id: uuid.UUID) -> None:
         if self.watch is None or (table, key) in self.watch:
-            self.writers.setdefault((table, key), []).append(event_id)
             if self._undo is not None:
-                self._undo.append(("writer", (table, key)))
+                self._undo.append(("writer", (table, key), (table, key) not in self.writers))
+            self.writers.setdefault((table, key), []).append(event_id)
 
     def _post(
         self, event_id: uuid.UUID, line_no: int, account: str, amount: int, currency: str
@@ -242,10 +247,10 @@ class ProjectionFold:
             "amount_minor": amount,
             "currency": currency,
         }
-        self.balances[account] = self.balances.get(account, 0) + amount
         if self._undo is not None:
             self._undo.append(("new", "journal_lines", key))
-            self._undo.append(("balance", account, amount))
+            self._undo.append(("balance", account, self.balances.get(account)))
+        self.balances[account] = self.balances.get(account, 0) + amount
         self._wrote("journal_lines", key, event_id)
 
     def _need_delta(
