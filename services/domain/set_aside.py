@@ -38,18 +38,21 @@ class SetAside(Exception):
 
 
 _PYDANTIC_LINK = re.compile(r"\s*For further information visit \S+")
+_PYDANTIC_VALUE = re.compile(r"input_value=.*?, (input_type=)")
 
 
 def reason_of(exc: BaseException) -> str:
     """A deterministic, bounded description of why an event was set aside.
 
-    One line, without pydantic's documentation links, and with NUL spelled out: the reason is
-    itself stored in PostgreSQL text, which cannot hold NUL, and the failing value may be
-    quoted in it."""
+    One line, without pydantic's documentation links or the failing value (it may be personal
+    data, and the reason is shown in /healthz; the dead letter keeps the original bytes), and
+    with NUL spelled out: the reason is itself stored in PostgreSQL text, which cannot hold
+    NUL."""
     if isinstance(exc, SetAside):
         text = exc.reason
     else:
-        text = f"{type(exc).__name__}: {_PYDANTIC_LINK.sub('', str(exc))}"
+        text = _PYDANTIC_VALUE.sub(r"\1", _PYDANTIC_LINK.sub("", str(exc)))
+        text = f"{type(exc).__name__}: {text}"
     text = " ".join(text.split()).replace("\x00", "\\x00")  # pydantic's messages span lines
     return text[:REASON_LIMIT]
 
