@@ -33,8 +33,10 @@ from services.domain.projection_fold import (
     TABLE_KEYS,
     WALL_CLOCK_COLUMNS,
     ProjectionFold,
+    projected,
 )
-from services.domain.projections import Change, project
+from services.domain.projections import Change
+from services.ledger.set_aside import refused_by_postgres
 from services.matcher.processor import PartitionMatcher
 from services.platform.db import init_connection
 from services.platform.gc_pause import paused_gc
@@ -123,6 +125,8 @@ class ProjectionReport:
 
     events: int = 0
     projected: int = 0
+    set_aside: int = 0
+    """Events archived but not projected, as the ledger sets them aside (same rules)."""
     seconds: float = 0.0
     differences: dict[str, int] = field(default_factory=dict)
     shown: list[RowDifference] = field(default_factory=list)
@@ -143,9 +147,14 @@ async def fold_archive(
     batch: int = BATCH,
     jobs: int = 1,
     watch: frozenset[tuple[str, tuple[Any, ...]]] | None = None,
+    skip: frozenset[uuid.UUID] = frozenset(),
 ) -> ProjectionFold:
     """Fold every archived event once, in the order of its first appearance (archive_seq),
     into the read models. Only event types that change a read model are decoded.
+
+    An event is set aside as the ledger sets it aside: by the same pure rules (`projected`,
+    `ProjectionFold.try_apply`), and, for the refusals only PostgreSQL made, as the ledger
+    recorded them (`skip`).
 
     With `jobs` > 1, decoding and `project` (pure, and most of the cost) run in that many
     worker processes, one page ahead of the fold, while the next page is fetched; the changes
@@ -179,10 +188,10 @@ async def fold_archive(
                     if value is not None:
                         page.append((value, event_type))
                 if pool is None:
-                    _apply_all(fold, [project_values(page)])
+                    _apply_all(fold, [project_values(page)], skip)
                 else:
                     if ahead is not None:
-                        _apply_all(fold, await ahead)
+                        _apply_all(fold, await ahead, skip)
                     step = -(-len(page) // jobs) or 1
                     parts = [page[i : i + step] for i in range(0, len(page), step)]
                     ahead = asyncio.gather(
@@ -190,7 +199,7 @@ async def fold_archive(
                     )
                 if not rows:
                     if ahead is not None:
-                        _apply_all(fold, await ahead)
+                        _apply_all(fold, await ahead, skip)
                     return fold
                 last = rows[-1][0]
                 fold.read += len(rows)
@@ -201,7 +210,10 @@ async def fold_archive(
             pool.shutdown(cancel_futures=True)
 
 
-Projected = tuple[uuid.UUID, list[Change]] | None
+Projected = tuple[uuid.UUID, list[Change], str | None] | None
+"""An event's id and changes, or the reason it is set aside; None for an undecodable one."""
+
+RECORDED = "recorded by the ledger: PostgreSQL refused its projection"
 
 
 def project_values(values: list[tuple[bytes, str]]) -> list[Projected]:
@@ -211,15 +223,24 @@ def project_values(values: list[tuple[bytes, str]]) -> list[Projected]:
     out: list[Projected] = []
     for value, event_type in values:
         env = _decoded(value, event_type)
-        out.append(None if env is None else (env.event_id, project(env)))
+        out.append(None if env is None else (env.event_id, *projected(env)))
     return out
 
 
-def _apply_all(fold: ProjectionFold, parts: list[list[Projected]]) -> None:
+def _apply_all(
+    fold: ProjectionFold, parts: list[list[Projected]], skip: frozenset[uuid.UUID]
+) -> None:
     for part in parts:
         for item in part:
-            if item is not None:
-                fold.apply_changes(*item)
+            if item is None:
+                continue
+            event_id, changes, reason = item
+            if reason is None and event_id in skip:
+                reason = RECORDED
+            if reason is not None:
+                fold.set_aside[event_id] = reason
+            else:
+                fold.try_apply(event_id, changes)
 
 
 TOPIC_RANK = {MATCHER_INPUTS.name: 1, MATCHES_EVENTS.name: 2}
@@ -244,6 +265,7 @@ def fold_records(
     records: Iterable[Record],
     progress: Progress | None = None,
     watch: frozenset[tuple[str, tuple[Any, ...]]] | None = None,
+    skip: frozenset[uuid.UUID] = frozenset(),
 ) -> ProjectionFold:
     """Fold records read from the topics, each event once, in `log_order`.
 
@@ -267,7 +289,10 @@ def fold_records(
                 continue
             if env.event_id not in seen:
                 seen.add(env.event_id)
-                fold.apply(env)
+                if env.event_id in skip:
+                    fold.set_aside[env.event_id] = RECORDED
+                else:
+                    fold.apply(env)
     return fold
 
 
@@ -391,22 +416,24 @@ async def replay_projections(
     await tx.start()
     try:
         nothing: frozenset[tuple[str, tuple[Any, ...]]] = frozenset()
+        skip = await refused_by_postgres(conn)
         if records is None:
-            fold = await fold_archive(conn, progress, jobs=jobs, watch=nothing)
+            fold = await fold_archive(conn, progress, jobs=jobs, watch=nothing, skip=skip)
             tables = list(TABLE_KEYS)
         else:
-            fold = fold_records(records, progress, watch=nothing)
+            fold = fold_records(records, progress, watch=nothing, skip=skip)
             # from the topics there is no archive sequence to compare projected_events with
             tables = [t for t in TABLE_KEYS if t != "projected_events"]
         report.events = fold.read
         report.projected = fold.events
+        report.set_aside = len(fold.set_aside)
         await compare_projections(conn, fold, tables, report)
         if report.shown:  # fold again, noting who wrote the rows found different
             watch = frozenset((d.table, d.key) for d in report.shown)
             again = (
-                await fold_archive(conn, watch=watch)
+                await fold_archive(conn, watch=watch, skip=skip)
                 if records is None
-                else fold_records(records, watch=watch)
+                else fold_records(records, watch=watch, skip=skip)
             )
             report.shown = [
                 replace(d, events=tuple(again.writers.get((d.table, d.key), ())))

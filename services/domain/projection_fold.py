@@ -39,6 +39,7 @@ from services.domain.projections import (
     volunteer_account,
     withdrawal_lines,
 )
+from services.domain.set_aside import reason_of, settable_aside, unstorable
 
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "rm_needs": ("need_id",),
@@ -66,6 +67,31 @@ PROJECTED_TYPES: frozenset[str] = frozenset(
     t for handles, _ in _PROJECTORS for t in _types_of(handles)
 )
 """Event types that change a read model; any other event can be counted without decoding."""
+
+
+def projected(env: Envelope[Message]) -> tuple[list[Change], str | None]:
+    """An event's changes, or the reason it is set aside instead of projected.
+
+    The ledger asks this before it writes and the auditor's replay before it folds, so both
+    set aside the same events: one whose projection raises (goods worth more than `Money`
+    holds), or whose changes PostgreSQL would refuse (NUL in text, an instant with no UTC
+    time; `unstorable`). Its archive row stays: the archive is the log."""
+    try:
+        changes = project(env)
+    except Exception as exc:
+        if not settable_aside(exc):
+            raise
+        return [], reason_of(exc)
+    for change in changes:
+        values = getattr(change, "values", None)
+        if isinstance(change, JournalLine):
+            values = {"amount_minor": change.amount_minor, "account": change.account}
+        if isinstance(values, dict):
+            table = getattr(change, "table", "journal_lines")
+            found = unstorable(values, table)
+            if found:
+                return [], found
+    return changes, None
 
 
 def _need_status(row: dict[str, Any]) -> str:
@@ -96,6 +122,9 @@ class ProjectionFold:
     """Journal balance per account (the ledger reads balances back for pledge moves)."""
     events: int = 0
     """Events applied (each once)."""
+    set_aside: dict[uuid.UUID, str] = field(default_factory=dict)
+    """Events whose changes were not applied, with the reason (`projected`, `try_apply`)."""
+    _undo: list[tuple[Any, ...]] | None = field(default=None, repr=False)
     read: int = 0
     """Records read from the log, copies on several topics included."""
 
@@ -107,12 +136,60 @@ class ProjectionFold:
         }
 
     def apply(self, env: Envelope[Message]) -> None:
-        """Apply one event's projected changes."""
-        self.apply_changes(env.event_id, project(env))
+        """Apply one event's projected changes, or set it aside (`projected`, `try_apply`)."""
+        changes, reason = projected(env)
+        if reason is not None:
+            self.set_aside[env.event_id] = reason
+            return
+        self.try_apply(env.event_id, changes)
+
+    def try_apply(self, event_id: uuid.UUID, changes: list[Change]) -> str | None:
+        """Apply one event's changes whole, or not at all: on a failure the rows it touched
+        are put back as they were (copy-on-write of the touched entries) and the reason is
+        returned and noted in `set_aside`. Deterministic, like the fold itself."""
+        try:
+            self.apply_changes(event_id, changes)
+        except Exception as exc:
+            if not settable_aside(exc):
+                raise
+            reason = reason_of(exc)
+            self.set_aside[event_id] = reason
+            return reason
+        return None
 
     def apply_changes(self, event_id: uuid.UUID, changes: list[Change]) -> None:
-        """Apply the changes `project` gave for one event, in order."""
+        """Apply the changes `project` gave for one event, in order; all or nothing (a
+        failure undoes what this event changed, then raises)."""
+        self._undo = []
+        try:
+            self._apply_changes(event_id, changes)
+        except BaseException:
+            self._roll_back(self._undo)
+            raise
+        finally:
+            self._undo = None
         self.events += 1
+
+    def _roll_back(self, undo: list[tuple[Any, ...]]) -> None:
+        for entry in reversed(undo):
+            kind = entry[0]
+            if kind == "new":  # a row this event inserted
+                self.tables[entry[1]].pop(entry[2], None)
+            elif kind == "row":  # a row this event changed: its columns as they were
+                row = self.tables[entry[1]][entry[2]]
+                row.clear()
+                row.update(entry[3])
+            elif kind == "balance":  # the balance as it was (absent: None)
+                if entry[2] is None:
+                    self.balances.pop(entry[1], None)
+                else:
+                    self.balances[entry[1]] = entry[2]
+            elif kind == "writer":
+                self.writers[entry[1]].pop()
+                if entry[2]:  # the list was made for this event
+                    del self.writers[entry[1]]
+
+    def _apply_changes(self, event_id: uuid.UUID, changes: list[Change]) -> None:
         line_no = 0
         for change in changes:
             if isinstance(change, Row):
@@ -138,16 +215,22 @@ class ProjectionFold:
         rows = self.tables[table]
         if key not in rows:  # ON CONFLICT DO NOTHING
             rows[key] = {**INITIAL.get(table, {}), **values}
+            if self._undo is not None:
+                self._undo.append(("new", table, key))
         self._wrote(table, key, event_id)
 
     def _row(self, table: str, key: tuple[Any, ...], event_id: uuid.UUID) -> dict[str, Any] | None:
         row = self.tables[table].get(key)
         if row is not None:
+            if self._undo is not None:  # the caller changes it in place: keep it as it was
+                self._undo.append(("row", table, key, dict(row)))
             self._wrote(table, key, event_id)
         return row
 
     def _wrote(self, table: str, key: tuple[Any, ...], event_id: uuid.UUID) -> None:
         if self.watch is None or (table, key) in self.watch:
+            if self._undo is not None:
+                self._undo.append(("writer", (table, key), (table, key) not in self.writers))
             self.writers.setdefault((table, key), []).append(event_id)
 
     def _post(
@@ -164,6 +247,9 @@ class ProjectionFold:
             "amount_minor": amount,
             "currency": currency,
         }
+        if self._undo is not None:
+            self._undo.append(("new", "journal_lines", key))
+            self._undo.append(("balance", account, self.balances.get(account)))
         self.balances[account] = self.balances.get(account, 0) + amount
         self._wrote("journal_lines", key, event_id)
 

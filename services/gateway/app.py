@@ -22,6 +22,7 @@ from services.gateway.postings import Postings
 from services.gateway.relay import Relay
 from services.gateway.tokens import TokenCache
 from services.platform.db import Heartbeat, connect_pool, migrate, unavailable_reason
+from services.platform.dead_letters import dead_letters
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ def create_app(settings: Settings) -> FastAPI:
             f"exchange_archive_seq {archived}",
             "# TYPE exchange_service_ready gauge",
         ]
+        lines += (await dead_letters(pool)).metrics()
         for name, s in report["services"].items():
             lines.append(f'exchange_service_ready{{service="{name}"}} {int(s["ok"])}')
         return "\n".join(lines) + "\n"

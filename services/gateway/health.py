@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from services import SERVICES, group_of
+from services.platform.dead_letters import dead_letters
 
 
 async def check(
@@ -58,4 +59,5 @@ async def check(
         "groups": groups,
         "postings_not_yet_archived": lagging,
         "postings_not_yet_decided": undecided,
+        "dead_letters": (await dead_letters(pool)).report(),
     }

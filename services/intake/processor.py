@@ -19,6 +19,7 @@ from schemas.topics import (
 from services.domain.intake import IntakeState, decide
 from services.domain.outputs import Outgoing
 from services.platform.kafka import Record
+from services.platform.rollback import RollbackPoint
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class IntakeProcessor:
         self.outputs = (kind.events.name,)
         self.state = IntakeState()
         self._allowed = {m.TYPE for m in kind.postings.messages}
+        self.rollback = RollbackPoint(self, ("state",))
+        """Where a posting that fails half-way is undone from (services/platform/rollback.py)."""
 
     def handle(self, record: Record) -> list[Outgoing]:
         """Decode, check the message belongs on this topic, decide, encode."""

@@ -17,11 +17,12 @@ import asyncpg
 
 from schemas.codec import DecodeError, decode
 from schemas.envelope import NAMESPACE, Envelope, derive_id
-from schemas.messages import COMMANDS, Message
+from schemas.messages import COMMANDS, Message, MessageDeadLettered
 from services.audit.chain import GENESIS, ArchivedRow, chain, content_hash
 from services.audit.merkle import Frontier, leaf_hash
 from services.ledger.batch_projection import project_batch
 from services.ledger.sequences import Seen, is_sequenced, record_sequences
+from services.ledger.set_aside import record_set_aside
 from services.platform.kafka import Record
 
 CONSUMER = "ledger"
@@ -160,7 +161,17 @@ async def archive_batch(
         )
         order = sorted(first, key=lambda r: r["archive_seq"])
         firsts = (envelopes.get(r["event_id"]) for r in order)
-        await project_batch(conn, [env for env in firsts if env is not None])
+        set_aside = await project_batch(conn, [env for env in firsts if env is not None])
+        if set_aside:  # archived, not projected: recorded, and reported on a dead-letter topic
+            where = {r["event_id"]: (r["archive_seq"], r["topic"]) for r in new}
+            ords = {(rows[o][2], rows[o][1]): o for o in fresh}
+            await record_set_aside(
+                conn,
+                [
+                    (records[ords[(where[eid][1], eid)]], envelopes[eid], where[eid][0], why)
+                    for eid, why in set_aside.items()
+                ],
+            )
         sequenced: list[Seen] = []
         for r in new:  # each stream on its home topic, in archive order
             env = envelopes.get(r["event_id"])
@@ -214,6 +225,12 @@ async def mark_decided(
         and env.causation_id is not None
         and env.event_id == derive_id(env.causation_id, "decided")
     ]
+    decided += [  # a posting its intake set aside is decided too: nothing more will come
+        posting
+        for env in first_seen
+        if env is not None and isinstance(env.payload, MessageDeadLettered)
+        if (posting := _posting_of(env.payload)) is not None
+    ]
     if decided:
         await conn.execute(
             "UPDATE postings SET decided_at = now()"
@@ -226,6 +243,16 @@ async def mark_decided(
         list(archived),
         COMMAND_TYPES,
     )
+
+
+def _posting_of(letter: MessageDeadLettered) -> uuid.UUID | None:
+    """The id of the posting a dead letter parked, if it parked one off a postings topic."""
+    if not letter.topic.endswith(".postings"):
+        return None
+    try:
+        return uuid.UUID(json.loads(bytes.fromhex(letter.original_value_hex))["event_id"])
+    except (ValueError, KeyError, TypeError):
+        return None  # undecodable bytes: no posting id to mark
 
 
 async def _rows_between(conn: asyncpg.Connection, after: int, before: int) -> list[bytes]:

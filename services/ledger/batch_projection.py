@@ -11,10 +11,19 @@ ledger at a few percent of a raw COPY. Instead, for a batch of newly archived ev
    shape.
 All inside the caller's transaction, so the batch's archive rows, positions and projections
 commit together or not at all.
+
+One event must never stop the ledger (it used to: the batch failed, was read again, failed
+again, forever). An event whose projection raises, or whose changes PostgreSQL would refuse, is
+set aside instead of projected (`projected`, `ProjectionFold.try_apply`: the same rules the
+auditor's replay applies, so replay still equals live). Should PostgreSQL refuse a batch all
+the same, for a reason no rule foresaw, the batch's writes are rolled back to a savepoint and
+the events are projected one by one, each in its own savepoint, so only the events PostgreSQL
+refuses are set aside; the caller records those, and the replay honours the record.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,7 +33,7 @@ import asyncpg
 
 from schemas.envelope import Envelope
 from schemas.messages import Message
-from services.domain.projection_fold import TABLE_KEYS, ProjectionFold
+from services.domain.projection_fold import TABLE_KEYS, ProjectionFold, projected
 from services.domain.projections import (
     Change,
     MatchDelivered,
@@ -36,9 +45,25 @@ from services.domain.projections import (
     Row,
     Update,
     pledged_account,
-    project,
     volunteer_account,
 )
+from services.domain.set_aside import reason_of
+
+log = logging.getLogger(__name__)
+
+REFUSED_BY_POSTGRES = "PostgreSQL refused its projection: "
+"""How the reason begins when PostgreSQL, not a rule, refused an event (the replay cannot
+recompute these, so it reads them from `projection_set_aside`)."""
+
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,  # class 22: bad characters, values out of range, bad encodings
+    asyncpg.IntegrityConstraintViolationError,  # class 23: a value a constraint refuses
+    OverflowError,  # raised while encoding an argument, before anything is sent
+    ValueError,
+    TypeError,
+)
+"""Failures a row's own data causes, which happen again on every retry. Anything else (a lost
+connection, a serialisation failure) is raised: retrying the batch may well succeed."""
 
 READ_MODELS = ("rm_needs", "rm_funds", "rm_pledges", "rm_matches", "rm_refusals")
 """Tables the window loads rows of (each keyed by one uuid column)."""
@@ -72,17 +97,47 @@ class Window:
                 self.accounts |= {pledged_account(v), volunteer_account(v, "offered")}
 
 
-async def project_batch(conn: asyncpg.Connection, events: Sequence[Envelope[Message]]) -> None:
+async def project_batch(
+    conn: asyncpg.Connection, events: Sequence[Envelope[Message]]
+) -> dict[uuid.UUID, str]:
     """Apply the projections of `events` (each projected for the first time, in archive
-    order) to the read models and the journal."""
-    changes = [(env.event_id, project(env)) for env in events]
+    order) to the read models and the journal; return the events set aside, with why."""
+    set_aside: dict[uuid.UUID, str] = {}
+    changes = []
+    for env in events:
+        c, reason = projected(env)
+        if reason is not None:
+            set_aside[env.event_id] = reason
+        else:
+            changes.append((env, c))
     window = Window()
     for _, c in changes:
         window.add(c)
     fold, before = await _load(conn, window)
-    for event_id, c in changes:
-        fold.apply_changes(event_id, c)
-    await _write(conn, fold, before)
+    applied = []
+    for env, c in changes:
+        reason = fold.try_apply(env.event_id, c)
+        if reason is not None:
+            set_aside[env.event_id] = reason
+        else:
+            applied.append(env)
+    if not applied:
+        return set_aside
+    try:
+        async with conn.transaction():  # a savepoint: a refused batch leaves nothing behind
+            await _write(conn, fold, before)
+    except DATA_ERRORS as exc:
+        if len(applied) == 1:
+            reason = REFUSED_BY_POSTGRES + reason_of(exc)
+            log.warning(
+                "PostgreSQL refused one event's projection: set aside",
+                extra={"event_id": str(applied[0].event_id), "reason": reason},
+            )
+            set_aside[applied[0].event_id] = reason
+        else:  # which event? each alone, in order, each on what the ones before it wrote
+            for env in applied:
+                set_aside.update(await project_batch(conn, [env]))
+    return set_aside
 
 
 async def _load(

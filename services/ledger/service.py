@@ -23,6 +23,7 @@ from services.ledger.archive import (
     prepare,
 )
 from services.ledger.checkpoints import Checkpointer
+from services.ledger.set_aside import publish_set_aside
 from services.platform import logs
 from services.platform.db import Heartbeat, connect, connect_pool, migrate
 from services.platform.kafka import Record, ensure_topics
@@ -63,6 +64,7 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
     await consumer.start()
     try:
         await checkpoints.publish_pending(conn, publisher)
+        await publish_set_aside(conn, publisher)  # what a crash left unpublished
         positions = await load_positions(conn)
         parts = [TopicPartition(t, p) for t in all_topic_names() for p in range(partitions_of(t))]
         consumer.assign(parts)
@@ -96,6 +98,8 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
                     log.info("ready: caught up", extra={"archived": archived})
                 continue
             new = await archive_batch(conn, records, checkpoints.tree)
+            if new:  # events set aside in that batch go to their dead-letter topics now
+                await publish_set_aside(conn, publisher)
             checkpoints.count(new, records)
             archived += new
             beat.details = {

@@ -22,6 +22,7 @@ from services.domain.matching import MatcherState, decide
 from services.domain.outputs import Outgoing
 from services.domain.routing import RoutingState, route
 from services.platform.kafka import Record
+from services.platform.rollback import RollbackPoint
 
 ROUTED = {m.TYPE for m in MATCHER_INPUTS.messages} | {"MatchProposed"}
 """What the router reads: the matcher's inputs, and proposals (to learn who owns a match)."""
@@ -50,6 +51,8 @@ class Router:
         self.seen: set[uuid.UUID] = set()
         self.raw: dict[uuid.UUID, bytes] = {}
         """The exact bytes of answers waiting for their match (forwarded as they came)."""
+        self.rollback = RollbackPoint(self, ("state", "seen", "raw"))
+        """Where an event that fails half-way is undone from (services/platform/rollback.py)."""
 
     def handle(self, record: Record) -> list[Outgoing]:
         """Route a decided supply or demand event once; refusals stay where they are."""
@@ -108,6 +111,10 @@ class PartitionMatcher:
         is exactly the fold of the partition up to and including it: inputs after it were
         copies of earlier ones (or undecodable) and changed nothing. A snapshot resumes after
         it and names it by event id, which is what survives the partition being renumbered."""
+        self.rollback = RollbackPoint(self, ("state",))
+        """Where an input that fails half-way is undone from (services/platform/rollback.py);
+        an input the policy cannot compute with is refused before anything changes
+        (services/domain/matching/vet.py)."""
 
     def handle(self, record: Record) -> list[Outgoing]:
         """Apply one input; each decision is keyed by its need (a refusal by its stream)."""

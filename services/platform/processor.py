@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -22,7 +23,9 @@ from schemas.common import Role
 from schemas.envelope import NAMESPACE, Actor, Envelope
 from schemas.messages import Message, MessageDeadLettered
 from services.domain.outputs import Outgoing
+from services.domain.set_aside import SetAside, reason_of, settable_aside
 from services.platform.kafka import Record, headers_for, producer, read_all
+from services.platform.rollback import RollbackPoint
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +49,25 @@ class Processor(Protocol):
         ...
 
     def handle(self, record: Record) -> list[Outgoing]:
-        """Decide what one input record produces; raise DecodeError for a poison message."""
+        """Decide what one input record produces; raise DecodeError for a poison message.
+
+        Any other exception sets the record aside (`process`); `SetAside` promises that
+        nothing was changed before it was raised."""
         ...
 
 
-def dead_letter(record: Record, reason: str, consumer: str) -> Outgoing:
-    """The message that parks an undecodable record on its topic's dead-letter topic.
+def dead_letter(
+    record: Record, reason: str, consumer: str, event_id: uuid.UUID | None = None
+) -> Outgoing:
+    """The message that parks a record its consumer could not handle on its topic's
+    dead-letter topic.
 
-    Its id is derived from the topic and the exact bytes, so a replay parks it once; its time is
-    the original record's broker timestamp, so no clock is read here."""
-    digest = hashlib.sha256((record.key or b"") + b"\x00" + record.value).hexdigest()
-    event_id = uuid.uuid5(NAMESPACE, f"dead-letter/{record.topic}/{digest}")
+    Its id is derived from the topic and the exact bytes (or given: the ledger, which is not
+    the topic's processor, derives its own), so a replay parks it once; its time is the original
+    record's broker timestamp, so no clock is read here."""
+    if event_id is None:
+        digest = hashlib.sha256((record.key or b"") + b"\x00" + record.value).hexdigest()
+        event_id = uuid.uuid5(NAMESPACE, f"dead-letter/{record.topic}/{digest}")
     at = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
     payload = MessageDeadLettered(
         topic=record.topic,
@@ -84,21 +95,54 @@ def dead_letter(record: Record, reason: str, consumer: str) -> Outgoing:
     )
 
 
+DECISION_FAILED = "set aside: "
+"""How the reason of an event that decoded but could not be decided begins (a decode error's
+reason says what was wrong with the bytes)."""
+
+
 def process(processor: Processor, record: Record) -> list[Outgoing]:
-    """Run the processor on one record, turning a poison message into a dead letter."""
+    """Run the processor on one record; a record it cannot handle becomes a dead letter.
+
+    Undecodable bytes (DecodeError) are parked as they always were. Since one schema-valid
+    event must never stop a consumer, any other failure of the pure step sets the record aside
+    too: the processor's state is put back as it was before the record (its `rollback` point,
+    unless the step raised `SetAside`, which promises nothing changed), and the dead letter
+    says why. Deterministic: the same record on the same state fails the same way, so a replay
+    or a rebuild sets aside the same records and reaches the same state."""
+    point: RollbackPoint | None = getattr(processor, "rollback", None)
+    if point is not None:
+        point.before()
+    started = time.perf_counter()
     try:
-        return processor.handle(record)
+        out = processor.handle(record)
     except DecodeError as exc:
-        log.warning(
-            "poison message moved to dead-letter topic",
-            extra={
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "reason": exc.reason,
-            },
-        )
+        _parked(record, exc.reason, processor.name, "poison message moved to dead-letter topic")
         return [dead_letter(record, exc.reason, processor.name)]
+    except Exception as exc:
+        if not settable_aside(exc):
+            raise
+        if point is not None and not isinstance(exc, SetAside):
+            point.undo(processor.handle)
+        reason = DECISION_FAILED + reason_of(exc)
+        _parked(record, reason, processor.name, "event set aside: it could not be decided")
+        return [dead_letter(record, reason, processor.name)]
+    if point is not None:
+        point.applied(record, time.perf_counter() - started)
+    return out
+
+
+def _parked(record: Record, reason: str, consumer: str, message: str) -> None:
+    log.warning(
+        message,
+        extra={
+            "consumer": consumer,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "event_id": str(record.event_id) if record.event_id else None,
+            "reason": reason,
+        },
+    )
 
 
 def written_ids(bootstrap: str, topics: Iterable[str]) -> set[uuid.UUID]:

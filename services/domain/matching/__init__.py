@@ -54,6 +54,7 @@ from services.domain.matching.state import (
     Volunteer,
     local_week,
 )
+from services.domain.matching.vet import vet
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -83,10 +84,13 @@ def apply(state: MatcherState, event: Envelope[Message]) -> list[Envelope[Messag
 
 def decide(state: MatcherState, event: Envelope[Message]) -> Decisions:
     """Fold one input into the state; the decisions it causes are `.out`, in order, and
-    `.routes` names the partition of each request or reply meant for another partition."""
+    `.routes` names the partition of each request or reply meant for another partition.
+
+    Raises `SetAside` (state untouched) for an input the policy cannot compute with."""
     key = event.event_id.int
     if key in state.seen:
         return Decisions(event)
+    vet(event)
     state.seen.add(key)
     state.arrivals += 1
     d = Decisions(event)
