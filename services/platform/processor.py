@@ -15,11 +15,11 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from schemas.codec import DecodeError, encode
-from schemas.common import Role
+from schemas.common import EARLIEST, LATEST, TEXT_FORBIDDEN, Role
 from schemas.envelope import NAMESPACE, Actor, Envelope
 from schemas.messages import Message, MessageDeadLettered
 from services.domain.outputs import Outgoing
@@ -68,13 +68,13 @@ def dead_letter(
     if event_id is None:
         digest = hashlib.sha256((record.key or b"") + b"\x00" + record.value).hexdigest()
         event_id = uuid.uuid5(NAMESPACE, f"dead-letter/{record.topic}/{digest}")
-    at = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+    at = _moment_of(record.timestamp_ms)
     payload = MessageDeadLettered(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
         consumer=consumer,
-        reason=reason[:2000],
+        reason=TEXT_FORBIDDEN.sub("\ufffd", reason[:2000]),
         original_key_hex=(record.key or b"").hex(),
         original_value_hex=record.value.hex(),
     )
@@ -93,6 +93,17 @@ def dead_letter(
     return Outgoing(
         f"{record.topic}.dlq", record.key or b"", event_id, payload.TYPE, encode(envelope)
     )
+
+
+def _moment_of(timestamp_ms: int) -> datetime:
+    """The record's broker timestamp as a time the schemas accept. A producer chooses that
+    timestamp, so it may be 0 or year 9999: such a time becomes the window's nearest edge
+    (deterministically), because parking a record must never itself fail."""
+    try:
+        at = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return EARLIEST if timestamp_ms < 0 else LATEST - timedelta(microseconds=1)
+    return min(max(at, EARLIEST), LATEST - timedelta(microseconds=1))
 
 
 DECISION_FAILED = "set aside: "
