@@ -80,12 +80,18 @@ def under_load(
             wait_for("postings acknowledged before the fault", lambda: len(load.acked) >= 15)
             ended = inject() or time.monotonic()
             before = len(load.acked)
-            wait_for(
-                "postings acknowledged after the fault",
-                lambda: len(load.acked) >= before + 15,
-                timeout=240,
-                interval=0.25,
-            )
+            try:
+                wait_for(
+                    "postings acknowledged after the fault",
+                    lambda: len(load.acked) >= before + 15,
+                    timeout=240,
+                    interval=0.25,
+                )
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"{fault}: {exc}; the load saw {dict(load.tally.answers)}\n"
+                    f"{shared.ex.diagnostics(lines=12)}"
+                ) from None
             verdict = settle_and_check(shared.ex, load, fault, ended)
         verdict.problems += watch.violations
     finally:
