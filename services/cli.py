@@ -117,10 +117,10 @@ def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
 
     from schemas.codec import describe_errors
     from schemas.messages import OrgKind
-    from services.identity import create_organisation
+    from services.identity import OrganisationExists, create_organisation
     from services.platform.db import connect, migrate
 
-    async def create() -> tuple[object, str, bool]:
+    async def create() -> tuple[object, str]:
         dsn = _database(settings)
         await migrate(dsn)
         conn = await connect(dsn)
@@ -132,11 +132,14 @@ def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
             await conn.close()
 
     try:
-        org_id, token, created = asyncio.run(create())
+        org_id, token = asyncio.run(create())
     except ValidationError as exc:
         print(f"refused: {describe_errors(exc)}", file=sys.stderr)
         return 2
-    print(f"{'created' if created else 'exists'}: {args.kind} {args.name} ({org_id})")
+    except OrganisationExists as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    print(f"created: {args.kind} {args.name} ({org_id})")
     print(f"token (shown once, keep it secret): {token}")
     return 0
 
@@ -206,12 +209,46 @@ def _cmd_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    """The gateway's public /healthz verdict, and the details behind it read from PostgreSQL
+    and this machine (services with pids, backlog, disks): the public answer is kept brief,
+    and the operator, who runs this command, has the database."""
+    import asyncpg
     import httpx
 
-    url = _running(settings)["http_url"]
-    r = httpx.get(f"{url}/healthz", timeout=5)
-    print(json.dumps(r.json(), indent=2, ensure_ascii=False))
-    return 0 if r.status_code == 200 else 1
+    from services.gateway.faults import disk_report
+    from services.gateway.health import check
+    from services.platform.db import connect
+
+    state = _running(settings)
+    try:
+        r = httpx.get(f"{state['http_url']}/healthz", timeout=5)
+        public, ok = r.json(), r.status_code == 200
+    except (httpx.HTTPError, ValueError) as exc:
+        public, ok = {"ok": False, "reason": f"gateway unreachable: {exc}"}, False
+
+    async def details() -> dict[str, object]:
+        conn = await connect(_database(settings))
+        try:
+            report = await check(
+                conn,
+                settings.stale_after_seconds,
+                settings.archive_lag_seconds,
+                settings.decision_lag_seconds,
+            )
+            report["postings_unpublished"] = await conn.fetchval(
+                "SELECT count(*) FROM postings WHERE published_at IS NULL"
+            )
+            return report
+        finally:
+            await conn.close()
+
+    try:
+        report: dict[str, object] = asyncio.run(details())
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        report = {"database": f"unreachable: {exc}"}
+    report["disk"] = disk_report([settings.var_dir.resolve()], settings.min_free_disk_mb)
+    print(json.dumps({"healthz": public, **report}, indent=2, ensure_ascii=False, default=str))
+    return 0 if ok else 1
 
 
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

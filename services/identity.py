@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -152,22 +153,65 @@ async def find_organisation(conn: asyncpg.Connection, name_or_id: str) -> asyncp
     return row
 
 
+def name_key(name: str) -> str:
+    """What two organisation names are compared by: NFKC (full-width and half-width forms,
+    compatibility characters and ligatures become one form), case folded, with every
+    whitespace, invisible (format and control characters such as zero-width spaces) and
+    punctuation character removed, and any combining mark left over.
+
+    Why this and no more: these are the differences a reader cannot see or does not read as a
+    different name (「江东 社区」, 「江东社区\u200b」, 「ＪＤ社区」, 「江东社区。」). Characters
+    that differ in shape (〇 and 零, traditional and simplified forms) are different names in
+    Chinese and are left to the operator, who sees every name in `exchange orgs list`."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    kept = (c for c in folded if unicodedata.category(c)[0] not in "ZPC" and not _combining(c))
+    return unicodedata.normalize("NFKC", "".join(kept))
+
+
+def _combining(c: str) -> bool:
+    return unicodedata.category(c) in ("Mn", "Me")
+
+
+class OrganisationExists(Exception):
+    """An organisation with this name, or one that reads the same (`name_key`), exists."""
+
+    def __init__(self, name: str, existing: asyncpg.Record) -> None:
+        same = existing["name"] == name
+        what = "is already registered" if same else "looks the same as"
+        super().__init__(
+            f"{name!r} {what} {existing['kind']} {existing['name']!r} ({existing['org_id']});"
+            f" to give it a new token: exchange orgs rotate-token {existing['org_id']}"
+        )
+        self.existing = existing
+        self.same_name = same
+
+
+NAMES_LOCK = 0x6F72_6773
+"""Advisory lock taken while a name is checked and registered, so two operators registering
+look-alike names at the same moment cannot both pass the check."""
+
+
 async def create_organisation(
     conn: asyncpg.Connection, kind: OrgKind, name: str, district: str, street: str | None
-) -> tuple[uuid.UUID, str, bool]:
-    """Register an organisation (or find it by kind and name) and issue it a new token.
+) -> tuple[uuid.UUID, str]:
+    """Register an organisation and issue its first token; return (org_id, token).
 
-    Returns (org_id, token, created). The `OrganisationRegistered` event goes into the outbox in
-    the same transaction; the gateway's relay publishes it."""
+    Refuses (`OrganisationExists`) a name that any organisation, of any kind, already has or
+    that reads the same (`name_key`): a second registration used to hand out a second valid
+    token for the existing organisation to whoever ran the command, and a look-alike name is
+    how one organisation passes for another in the log and the auditor's reports. A lost
+    token is re-issued with `rotate_token`, which also stops the old one. The
+    `OrganisationRegistered` event goes into the outbox in the same transaction; the
+    gateway's relay publishes it."""
     event = OrganisationRegistered(
         org_id=uuid.uuid4(), kind=kind, name=name, district=district, street=street
     )  # validates name and place before anything is written
     async with conn.transaction():
-        existing = await conn.fetchval(
-            "SELECT org_id FROM organisations WHERE kind = $1 AND name = $2", kind.value, event.name
-        )
-        if existing is not None:
-            return existing, await issue_token(conn, "organisation", existing), False
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", NAMES_LOCK)
+        key = name_key(event.name)
+        for row in await conn.fetch("SELECT org_id, kind, name FROM organisations"):
+            if row["name"] == event.name or name_key(row["name"]) == key:
+                raise OrganisationExists(event.name, row)
         await conn.execute(
             "INSERT INTO organisations (org_id, kind, name, district, street)"
             " VALUES ($1, $2, $3, $4, $5)",
@@ -200,7 +244,7 @@ async def create_organisation(
             event.TYPE,
             f"org:{event.org_id}",
         )
-        return event.org_id, await issue_token(conn, "organisation", event.org_id), True
+        return event.org_id, await issue_token(conn, "organisation", event.org_id)
 
 
 async def principal_for(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> Principal | None:

@@ -83,6 +83,35 @@ class Settings(BaseSettings):
     retry_after_seconds: int = 5
     """`Retry-After` on a 503 (database unreachable or disk full): when clients should retry."""
 
+    rate_reads_per_second: float = 100.0
+    """Reads (GET) one token may make per second, sustained; 0 turns the limit off. Over it
+    the gateway answers 429 with `Retry-After`. Generous for people and dashboards; a polling
+    script feels it. Counted per gateway process (see `services/gateway/limits.py` for
+    several gateways)."""
+
+    rate_reads_burst: int = 400
+    """Reads one token may make at once before the sustained rate applies."""
+
+    rate_writes_per_second: float = 50.0
+    """Postings one token may make per second, sustained; 0 turns the limit off (429 over
+    it). Separate from reads, so a busy reader never blocks its own writes."""
+
+    rate_writes_burst: int = 200
+    """Postings one token may make at once before the sustained rate applies."""
+
+    max_body_bytes: int = 64 * 1024
+    """Largest request body the gateway reads (413 beyond it, before reading more). The
+    largest posting is a few KiB; there are no bulk endpoints."""
+
+    max_streams_per_token: int = 3
+    """Event streams (`GET /v1/events`) one principal may hold open at once (429 beyond);
+    each open stream polls the archive, so an unbounded number is a load anyone could make."""
+
+    min_seq_ahead_margin: int = 1000
+    """A `min_seq` further than this beyond the archive's head is answered at once (409,
+    reason `min_seq_ahead`) instead of being waited for (10 s): a sequence the exchange gave
+    out is never ahead of its own database, so only a replica's lag is worth waiting for."""
+
     tick_seconds: float = 5.0
     """How often the matcher's clock writes a tick to clock.ticks (0: no ticks). Ticks are
     what expire proposals and needs; they are inputs on the log, never clock reads."""

@@ -303,7 +303,8 @@ class Supervisor:
                 next_note += note_every
                 say(
                     f"not healthy yet after {time.monotonic() - started:.0f}s; still trying "
-                    f"(logs in {self.log_dir}): {json.dumps(last)[:300]}"
+                    f"(logs in {self.log_dir}; details: exchange status): "
+                    f"{json.dumps(last)[:300]}"
                 )
             time.sleep(0.25)
         return None

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from schemas.messages import OrgKind
-from services.identity import create_organisation
+from services.identity import OrganisationExists, create_organisation, rotate_token
 from services.platform.db import connect
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -53,14 +53,21 @@ def resolve(value: Any, monday: date) -> Any:
 
 
 async def register_organisations(dsn: str, orgs: list[dict[str, Any]]) -> dict[str, str]:
-    """Register (or find) the scenario's organisations; a fresh token for each, by ref."""
+    """Register the scenario's organisations, or find them (the demo loads again on every
+    `exchange up --demo`); a fresh token for each, by ref. A found one gets its token rotated,
+    as the operator would (`exchange orgs rotate-token`): registering again is refused."""
     conn = await connect(dsn)
     try:
         tokens = {}
         for o in orgs:
-            _, token, _ = await create_organisation(
-                conn, OrgKind(o["kind"]), o["name"], o["district"], o.get("street")
-            )
+            try:
+                _, token = await create_organisation(
+                    conn, OrgKind(o["kind"]), o["name"], o["district"], o.get("street")
+                )
+            except OrganisationExists as exc:
+                if not exc.same_name or exc.existing["kind"] != o["kind"]:
+                    raise
+                token = await rotate_token(conn, "organisation", exc.existing["org_id"], "operator")
             tokens[o["ref"]] = token
         return tokens
     finally:

@@ -14,13 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from schemas.codec import json_type
+from schemas.common import Role
 from schemas.topics import BY_NAME
-from services.gateway import audit_reports_api, faults, health, readapi, writes
+from services.gateway import audit_reports_api, faults, health, limits, readapi, writes
 from services.gateway.audit_api import router as audit_router
+from services.gateway.limits import BodyLimit, RateLimiter, StreamSlots
 from services.gateway.outbox import OutboxWriter
 from services.gateway.postings import Postings
 from services.gateway.relay import Relay
-from services.gateway.tokens import TokenCache
+from services.gateway.tokens import TokenCache, principal_of
 from services.platform.db import Heartbeat, connect_pool, migrate, unavailable_reason
 from services.platform.dead_letters import dead_letters
 from services.settings import Settings
@@ -127,6 +129,16 @@ def create_app(settings: Settings) -> FastAPI:
     )
 
     faults.install(app, settings.retry_after_seconds)
+    limits.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.state.settings = settings
+    app.state.rate = RateLimiter(
+        reads_per_second=settings.rate_reads_per_second,
+        reads_burst=settings.rate_reads_burst,
+        writes_per_second=settings.rate_writes_per_second,
+        writes_burst=settings.rate_writes_burst,
+    )
+    app.state.streams = StreamSlots(settings.max_streams_per_token)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -137,11 +149,32 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit_reports_api.router)
     app.include_router(audit_router)
 
+    async def for_auditor(request: Request) -> bool:
+        """Whether the request carries an auditor's token: they see health in detail. Never a
+        401 here (a load balancer's probe has no token), and no request budget is spent."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        try:
+            who = await principal_of(
+                request.app.state.principals, request.app.state.pool, token.strip()
+            )
+        except Exception as exc:
+            if unavailable_reason(exc) is None:
+                raise
+            return False  # the database is down: the answer says so, in brief
+        return who is not None and who.role is Role.AUDITOR
+
     @app.get("/healthz", tags=["operations"])
     async def healthz(request: Request) -> JSONResponse:
         """200 only when every service is running, ready and the archive is keeping up, the
         database answers, and the var dir and PostgreSQL's data directory have at least
-        `EXCHANGE_MIN_FREE_DISK_MB` free (so low disk shows here before writes fail)."""
+        `EXCHANGE_MIN_FREE_DISK_MB` free (so low disk shows here before writes fail).
+
+        Anyone gets `{"ok", "reason"}` (reason: `database_unavailable`, `disk_full`,
+        `low_disk`, `services_not_ready`, `archive_lagging`, `decisions_lagging`); an auditor's
+        token also gets the details: each service with its pid, disks, the relay's backlog.
+        Operators read the same details with `exchange status`."""
         disk = faults.disk_report(request.app.state.disk_paths, settings.min_free_disk_mb)
         headers: dict[str, str] = {}
         try:
@@ -162,13 +195,18 @@ def create_app(settings: Settings) -> FastAPI:
         if not disk["ok"]:
             report["ok"] = False
             report.setdefault("reason", "low_disk")
+        report["reason"] = health.public_reason(report)
+        if not await for_auditor(request):
+            report = {k: report[k] for k in ("ok", "reason", "detail") if k in report}
         return JSONResponse(
             status_code=200 if report["ok"] else 503, content=report, headers=headers
         )
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> str:
-        """Prometheus text format: postings, outbox and archive backlog, service readiness."""
+        """Prometheus text format: postings, outbox and archive backlog, how many services are
+        ready. Counts only, for anyone; readiness per service (`exchange_service_ready`) needs
+        an auditor's token (scrape with `authorization: {credentials_file: …}`)."""
         pool = request.app.state.pool
         report = await health.check(
             pool,
@@ -180,6 +218,7 @@ def create_app(settings: Settings) -> FastAPI:
             "SELECT count(*) FROM postings WHERE published_at IS NULL"
         )
         archived = await pool.fetchval("SELECT coalesce(max(archive_seq), 0) FROM archive")
+        ready = sum(1 for s in report["services"].values() if s["ok"])
         lines = [
             "# TYPE exchange_postings_accepted_total counter",
             f"exchange_postings_accepted_total {request.app.state.accepted}",
@@ -199,11 +238,18 @@ def create_app(settings: Settings) -> FastAPI:
             f"exchange_postings_not_decided {report['postings_not_yet_decided']}",
             "# TYPE exchange_archive_seq gauge",
             f"exchange_archive_seq {archived}",
-            "# TYPE exchange_service_ready gauge",
+            "# TYPE exchange_healthy gauge",
+            f"exchange_healthy {int(report['ok'])}",
+            "# TYPE exchange_services_ready gauge",
+            f"exchange_services_ready {ready}",
+            "# TYPE exchange_services_not_ready gauge",
+            f"exchange_services_not_ready {len(report['services']) - ready}",
         ]
         lines += (await dead_letters(pool)).metrics()
-        for name, s in report["services"].items():
-            lines.append(f'exchange_service_ready{{service="{name}"}} {int(s["ok"])}')
+        if await for_auditor(request):
+            lines.append("# TYPE exchange_service_ready gauge")
+            for name, s in report["services"].items():
+                lines.append(f'exchange_service_ready{{service="{name}"}} {int(s["ok"])}')
         return "\n".join(lines) + "\n"
 
     return app

@@ -14,9 +14,14 @@ from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from schemas.common import Role
+from services.gateway.limits import RateLimiter
 from services.gateway.postings import Postings
 from services.gateway.tokens import TokenCache, principal_of
+from services.gateway.visibility import Resource, Visibility
 from services.identity import Principal
+
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+"""Requests counted against the read budget; every other method is a write."""
 
 bearer = HTTPBearer(auto_error=False, description="The token `exchange orgs create` printed.")
 
@@ -38,13 +43,16 @@ async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The principal behind the bearer token, or 401."""
+    """The principal behind the bearer token (401 without one), within its request budget."""
     if credentials is None:
         raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
     cache: TokenCache = request.app.state.principals
     who = await principal_of(cache, request.app.state.pool, credentials.credentials)
     if who is None:
         raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+    # budgets are per principal, reads and writes apart (429 with Retry-After beyond them)
+    limiter: RateLimiter = request.app.state.rate
+    limiter.check(who.id, write=request.method not in READ_METHODS)
     return who
 
 
@@ -84,12 +92,8 @@ async def require_owner(pool: asyncpg.Pool, who: Principal, resource: str, rid: 
 
 
 async def may_read_private(
-    pool: asyncpg.Pool, who: Principal, resource: str, rid: uuid.UUID
+    pool: asyncpg.Pool, who: Principal, resource: Resource, rid: uuid.UUID
 ) -> bool:
-    """Auditors and the owning organisation see private fields (donors, volunteers' plans)."""
-    if who.role is Role.AUDITOR:
-        return True
-    owner = await pool.fetchval(
-        "SELECT org_id FROM ownership WHERE resource = $1 AND resource_id = $2", resource, rid
-    )
-    return bool(owner == who.id)
+    """Whether the caller sees `resource`'s private side (donors, matches, volunteers' plans):
+    the rules of `services.gateway.visibility`, which the event stream follows too."""
+    return await Visibility(pool, who).may_read(resource, rid)

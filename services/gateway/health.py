@@ -11,7 +11,10 @@ from services.platform.dead_letters import dead_letters
 
 
 async def check(
-    pool: asyncpg.Pool, stale_after: float, archive_lag: float, decision_lag: float
+    pool: asyncpg.Pool | asyncpg.Connection,
+    stale_after: float,
+    archive_lag: float,
+    decision_lag: float,
 ) -> dict[str, Any]:
     """A report with `ok` true only when every service beat recently and said it is ready, no
     posting accepted more than `archive_lag` seconds ago is still missing from the archive, and
@@ -61,3 +64,25 @@ async def check(
         "postings_not_yet_decided": undecided,
         "dead_letters": (await dead_letters(pool)).report(),
     }
+
+
+def public_reason(report: dict[str, Any]) -> str | None:
+    """The one coarse reason the public `/healthz` gives for a failing report (None when ok).
+
+    Why coarse: anyone may call `/healthz` (load balancers, uptime checks); which services run,
+    their pids, the paths and free space of disks, and the relay's backlog are for operators
+    (`exchange status` reads them from the database) and auditors (their token)."""
+    if report.get("reason"):
+        return str(report["reason"])
+    if report.get("ok"):
+        return None
+    if not all(
+        s["ok"] or (group_of(name) is not None and report["groups"].get(group_of(name)))
+        for name, s in report.get("services", {}).items()
+    ):
+        return "services_not_ready"
+    if report.get("postings_not_yet_archived"):
+        return "archive_lagging"
+    if report.get("postings_not_yet_decided"):
+        return "decisions_lagging"
+    return "not_ready"

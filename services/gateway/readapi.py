@@ -9,24 +9,45 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from schemas.common import Role
 from services.gateway import reads
 from services.gateway.deps import Caller, Pool, may_read_private
 from services.gateway.faults import DETAILS
+from services.gateway.limits import StreamSlots, check_min_seq
+from services.gateway.visibility import Visibility
 from services.identity import Principal
 from services.platform.db import unavailable_reason
+from services.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["read"])
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 After = Annotated[int | None, Query(ge=0, description="cursor: `next` of the previous page")]
-MinSeq = Annotated[
-    int | None,
-    Query(ge=0, description="wait (up to 10 s) until the read models reflect this sequence"),
-]
+
+
+async def _min_seq(
+    request: Request,
+    pool: Pool,
+    min_seq: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="wait (up to 10 s) until the read models reflect this sequence; "
+            "far ahead of the log: 409 `min_seq_ahead` at once",
+        ),
+    ] = None,
+) -> int | None:
+    """`min_seq`, refused at once (409) when it is too far ahead of the log to wait for."""
+    if min_seq:
+        settings: Settings = request.app.state.settings
+        check_min_seq(min_seq, await reads.as_of(pool), settings.min_seq_ahead_margin)
+    return min_seq
+
+
+MinSeq = Annotated[int | None, Depends(_min_seq)]
 
 
 async def _stamp(response: Response, pool: Pool, min_seq: int | None) -> int:
@@ -137,10 +158,7 @@ async def get_volunteer(
     volunteer_id: uuid.UUID, response: Response, pool: Pool, who: Caller, min_seq: MinSeq = None
 ) -> dict[str, Any]:
     """A volunteer's pledge and shifts (the volunteer, their organisation, auditors)."""
-    registrar = await pool.fetchval(
-        "SELECT registered_by FROM volunteers WHERE volunteer_id = $1", volunteer_id
-    )
-    if who.role is not Role.AUDITOR and who.id not in (volunteer_id, registrar):
+    if not await may_read_private(pool, who, "volunteer", volunteer_id):
         raise HTTPException(
             403, "a volunteer's plans are for them, their organisation and auditors"
         )
@@ -165,20 +183,23 @@ async def list_matches(
 # ---- live events (Server-Sent Events) ----
 
 
-async def _visible(pool: Pool, who: Principal, row: Any) -> bool:
-    if who.role is Role.AUDITOR:
-        return True
-    event = json.loads(bytes(row["value"]))
-    payload = event.get("payload", {})
-    if event.get("actor", {}).get("org_id") == str(who.id):
-        return True
-    if who.is_volunteer:
-        return str(who.id) in (payload.get("volunteer_id"),)
-    for resource in ("need", "fund"):
-        rid = payload.get(f"{resource}_id")
-        if rid and await may_read_private(pool, who, resource, uuid.UUID(rid)):
-            return True
-    return False
+class _Stream(StreamingResponse):
+    """An event stream that holds one of its caller's stream slots until it ends, however it
+    ends (finished, client gone, cancelled): the slot is given back here, not in the
+    generator, whose clean-up may run only when it is garbage-collected."""
+
+    def __init__(self, body: AsyncIterator[bytes], slots: StreamSlots, who: Principal) -> None:
+        super().__init__(
+            body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+        self.slots = slots
+        self.who = who
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.give_back(self.who.id)
 
 
 @router.get("/events")
@@ -189,7 +210,10 @@ async def events(
     after: Annotated[int | None, Query(ge=0, description="replay from this sequence")] = None,
 ) -> StreamingResponse:
     """New events as Server-Sent Events (`id` is the archive sequence; reconnect with
-    `Last-Event-ID` or `after`), filtered to what the caller may see. With the database
+    `Last-Event-ID` or `after`), filtered to what the caller may see
+    (`services/gateway/visibility.py`): the events about their own needs, funds, volunteers,
+    matches and postings (auditors: all). At most `EXCHANGE_MAX_STREAMS_PER_TOKEN` streams
+    per caller are open at once (429 beyond). With the database
     down the request is answered 503; if it goes down mid-stream, an `unavailable` event
     ends the stream and `retry` tells the client when to reconnect."""
     start = after if after is not None else int(request.headers.get("Last-Event-ID", 0) or 0)
@@ -197,6 +221,7 @@ async def events(
         start = await reads.as_of(pool)
 
     retry_after: int = request.app.state.retry_after
+    sees = Visibility(pool, who)
 
     async def stream() -> AsyncIterator[bytes]:
         cursor, idle = start, 0.0
@@ -209,7 +234,7 @@ async def events(
                     " AND a.topic NOT LIKE '%.postings' ORDER BY p.archive_seq LIMIT 200",
                     cursor,
                 )
-                visible = [row for row in rows if await _visible(pool, who, row)]
+                visible = [row for row in rows if await sees.may_see_event(bytes(row["value"]))]
             except Exception as exc:
                 # the answer has begun (200): say why it ends; the client reconnects after
                 # `retry` with Last-Event-ID and misses nothing
@@ -233,6 +258,6 @@ async def events(
                 yield b": keep-alive\n\n"
             await asyncio.sleep(0.2)
 
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    slots: StreamSlots = request.app.state.streams
+    slots.take(who.id)  # 429 when this caller already holds its streams; the last await
+    return _Stream(stream(), slots, who)

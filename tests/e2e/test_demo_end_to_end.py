@@ -130,11 +130,12 @@ def test_bad_input_is_422_naming_the_field_and_writes_nothing(
     assert asyncio.run(count()) == before
 
 
-def test_docs_health_and_metrics_are_served(exchange: Exchange) -> None:
+def test_docs_health_and_metrics_are_served(exchange: Exchange, auditor: dict[str, str]) -> None:
     with exchange.http() as http:
         assert http.get("/docs").status_code == 200
         assert "/v1/needs" in http.get("/openapi.json").json()["paths"]
-        health = http.get("/healthz").json()
+        assert http.get("/healthz").json() == {"ok": True, "reason": None}  # brief for anyone
+        health = http.get("/healthz", headers=auditor).json()  # details for auditors
         assert health["ok"] and set(health["services"]) >= {
             "gateway",
             "matcher-router",
@@ -142,7 +143,8 @@ def test_docs_health_and_metrics_are_served(exchange: Exchange) -> None:
             "matcher-2",
             "ledger",
         }
-        assert "exchange_service_ready" in http.get("/metrics").text
+        assert "exchange_services_not_ready 0" in http.get("/metrics").text
+        assert "exchange_service_ready{" in http.get("/metrics", headers=auditor).text
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:

@@ -176,13 +176,16 @@ def test_a_full_disk_is_503_disk_full_and_low_disk_shows_in_healthz_first(
             asyncio.run(migrate(server.url))
             token = org_token(server.url, OrgKind.COMMUNITY, "江东社区")
             community = {"Authorization": f"Bearer {token}"}
+            # disk paths are details: an auditor's token shows them (the public answer is brief)
+            audit = org_token(server.url, OrgKind.AUDITOR, "审计组")
+            auditor = {"Authorization": f"Bearer {audit}"}
             os.environ["EXCHANGE_MIN_FREE_DISK_MB"] = "64"
             try:
                 client_cm = gateway(broker, server.url, tmp_path / "var")
             finally:
                 os.environ.pop("EXCHANGE_MIN_FREE_DISK_MB")
             with client_cm as client:
-                paths = client.get("/healthz").json()["disk"]["paths"]
+                paths = client.get("/healthz", headers=auditor).json()["disk"]["paths"]
                 assert paths[str((small / "pg" / "data").resolve())]["ok"] is True
                 # When the disk fills up, /healthz says so before any write has failed
                 filler = fill(small)

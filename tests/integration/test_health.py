@@ -3,21 +3,27 @@ one member is, since the others' partitions move to it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
+from fastapi.testclient import TestClient
 
 from schemas.codec import encode
-from schemas.messages import NeedPosted, PostNeed
+from schemas.messages import NeedPosted, OrgKind, PostNeed
 from schemas.specs import NeedSpec
 from services import SERVICES
+from services.cli import main
 from services.domain.outputs import derived
 from services.gateway.health import check
 from services.ledger.archive import archive_batch, prepare
 from services.platform.db import connect_pool
 from services.platform.kafka import Record, headers_for
 from tests import factories as f
+from tests.integration.conftest import org_token, query, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +116,65 @@ async def test_an_archived_but_undecided_posting_turns_health_red_until_it_is_de
         assert report["postings_not_yet_decided"] == 0 and report["ok"]
     finally:
         await pool.close()
+
+
+def test_the_public_health_answer_is_brief_and_auditors_get_the_details(
+    client: TestClient, database_url: str
+) -> None:
+    """Anyone may ask /healthz and /metrics; pids, service names, disk paths and backlogs are
+    for auditors (their token) and operators (`exchange status`)."""
+    community = {"Authorization": f"Bearer {org_token(database_url, OrgKind.COMMUNITY, '社区')}"}
+    auditor = {"Authorization": f"Bearer {org_token(database_url, OrgKind.AUDITOR, '审计组')}"}
+    wait_until(
+        lambda: query(database_url, "SELECT count(*) FROM service_heartbeats") == 1,
+        10,
+        "the gateway's first heartbeat",
+    )
+    for headers in ({}, community, {"Authorization": "Bearer not-a-token"}):
+        r = client.get("/healthz", headers=headers)
+        assert r.status_code == 503  # only the gateway runs here
+        assert r.json() == {"ok": False, "reason": "services_not_ready"}, r.json()
+        text = client.get("/metrics", headers=headers).text
+        assert "exchange_services_not_ready 7" in text, text
+        assert "service=" not in text and "gateway" not in text
+
+    detail = client.get("/healthz", headers=auditor).json()
+    assert detail["reason"] == "services_not_ready"
+    assert detail["services"]["gateway"]["ok"] and detail["services"]["gateway"]["pid"]
+    assert not detail["services"]["ledger"]["ok"]
+    assert {"disk", "relay_pending", "postings_not_yet_decided"} <= set(detail)
+    metrics = client.get("/metrics", headers=auditor).text
+    assert 'exchange_service_ready{service="gateway"} 1' in metrics
+
+
+def test_exchange_status_reads_the_details_from_the_database(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The operator's view does not depend on the public answer: with the gateway gone it
+    still says which services beat, from PostgreSQL."""
+    run = tmp_path / "var" / "run"
+    run.mkdir(parents=True)
+    gone = "http://127.0.0.1:9"  # discard port: nothing answers
+    (run / "exchange.json").write_text(json.dumps({"http_url": gone, "database_url": database_url}))
+    asyncio.run(_beat_everyone(database_url))
+    monkeypatch.setenv("EXCHANGE_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(SystemExit) as done:
+        main(["status"])
+    assert done.value.code == 1  # the gateway did not answer
+    report = json.loads(capsys.readouterr().out)
+    assert report["healthz"]["ok"] is False
+    assert report["services"]["ledger"]["ok"] and report["services"]["ledger"]["pid"] == 1
+    assert "disk" in report and "postings_unpublished" in report
+
+
+async def _beat_everyone(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for name in SERVICES:
+            await beat(conn, name, True, 0)
+    finally:
+        await conn.close()
