@@ -18,8 +18,9 @@ from tests.integration.conftest import all_published, org_token, query, wait_unt
 
 pytestmark = pytest.mark.integration
 
-PROMPT = 3.0
-"""Seconds within which a request must be answered with the broker down (clients time out at
+PROMPT = 15.0
+"""Seconds within which a request must be answered with the broker down: generous for a loaded
+2-core machine, and still well short of what it took before the fix (clients time out at
 20 s; before the fix a posting waited for the producer's 40 s timeout)."""
 
 
