@@ -196,18 +196,23 @@ def writers_by_topic(grants: Iterable[Grant]) -> dict[str, set[str]]:
 
 
 def kafka_acls_commands(grants: Iterable[Grant], bootstrap: str = "$BOOTSTRAP") -> list[str]:
-    """`kafka-acls.sh` command lines adding `grants` (run with an admin client config)."""
-    lines = []
+    """`kafka-acls.sh` command lines adding `grants` (run with an admin client config), one per
+    principal, operation and resource kind: every JVM start costs seconds, and `--topic` and
+    `--group` may be repeated."""
+    batches: dict[tuple[str, str, str, str], list[str]] = {}
     for g in grants:
-        target = {
-            "topic": f"--topic {g.name}",
-            "group": f"--group {g.name}",
-            "cluster": "--cluster",
-        }[g.resource]
+        batches.setdefault((g.principal, g.operation, g.resource, g.pattern), []).append(g.name)
+    lines = []
+    for (principal, operation, resource, pattern), names in sorted(batches.items()):
+        target = (
+            "--cluster"
+            if resource == "cluster"
+            else " ".join(f"--{resource} {n}" for n in sorted(names))
+        )
         lines.append(
             f"kafka-acls.sh --bootstrap-server {bootstrap} --command-config $ADMIN_CONFIG"
-            f" --add --allow-principal {g.principal} --operation {g.operation} {target}"
-            f" --resource-pattern-type {g.pattern}"
+            f" --add --allow-principal {principal} --operation {operation} {target}"
+            f" --resource-pattern-type {pattern}"
         )
     return lines
 
