@@ -17,9 +17,11 @@ def run_service(settings: Settings, name: str) -> None:
 
     Started by `exchange up`, it also stops when that supervisor is gone (the portable half of
     `services.platform.lifeline`; on Linux the kernel kills it first)."""
+    from services.platform.kafka import set_producer
     from services.platform.lifeline import watch_supervisor
 
     watch_supervisor()
+    set_producer(name)
     if name == "gateway":
         from services.gateway.app import main as gateway_main
 
@@ -102,9 +104,31 @@ def _cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     from schemas.topics import TOPICS
 
+    if args.acls:
+        return _print_acls(args.acls)
     for t in TOPICS:
         types = ", ".join(m.TYPE for m in t.messages)
         print(f"{t.name:20} key={t.key:13} partitions={t.partitions} writer={t.owner:17} {types}")
+    return 0
+
+
+def _print_acls(fmt: str) -> int:
+    """The broker ACLs, generated from the registry and the processors (services.platform.access),
+    as `kafka-acls.sh` lines or Strimzi KafkaUser documents, so deploy/ never lists them by hand."""
+    from services.platform.access import acl_grants, kafka_acls_commands, strimzi_users
+
+    grants = acl_grants()
+    if fmt == "strimzi":  # JSON is YAML: one document per user, no YAML library needed
+        for doc in strimzi_users(grants):
+            print("---")
+            print(json.dumps(doc, indent=2))
+    else:
+        print("#!/bin/sh")
+        print("# Generated from the topic registry: exchange topics --acls kafka-acls > this file")
+        print("# (deploy/kafka/acls.sh; tests/unit/test_deploy.py fails when it drifts).")
+        print("# Each topic has exactly one writer principal. Needs BOOTSTRAP and ADMIN_CONFIG.")
+        print("set -eu")
+        print("\n".join(kafka_acls_commands(grants)))
     return 0
 
 
@@ -321,7 +345,13 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("org", metavar="NAME_OR_ID")
     revoke.set_defaults(func=_cmd_orgs_token)
 
-    sub.add_parser("topics", help="print the topic registry").set_defaults(func=_cmd_topics)
+    topics = sub.add_parser("topics", help="print the topic registry")
+    topics.add_argument(
+        "--acls",
+        choices=("kafka-acls", "strimzi"),
+        help="print the broker ACLs derived from it instead (one writer principal per topic)",
+    )
+    topics.set_defaults(func=_cmd_topics)
     schemas = sub.add_parser("schemas", help="the published event contract")
     schsub = schemas.add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
     schsub.add_parser(
@@ -339,8 +369,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `exchange` console script."""
+    from services.platform.kafka import configure_security
+
     args = parser().parse_args(argv)
     settings = Settings()
+    configure_security(settings)
     func: Callable[[Settings, argparse.Namespace], int] = args.func
     sys.exit(func(settings, args))
 

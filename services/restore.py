@@ -25,6 +25,7 @@ import asyncpg
 
 from schemas.topics import BY_NAME, all_topic_names
 from services.ledger.archive import CONSUMER
+from services.platform.access import PRODUCER_HEADER
 from services.platform.db import connect
 from services.platform.kafka import partition_for, producer, topics_are_empty
 
@@ -140,6 +141,8 @@ async def restore_if_empty(bootstrap: str, dsn: str, batch: int = 5000) -> Resto
                 headers=[
                     ("event_id", str(r["posting_id"]).encode()),
                     ("event_type", r["event_type"].encode()),
+                    # the gateway's outbox row, published as its relay would have
+                    (PRODUCER_HEADER, spec.owner.encode()),
                 ],
             )
         writer.flush()

@@ -6,8 +6,9 @@ Nothing connects at import time; every service receives what it needs from here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +27,49 @@ class Settings(BaseSettings):
         ),
     )
     """Kafka to use. Unset: `exchange up` starts the embedded broker and sets it for services."""
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        validation_alias=AliasChoices(
+            "KAFKA_SECURITY_PROTOCOL", "EXCHANGE_KAFKA_SECURITY_PROTOCOL"
+        ),
+    )
+    """How every Kafka client of this process connects (`services.platform.kafka.
+    client_security`). PLAINTEXT is the embedded default; production uses SASL_SSL so that each
+    service proves who it is and the broker's ACLs keep every topic single-writer."""
+
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = Field(
+        default="SCRAM-SHA-512",
+        validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "EXCHANGE_KAFKA_SASL_MECHANISM"),
+    )
+    """SCRAM variant the broker stores this service's credentials under."""
+
+    kafka_sasl_username: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "EXCHANGE_KAFKA_SASL_USERNAME"),
+    )
+    """This service's principal (one per service: deploy/README.md, "Who may write what")."""
+
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "EXCHANGE_KAFKA_SASL_PASSWORD"),
+    )
+    """The principal's password; prefer `KAFKA_SASL_PASSWORD_FILE` (a mounted Secret)."""
+
+    kafka_sasl_password_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "KAFKA_SASL_PASSWORD_FILE", "EXCHANGE_KAFKA_SASL_PASSWORD_FILE"
+        ),
+    )
+    """A file holding the password (trailing newline ignored), read when a client is built, so
+    the password is in no environment a `ps e` or a crash dump shows."""
+
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "EXCHANGE_KAFKA_SSL_CAFILE"),
+    )
+    """CA bundle that signed the brokers' certificates (SASL_SSL); unset: the system's CAs."""
 
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "EXCHANGE_DATABASE_URL")

@@ -1,7 +1,8 @@
 """`exchange audit …`: verify the archive, print the public key, prove and check consistency.
 
 Exit codes: 0 verified, 1 evidence of tampering (the first broken event is printed), 2 the check
-could not run (no key, no database)."""
+could not run (no key, no database), 3 (`verify`) the archive is intact but holds events whose
+`producer` header is not their topic's single writer (docs/audit.md, "Who wrote it")."""
 
 from __future__ import annotations
 
@@ -100,6 +101,7 @@ def _progress(done: int, total: int) -> None:
 
 def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from services.audit.evidence import compare_with_topics, verify_archive
+    from services.ledger import provenance
     from services.platform.db import connect
 
     trusted = _trusted(settings, args.public_key)
@@ -120,6 +122,7 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
                 if finding is not None:
                     print(f"BROKEN (against the topics) {finding}")
                     return 1
+            foreign = await provenance.rescan(conn)
         finally:
             await conn.close()
         head = summary.head
@@ -135,6 +138,14 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             )
         if bootstrap is not None:
             print(f"topics agree with the archive ({unarchived} records not archived yet)")
+        if foreign:
+            print(f"PRODUCER {len(foreign)} events not written by their topic's only writer:")
+            for seq, event_id, topic, reason in foreign[:20]:
+                print(f"  archive_seq {seq}, event {event_id}, topic {topic}: {reason}")
+            if len(foreign) > 20:
+                print(f"  … and {len(foreign) - 20} more (table producer_flags)")
+            return 3
+        print("producers: no event flagged (each topic written by its writer alone)")
         return 0
 
     return asyncio.run(run())

@@ -699,11 +699,14 @@ async def read_topics(bootstrap: str, topics: list[str], quiet_polls: int = 3) -
     reports those short)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from services.platform.kafka import security
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=10,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        **security("aiokafka"),
     )
     await consumer.start()
     try:

@@ -25,6 +25,7 @@ from services.gateway.relay import Relay
 from services.gateway.tokens import TokenCache, principal_of
 from services.platform.db import Heartbeat, connect_pool, migrate, unavailable_reason
 from services.platform.dead_letters import dead_letters
+from services.platform.kafka import client_security
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
                 linger_ms=0,
                 request_timeout_ms=PUBLISH_TIMEOUT_MS,
                 enable_idempotence=False,  # aiokafka's idempotent producer fails on Tansu
+                **client_security(settings, "aiokafka"),
             )
 
         beat = Heartbeat(pool, "gateway", settings.heartbeat_seconds)

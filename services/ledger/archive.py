@@ -20,6 +20,7 @@ from schemas.envelope import NAMESPACE, Envelope, derive_id
 from schemas.messages import COMMANDS, Message, MessageDeadLettered
 from services.audit.chain import GENESIS, ArchivedRow, chain, content_hash
 from services.audit.merkle import Frontier, leaf_hash
+from services.ledger import provenance
 from services.ledger.batch_projection import project_batch
 from services.ledger.sequences import Seen, is_sequenced, record_sequences
 from services.ledger.set_aside import record_set_aside
@@ -149,6 +150,12 @@ async def archive_batch(
         new = sorted(inserted, key=lambda r: r["archive_seq"])
         if [(r["topic"], r["event_id"]) for r in new] != [(rows[o][2], rows[o][1]) for o in fresh]:
             raise RuntimeError("archive_seq order differs from the hash chain's order")
+        flagged = [  # producer header not the topic's writer (services/ledger/provenance.py)
+            (r["archive_seq"], r["event_id"], rows[o][8], f)
+            for o, r in zip(fresh, new, strict=True)
+            if (f := provenance.check(records[o])) is not None
+        ]
+        await provenance.record_flags(conn, flagged)
         if tree is not None and new and new[0]["archive_seq"] != tree.last_seq + 1:
             # a gap: rows another writer archived since (or a sequence gap): leaves before ours
             contents = [*await _rows_between(conn, tree.last_seq, new[0]["archive_seq"]), *contents]

@@ -178,7 +178,9 @@ class Checkpointer:
                 encode(env),
                 key=b"ledger",
                 partition=0,
-                headers=headers_for(env.event_id, env.event_type),
+                headers=headers_for(
+                    env.event_id, env.event_type, producer=LEDGER_CHECKPOINTS.owner
+                ),
             )
             await conn.execute(
                 "UPDATE checkpoints SET published_at = $2 WHERE tree_size = $1",

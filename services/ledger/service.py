@@ -26,7 +26,7 @@ from services.ledger.checkpoints import Checkpointer
 from services.ledger.set_aside import publish_set_aside
 from services.platform import logs
 from services.platform.db import Heartbeat, connect, connect_pool, migrate
-from services.platform.kafka import Record, ensure_topics
+from services.platform.kafka import Record, client_security, ensure_topics
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         settings.checkpoint_every_events,
         settings.checkpoint_every_seconds,
     )
-    publisher = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    publisher = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", **client_security(settings, "aiokafka")
+    )
     await publisher.start()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -60,6 +62,7 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        **client_security(settings, "aiokafka"),
     )
     await consumer.start()
     try:

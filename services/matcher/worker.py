@@ -39,7 +39,13 @@ from services.domain.outputs import Outgoing
 from services.matcher.processor import Anchor, PartitionMatcher
 from services.platform import logs
 from services.platform.db import Heartbeat, connect_pool, migrate
-from services.platform.kafka import Record, ensure_topics, headers_for, read_from
+from services.platform.kafka import (
+    Record,
+    client_security,
+    ensure_topics,
+    headers_for,
+    read_from,
+)
 from services.platform.processor import process
 from services.settings import Settings
 
@@ -286,7 +292,11 @@ class MatcherWorker:
         beat = Heartbeat(self.pool, self.name, settings.heartbeat_seconds)
         beat.start()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", linger_ms=1, enable_idempotence=False
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=1,
+            enable_idempotence=False,
+            **client_security(settings, "aiokafka"),
         )
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -297,6 +307,7 @@ class MatcherWorker:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **client_security(settings, "aiokafka"),
         )
         await self.producer.start()
         await self.consumer.start()

@@ -12,13 +12,17 @@ import time
 import uuid
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from schemas.topics import all_topic_names, partitions_of
+from services.platform.access import PRODUCER_HEADER, principal_of
+
+if TYPE_CHECKING:
+    from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +78,122 @@ class Record:
         return None
 
 
-def headers_for(event_id: uuid.UUID, event_type: str) -> list[tuple[str, bytes]]:
-    """Headers every message carries so that consumers can dedupe without decoding the value."""
-    return [(EVENT_ID_HEADER, str(event_id).encode()), (EVENT_TYPE_HEADER, event_type.encode())]
+def headers_for(
+    event_id: uuid.UUID, event_type: str, producer: str | None = None
+) -> list[tuple[str, bytes]]:
+    """Headers every message carries so that consumers can dedupe without decoding the value,
+    and the `producer` header naming who wrote it: `producer` when given, else the process's
+    service (see `set_producer`), else none."""
+    headers = [(EVENT_ID_HEADER, str(event_id).encode()), (EVENT_TYPE_HEADER, event_type.encode())]
+    who = producer or _producer
+    if who is not None:
+        headers.append((PRODUCER_HEADER, who.encode()))
+    return headers
+
+
+_producer: str | None = None
+
+
+def set_producer(service: str | None) -> None:
+    """Stamp this process's principal (`access.principal_of(service)`) on everything it writes.
+
+    Set once by `exchange services run NAME`, so the header says which service wrote a record,
+    not which topic it went to (stamping the topic's writer would make the check a tautology).
+    Tools and tests leave it unset: what they write carries no producer header, and the ledger
+    flags it on a registered topic, which is the point."""
+    global _producer
+    _producer = principal_of(service) if service else None
+
+
+# ---- security: one place for every client's settings ----
+
+Library = Literal["kafka-python", "aiokafka", "faust"]
+
+_security: Settings | None = None
+
+
+def configure_security(settings: Settings) -> None:
+    """Remember the process's settings for clients built far from them (tooling helpers below,
+    the restore, the audit readers) so their signatures need not carry the settings. Called
+    once by `exchange`'s main; unset, those clients connect PLAINTEXT as before."""
+    global _security
+    _security = settings
+
+
+def security(library: Library) -> dict[str, Any]:
+    """`client_security` for the settings given to `configure_security` (PLAINTEXT if none)."""
+    return client_security(_security, library) if _security is not None else {}
+
+
+def client_security(settings: Settings, library: Library) -> dict[str, Any]:
+    """Keyword arguments that make a client of `library` connect as `settings` say.
+
+    Every Kafka client the exchange builds takes them from here, so PLAINTEXT, SASL_PLAINTEXT
+    and SASL_SSL (SCRAM-SHA-512/256, one principal per service) mean the same for kafka-python,
+    aiokafka and faust. PLAINTEXT returns nothing: the clients' defaults, unchanged.
+    A SASL protocol without a username or password is refused here, at start, rather than as
+    an authentication failure the client would retry for ever."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    username = settings.kafka_sasl_username
+    password = _password(settings)
+    if not username or password is None:
+        raise SystemExit(
+            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
+            "KAFKA_SASL_PASSWORD_FILE (or KAFKA_SASL_PASSWORD)"
+        )
+    mechanism = settings.kafka_sasl_mechanism
+    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    tls = protocol == "SASL_SSL"
+    if library == "kafka-python":
+        out: dict[str, Any] = {
+            "security_protocol": protocol,
+            "sasl_mechanism": mechanism,
+            "sasl_plain_username": username,
+            "sasl_plain_password": password,
+        }
+        if tls:
+            out["ssl_check_hostname"] = True
+            if cafile:
+                out["ssl_cafile"] = cafile
+        return out
+    context = _ssl_context(cafile) if tls else None
+    if library == "aiokafka":
+        out = {
+            "security_protocol": protocol,
+            "sasl_mechanism": mechanism,
+            "sasl_plain_username": username,
+            "sasl_plain_password": password,
+        }
+        if context is not None:
+            out["ssl_context"] = context
+        return out
+    import faust
+
+    # faust derives SASL_SSL from the presence of ssl_context, SASL_PLAINTEXT from its absence
+    creds = faust.SASLCredentials(
+        username=username, password=password, ssl_context=context, mechanism=mechanism
+    )
+    return {"broker_credentials": creds}
+
+
+def _password(settings: Settings) -> str | None:
+    if settings.kafka_sasl_password_file is not None:
+        return settings.kafka_sasl_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    if settings.kafka_sasl_password is not None:
+        return settings.kafka_sasl_password.get_secret_value()
+    return None
+
+
+def _ssl_context(cafile: str | None) -> Any:
+    """A verifying TLS context (hostname checked) trusting `cafile`, or the system's CAs."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=cafile)
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def ensure_topics(bootstrap: str, names: Sequence[str] | None = None, timeout: float = 30) -> None:
@@ -89,7 +206,9 @@ def ensure_topics(bootstrap: str, names: Sequence[str] | None = None, timeout: f
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="exchange-admin")
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, client_id="exchange-admin", **security("kafka-python")
+            )
             break
         except Exception:
             if time.monotonic() > deadline:
@@ -125,6 +244,7 @@ def consumer(bootstrap: str, fetch_max_wait_ms: int = 10, **extra: Any) -> Kafka
         max_poll_records=5000,
         auto_offset_reset="earliest",
         client_id="exchange-reader",
+        **security("kafka-python"),
         **extra,
     )
 
@@ -213,6 +333,7 @@ def producer(bootstrap: str, **extra: Any) -> KafkaProducer:
         linger_ms=5,
         max_in_flight_requests_per_connection=1,
         client_id="exchange-tool",
+        **security("kafka-python"),
         **extra,
     )
 

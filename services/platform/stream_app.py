@@ -20,7 +20,7 @@ from services.domain.outputs import Outgoing
 from services.platform import logs
 from services.platform.batches import take_batches
 from services.platform.db import Heartbeat, connect_pool, migrate
-from services.platform.kafka import Record, ensure_topics, headers_for
+from services.platform.kafka import Record, client_security, ensure_topics, headers_for
 from services.platform.processor import Processor, catch_up, process
 from services.settings import Settings
 
@@ -50,6 +50,7 @@ def create_app(
         processing_guarantee="at_least_once",
         producer_acks=-1,
         stream_wait_empty=False,
+        **client_security(settings, "faust"),
     )
     _limit_fetch_wait(settings.fetch_max_wait_ms)
     for proc in processors:

@@ -27,7 +27,7 @@ from services.embedded.postgres import EmbeddedPostgres
 from services.ledger.archive import ROW_COLUMNS, row_of
 from services.ledger.service import run_ledger
 from services.platform.db import connect, migrate
-from services.platform.kafka import ensure_topics
+from services.platform.kafka import ensure_topics, set_producer
 from services.settings import Settings
 from tests.integration.test_ledger import EVENTS_ARCHIVED, needs, publish, wait_until
 
@@ -80,7 +80,9 @@ def archived(
         stop = asyncio.Event()
         task = asyncio.create_task(run_ledger(settings, stop))
         for round_ in range(1, 4):
+            set_producer("intake-needs")  # as needs.events' writer stamps them (verify checks)
             publish(broker.bootstrap, "needs.events", needs(20))
+            set_producer(None)
             await wait_until(conn, EVENTS_ARCHIVED, 20 * round_)
             await wait_until(conn, "SELECT count(*) >= 1 FROM checkpoints"
                              f" WHERE tree_size >= {20 * round_}", True)  # fmt: skip
