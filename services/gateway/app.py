@@ -27,6 +27,12 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def _utf8(text: str) -> str:
+    """`text` with any lone surrogate written as `\\udxxx`: a key or a message may quote the
+    client's input, and JSON answers are UTF-8, which cannot carry one (the answer was a 500)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """Each failing field as path, reason and the JSON type of what was given (never the
     value itself, which may be personal data)."""
@@ -36,8 +42,8 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         given = "missing" if err.get("type") == "missing" else json_type(err.get("input"))
         out.append(
             {
-                "field": ".".join(loc) or "(body)",
-                "reason": err.get("msg", "invalid"),
+                "field": _utf8(".".join(loc)) or "(body)",
+                "reason": _utf8(err.get("msg", "invalid")),
                 "value_type": given,
             }
         )
