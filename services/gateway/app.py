@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from schemas.codec import json_type
 from schemas.topics import BY_NAME
-from services.gateway import audit_reports_api, faults, health, readapi, writes
+from services.gateway import audit_reports_api, faults, health, openapi, readapi, writes
 from services.gateway.audit_api import router as audit_router
 from services.gateway.outbox import OutboxWriter
 from services.gateway.postings import Postings
@@ -129,7 +129,9 @@ def create_app(settings: Settings) -> FastAPI:
         "Authenticate with `Authorization: Bearer <token>` (tokens come from "
         "`exchange orgs create`, and from registering a volunteer).",
         lifespan=lifespan,
+        responses=openapi.ERROR_RESPONSES,
     )
+    openapi.install(app)
 
     faults.install(app, settings.retry_after_seconds)
 
@@ -142,7 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit_reports_api.router)
     app.include_router(audit_router)
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], responses=openapi.HEALTH)
     async def healthz(request: Request) -> JSONResponse:
         """200 only when every service is running, ready and the archive is keeping up, the
         database answers, and the var dir and PostgreSQL's data directory have at least

@@ -19,6 +19,7 @@ from services.audit import disclosure as d
 from services.audit.reading import load_books
 from services.audit.report_api_data import disclosure_report
 from services.gateway.deps import Caller, Pool, require_role
+from services.gateway.openapi import DISCLOSURE
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -75,7 +76,7 @@ async def get_trail(
     return trail.to_json(steps)
 
 
-@router.get("/disclosure", response_model=None)
+@router.get("/disclosure", response_model=None, response_class=HTMLResponse, responses=DISCLOSURE)
 async def get_disclosure(
     pool: Pool,
     who: Caller,

@@ -16,6 +16,7 @@ from schemas.common import Category, PlaceName, Role, Urgency
 from services.gateway import reads
 from services.gateway.deps import Caller, Pool, may_read_private
 from services.gateway.faults import DETAILS
+from services.gateway.openapi import EVENT_STREAM
 from services.identity import Principal
 from services.platform.db import unavailable_reason
 
@@ -193,7 +194,7 @@ async def _visible(pool: Pool, who: Principal, row: Any) -> bool:
     return False
 
 
-@router.get("/events")
+@router.get("/events", response_class=StreamingResponse, responses=EVENT_STREAM)
 async def events(
     request: Request,
     pool: Pool,

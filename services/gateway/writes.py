@@ -13,7 +13,8 @@ from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from schemas.common import Description, Frozen, Money, Name, Place, Role
 from schemas.messages import (
@@ -61,6 +62,7 @@ from services.identity import Principal, issue_token, rotate_token
 router = APIRouter(prefix="/v1")
 
 COMMUNITY = (Role.COMMUNITY,)
+NULL: JsonDict = {"type": "null"}
 Reason = Annotated[Description, Field(min_length=1, max_length=500)]
 
 
@@ -87,6 +89,15 @@ class VolunteerBody(Frozen):
 
 class ConfirmBody(Frozen):
     """What was delivered: minutes served (a shift) or money received (a fund), exactly one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["minutes_served"], "properties": {"amount_received": NULL}},
+                {"required": ["amount_received"], "properties": {"minutes_served": NULL}},
+            ]
+        }
+    )
 
     minutes_served: Annotated[int, Field(gt=0, le=24 * 60 * 7)] | None = None
     amount_received: Money | None = None
