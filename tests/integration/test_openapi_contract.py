@@ -44,7 +44,6 @@ from schemathesis.specs.openapi.checks import (
 from schemas.messages import OrgKind
 from services.embedded.broker import EmbeddedBroker
 from services.gateway.app import create_app
-from services.gateway.readapi import MAX_SEQ
 from services.platform.kafka import ensure_topics
 from services.settings import Settings
 from tests import factories as f
@@ -54,6 +53,9 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = int(os.environ.get("EXCHANGE_CONTRACT_EXAMPLES", "20"))
 """Generated requests per operation (positive and negative together)."""
+
+MAX_SEQ = 2**63 - 1
+"""The largest archive sequence (PostgreSQL bigint)."""
 
 SKIPPED = {("GET", "/v1/events")}  # a stream that never ends by itself: see the docstring
 
