@@ -17,6 +17,20 @@ So the relay never blocks a request:
   wrote (`exchange orgs create`), rows dropped from memory when it was full;
 - published rows are marked in PostgreSQL, many in one statement; a mark that is lost (crash,
   database down) only means the posting is published again, and consumers recognise it by id.
+
+An acknowledgement counts only from a broker that holds the topic as registered. Before each
+batch the relay asks the broker, without letting it auto-create anything, whether every topic of
+the batch exists with its registered partition count; if not, it publishes nothing, warns and
+retries (creating topics is `ensure_topics`' job: the supervisor's, `exchange topics`', each
+stream service's at start). Why: Tansu 0.6 (memory only) acknowledges a Produce for a topic it
+does not have (offset 0) but the record can never be read, and the next Produce to that
+partition fails. A producer that has kept metadata from a broker that died sends exactly that to
+an empty broker started on the same address, and the posting was marked published and lost
+(tests/integration/test_relay_broker_replaced.py). Auto-creation would be no better: 4 partitions
+whatever the registry says, so keys would land on partitions nobody reads them from. And the
+acknowledgements must come over the very connections that carried that check: a broker replaced
+while a batch was in flight (aiokafka reconnects and resends by itself) shows as a new
+connection, and the batch is published again rather than marked.
 """
 
 from __future__ import annotations
@@ -28,14 +42,32 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.client import ConnectionGroup
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from schemas.topics import TopicSpec
 from services.platform.kafka import headers_for, partition_for
 
 log = logging.getLogger(__name__)
+
+
+UNKNOWN_TOPIC_OR_PARTITION = 3
+"""Kafka's error code for a topic the broker does not have."""
+
+
+class TopicNotReady(RuntimeError):
+    """A topic of the batch is missing on the broker or has another partition count than the
+    registry says: nothing is published until someone creates it as registered."""
+
+
+class BrokerChanged(RuntimeError):
+    """The connection that acknowledged a batch is not the one its topics were checked on: the
+    broker may have been replaced meanwhile, so the batch is published again, not marked."""
 
 
 @dataclass(frozen=True)
@@ -150,8 +182,11 @@ class Relay:
             await self._mark()
 
     async def _publish(self, rows: list[Unpublished]) -> None:
-        """Send `rows` in order and wait for every acknowledgement (one round trip for many)."""
+        """Send `rows` in order and wait for every acknowledgement (one round trip for many);
+        mark them only if the broker that acknowledged them was checked to hold their topics
+        as registered (see module doc)."""
         producer = await self._started()
+        connections = await self._check_topics(producer, {r.topic for r in rows})
         acks = []
         for r in rows:
             spec = self.topics[r.topic]
@@ -168,10 +203,44 @@ class Relay:
         errors = [x for x in failed if isinstance(x, BaseException)]
         if errors:
             raise errors[0]
+        for node, checked in connections.items():
+            now = producer.client._conns.get((node, ConnectionGroup.DEFAULT))
+            if now is not checked or not checked.connected():
+                raise BrokerChanged(f"the connection to broker {node} changed during the batch")
         for r in rows:
             self._pending.pop(r.posting_id, None)
             self._unmarked.append(r.posting_id)
         self.published += len(rows)
+
+    async def _check_topics(self, producer: AIOKafkaProducer, topics: set[str]) -> dict[int, Any]:
+        """Raise `TopicNotReady` unless every topic exists with its registered partition count;
+        return the connection to each partition leader, as it was before the check.
+
+        The Metadata request does not allow auto-creation: Tansu would otherwise create a
+        missing topic with 4 partitions, whatever the registry says."""
+        client = producer.client
+        node = client.get_random_node()
+        if node is None or not await client.ready(node):
+            raise KafkaConnectionError(f"no broker to check topics on (node {node})")
+        before = dict(client._conns)
+        names = sorted(self.topics[t].name for t in topics)
+        response = await client.send(node, MetadataRequest(names, allow_auto_topic_creation=False))
+        leaders: set[int] = set()
+        found = {t[1]: t for t in response.topics}
+        for name in names:
+            entry = found.get(name)
+            wanted = self.topics[name].partitions
+            if entry is None or entry[0] == UNKNOWN_TOPIC_OR_PARTITION:
+                raise TopicNotReady(f"topic {name} does not exist on the broker")
+            if entry[0] != 0:
+                raise TopicNotReady(f"topic {name}: broker error {entry[0]}")
+            partitions = entry[-1]
+            if len(partitions) != wanted:
+                raise TopicNotReady(
+                    f"topic {name} has {len(partitions)} partitions, the registry says {wanted}"
+                )
+            leaders.update(p[2] for p in partitions)
+        return {n: before.get((n, ConnectionGroup.DEFAULT)) for n in leaders}
 
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -81,6 +82,20 @@ class ExchangePool(asyncpg.Pool):  # type: ignore[misc]
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
 
     async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's own)
+        """A pooled connection the server has not ended; see `ended_by_server` for why."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        for _ in range(self.get_max_size() + 1):  # every idle one may have been ended
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            proxy = await self._acquire_checked(left)
+            con = proxy._con
+            if not ended_by_server(con):
+                return proxy
+            log.warning("pooled connection ended by the server; reconnecting")
+            con.terminate()  # returns the holder to the pool, which reconnects it
+        raise DatabaseUnavailable("database_unavailable", "the server keeps ending connections")
+
+    async def _acquire_checked(self, timeout: float | None) -> Any:  # noqa: ASYNC109
         try:
             return await super()._acquire(timeout)
         except TimeoutError as exc:  # every connection busy, or connecting took too long
@@ -89,6 +104,32 @@ class ExchangePool(asyncpg.Pool):  # type: ignore[misc]
             ) from exc
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
             raise DatabaseUnavailable("database_unavailable", f"cannot connect: {exc!r}") from exc
+
+
+def ended_by_server(con: asyncpg.Connection) -> bool:
+    """Whether the server has closed `con`'s socket though asyncpg has not noticed yet.
+
+    Why: a server that ends a session (fast shutdown, `pg_terminate_backend`, idle timeouts)
+    sends an ErrorResponse (57P01) and closes. asyncpg reads that message on an *idle*
+    connection as a protocol error and switches to "consuming an error"; the end of the socket
+    is only seen on a later turn of the event loop. A pool that hands the connection out in
+    between makes the next query fail with `InternalClientError: cannot switch to state 11;
+    another operation (2) is in progress` (asyncpg issues #784, #1069): a text/plain 500, or an
+    event stream that ends with an exception, instead of 503. The end of the socket is already
+    in the kernel by then, so one non-blocking peek before handing a connection out tells."""
+    transport = getattr(con, "_transport", None)
+    raw = transport.get_extra_info("socket") if transport is not None else None
+    if raw is None:
+        return False
+    sock = socket.socket(raw.family, raw.type, fileno=raw.fileno())  # asyncio's wrapper has no recv
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing pending: the connection is as good as it looks
+    except OSError:
+        return True  # reset by the peer
+    finally:
+        sock.detach()  # the descriptor stays asyncpg's
 
 
 async def connect_pool(
