@@ -38,6 +38,10 @@ class Forgotten(Exception):
         self.subject = subject
 
 
+FORGET_POSTINGS_TOPIC = {"volunteer": "pledges.postings", "need": "needs.postings"}
+"""Where the postings about a subject are (keyed by the volunteer's or the need's id)."""
+
+
 async def _lock(conn: Any, subject: str) -> None:
     """Serialise key creation and forgetting of one subject (a transaction-level lock), so a
     key is never created for a subject whose forgetting commits meanwhile."""
@@ -147,6 +151,16 @@ async def forget(conn: asyncpg.Connection, subject: str, by: str) -> ForgetResul
                 by,
                 bool(deleted),
             )
+        # The outbox keeps, for idempotent retries, a SHA-256 of each request's path and body,
+        # and the body held the text in plain: with every other field known from the event, a
+        # guessed pseudonym could be confirmed against it. So the subject's postings lose it
+        # (a retry of one of them is then answered 409, as for a different body).
+        kind, _, subject_id = subject.partition(":")
+        await conn.execute(
+            "UPDATE postings SET request_hash = 'forgotten' WHERE topic = $1 AND kafka_key = $2",
+            FORGET_POSTINGS_TOPIC[kind],
+            subject_id.encode(),
+        )
     sealed = await conn.fetchval(
         "SELECT count(*) FROM archive WHERE position(convert_to($1, 'UTF8') IN value) > 0",
         f'"subject":"{subject}"',

@@ -284,6 +284,12 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
 
     # Then nothing readable remains: no key opens any sealed value of the archive …
     assert query(dsn, "SELECT count(*) FROM subject_keys") == 0
+    for subject_id in (volunteer_id, need_id):  # nor can a guess be checked against a hash
+        assert not query(
+            dsn,
+            "SELECT count(*) FROM postings WHERE kafka_key = $1 AND request_hash <> 'forgotten'",
+            subject_id.encode(),
+        )
     assert all(open_sealed(v, None) == FORGOTTEN for v in sealed_values(dsn))
     # … no table and no topic holds the text …
     assert scan(dsn) == []
