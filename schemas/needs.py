@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated, ClassVar, Self
 
 from pydantic import Field, model_validator
 
-from schemas.common import Description, Frozen, Moment, Money, TimeWindow, Urgency
+from schemas.common import LATEST, Description, Frozen, Moment, Money, TimeWindow, Urgency
 from schemas.message import Message
 from schemas.specs import NeedSpec
 
 Reason = Annotated[Description, Field(min_length=1, max_length=500)]
+
+
+WEEK = timedelta(days=7)
+"""Seven days of 24 hours: the step between the occurrences of a weekly need."""
 
 
 class Recurrence(Frozen):
@@ -19,6 +24,21 @@ class Recurrence(Frozen):
     posted, each later one seven days after the one before (shift and deadline alike)."""
 
     weeks: Annotated[int, Field(ge=2, le=52)]
+
+
+def recurrence_problem(need: NeedSpec, weeks: int) -> str | None:
+    """Why `weeks` weekly occurrences of `need` cannot all be posted, or None.
+
+    Every occurrence is an ordinary need, so each must pass `NeedSpec` itself: the last one's
+    deadline (its shift ends by it) must fall before 2100 like every date on the wire. Checked
+    before the occurrences are built, which would otherwise fail half-way."""
+    last = need.deadline + (weeks - 1) * WEEK
+    if last >= LATEST:
+        return (
+            f"the last of {weeks} weekly occurrences would be due {last.date().isoformat()}:"
+            " every occurrence must be due before 2100-01-01 (UTC); post fewer weeks"
+        )
+    return None
 
 
 class PostNeed(Message):
@@ -31,6 +51,14 @@ class PostNeed(Message):
     need_id: uuid.UUID
     need: NeedSpec
     repeat: Recurrence | None = None
+
+    @model_validator(mode="after")
+    def _occurrences_valid(self) -> Self:
+        if self.repeat is not None:
+            problem = recurrence_problem(self.need, self.repeat.weeks)
+            if problem:
+                raise ValueError(problem)
+        return self
 
 
 class NeedAmendment(Frozen):

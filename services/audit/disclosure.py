@@ -31,11 +31,16 @@ CST = timezone(timedelta(hours=8), "CST")
 OTHER_DONORS = "个人及其他捐赠者（含匿名） Individual and other donors (incl. anonymous)"
 
 
+QUARTER_PATTERN = r"^(20\d\d)Q([1-4])$"
+"""A quarter of 2000–2099: the years every date on the wire falls in (`schemas.common.Moment`).
+Year 0 or 10000 cannot even be a Python date."""
+
+
 def quarter_bounds(quarter: str) -> tuple[datetime, datetime]:
     """`2026Q4` -> [2026-10-01 00:00 CST, 2027-01-01 00:00 CST)."""
-    m = re.fullmatch(r"(\d{4})Q([1-4])", quarter)
+    m = re.fullmatch(QUARTER_PATTERN, quarter)
     if m is None:
-        raise ValueError(f"quarter must look like 2026Q4, not {quarter!r}")
+        raise ValueError(f"quarter must look like 2026Q4, in 2000–2099, not {quarter!r}")
     year, q = int(m.group(1)), int(m.group(2))
     start = datetime(year, 3 * q - 2, 1, tzinfo=CST)
     end = (

@@ -4,10 +4,10 @@ needs a weekly need stands for."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from schemas.common import NeedKind, TimeWindow
 from schemas.envelope import derive_id
+from schemas.needs import WEEK
 from schemas.specs import NeedSpec
 
 
@@ -23,9 +23,6 @@ def need_quantity(spec: NeedSpec) -> tuple[int, str]:
         return money.amount_minor, money.currency
     assert spec.quantity is not None and spec.unit is not None
     return spec.quantity, spec.unit
-
-
-WEEK = timedelta(days=7)
 
 
 def occurrences(need_id: uuid.UUID, spec: NeedSpec, weeks: int) -> list[tuple[uuid.UUID, NeedSpec]]:

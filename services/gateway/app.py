@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from schemas.codec import json_type
 from schemas.common import Role
 from schemas.topics import BY_NAME
-from services.gateway import audit_reports_api, faults, health, limits, readapi, writes
+from services.gateway import audit_reports_api, faults, health, limits, openapi, readapi, writes
 from services.gateway.audit_api import router as audit_router
 from services.gateway.limits import BodyLimit, RateLimiter, StreamSlots
 from services.gateway.outbox import OutboxWriter
@@ -31,6 +31,12 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def _utf8(text: str) -> str:
+    """`text` with any lone surrogate written as `\\udxxx`: a key or a message may quote the
+    client's input, and JSON answers are UTF-8, which cannot carry one (the answer was a 500)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """Each failing field as path, reason and the JSON type of what was given (never the
     value itself, which may be personal data)."""
@@ -40,8 +46,8 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         given = "missing" if err.get("type") == "missing" else json_type(err.get("input"))
         out.append(
             {
-                "field": ".".join(loc) or "(body)",
-                "reason": err.get("msg", "invalid"),
+                "field": _utf8(".".join(loc)) or "(body)",
+                "reason": _utf8(err.get("msg", "invalid")),
                 "value_type": given,
             }
         )
@@ -128,7 +134,9 @@ def create_app(settings: Settings) -> FastAPI:
         "Authenticate with `Authorization: Bearer <token>` (tokens come from "
         "`exchange orgs create`, and from registering a volunteer).",
         lifespan=lifespan,
+        responses=openapi.ERROR_RESPONSES,
     )
+    openapi.install(app)
 
     faults.install(app, settings.retry_after_seconds)
     limits.install(app)
@@ -167,7 +175,7 @@ def create_app(settings: Settings) -> FastAPI:
             return False  # the database is down: the answer says so, in brief
         return who is not None and who.role is Role.AUDITOR
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], responses=openapi.HEALTH)
     async def healthz(request: Request) -> JSONResponse:
         """200 only when every service is running, ready and the archive is keeping up, the
         database answers, and the var dir and PostgreSQL's data directory have at least

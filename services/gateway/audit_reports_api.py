@@ -8,30 +8,32 @@ line uses (services/audit)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
-from schemas.common import Role
+from schemas.common import Moment, Role
 from services.audit import asof, trail
 from services.audit import disclosure as d
 from services.audit.reading import load_books
 from services.audit.report_api_data import disclosure_report
 from services.gateway.deps import Caller, Pool, require_role
+from services.gateway.openapi import DISCLOSURE
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
 @router.get("/as-of")
 async def get_as_of(
-    pool: Pool, who: Caller, at: Annotated[datetime, Query(description="ISO 8601 with offset")]
+    pool: Pool,
+    who: Caller,
+    at: Annotated[
+        Moment, Query(description="ISO 8601 with its offset (e.g. +08:00), in 2000–2099")
+    ],
 ) -> dict[str, Any]:
     """Balances, need statuses and volunteer minutes of events recorded at or before `at`."""
     require_role(who, Role.AUDITOR)
-    if at.tzinfo is None:
-        raise HTTPException(422, "give `at` with its offset (e.g. +08:00)")
     books, _ = await load_books(pool, at)
     return asof.as_of(books, at).to_json()
 
@@ -47,8 +49,23 @@ async def get_trail(
 ) -> list[dict[str, str | None]]:
     """Every step of exactly one donation, fund, need or volunteer."""
     require_role(who, Role.AUDITOR)
-    if sum(x is not None for x in (donation, fund, need, volunteer)) != 1:
-        raise HTTPException(422, "give exactly one of donation, fund, need, volunteer")
+    given = {"donation": donation, "fund": fund, "need": need, "volunteer": volunteer}
+    if sum(x is not None for x in given.values()) != 1:
+        # each parameter concerned, in the shape of every other 422: all four when none was
+        # given, the ones given when several were
+        named = [k for k, v in given.items() if v is not None] or list(given)
+        reason = "give exactly one of donation, fund, need, volunteer"
+        raise HTTPException(
+            422,
+            [
+                {
+                    "field": f"query.{k}",
+                    "reason": reason,
+                    "value_type": "string" if given[k] is not None else "missing",
+                }
+                for k in named
+            ],
+        )
     books, events = await load_books(pool)
     try:
         steps = trail.trail(
@@ -59,12 +76,12 @@ async def get_trail(
     return trail.to_json(steps)
 
 
-@router.get("/disclosure", response_model=None)
+@router.get("/disclosure", response_model=None, response_class=HTMLResponse, responses=DISCLOSURE)
 async def get_disclosure(
     pool: Pool,
     who: Caller,
     fund: uuid.UUID,
-    quarter: Annotated[str, Query(pattern=r"^\d{4}Q[1-4]$")],
+    quarter: Annotated[str, Query(pattern=d.QUARTER_PATTERN, description="e.g. 2026Q4")],
     format: Literal["csv", "html"] = "html",
 ) -> Response:
     """A fund's quarterly public report, as a CSV download or an HTML page."""

@@ -7,16 +7,17 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from schemas.common import Role
+from schemas.common import Category, PlaceName, Role, Urgency
 from services.gateway import reads
 from services.gateway.deps import Caller, Pool, may_read_private
 from services.gateway.faults import DETAILS
 from services.gateway.limits import StreamSlots, check_min_seq
+from services.gateway.openapi import EVENT_STREAM
 from services.gateway.visibility import Visibility
 from services.identity import Principal
 from services.platform.db import unavailable_reason
@@ -24,8 +25,14 @@ from services.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["read"])
 
+MAX_SEQ = 2**63 - 1
+"""Archive sequences are PostgreSQL bigints: a larger number names nothing, and asyncpg cannot
+even send it (it was a 500)."""
+
 Limit = Annotated[int, Query(ge=1, le=500)]
-After = Annotated[int | None, Query(ge=0, description="cursor: `next` of the previous page")]
+After = Annotated[
+    int | None, Query(ge=0, le=MAX_SEQ, description="cursor: `next` of the previous page")
+]
 
 
 async def _min_seq(
@@ -35,6 +42,7 @@ async def _min_seq(
         int | None,
         Query(
             ge=0,
+            le=MAX_SEQ,
             description="wait (up to 10 s) until the read models reflect this sequence; "
             "far ahead of the log: 409 `min_seq_ahead` at once",
         ),
@@ -48,6 +56,8 @@ async def _min_seq(
 
 
 MinSeq = Annotated[int | None, Depends(_min_seq)]
+NeedStatus = Literal["open", "partially_matched", "matched", "fulfilled", "cancelled"]
+"""What `rm_needs.status` holds (services/domain/projection_fold.py `_need_status`)."""
 
 
 async def _stamp(response: Response, pool: Pool, min_seq: int | None) -> int:
@@ -84,10 +94,10 @@ async def list_needs(
     response: Response,
     pool: Pool,
     who: Caller,
-    district: str | None = None,
-    category: str | None = None,
-    status: str | None = None,
-    urgency: str | None = None,
+    district: PlaceName | None = None,
+    category: Category | None = None,
+    status: NeedStatus | None = None,
+    urgency: Urgency | None = None,
     after: After = None,
     limit: Limit = 50,
     min_seq: MinSeq = None,
@@ -202,12 +212,18 @@ class _Stream(StreamingResponse):
             self.slots.give_back(self.who.id)
 
 
-@router.get("/events")
+@router.get("/events", response_class=StreamingResponse, responses=EVENT_STREAM)
 async def events(
     request: Request,
     pool: Pool,
     who: Caller,
-    after: Annotated[int | None, Query(ge=0, description="replay from this sequence")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="replay from this sequence")
+    ] = None,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, le=MAX_SEQ, description="as `after`, on reconnect"),
+    ] = None,
 ) -> StreamingResponse:
     """New events as Server-Sent Events (`id` is the archive sequence; reconnect with
     `Last-Event-ID` or `after`), filtered to what the caller may see
@@ -216,8 +232,8 @@ async def events(
     per caller are open at once (429 beyond). With the database
     down the request is answered 503; if it goes down mid-stream, an `unavailable` event
     ends the stream and `retry` tells the client when to reconnect."""
-    start = after if after is not None else int(request.headers.get("Last-Event-ID", 0) or 0)
-    if after is None and "Last-Event-ID" not in request.headers:
+    start = after if after is not None else last_event_id
+    if start is None:
         start = await reads.as_of(pool)
 
     retry_after: int = request.app.state.retry_after

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from schemas import specs
 from schemas.bodies import NeedSpec, PledgeSpec
@@ -37,6 +38,7 @@ from schemas.messages import (
     RegisterVolunteer,
     WithdrawPledge,
 )
+from schemas.needs import recurrence_problem
 from schemas.sealed import new_key, seal, subject_of
 from schemas.specs import DonationSpec, FundSpec
 from schemas.topics import (
@@ -64,6 +66,7 @@ from services.privacy import Forgotten, get_or_create_key, insert_key, key_write
 router = APIRouter(prefix="/v1")
 
 COMMUNITY = (Role.COMMUNITY,)
+NULL: JsonDict = {"type": "null"}
 Reason = Annotated[Description, Field(min_length=1, max_length=500)]
 
 
@@ -89,10 +92,27 @@ class VolunteerBody(Frozen):
 
 
 class ConfirmBody(Frozen):
-    """What was delivered: minutes served (a shift) or money received (a fund)."""
+    """What was delivered: minutes served (a shift) or money received (a fund), exactly one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["minutes_served"], "properties": {"amount_received": NULL}},
+                {"required": ["amount_received"], "properties": {"minutes_served": NULL}},
+            ]
+        }
+    )
 
     minutes_served: Annotated[int, Field(gt=0, le=24 * 60 * 7)] | None = None
     amount_received: Money | None = None
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> Self:
+        # the rule of ConfirmMatch, checked here too so that it is a 422 at the door, before
+        # the ownership look-up, and never a ConfirmMatch that fails to build (a 500)
+        if (self.minutes_served is None) == (self.amount_received is None):
+            raise ValueError("give exactly one of minutes_served and amount_received")
+        return self
 
 
 async def submit(
@@ -300,6 +320,10 @@ async def post_need(
     `repeat_weeks`, the need comes back every week: the answer lists every occurrence's id
     (`need_ids`), each an ordinary need that can be amended or cancelled on its own."""
     require_role(who, *COMMUNITY)
+    problem = recurrence_problem(body, repeat_weeks) if repeat_weeks else None
+    if problem:
+        field = {"field": "query.repeat_weeks", "reason": problem, "value_type": "integer"}
+        raise HTTPException(422, [field])
     need_id = uuid.uuid4()
     repeat = Recurrence(weeks=repeat_weeks) if repeat_weeks else None
     need_ids = [nid for nid, _ in occurrences(need_id, body, repeat.weeks if repeat else 1)]

@@ -40,6 +40,9 @@ class Tally:
     """What the load saw, for the failure messages and the operator's notes."""
 
     answers: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+    """Writes refused for good (4xx), by kind, status and the first reason: a fault must not
+    turn into refusals, so the verdict shows them."""
     retries: int = 0
     abandoned: int = 0
     longest_wait: float = 0.0
@@ -259,9 +262,21 @@ class MixedLoad:
                     self.tally.longest_wait = max(self.tally.longest_wait, now - first)
                     return answer
                 if r.status_code not in RETRY_LATER:
+                    self.tally.refusals[f"{kind} {r.status_code}: {_first_reason(r)}"] += 1
                     return None  # refused for good (4xx): nothing was written
             self.tally.retries += 1
             if deadline is not None and time.monotonic() > deadline:
                 self.tally.abandoned += 1
                 return None
             time.sleep(0.5)  # back off, as a client told "retry later" would
+
+
+def _first_reason(r: httpx.Response) -> str:
+    """The first field and reason of a refusal, for the verdict."""
+    try:
+        detail = r.json().get("detail")
+    except ValueError:
+        return r.text[:120]
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        return f"{detail[0].get('field')}: {detail[0].get('reason')}"[:160]
+    return str(detail)[:160]

@@ -10,6 +10,7 @@ quotes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -18,14 +19,20 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import httpx
 import pytest
 
 from services import SERVICES
+from tests import factories as f
 from tests.e2e.harness import Exchange, alive, wait_for
 from tests.faults.checks import HealthWatch, Verdict, settle_and_check
 from tests.faults.conftest import Shared
+from tests.faults.load import tomorrow_at
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 
@@ -96,14 +103,18 @@ def under_load(
         verdict.problems += watch.violations
     finally:
         load.close()
-    record(shared.verdicts, verdict, load.tally.answers)
+    record(shared.verdicts, verdict, load.tally.answers, load.tally.refusals)
     assert not verdict.problems, f"{fault}: {verdict.problems}\n{shared.ex.diagnostics(lines=6)}"
     return verdict
 
 
-def record(out: Path, verdict: Verdict, answers: object) -> None:
+def record(out: Path, verdict: Verdict, answers: object, refusals: object) -> None:
     """Print the verdict and keep it with the suite's artefacts."""
-    line = {**asdict(verdict), "answers": dict(answers)}  # type: ignore[call-overload]
+    line = {
+        **asdict(verdict),
+        "answers": dict(answers),  # type: ignore[call-overload]
+        "refusals": dict(refusals),  # type: ignore[call-overload]
+    }
     print(f"\nFAULT {json.dumps(line, ensure_ascii=False)}")
     with contextlib.suppress(OSError), out.open("a", encoding="utf-8") as file:
         file.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -264,3 +275,78 @@ def test_a_full_disk_then_space_freed(shared: Shared) -> None:
             filler.unlink()
 
     under_load(shared, 61, "full disk, then space freed", inject)
+
+
+# ---- hostile input ----
+
+
+def hostile_requests(token: str) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(method, path, body, token) of every hostile posting the issue found, sent raw."""
+    soon = tomorrow_at(10)
+    need = f.volunteer_need(
+        deadline=(soon + timedelta(hours=3)).isoformat(),
+        shift={"start": soon.isoformat(), "end": (soon + timedelta(hours=1)).isoformat()},
+    )
+    goods = f.money_need(kind="goods", quantity=1_000_000, unit="箱")
+    del goods["amount"]
+    goods["unit_cost"] = {"amount_minor": 10_000_000_000_000, "currency": "CNY"}
+    c = token
+    return [
+        ("POST", "/v1/needs", {**need, "description": "电话\u0000123"}, c),
+        ("POST", "/v1/needs", goods, c),
+        ("POST", "/v1/needs", {**need, "deadline": "9999-12-31T23:00:00-08:00"}, c),
+        ("POST", "/v1/needs", {**need, "description": "独居老人王某，电话13812345678"}, c),
+        ("POST", "/v1/needs", {**need, "description": "身份证32010219800101001X"}, c),
+        ("POST", "/v1/needs", {**need, "place": {"district": "鼓楼区\u200b"}}, c),
+        ("POST", "/v1/needs", {**need, "title": "\ud800"}, c),
+        (
+            "POST",
+            "/v1/volunteers",
+            {"pseudonym": "王\u202e师傅", "home": {"district": "鼓楼区"}},
+            c,
+        ),
+    ]
+
+
+async def postings_of(dsn: str, org_name: str) -> int:
+    """How many postings the named organisation has in the outbox."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM postings p JOIN organisations o"
+                " ON p.org_id = o.org_id::text WHERE o.name = $1 AND p.event_type <> $2",
+                org_name,
+                "OrganisationRegistered",
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def test_hostile_postings_are_refused_and_the_exchange_still_matches(shared: Shared) -> None:
+    """Every hostile posting the issue found is a 422 naming a field, nothing is written, and
+    the exchange stays healthy and keeps matching the load around them."""
+
+    name = "对抗演练社区"
+    attacker = shared.ex.create_org("community", name, "鼓楼区", "江东街道")
+
+    def inject() -> float | None:
+        with httpx.Client(base_url=shared.ex.url, timeout=10) as http:
+            for method, path, body, token in hostile_requests(attacker):
+                r = http.request(
+                    method,
+                    path,
+                    content=json.dumps(body),  # ASCII escapes carry a lone surrogate as sent
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Content-Type": "application/json",
+                    },
+                )
+                assert r.status_code == 422, (path, body, r.status_code, r.text)
+                assert r.json()["detail"][0]["field"], r.text
+        written = asyncio.run(postings_of(shared.ex.state["database_url"], name))
+        assert written == 0, f"{written} postings written by refused requests"
+        return None
+
+    under_load(shared, 71, "hostile postings", inject)

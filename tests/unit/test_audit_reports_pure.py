@@ -81,8 +81,9 @@ def test_quarters_are_calendar_quarters_in_china_standard_time() -> None:
         datetime(2027, 1, 1, tzinfo=CST),
     )
     assert quarter_bounds("2027Q1")[1] == datetime(2027, 4, 1, tzinfo=CST)
-    with pytest.raises(ValueError):
-        quarter_bounds("2026Q5")
+    for outside in ("2026Q5", "0000Q1", "1999Q4", "2100Q1", "9999Q4"):  # year 0: no date
+        with pytest.raises(ValueError):
+            quarter_bounds(outside)
 
 
 def test_yuan_is_exact() -> None:

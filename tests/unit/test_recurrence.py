@@ -29,6 +29,16 @@ def weekly(weeks: int, **over: object) -> PostNeed:
     )
 
 
+def test_a_weekly_need_whose_last_occurrence_falls_in_2100_is_no_posting() -> None:
+    # the intake service builds every occurrence; one past Moment's window used to fail there
+    last_week = f.T0.replace(year=2099, month=12, day=20)
+    shift = {"start": f.iso(last_week - timedelta(hours=3)), "end": f.iso(last_week)}
+    over = {"deadline": f.iso(last_week), "shift": shift}
+    with pytest.raises(ValidationError, match="2100"):
+        weekly(3, **over)
+    assert weekly(2, **over).repeat == Recurrence(weeks=2)
+
+
 def test_occurrences_are_a_week_apart_at_the_same_nanjing_time() -> None:
     cmd = weekly(4)
     found = occurrences(cmd.need_id, cmd.need, 4)
