@@ -30,6 +30,19 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("PledgeMade", 1): dict,
     ("PledgeAmended", 1): dict,
     ("SupplyListed", 1): dict,
+    # sealing (docs/privacy.md): a plain pseudonym or description stays valid, as plain text
+    # that cannot be forgotten; only postings made since are sealed
+    ("RegisterVolunteer", 1): dict,
+    ("VolunteerRegistered", 1): dict,
+    ("MakePledge", 2): dict,
+    ("AmendPledge", 2): dict,
+    ("PledgeMade", 2): dict,
+    ("PledgeAmended", 2): dict,
+    ("SupplyListed", 2): dict,
+    ("PostNeed", 2): dict,
+    ("NeedPosted", 1): dict,
+    ("NeedAmended", 1): dict,
+    ("SupplyRequested", 1): dict,
 }
 """(type, version) -> function turning that version's payload into version + 1's."""
 

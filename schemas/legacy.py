@@ -12,10 +12,23 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
+from schemas import specs
 from schemas.common import Description, Frozen, Name, Place, TimeWindow
 from schemas.matches import SupplyKind
 from schemas.message import Message
-from schemas.specs import FundSpec, NeedSpec, SkillSet
+from schemas.needs import Recurrence
+from schemas.reservations import Partition, Quantity
+from schemas.specs import FundSpec, SkillSet
+
+
+class NeedSpec(specs.NeedSpec):
+    """A community's need: volunteer hours for a shift, an amount of money, or goods.
+
+    Carries how many people are served, never who they are."""
+
+    # As published before sealing (docs/privacy.md): the description is plain text. Named as
+    # published: a JSON Schema's $defs keys are class names.
+    description: Description = ""
 
 
 class PostingRefusedV1(Message):
@@ -138,4 +151,163 @@ PledgeMadeV1 = _PLEDGES_V1["PledgeMade"]
 PledgeAmendedV1 = _PLEDGES_V1["PledgeAmended"]
 SupplyListedV1 = _PLEDGES_V1["SupplyListed"]
 
-LEGACY: tuple[type[Message], ...] = (PostingRefusedV1, PostNeedV1, *_PLEDGES_V1.values())
+
+def _before_sealing() -> dict[str, type[Message]]:
+    """The last versions that carried pseudonyms and need descriptions as plain text.
+
+    Named as published: a JSON Schema's $defs keys are class names."""
+
+    class PledgeSpec(specs.PledgeSpec):
+        """A volunteer's offer of time. Pseudonymous: no phone, ID number or address, ever."""
+
+        pseudonym: Name  # v2: plain text
+
+    class RegisterVolunteer(Message):
+        """A community or social organisation registers a volunteer under a pseudonym."""
+
+        TYPE: ClassVar[str] = "RegisterVolunteer"
+        VERSION: ClassVar[int] = 1
+        volunteer_id: uuid.UUID
+        pseudonym: Name
+        home: Place
+
+    class VolunteerRegistered(Message):
+        """A volunteer exists, known to the log only by pseudonym and home district."""
+
+        TYPE: ClassVar[str] = "VolunteerRegistered"
+        VERSION: ClassVar[int] = 1
+        volunteer_id: uuid.UUID
+        pseudonym: Name
+        home: Place
+
+    class MakePledge(Message):
+        """A volunteer pledges time and skills."""
+
+        TYPE: ClassVar[str] = "MakePledge"
+        VERSION: ClassVar[int] = 2
+        volunteer_id: uuid.UUID
+        pledge: PledgeSpec
+
+    class AmendPledge(Message):
+        """A volunteer replaces their pledge (skills, availability, limits)."""
+
+        TYPE: ClassVar[str] = "AmendPledge"
+        VERSION: ClassVar[int] = 2
+        volunteer_id: uuid.UUID
+        pledge: PledgeSpec
+
+    class PledgeMade(Message):
+        """A volunteer's pledge is on record and can be matched."""
+
+        TYPE: ClassVar[str] = "PledgeMade"
+        VERSION: ClassVar[int] = 2
+        volunteer_id: uuid.UUID
+        pledge: PledgeSpec
+
+    class PledgeAmended(Message):
+        """The pledge now reads as `pledge`; proposals it no longer fits are released."""
+
+        TYPE: ClassVar[str] = "PledgeAmended"
+        VERSION: ClassVar[int] = 2
+        volunteer_id: uuid.UUID
+        pledge: PledgeSpec
+
+    class SupplyListed(Message):
+        TYPE: ClassVar[str] = "SupplyListed"
+        VERSION: ClassVar[int] = 2
+        supply: SupplyKind
+        supply_id: uuid.UUID
+        owner_partition: Partition
+        version: Annotated[int, Field(ge=1)]
+        active: bool
+        pledge: PledgeSpec | None = None
+        fund: FundSpec | None = None
+        net_minor: Annotated[int, Field(ge=0)] = 0
+
+    SupplyListed.__doc__ = SupplyListedV1.__doc__  # as published
+
+    class PostNeed(Message):
+        """A community asks for help. The need id is assigned by the gateway; a weekly need
+        (`repeat`) is decided into one `NeedPosted` per occurrence, the first under `need_id` and
+        the others under ids derived from it (`services.domain.needs.occurrences`)."""
+
+        TYPE: ClassVar[str] = "PostNeed"
+        VERSION: ClassVar[int] = 2
+        need_id: uuid.UUID
+        need: NeedSpec
+        repeat: Recurrence | None = None
+
+    class NeedPosted(Message):
+        """The needs service accepted a need; it is open for matching."""
+
+        TYPE: ClassVar[str] = "NeedPosted"
+        VERSION: ClassVar[int] = 1
+        need_id: uuid.UUID
+        need: NeedSpec
+
+    class NeedAmended(Message):
+        """A need changed; `need` is the whole need as it now stands, `changed` names the fields."""
+
+        TYPE: ClassVar[str] = "NeedAmended"
+        VERSION: ClassVar[int] = 1
+        need_id: uuid.UUID
+        need: NeedSpec
+        changed: Annotated[list[str], Field(min_length=1, max_length=10)]
+
+    class SupplyRequested(Message):
+        """The need's owner asks the supply's owner to hold `quantity` for this need.
+
+        The need's owner has set that much of the need aside, so it is never filled twice; the
+        request carries the need so the supply's owner can check skills, travel and earmarks."""
+
+        TYPE: ClassVar[str] = "SupplyRequested"
+        VERSION: ClassVar[int] = 1
+        hold_id: uuid.UUID
+        need_id: uuid.UUID
+        need: NeedSpec
+        need_zone: Annotated[str, Field(min_length=1, max_length=60)]
+        from_partition: Partition
+        supply: SupplyKind
+        supply_id: uuid.UUID
+        quantity: Quantity
+
+    PostNeed.__doc__ = (  # as published, indented as a top-level class's docstring
+        "A community asks for help. The need id is assigned by the gateway; a weekly need\n"
+        "    (`repeat`) is decided into one `NeedPosted` per occurrence, the first under"
+        " `need_id` and\n    the others under ids derived from it"
+        " (`services.domain.needs.occurrences`)."
+    )
+    SupplyRequested.__doc__ = (  # as published, indented as a top-level class's docstring
+        "The need's owner asks the supply's owner to hold `quantity` for this need.\n\n"
+        "    The need's owner has set that much of the need aside, so it is never filled twice;"
+        " the\n    request carries the need so the supply's owner can check skills, travel and"
+        " earmarks."
+    )
+
+    return {
+        f"{m.TYPE}.v{m.VERSION}": m
+        for m in (
+            RegisterVolunteer,
+            VolunteerRegistered,
+            MakePledge,
+            AmendPledge,
+            PledgeMade,
+            PledgeAmended,
+            SupplyListed,
+            PostNeed,
+            NeedPosted,
+            NeedAmended,
+            SupplyRequested,
+        )
+    }
+
+
+BEFORE_SEALING = _before_sealing()
+"""Superseded when pseudonyms and need descriptions were sealed (docs/privacy.md)."""
+
+LEGACY: tuple[type[Message], ...] = (
+    PostingRefusedV1,
+    PostNeedV1,
+    *_PLEDGES_V1.values(),
+    *BEFORE_SEALING.values(),
+)

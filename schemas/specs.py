@@ -28,6 +28,7 @@ from schemas.common import (
     TimeWindow,
     Urgency,
 )
+from schemas.sealed import Sealed
 
 SkillSet = Annotated[list[Skill], Field(max_length=12)]
 
@@ -61,7 +62,10 @@ class NeedSpec(Frozen):
     Carries how many people are served, never who they are."""
 
     title: Name
-    description: Description = ""
+    description: Sealed | Description = ""
+    """Free text that may describe beneficiaries: sealed under the need's key (posted from
+    PostNeed v3 on), so that forgetting the need forgets it; plain text only in needs posted
+    earlier, and the empty string when there is none (docs/privacy.md)."""
     kind: NeedKind
     category: Category
     place: Place
@@ -169,7 +173,9 @@ class TravelRange(StrEnum):
 class PledgeSpec(Frozen):
     """A volunteer's offer of time. Pseudonymous: no phone, ID number or address, ever."""
 
-    pseudonym: Name
+    pseudonym: Sealed | Name
+    """Sealed under the volunteer's key from MakePledge v3 on, so that forgetting the volunteer
+    forgets it; plain text only in pledges made earlier (docs/privacy.md)."""
     home: Place
     skills: Annotated[SkillSet, Field(min_length=1)]
     availability: Annotated[list[TimeWindow], Field(min_length=1, max_length=50)]

@@ -10,17 +10,20 @@ from pydantic import Field
 
 from schemas.common import Description, Name, Place
 from schemas.message import Message
+from schemas.sealed import Sealed
 from schemas.specs import PledgeSpec
 
 Reason = Annotated[Description, Field(min_length=1, max_length=500)]
 
 
 class RegisterVolunteer(Message):
-    """A community or social organisation registers a volunteer under a pseudonym."""
+    """A community or social organisation registers a volunteer under a pseudonym, sealed under
+    the volunteer's own key (v2) so that it can be forgotten."""
 
     TYPE: ClassVar[str] = "RegisterVolunteer"
+    VERSION: ClassVar[int] = 2  # v2: the pseudonym is sealed (a string only when upcast from v1)
     volunteer_id: uuid.UUID
-    pseudonym: Name
+    pseudonym: Sealed | Name
     home: Place
 
 
@@ -28,7 +31,7 @@ class MakePledge(Message):
     """A volunteer pledges time and skills."""
 
     TYPE: ClassVar[str] = "MakePledge"
-    VERSION: ClassVar[int] = 2  # v2: travel by community, or by distance
+    VERSION: ClassVar[int] = 3  # v3: the pseudonym is sealed; v2: travel by community or distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 
@@ -37,7 +40,7 @@ class AmendPledge(Message):
     """A volunteer replaces their pledge (skills, availability, limits)."""
 
     TYPE: ClassVar[str] = "AmendPledge"
-    VERSION: ClassVar[int] = 2  # v2: travel by community, or by distance
+    VERSION: ClassVar[int] = 3  # v3: the pseudonym is sealed; v2: travel by community or distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 
@@ -51,11 +54,13 @@ class WithdrawPledge(Message):
 
 
 class VolunteerRegistered(Message):
-    """A volunteer exists, known to the log only by pseudonym and home district."""
+    """A volunteer exists, known to the log only by pseudonym (sealed from v2 on) and home
+    district."""
 
     TYPE: ClassVar[str] = "VolunteerRegistered"
+    VERSION: ClassVar[int] = 2  # v2: the pseudonym is sealed (a string only when upcast from v1)
     volunteer_id: uuid.UUID
-    pseudonym: Name
+    pseudonym: Sealed | Name
     home: Place
 
 
@@ -63,7 +68,7 @@ class PledgeMade(Message):
     """A volunteer's pledge is on record and can be matched."""
 
     TYPE: ClassVar[str] = "PledgeMade"
-    VERSION: ClassVar[int] = 2  # v2: travel by community, or by distance
+    VERSION: ClassVar[int] = 3  # v3: the pseudonym is sealed; v2: travel by community or distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 
@@ -72,7 +77,7 @@ class PledgeAmended(Message):
     """The pledge now reads as `pledge`; proposals it no longer fits are released."""
 
     TYPE: ClassVar[str] = "PledgeAmended"
-    VERSION: ClassVar[int] = 2  # v2: travel by community, or by distance
+    VERSION: ClassVar[int] = 3  # v3: the pseudonym is sealed; v2: travel by community or distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 

@@ -5,12 +5,14 @@ they are what the log already holds, and every future version of the code must s
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas.common import Money, Place, TimeWindow
 from schemas.legacy import (
+    BEFORE_SEALING,
     AmendPledgeV1,
     MakePledgeV1,
     PledgeAmendedV1,
@@ -78,6 +80,7 @@ from schemas.reservations import (
     SupplyRequested,
     SupplyRevoked,
 )
+from schemas.sealed import Sealed
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
 from tests import factories as f
 
@@ -91,11 +94,33 @@ ORG = uuid.UUID("77777777-7777-4777-8777-777777777777")
 HOLD = uuid.UUID("88888888-8888-4888-8888-888888888888")
 AT = datetime(2026, 12, 5, 2, 0, tzinfo=UTC)
 
-need = NeedSpec.model_validate(f.volunteer_need())
+
+def sealed_sample(text: str, subject: str) -> Sealed:
+    """A sealed value made with a fixed key and nonce, so the sample is the same every run
+    (the gateway uses a random nonce and a per-subject random key). Key: bytes 0..31."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from schemas import sealed as s
+
+    nonce = bytes(range(12))
+    ct = AESGCM(bytes(range(32))).encrypt(nonce, text.encode(), s._aad(subject))
+    return Sealed(
+        subject=subject,
+        nonce=base64.b64encode(nonce).decode(),
+        ciphertext=base64.b64encode(ct).decode(),
+    )
+
+
+plain_need = NeedSpec.model_validate(
+    f.volunteer_need(description="独居老人，行动不便，需要有人陪同就医")
+)
+need = plain_need.model_copy(
+    update={"description": sealed_sample(plain_need.description, f"need:{NEED}")}  # type: ignore[arg-type]
+)
 fund = FundSpec.model_validate(f.fund(cap_per_need={"amount_minor": 500_000, "currency": "CNY"}))
 gift = DonationSpec.model_validate(f.donation())
 pledge = PledgeSpec.model_validate(f.pledge())
-near = PledgeSpec.model_validate(
+plain_near = PledgeSpec.model_validate(
     f.pledge(
         home={
             "district": "鼓楼区",
@@ -108,6 +133,8 @@ near = PledgeSpec.model_validate(
         travel_km=3.5,
     )
 )
+pseudonym = sealed_sample("王师傅", f"volunteer:{VOL}")
+near = plain_near.model_copy(update={"pseudonym": pseudonym})
 cny = Money(amount_minor=300_000, currency="CNY")
 shift = TimeWindow.model_validate(f.volunteer_need()["shift"])
 home = Place(district="鼓楼区", street="江东街道", community="辰龙广场社区")
@@ -128,7 +155,7 @@ def samples() -> list[Message]:
             amount=cny,
             reason="捐赠人要求退回部分款项",
         ),
-        RegisterVolunteer(volunteer_id=VOL, pseudonym="王师傅", home=home),
+        RegisterVolunteer(volunteer_id=VOL, pseudonym=pseudonym, home=home),
         MakePledge(volunteer_id=VOL, pledge=near),
         AmendPledge(volunteer_id=VOL, pledge=near),
         WithdrawPledge(volunteer_id=VOL, reason="搬家 (moving away)"),
@@ -148,7 +175,7 @@ def samples() -> list[Message]:
             district="鼓楼区",
             street="江东街道",
         ),
-        VolunteerRegistered(volunteer_id=VOL, pseudonym="王师傅", home=home),
+        VolunteerRegistered(volunteer_id=VOL, pseudonym=pseudonym, home=home),
         NeedPosted(need_id=NEED, need=need),
         NeedAmended(need_id=NEED, need=need, changed=["urgency"]),
         NeedCancelled(need_id=NEED, reason="活动取消"),
@@ -245,7 +272,8 @@ def samples() -> list[Message]:
             original_key_hex=str(NEED).encode().hex(),
             original_value_hex=b'{"event_type": "PostNeed"}'.hex(),
         ),
-        PostNeedV1(need_id=NEED, need=need),
+        PostNeedV1(need_id=NEED, need=f.volunteer_need()),
+        *before_sealing(),
         MakePledgeV1(volunteer_id=VOL, pledge=f.pledge()),
         AmendPledgeV1(volunteer_id=VOL, pledge=f.pledge()),
         PledgeMadeV1(volunteer_id=VOL, pledge=f.pledge()),
@@ -263,6 +291,42 @@ def samples() -> list[Message]:
             posting_type="ReceiveDonation",
             reason="no open fund has this id",
             field="fund_id",
+        ),
+    ]
+
+
+def before_sealing() -> list[Message]:
+    """The last plain-text versions (docs/privacy.md), as the log holds them."""
+    plain = plain_need.model_dump()
+    old = plain_near.model_dump()
+    m = BEFORE_SEALING
+    return [
+        m["RegisterVolunteer.v1"](volunteer_id=VOL, pseudonym="王师傅", home=home),
+        m["VolunteerRegistered.v1"](volunteer_id=VOL, pseudonym="王师傅", home=home),
+        m["MakePledge.v2"](volunteer_id=VOL, pledge=old),
+        m["AmendPledge.v2"](volunteer_id=VOL, pledge=old),
+        m["PledgeMade.v2"](volunteer_id=VOL, pledge=old),
+        m["PledgeAmended.v2"](volunteer_id=VOL, pledge=old),
+        m["SupplyListed.v2"](
+            supply=SupplyKind.VOLUNTEER,
+            supply_id=VOL,
+            owner_partition=2,
+            version=1,
+            active=True,
+            pledge=old,
+        ),
+        m["PostNeed.v2"](need_id=NEED, need=plain, repeat=Recurrence(weeks=8)),
+        m["NeedPosted.v1"](need_id=NEED, need=plain),
+        m["NeedAmended.v1"](need_id=NEED, need=plain, changed=["urgency"]),
+        m["SupplyRequested.v1"](
+            hold_id=HOLD,
+            need_id=NEED,
+            need=plain,
+            need_zone="鼓楼区",
+            from_partition=1,
+            supply=SupplyKind.VOLUNTEER,
+            supply_id=VOL,
+            quantity=1,
         ),
     ]
 

@@ -12,7 +12,9 @@ import asyncpg
 from schemas.codec import DecodeError, decode
 from schemas.envelope import Envelope
 from schemas.messages import Message
+from schemas.sealed import open_sealed, parse_sealed, subject_of
 from services.audit.books import Books, fold
+from services.privacy import keys_for
 
 
 async def first_sightings(
@@ -48,4 +50,18 @@ async def load_books(
     books = fold(events)
     for org_id, name in (await organisation_names(conn)).items():
         books.organisations.setdefault(org_id, name)
+    await reveal_pseudonyms(conn, books)
     return books, events
+
+
+async def reveal_pseudonyms(conn: asyncpg.Connection | asyncpg.Pool, books: Books) -> None:
+    """Replace each volunteer's sealed pseudonym in these books by its text, or by the
+    forgotten marker once the volunteer's key is deleted (docs/privacy.md). The books are a
+    report's own copy: nothing is compared with them, so showing text here changes no check."""
+    sealed = {vid: parse_sealed(v.pseudonym) for vid, v in books.volunteers.items()}
+    keys = await keys_for(conn, {s.subject for s in sealed.values() if s is not None})
+    for vid, value in sealed.items():
+        if value is not None:
+            books.volunteers[vid].pseudonym = open_sealed(
+                value, keys.get(value.subject), subject_of("volunteer", vid)
+            )

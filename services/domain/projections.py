@@ -35,6 +35,7 @@ from schemas.messages import (
     SupplyKind,
     VolunteerRegistered,
 )
+from schemas.sealed import Sealed
 from schemas.specs import PledgeSpec
 from services.domain.needs import need_quantity
 
@@ -228,6 +229,13 @@ def _dump(model: Any) -> Any:
     return model.model_dump(mode="json")
 
 
+def _text(value: Sealed | str) -> str:
+    """A text column's value: plain text as it is, a sealed value as its compact JSON (the
+    same bytes as on the wire), so the read model holds only what the log holds and forgetting
+    a key changes no row (docs/privacy.md)."""
+    return value.model_dump_json() if isinstance(value, Sealed) else value
+
+
 def project(event: Envelope[Message]) -> list[Change]:
     """The read-model rows and journal lines one event adds."""
     p = event.payload
@@ -339,7 +347,7 @@ def _volunteer(event: Envelope[Message]) -> list[Change]:
             {
                 "volunteer_id": p.volunteer_id,
                 "org_id": event.actor.org_id,
-                "pseudonym": p.pseudonym,
+                "pseudonym": _text(p.pseudonym),
                 "district": p.home.district,
                 "spec": None,
                 "status": "registered",
@@ -358,7 +366,7 @@ def _pledge(event: Envelope[Message]) -> list[Change]:
             "volunteer_id",
             p.volunteer_id,
             {
-                "pseudonym": p.pledge.pseudonym,
+                "pseudonym": _text(p.pledge.pseudonym),
                 "district": p.pledge.home.district,
                 "spec": _dump(p.pledge),
                 "status": "active",

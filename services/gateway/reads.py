@@ -1,5 +1,9 @@
 """Queries behind the GET endpoints: read models kept by the ledger, shaped for clients.
 
+Read models hold personal text as the log does, sealed (docs/privacy.md); it is opened here,
+with the subject's key, only in the answer, and shows as the forgotten marker once the key is
+gone.
+
 Lists are keyset-paginated on the archive sequence (newest first): a cursor is the sequence of
 the last item seen, so pages stay stable while new events arrive. Every answer says which
 archive sequence it reflects (`as_of_seq`), so a client can wait for its own write.
@@ -14,8 +18,10 @@ from typing import Any
 import asyncpg
 
 from schemas.envelope import derive_id
+from schemas.sealed import open_sealed, parse_sealed, reveal_json, subject_of
 from services.domain.projections import fund_account, income_account
 from services.identity import Principal
+from services.privacy import keys_for, keys_in
 
 
 async def as_of(pool: asyncpg.Pool) -> int:
@@ -34,7 +40,7 @@ async def wait_for_seq(pool: asyncpg.Pool, seq: int, within: float) -> int:
     return current
 
 
-def _need(row: asyncpg.Record) -> dict[str, Any]:
+def _need(row: asyncpg.Record, keys: dict[str, bytes]) -> dict[str, Any]:
     return {
         "need_id": str(row["need_id"]),
         "org_id": row["org_id"],
@@ -48,7 +54,7 @@ def _need(row: asyncpg.Record) -> dict[str, Any]:
         "filled": row["filled"],
         "unit": row["unit"],
         "deadline": row["deadline"].isoformat(),
-        "spec": row["spec"],
+        "spec": reveal_json(row["spec"], keys),
         "seq": row["seq"],
     }
 
@@ -85,7 +91,7 @@ async def need(pool: asyncpg.Pool, need_id: uuid.UUID, with_matches: bool) -> di
     row = await pool.fetchrow(f"{NEED_SQL} WHERE n.need_id = $1", need_id)
     if row is None:
         return None
-    out = _need(row)
+    out = _need(row, await keys_in(pool, [row["spec"]]))
     if with_matches:
         rows = await pool.fetch(f"{MATCH_SQL} WHERE m.need_id = $1 ORDER BY seq", need_id)
         out["matches"] = [_match(m) for m in rows]
@@ -115,7 +121,8 @@ async def needs(
         after,
         limit,
     )
-    return [_need(r) for r in rows]
+    keys = await keys_in(pool, [r["spec"] for r in rows])
+    return [_need(r, keys) for r in rows]
 
 
 async def balance(pool: asyncpg.Pool, fund_id: uuid.UUID) -> dict[str, int]:
@@ -203,12 +210,17 @@ async def volunteer(pool: asyncpg.Pool, volunteer_id: uuid.UUID) -> dict[str, An
     if row is None:
         return None
     rows = await pool.fetch(f"{MATCH_SQL} WHERE m.volunteer_id = $1 ORDER BY seq", volunteer_id)
+    subject = subject_of("volunteer", volunteer_id)
+    keys = await keys_for(pool, [subject])
+    sealed = parse_sealed(row["pseudonym"])
     return {
         "volunteer_id": str(row["volunteer_id"]),
-        "pseudonym": row["pseudonym"],
+        "pseudonym": row["pseudonym"]
+        if sealed is None
+        else open_sealed(sealed, keys.get(subject), subject),
         "district": row["district"],
         "status": row["status"],
-        "spec": row["spec"],
+        "spec": reveal_json(row["spec"], keys),
         "matches": [_match(m) for m in rows],
     }
 

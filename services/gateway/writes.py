@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
+from schemas import specs
+from schemas.bodies import NeedSpec, PledgeSpec
 from schemas.common import Description, Frozen, Money, Name, Place, Role
 from schemas.messages import (
     AcceptMatch,
@@ -37,7 +39,8 @@ from schemas.messages import (
     WithdrawPledge,
 )
 from schemas.needs import recurrence_problem
-from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
+from schemas.sealed import new_key, seal, subject_of
+from schemas.specs import DonationSpec, FundSpec
 from schemas.topics import (
     DONATIONS_POSTINGS,
     MATCHES_POSTINGS,
@@ -58,6 +61,7 @@ from services.gateway.outbox import IdempotencyConflict, Ownership
 from services.gateway.postings import Posting, request_hash
 from services.gateway.screening import personal_data_problems
 from services.identity import Principal, issue_token, rotate_token
+from services.privacy import Forgotten, get_or_create_key, insert_key, key_writer
 
 router = APIRouter(prefix="/v1")
 
@@ -193,11 +197,20 @@ async def submit_match(
     )
 
 
-def need_fingerprint(need: NeedSpec) -> str:
+def need_fingerprint(need: specs.NeedSpec) -> str:
     """Same category, same place, same window (or deadline): a possible duplicate."""
     when = need.shift.model_dump_json() if need.shift else need.deadline.isoformat()
     text = f"{need.category.value}|{need.place.model_dump_json()}|{when}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def _wire(spec: type[S], body: BaseModel, **sealed: Any) -> S:
+    """The spec the log carries: the client's body with its personal text replaced by sealed
+    values (docs/privacy.md). The plain body is kept only for screening and the request hash."""
+    return spec.model_validate(body.model_dump() | sealed)
 
 
 # ---- foundations ----
@@ -317,16 +330,26 @@ async def post_need(
     ids = {"need_id": str(need_id)}
     if repeat:
         ids["need_ids"] = ",".join(str(n) for n in need_ids)
+    # The description may describe beneficiaries: sealed under the need's own key, stored with
+    # the posting (docs/privacy.md). Every occurrence of a weekly need carries this one value.
+    wire: specs.NeedSpec = body
+    store_key = None
+    if body.description:
+        subject, key = subject_of("need", need_id), new_key()
+        wire = _wire(specs.NeedSpec, body, description=seal(body.description, subject, key))
+        store_key = key_writer(subject, key)
+
     return await submit(
         request,
         svc,
         who,
         topic=NEEDS_POSTINGS,
         key=need_id,
-        payload=PostNeed(need_id=need_id, need=body, repeat=repeat),
+        payload=PostNeed(need_id=need_id, need=wire, repeat=repeat),
         body=body,
         idem=idem,
         ids=ids,
+        also=store_key,
         owns=tuple(Ownership("need", nid, who.id) for nid in need_ids),
         similar_to=need_fingerprint(body),
     )
@@ -443,6 +466,7 @@ async def register_volunteer(
     require_role(who, Role.COMMUNITY, Role.SOCIAL_ORG)
     volunteer_id = uuid.uuid4()
     issued: dict[str, str] = {}
+    subject, key = subject_of("volunteer", volunteer_id), new_key()
 
     async def register(conn: Any) -> None:
         await conn.execute(
@@ -450,6 +474,7 @@ async def register_volunteer(
             volunteer_id,
             who.id,
         )
+        await insert_key(conn, subject, key)  # docs/privacy.md: the pseudonym is sealed
         issued["volunteer_token"] = await issue_token(conn, "volunteer", volunteer_id)
 
     return await submit(
@@ -459,7 +484,7 @@ async def register_volunteer(
         topic=PLEDGES_POSTINGS,
         key=volunteer_id,
         payload=RegisterVolunteer(
-            volunteer_id=volunteer_id, pseudonym=body.pseudonym, home=body.home
+            volunteer_id=volunteer_id, pseudonym=seal(body.pseudonym, subject, key), home=body.home
         ),
         body=body,
         idem=idem,
@@ -520,10 +545,18 @@ async def pledge(
     first = not await pool.fetchval(
         "SELECT 1 FROM ownership WHERE resource = 'pledge' AND resource_id = $1", volunteer_id
     )
+    subject = subject_of("volunteer", volunteer_id)
+    try:
+        key = await get_or_create_key(pool, subject)
+    except Forgotten:
+        raise HTTPException(
+            409, "this volunteer was forgotten at their request; register them anew"
+        ) from None
+    wire = _wire(specs.PledgeSpec, body, pseudonym=seal(body.pseudonym, subject, key))
     payload: Message = (
-        MakePledge(volunteer_id=volunteer_id, pledge=body)
+        MakePledge(volunteer_id=volunteer_id, pledge=wire)
         if first
-        else AmendPledge(volunteer_id=volunteer_id, pledge=body)
+        else AmendPledge(volunteer_id=volunteer_id, pledge=wire)
     )
     registrar = await pool.fetchval(
         "SELECT registered_by FROM volunteers WHERE volunteer_id = $1", volunteer_id

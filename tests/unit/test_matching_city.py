@@ -109,7 +109,10 @@ def test_a_week_of_clock_ticks_with_some_proposals_unanswered_is_decided_as_reco
     assert digest.hexdigest() == TICKED_DIGEST, "ticks decide differently than recorded"
 
 
-PARTITIONED_DIGEST = "112c396243ed174527dc47a82b0a91302eb3a669ceadfef9ccc7dbb9d3b0b621"
+PARTITIONED_DIGEST = "63fd6c35ab3e282c07c6529707a9ee36d57953c275c50839fd561892a5996dd9"
+"""Changed only by the schema versions of SupplyListed (v3) and SupplyRequested (v2) when
+pseudonyms and descriptions were sealed: with those two numbers set back, the bytes give the
+digest recorded before, 112c3962…3b0b621 (checked when the versions were raised)."""
 
 
 def test_a_city_on_four_partitions_with_answers_and_ticks_is_decided_as_recorded(

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from schemas.bodies import NeedSpec, PledgeSpec
 from schemas.common import CONTROL_CHARS, INVISIBLE_CHARS
-from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
+from schemas.specs import DonationSpec, FundSpec
 from tests import factories as f
 
 pytestmark = pytest.mark.unit
