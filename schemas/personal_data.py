@@ -32,6 +32,13 @@ _SEPARATORS = " \t\u00a0\u3000-–—‐‑−()（）.·"
 _DIGIT_RUN = re.compile(
     r"(?:\+|00)?(?:86)?[\s\-–—‐‑−(（]*\d(?:[\d" + re.escape(_SEPARATORS) + r"]*[\dXx])?"
 )
+_MACHINE_TOKEN = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{12,}"
+)
+"""UUIDs and long hexadecimal strings (hashes, generated keys): machine identifiers, whose
+digits joined by dashes would otherwise read as phone or card numbers. Idempotency keys are
+mostly UUIDs."""
 _EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+", re.UNICODE)
 _LABEL = re.compile(
     r"(电话|手机|手机号|联系电话|联系方式|座机|热线|tel|phone|mobile|微信|qq|"
@@ -108,7 +115,7 @@ def find_personal_data(text: str) -> Finding | None:
     shape, since the label says what it is."""
     if not text:
         return None
-    folded = unicodedata.normalize("NFKC", text)
+    folded = _MACHINE_TOKEN.sub(" ", unicodedata.normalize("NFKC", text))
     if _EMAIL.search(folded):
         return Finding("email", "contains an e-mail address / 含电子邮箱地址")
     for match in _DIGIT_RUN.finditer(folded):

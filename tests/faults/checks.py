@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -179,6 +180,14 @@ def settle_and_check(
         stuck = asyncio.run(_undecided(dsn, ids))
         kinds = sorted({a.kind for a in load.acked if a.posting_id in set(stuck)})
         verdict.problems.append(f"{len(stuck)} acknowledged postings never decided ({kinds})")
+    # what was committed without the client hearing back is owed a decision too
+    with contextlib.suppress(AssertionError):
+        wait_for(
+            "every committed posting to be decided",
+            lambda: not asyncio.run(_facts(dsn, ids))["committed_undecided"],
+            timeout=DECISION_BOUND,
+            interval=1.0,
+        )
     got = asyncio.run(_facts(dsn, ids))
     if got["stored"] != len(set(ids)):
         verdict.problems.append(f"{len(set(ids)) - got['stored']} acknowledged postings lost")
@@ -190,8 +199,8 @@ def settle_and_check(
         verdict.problems.append(f"{got['twice_refused']} postings refused twice")
     if got["committed_undecided"]:
         verdict.problems.append(
-            f"{len(got['committed_undecided'])} committed postings undecided "
-            f"(e.g. {got['committed_undecided'][0]})"
+            f"{len(got['committed_undecided'])} committed postings undecided: "
+            + "; ".join(got["committed_undecided"][:3])
         )
     for args in (("verify",), ("invariants",), ("sequences",), ("replay",)):
         result = audit(ex, *args)
