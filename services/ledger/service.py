@@ -77,9 +77,23 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
             else:
                 await consumer.seek_to_beginning(tp)
         archived = 0
+        fetched = settings.ledger_batch_size  # nothing fetched yet: not caught up
         started = time.monotonic()
         while not stop.is_set():
+            if (
+                not beat.ready
+                and fetched < settings.ledger_batch_size
+                and await caught_up(consumer, parts)
+            ):
+                # Caught up: the last fetch (archived by now) did not fill a batch, and every
+                # partition has been read to the high-water mark its last fetch reported.
+                # (Waiting for a fetch to come back empty never ends under a steady load: the
+                # ledger stayed "not ready" for minutes after a restore, archiving 45 events/s.)
+                beat.ready = True
+                await beat.beat()
+                log.info("ready: caught up", extra={"archived": archived})
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.ledger_batch_size)
+            fetched = sum(len(messages) for messages in batch.values())
             records = [
                 Record.of(m)
                 for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
@@ -95,10 +109,6 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.sleep(0.01)  # the inputs are on their way
                 continue
             if not records:
-                if not beat.ready:
-                    beat.ready = True
-                    await beat.beat()
-                    log.info("ready: caught up", extra={"archived": archived})
                 continue
             new = await archive_batch(conn, records, checkpoints.tree)
             if new:  # events set aside in that batch go to their dead-letter topics now
@@ -122,6 +132,18 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         await beat.stop()
         await conn.close()
         await pool.close()
+
+
+async def caught_up(consumer: AIOKafkaConsumer, parts: list[TopicPartition]) -> bool:
+    """Whether every partition has been fetched at least once and read up to the high-water
+    mark that fetch reported. Tansu reports high-water marks short by up to a batch, so this
+    can say "caught up" a batch early: readiness only, never a correctness decision; /healthz
+    watches the archive's lag separately."""
+    for tp in parts:
+        high = consumer.highwater(tp)
+        if high is None or await consumer.position(tp) < high:
+            return False
+    return True
 
 
 def main(settings: Settings) -> None:

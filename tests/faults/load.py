@@ -115,8 +115,17 @@ class MixedLoad:
         if self.error is not None:
             raise AssertionError(f"the load failed: {self.error!r}") from self.error
 
+    def halt(self) -> None:
+        """Stop at once, without waiting for writes in flight (a test that failed): no load
+        may outlive its test and post into the next one."""
+        self.retry_for = 0.0
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
     def close(self) -> None:
-        """Release the HTTP connections."""
+        """Stop (if still running) and release the HTTP connections."""
+        self.halt()
         self._client.close()
 
     def _run(self) -> None:

@@ -201,3 +201,33 @@ async def test_a_decision_waits_until_its_input_is_archived_on_matcher_inputs(
     await archive_batch(db, [the_input])
     keep, held = await hold_back_decisions(db, [decision(7)])
     assert len(keep) == 1 and held == {}  # already archived: fine
+
+
+async def test_the_ledger_becomes_ready_under_a_steady_load(
+    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection
+) -> None:
+    """Ready means caught up, not idle: under a steady stream of events a fetch never comes
+    back empty, and a ledger that waited for one stayed "not ready" (and /healthz red) for
+    minutes after a restore."""
+    ensure_topics(broker.bootstrap)
+    publish(broker.bootstrap, "needs.events", needs(200))  # a backlog, as after a restore
+    steady = asyncio.Event()
+
+    def produce() -> None:
+        while not steady.is_set():
+            publish(broker.bootstrap, "needs.events", needs(5))
+
+    producing = asyncio.create_task(asyncio.to_thread(produce))
+    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_ledger(settings, stop))
+    try:
+        await wait_until(
+            db, "SELECT count(*) FROM service_heartbeats WHERE service = 'ledger' AND ready", 1
+        )
+        assert await db.fetchval(EVENTS_ARCHIVED) >= 200, "ready only once the backlog is in"
+    finally:
+        steady.set()
+        await producing
+        stop.set()
+        await task
