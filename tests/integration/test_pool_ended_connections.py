@@ -56,14 +56,15 @@ async def test_a_connection_ended_by_the_server_is_replaced_not_handed_out(
         message = b""
         while True:
             waiting = peek(raw)
-            if waiting and waiting[:1] == b"E":
+            if not message and waiting and waiting[:1] == b"E":
                 sock = socket.socket(raw.family, raw.type, fileno=raw.fileno())
                 try:
                     message = sock.recv(len(waiting))
                 finally:
                     sock.detach()
-                if peek(raw) == b"":
-                    break
+            # the socket's end may arrive a moment after the message (a loaded machine)
+            if message and peek(raw) == b"":
+                break
             assert time.monotonic() < deadline, "the server did not end the session"
             await asyncio.sleep(0.01)
         # And asyncpg has read the server's message but not yet the end of the socket
