@@ -43,6 +43,13 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("NeedPosted", 1): dict,
     ("NeedAmended", 1): dict,
     ("SupplyRequested", 1): dict,
+    # sealing donor labels, donation notes and volunteers' reasons: plain text stays valid
+    ("ReceiveDonation", 1): dict,
+    ("DonationReceived", 1): dict,
+    ("WithdrawPledge", 1): dict,
+    ("PledgeWithdrawn", 1): dict,
+    ("DeclineMatch", 1): dict,
+    ("MatchDeclined", 1): dict,
 }
 """(type, version) -> function turning that version's payload into version + 1's."""
 

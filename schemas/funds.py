@@ -27,6 +27,7 @@ class ReceiveDonation(Message):
     """A foundation records a donation into one of its funds."""
 
     TYPE: ClassVar[str] = "ReceiveDonation"
+    VERSION: ClassVar[int] = 2  # v2: donor label and note sealed (strings only when upcast from v1)
     fund_id: uuid.UUID
     donation_id: uuid.UUID
     donation: DonationSpec
@@ -55,6 +56,7 @@ class DonationReceived(Message):
     """Money arrived in a fund and is available under the fund's restrictions."""
 
     TYPE: ClassVar[str] = "DonationReceived"
+    VERSION: ClassVar[int] = 2  # v2: donor label and note sealed (strings only when upcast from v1)
     fund_id: uuid.UUID
     donation_id: uuid.UUID
     donation: DonationSpec

@@ -305,9 +305,93 @@ def _before_sealing() -> dict[str, type[Message]]:
 BEFORE_SEALING = _before_sealing()
 """Superseded when pseudonyms and need descriptions were sealed (docs/privacy.md)."""
 
+
+def _before_sealing_more() -> dict[str, type[Message]]:
+    """The last versions that carried donor labels, donation notes and volunteers' reasons as
+    plain text.
+
+    Named as published: a JSON Schema's $defs keys are class names."""
+
+    Reason = Annotated[Description, Field(min_length=1, max_length=500)]
+
+    class DonationSpec(specs.DonationSpec):
+        """Money given into a fund. The donor is a label the foundation chooses (may be 匿名)."""
+
+        donor: Name  # v1: plain text
+        note: Description = ""
+
+    class ReceiveDonation(Message):
+        """A foundation records a donation into one of its funds."""
+
+        TYPE: ClassVar[str] = "ReceiveDonation"
+        VERSION: ClassVar[int] = 1
+        fund_id: uuid.UUID
+        donation_id: uuid.UUID
+        donation: DonationSpec
+
+    class DonationReceived(Message):
+        """Money arrived in a fund and is available under the fund's restrictions."""
+
+        TYPE: ClassVar[str] = "DonationReceived"
+        VERSION: ClassVar[int] = 1
+        fund_id: uuid.UUID
+        donation_id: uuid.UUID
+        donation: DonationSpec
+
+    class WithdrawPledge(Message):
+        """A volunteer withdraws; shifts already accepted end only through the match lifecycle."""
+
+        TYPE: ClassVar[str] = "WithdrawPledge"
+        VERSION: ClassVar[int] = 1
+        volunteer_id: uuid.UUID
+        reason: Reason
+
+    class PledgeWithdrawn(Message):
+        """The volunteer is no longer offered for new matches."""
+
+        TYPE: ClassVar[str] = "PledgeWithdrawn"
+        VERSION: ClassVar[int] = 1
+        volunteer_id: uuid.UUID
+        reason: Reason
+
+    class DeclineMatch(Message):
+        """A volunteer declines a proposed shift; the matcher moves to the next candidate."""
+
+        TYPE: ClassVar[str] = "DeclineMatch"
+        VERSION: ClassVar[int] = 1
+        match_id: uuid.UUID
+        reason: Reason | None = None
+
+    class MatchDeclined(Message):
+        """The volunteer declined; the supply returns."""
+
+        TYPE: ClassVar[str] = "MatchDeclined"
+        VERSION: ClassVar[int] = 1
+        match_id: uuid.UUID
+        need_id: uuid.UUID
+        reason: Reason | None = None
+
+    return {
+        f"{m.TYPE}.v{m.VERSION}": m
+        for m in (
+            ReceiveDonation,
+            DonationReceived,
+            WithdrawPledge,
+            PledgeWithdrawn,
+            DeclineMatch,
+            MatchDeclined,
+        )
+    }
+
+
+BEFORE_SEALING_MORE = _before_sealing_more()
+"""Superseded when donor labels, donation notes and volunteers' reasons were sealed
+(docs/privacy.md)."""
+
 LEGACY: tuple[type[Message], ...] = (
     PostingRefusedV1,
     PostNeedV1,
     *_PLEDGES_V1.values(),
     *BEFORE_SEALING.values(),
+    *BEFORE_SEALING_MORE.values(),
 )

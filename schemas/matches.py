@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from schemas.common import Description, Money, TimeWindow
 from schemas.message import Message
+from schemas.sealed import Sealed
 
 Reason = Annotated[Description, Field(min_length=1, max_length=500)]
 Minutes = Annotated[int, Field(gt=0, le=24 * 60 * 7)]
@@ -65,8 +66,10 @@ class DeclineMatch(Message):
     """A volunteer declines a proposed shift; the matcher moves to the next candidate."""
 
     TYPE: ClassVar[str] = "DeclineMatch"
+    VERSION: ClassVar[int] = 2  # v2: the reason is sealed (a string only when upcast from v1)
     match_id: uuid.UUID
-    reason: Reason | None = None
+    reason: Sealed | Reason | None = None
+    """Sealed under the volunteer's key, so that forgetting the volunteer forgets it."""
 
 
 class ConfirmMatch(Message):
@@ -103,9 +106,11 @@ class MatchDeclined(Message):
     """The volunteer declined; the supply returns."""
 
     TYPE: ClassVar[str] = "MatchDeclined"
+    VERSION: ClassVar[int] = 2  # v2: the reason is sealed (a string only when upcast from v1)
     match_id: uuid.UUID
     need_id: uuid.UUID
-    reason: Reason | None = None
+    reason: Sealed | Reason | None = None
+    """Copied from the DeclineMatch: sealed under the volunteer's key."""
 
 
 class MatchExpired(Message):

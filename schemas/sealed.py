@@ -6,9 +6,10 @@ hold personal text only as ciphertext under a per-subject key kept *outside* the
 everywhere at once (crypto-shredding), while every hash, signature and replay stays valid,
 because they cover the ciphertext, which never changes. docs/privacy.md has the design.
 
-A subject is `volunteer:<id>` or `need:<id>`. AES-256-GCM, a random 96-bit nonce per value, and
-the subject as associated data: a ciphertext copied into another subject's event does not open
-under that subject's key, and readers check the subject they expect (`open_sealed`).
+A subject is `volunteer:<id>`, `need:<id>` or `donation:<id>`. AES-256-GCM, a random 96-bit
+nonce per value, and the subject as associated data: a ciphertext copied into another
+subject's event does not open under that subject's key, and readers check the subject they
+expect (`open_sealed`).
 
 Pure apart from the random nonce and key; sealing happens once, at the gateway, and every
 derived event copies the sealed value byte for byte, so decisions and replays never need a key.
@@ -32,6 +33,7 @@ from schemas.common import Frozen
 __all__ = [
     "FORGOTTEN",
     "Sealed",
+    "SealedDonation",
     "new_key",
     "open_sealed",
     "reveal",
@@ -39,8 +41,11 @@ __all__ = [
     "subject_of",
 ]
 
-SUBJECT_KINDS = ("volunteer", "need")
+SUBJECT_KINDS = ("volunteer", "need", "donation")
 SUBJECT_PATTERN = r"^(volunteer|need):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+DONATION_SUBJECT_PATTERN = (
+    r"^donation:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
 _B64 = r"^[A-Za-z0-9+/]*={0,2}$"
 _AAD_TAG = b"community-exchange/sealed/v1\x00"
 KEY_BYTES = 32
@@ -65,8 +70,18 @@ class Sealed(Frozen):
     ciphertext: Annotated[str, Field(min_length=24, max_length=12_000, pattern=_B64)]
 
 
-def subject_of(kind: Literal["volunteer", "need"], subject_id: uuid.UUID) -> str:
-    """The subject name of a volunteer or a need: what its key and its sealed values are under."""
+class SealedDonation(Sealed):
+    """A donor's label or a donation's note, encrypted (AES-256-GCM) under the donation's own
+    key, which is kept outside the log. Once the key is deleted the text is gone for good."""
+
+    # A subclass rather than a wider `Sealed` subject pattern: `Sealed`'s published schemas
+    # (volunteer and need subjects) must keep accepting exactly what they accepted.
+    subject: Annotated[str, Field(pattern=DONATION_SUBJECT_PATTERN)]
+
+
+def subject_of(kind: Literal["volunteer", "need", "donation"], subject_id: uuid.UUID) -> str:
+    """The subject name of a volunteer, a need or a donation: what its key and its sealed
+    values are under."""
     return f"{kind}:{subject_id}"
 
 
@@ -82,11 +97,15 @@ def _aad(subject: str) -> bytes:
 def seal(text: str, subject: str, key: bytes) -> Sealed:
     """Encrypt `text` for `subject` under its key. A fresh nonce each time: the same text
     sealed twice gives two different values, so equal ciphertexts tell nothing."""
-    if not re.fullmatch(SUBJECT_PATTERN, subject):
+    if re.fullmatch(DONATION_SUBJECT_PATTERN, subject):
+        kind: type[Sealed] = SealedDonation
+    elif re.fullmatch(SUBJECT_PATTERN, subject):
+        kind = Sealed
+    else:
         raise ValueError(f"not a subject: {subject!r}")
     nonce = os.urandom(NONCE_BYTES)
     ct = AESGCM(key).encrypt(nonce, text.encode("utf-8"), _aad(subject))
-    return Sealed(
+    return kind(
         subject=subject,
         nonce=base64.b64encode(nonce).decode(),
         ciphertext=base64.b64encode(ct).decode(),
@@ -121,13 +140,14 @@ def reveal(
 def parse_sealed(value: object) -> Sealed | None:
     """A sealed value stored as JSON (a dict from jsonb, or the text of a read-model column),
     else None: plain text stays plain."""
-    try:
-        if isinstance(value, dict) and value.get("sealed") == "v1":
-            return Sealed.model_validate(value)
-        if isinstance(value, str) and value.startswith('{"sealed":"v1"'):
-            return Sealed.model_validate_json(value)
-    except ValidationError:
-        pass  # plain text that merely looks like a sealed value
+    for kind in (Sealed, SealedDonation):
+        try:
+            if isinstance(value, dict) and value.get("sealed") == "v1":
+                return kind.model_validate(value)
+            if isinstance(value, str) and value.startswith('{"sealed":"v1"'):
+                return kind.model_validate_json(value)
+        except ValidationError:
+            continue  # another kind of subject, or plain text that merely looks sealed
     return None
 
 

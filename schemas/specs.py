@@ -28,7 +28,7 @@ from schemas.common import (
     TimeWindow,
     Urgency,
 )
-from schemas.sealed import Sealed
+from schemas.sealed import Sealed, SealedDonation
 
 SkillSet = Annotated[list[Skill], Field(max_length=12)]
 
@@ -155,9 +155,14 @@ class FundSpec(Frozen):
 class DonationSpec(Frozen):
     """Money given into a fund. The donor is a label the foundation chooses (may be 匿名)."""
 
-    donor: Name
+    donor: SealedDonation | Name
+    """Sealed under the donation's key (`donation:<id>`) from ReceiveDonation v2 on, unless it
+    is a registered organisation's name when posted (public: kept plain, so the disclosure
+    report can name it); plain text in donations recorded earlier (docs/privacy.md)."""
     amount: Money
-    note: Description = ""
+    note: SealedDonation | Description = ""
+    """Sealed under the donation's key from ReceiveDonation v2 on (the empty string when there
+    is none); plain text in donations recorded earlier."""
 
 
 class TravelRange(StrEnum):

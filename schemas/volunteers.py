@@ -49,8 +49,10 @@ class WithdrawPledge(Message):
     """A volunteer withdraws; shifts already accepted end only through the match lifecycle."""
 
     TYPE: ClassVar[str] = "WithdrawPledge"
+    VERSION: ClassVar[int] = 2  # v2: the reason is sealed (a string only when upcast from v1)
     volunteer_id: uuid.UUID
-    reason: Reason
+    reason: Sealed | Reason
+    """Sealed under the volunteer's key, so that forgetting the volunteer forgets it."""
 
 
 class VolunteerRegistered(Message):
@@ -86,5 +88,7 @@ class PledgeWithdrawn(Message):
     """The volunteer is no longer offered for new matches."""
 
     TYPE: ClassVar[str] = "PledgeWithdrawn"
+    VERSION: ClassVar[int] = 2  # v2: the reason is sealed (a string only when upcast from v1)
     volunteer_id: uuid.UUID
-    reason: Reason
+    reason: Sealed | Reason
+    """Copied from the WithdrawPledge: sealed under the volunteer's key."""

@@ -39,7 +39,10 @@ class Forgotten(Exception):
 
 
 FORGET_POSTINGS_TOPIC = {"volunteer": "pledges.postings", "need": "needs.postings"}
-"""Where the postings about a subject are (keyed by the volunteer's or the need's id)."""
+"""Where the postings about a subject are (keyed by the volunteer's or the need's id). A
+donation's posting is keyed by its fund and found by the `donation_id` of its answer."""
+
+Kind = Literal["volunteer", "need", "donation"]
 
 
 async def _lock(conn: Any, subject: str) -> None:
@@ -115,9 +118,7 @@ class ForgetResult:
     sealed_events: int
 
 
-async def sealing_subject(
-    conn: asyncpg.Connection, kind: Literal["volunteer", "need"], subject_id: uuid.UUID
-) -> str:
+async def sealing_subject(conn: asyncpg.Connection, kind: Kind, subject_id: uuid.UUID) -> str:
     """The subject whose key seals this volunteer's or need's text. A need that is a later
     occurrence of a weekly need carries the description of the need as posted, sealed under
     the first occurrence's id; `rm_needs.spec` says which."""
@@ -156,11 +157,19 @@ async def forget(conn: asyncpg.Connection, subject: str, by: str) -> ForgetResul
         # guessed pseudonym could be confirmed against it. So the subject's postings lose it
         # (a retry of one of them is then answered 409, as for a different body).
         kind, _, subject_id = subject.partition(":")
-        await conn.execute(
-            "UPDATE postings SET request_hash = 'forgotten' WHERE topic = $1 AND kafka_key = $2",
-            FORGET_POSTINGS_TOPIC[kind],
-            subject_id.encode(),
-        )
+        if kind == "donation":
+            await conn.execute(
+                "UPDATE postings SET request_hash = 'forgotten' WHERE topic = 'donations.postings'"
+                " AND response->>'donation_id' = $1",
+                subject_id,
+            )
+        else:
+            await conn.execute(
+                "UPDATE postings SET request_hash = 'forgotten'"
+                " WHERE topic = $1 AND kafka_key = $2",
+                FORGET_POSTINGS_TOPIC[kind],
+                subject_id.encode(),
+            )
     sealed = await conn.fetchval(
         "SELECT count(*) FROM archive WHERE position(convert_to($1, 'UTF8') IN value) > 0",
         f'"subject":"{subject}"',
@@ -168,16 +177,23 @@ async def forget(conn: asyncpg.Connection, subject: str, by: str) -> ForgetResul
     return ForgetResult(subject, bool(deleted), already, int(sealed))
 
 
-async def plain_text_left(
-    conn: asyncpg.Connection, kind: Literal["volunteer", "need"], subject_id: uuid.UUID
-) -> list[str]:
+async def plain_text_left(conn: asyncpg.Connection, kind: Kind, subject_id: uuid.UUID) -> list[str]:
     """Where the log holds this subject's personal text in plain (events written before sealing
-    existed, docs/privacy.md): what forgetting cannot erase. One line per event type."""
+    existed, docs/privacy.md): what forgetting cannot erase. One line per event type. A
+    volunteer's declines (on their matches' streams) are not searched."""
     from schemas.codec import DecodeError, decode
 
-    rows = await conn.fetch(
-        "SELECT event_type, value FROM archive WHERE stream_id = $1", f"{kind}:{subject_id}"
-    )
+    if kind == "donation":  # on the fund's stream: found by the donation id in the bytes
+        rows = await conn.fetch(
+            "SELECT event_type, value FROM archive WHERE event_type = ANY($1::text[])"
+            " AND position(convert_to($2, 'UTF8') IN value) > 0",
+            ["ReceiveDonation", "DonationReceived"],
+            str(subject_id),
+        )
+    else:
+        rows = await conn.fetch(
+            "SELECT event_type, value FROM archive WHERE stream_id = $1", f"{kind}:{subject_id}"
+        )
     found: dict[str, int] = {}
     for r in rows:
         try:
@@ -185,23 +201,41 @@ async def plain_text_left(
         except DecodeError:
             continue
         spec = getattr(p, "pledge", None) or getattr(p, "need", None)
-        text = getattr(p, "pseudonym", None) or getattr(spec, "pseudonym", None)
-        text = text or getattr(spec, "description", None)
-        if isinstance(text, str) and text:
+        gift = getattr(p, "donation", None)
+        if gift is not None and getattr(p, "donation_id", None) != subject_id:
+            continue
+        texts = [
+            getattr(p, "pseudonym", None),
+            getattr(spec, "pseudonym", None),
+            getattr(spec, "description", None),
+            getattr(p, "reason", None) if kind == "volunteer" else None,
+            getattr(gift, "note", None),
+        ]
+        if gift is not None and not await _organisation(conn, gift.donor):
+            texts.append(gift.donor)  # an organisation's name is public: nothing to erase
+        if any(isinstance(t, str) and t for t in texts):
             found[r["event_type"]] = found.get(r["event_type"], 0) + 1
     return [f"{n} archived {t} event(s) with plain text" for t, n in sorted(found.items())]
 
 
+async def _organisation(conn: asyncpg.Connection, label: object) -> bool:
+    return isinstance(label, str) and bool(
+        await conn.fetchval("SELECT 1 FROM organisations WHERE name = $1", label)
+    )
+
+
 async def privacy_counts(conn: asyncpg.Connection) -> dict[str, int]:
     """What an auditor may see about forgetting: how many subjects hold keys, how many were
-    forgotten (volunteers and needs), never who or what."""
+    forgotten (volunteers, needs and donations), never who or what."""
     row = await conn.fetchrow(
         "SELECT (SELECT count(*) FROM subject_keys) AS keys,"
         " (SELECT count(*) FROM forgotten_subjects WHERE subject LIKE 'volunteer:%') AS vol,"
-        " (SELECT count(*) FROM forgotten_subjects WHERE subject LIKE 'need:%') AS need"
+        " (SELECT count(*) FROM forgotten_subjects WHERE subject LIKE 'need:%') AS need,"
+        " (SELECT count(*) FROM forgotten_subjects WHERE subject LIKE 'donation:%') AS don"
     )
     return {
         "subject_keys": int(row["keys"]),
         "forgotten_volunteers": int(row["vol"]),
         "forgotten_needs": int(row["need"]),
+        "forgotten_donations": int(row["don"]),
     }

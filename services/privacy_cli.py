@@ -1,4 +1,5 @@
-"""`exchange privacy`: forget a volunteer or a need's free text, and count what was forgotten.
+"""`exchange privacy`: forget a volunteer's, a need's or a donation's free text, and count what
+was forgotten.
 
 Forgetting deletes one key from PostgreSQL (`subject_keys`); the archive, the topics and the read
 models keep their sealed bytes, now unreadable, so `exchange audit verify` and `exchange audit
@@ -21,16 +22,19 @@ from services.settings import Settings
 def add_privacy_commands(sub: Any) -> None:
     """Register `exchange privacy forget|status` on the top-level subparsers."""
     privacy = sub.add_parser(
-        "privacy", help="forget a volunteer or a need's free text (PIPL erasure requests)"
+        "privacy",
+        help="forget a volunteer's, a need's or a donation's free text (PIPL erasure requests)",
     )
     psub = privacy.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
     forget = psub.add_parser(
         "forget",
-        help="delete the key that seals a volunteer's pseudonym or a need's description",
+        help="delete the key that seals a volunteer's pseudonym and reasons, a need's"
+        " description, or a donation's donor label and note",
     )
     which = forget.add_mutually_exclusive_group(required=True)
     which.add_argument("--volunteer", type=uuid.UUID, metavar="ID")
     which.add_argument("--need", type=uuid.UUID, metavar="ID")
+    which.add_argument("--donation", type=uuid.UUID, metavar="ID")
     forget.add_argument(
         "--by", default=None, help="who asked for or carried out the erasure (default: $USER)"
     )
@@ -53,8 +57,10 @@ def _cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
     from services.platform.db import connect
     from services.privacy import forget, plain_text_left, sealing_subject
 
-    kind: Literal["volunteer", "need"] = "volunteer" if args.volunteer else "need"
-    subject_id: uuid.UUID = args.volunteer or args.need
+    kind: Literal["volunteer", "need", "donation"] = (
+        "volunteer" if args.volunteer else "need" if args.need else "donation"
+    )
+    subject_id: uuid.UUID = args.volunteer or args.need or args.donation
     by = args.by or getpass.getuser()
 
     async def run() -> tuple[Any, list[str]]:

@@ -13,6 +13,7 @@ from typing import Any
 from schemas.common import Money, Place, TimeWindow
 from schemas.legacy import (
     BEFORE_SEALING,
+    BEFORE_SEALING_MORE,
     AmendPledgeV1,
     MakePledgeV1,
     PledgeAmendedV1,
@@ -104,7 +105,8 @@ def sealed_sample(text: str, subject: str) -> Sealed:
 
     nonce = bytes(range(12))
     ct = AESGCM(bytes(range(32))).encrypt(nonce, text.encode(), s._aad(subject))
-    return Sealed(
+    kind = s.SealedDonation if subject.startswith("donation:") else Sealed
+    return kind(
         subject=subject,
         nonce=base64.b64encode(nonce).decode(),
         ciphertext=base64.b64encode(ct).decode(),
@@ -118,7 +120,13 @@ need = plain_need.model_copy(
     update={"description": sealed_sample(plain_need.description, f"need:{NEED}")}  # type: ignore[arg-type]
 )
 fund = FundSpec.model_validate(f.fund(cap_per_need={"amount_minor": 500_000, "currency": "CNY"}))
-gift = DonationSpec.model_validate(f.donation())
+plain_gift = DonationSpec.model_validate(f.donation(note="张阿姨为母亲祈福"))
+gift = DonationSpec.model_validate(
+    f.donation(
+        donor=sealed_sample("张阿姨", f"donation:{DON}").model_dump(),
+        note=sealed_sample("为母亲祈福", f"donation:{DON}").model_dump(),
+    )
+)
 pledge = PledgeSpec.model_validate(f.pledge())
 plain_near = PledgeSpec.model_validate(
     f.pledge(
@@ -158,9 +166,11 @@ def samples() -> list[Message]:
         RegisterVolunteer(volunteer_id=VOL, pseudonym=pseudonym, home=home),
         MakePledge(volunteer_id=VOL, pledge=near),
         AmendPledge(volunteer_id=VOL, pledge=near),
-        WithdrawPledge(volunteer_id=VOL, reason="搬家 (moving away)"),
+        WithdrawPledge(
+            volunteer_id=VOL, reason=sealed_sample("搬家 (moving away)", f"volunteer:{VOL}")
+        ),
         AcceptMatch(match_id=MATCH),
-        DeclineMatch(match_id=MATCH, reason="那天有事"),
+        DeclineMatch(match_id=MATCH, reason=sealed_sample("那天有事", f"volunteer:{VOL}")),
         ConfirmMatch(match_id=MATCH, minutes_served=120),
         RecordNoShow(match_id=MATCH),
         CorrectEvent(
@@ -195,7 +205,7 @@ def samples() -> list[Message]:
         FundsDisbursed(fund_id=FUND, reservation_id=RES, need_id=NEED, amount=cny),
         PledgeMade(volunteer_id=VOL, pledge=near),
         PledgeAmended(volunteer_id=VOL, pledge=near),
-        PledgeWithdrawn(volunteer_id=VOL, reason="搬家"),
+        PledgeWithdrawn(volunteer_id=VOL, reason=sealed_sample("搬家", f"volunteer:{VOL}")),
         MatchProposed(
             match_id=MATCH,
             need_id=NEED,
@@ -207,7 +217,9 @@ def samples() -> list[Message]:
             rule="skills fit",
         ),
         MatchAccepted(match_id=MATCH, need_id=NEED),
-        MatchDeclined(match_id=MATCH, need_id=NEED, reason="那天有事"),
+        MatchDeclined(
+            match_id=MATCH, need_id=NEED, reason=sealed_sample("那天有事", f"volunteer:{VOL}")
+        ),
         MatchExpired(match_id=MATCH, need_id=NEED),
         MatchCompleted(match_id=MATCH, need_id=NEED, minutes_served=120),
         MatchWithdrawn(match_id=MATCH, need_id=NEED, reason="the need was cancelled"),
@@ -274,6 +286,7 @@ def samples() -> list[Message]:
         ),
         PostNeedV1(need_id=NEED, need=f.volunteer_need()),
         *before_sealing(),
+        *before_sealing_more(),
         MakePledgeV1(volunteer_id=VOL, pledge=f.pledge()),
         AmendPledgeV1(volunteer_id=VOL, pledge=f.pledge()),
         PledgeMadeV1(volunteer_id=VOL, pledge=f.pledge()),
@@ -328,6 +341,20 @@ def before_sealing() -> list[Message]:
             supply_id=VOL,
             quantity=1,
         ),
+    ]
+
+
+def before_sealing_more() -> list[Message]:
+    """The last versions with plain donor labels, notes and reasons (docs/privacy.md)."""
+    m = BEFORE_SEALING_MORE
+    gift = plain_gift.model_dump()
+    return [
+        m["ReceiveDonation.v1"](fund_id=FUND, donation_id=DON, donation=gift),
+        m["DonationReceived.v1"](fund_id=FUND, donation_id=DON, donation=gift),
+        m["WithdrawPledge.v1"](volunteer_id=VOL, reason="搬家 (moving away)"),
+        m["PledgeWithdrawn.v1"](volunteer_id=VOL, reason="搬家"),
+        m["DeclineMatch.v1"](match_id=MATCH, reason="那天有事"),
+        m["MatchDeclined.v1"](match_id=MATCH, need_id=NEED, reason="那天有事"),
     ]
 
 

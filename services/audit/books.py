@@ -24,6 +24,7 @@ from schemas.messages import (
     Message,
     OrganisationRegistered,
 )
+from schemas.sealed import Sealed
 from services.domain.projections import (
     MINUTES,
     JournalLine,
@@ -97,6 +98,10 @@ class DonationBook:
     event_id: uuid.UUID
     recorded_by: str
     refunded_minor: int = 0
+    note: str = ""
+    donor_sealed: bool = False
+    """The label was sealed (ReceiveDonation v2 on): not a registered organisation's name when
+    posted, so never named in the disclosure report, whatever it reads as."""
 
 
 @dataclass
@@ -175,13 +180,15 @@ class Books:
             self.donations[p.donation_id] = DonationBook(
                 p.donation_id,
                 p.fund_id,
-                p.donation.donor,
+                _text(p.donation.donor),
                 p.donation.amount.amount_minor,
                 p.donation.amount.currency,
                 n,
                 env.recorded_at,
                 env.event_id,
                 env.actor.org_id,
+                note=_text(p.donation.note),
+                donor_sealed=isinstance(p.donation.donor, Sealed),
             )
         elif isinstance(p, DonationRefunded) and p.donation_id in self.donations:
             self.donations[p.donation_id].refunded_minor += p.amount.amount_minor
@@ -309,3 +316,9 @@ def fold(events: Iterable[Envelope[Message]], until: datetime | None = None) -> 
         if until is None or env.recorded_at <= until:
             books.apply(env)
     return books
+
+
+def _text(value: Sealed | str) -> str:
+    """Plain text as it is; a sealed value as its compact JSON, opened (or shown as forgotten)
+    only by the report reader (`services.audit.reading`), which holds the keys."""
+    return value.model_dump_json() if isinstance(value, Sealed) else value

@@ -99,7 +99,7 @@ def disclosure(opening: Books, closing: Books, fund_id: uuid.UUID, quarter: str)
     for d in sorted(closing.donations.values(), key=lambda d: d.received):
         if d.fund_id != fund_id or not within(d.received_at):
             continue
-        if d.donor in orgs:
+        if not d.donor_sealed and d.donor in orgs:
             old = named.get(d.donor, Line("income", d.donor, note="organisation"))
             named[d.donor] = Line(
                 "income",

@@ -51,6 +51,7 @@ async def load_books(
     for org_id, name in (await organisation_names(conn)).items():
         books.organisations.setdefault(org_id, name)
     await reveal_pseudonyms(conn, books)
+    await reveal_donations(conn, books)
     return books, events
 
 
@@ -65,3 +66,19 @@ async def reveal_pseudonyms(conn: asyncpg.Connection | asyncpg.Pool, books: Book
             books.volunteers[vid].pseudonym = open_sealed(
                 value, keys.get(value.subject), subject_of("volunteer", vid)
             )
+
+
+async def reveal_donations(conn: asyncpg.Connection | asyncpg.Pool, books: Books) -> None:
+    """Replace each donation's sealed donor label and note in these books by its text, or by
+    the forgotten marker once the donation's key is deleted (docs/privacy.md). `donor_sealed`
+    stays set, so an opened label is never named as an organisation's."""
+    sealed = {
+        did: (parse_sealed(d.donor), parse_sealed(d.note)) for did, d in books.donations.items()
+    }
+    keys = await keys_for(conn, {s.subject for pair in sealed.values() for s in pair if s})
+    for did, (donor, note) in sealed.items():
+        subject = subject_of("donation", did)
+        if donor is not None:
+            books.donations[did].donor = open_sealed(donor, keys.get(subject), subject)
+        if note is not None:
+            books.donations[did].note = open_sealed(note, keys.get(subject), subject)

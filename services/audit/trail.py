@@ -22,6 +22,7 @@ from datetime import datetime
 from schemas.common import Role
 from schemas.envelope import Envelope
 from schemas.messages import Message
+from schemas.sealed import Sealed
 from services.audit.books import Books, MatchBook
 
 
@@ -134,7 +135,12 @@ def _describe(books: Books, env: Envelope[Message]) -> str:
     amount = getattr(p, "amount", None)
     donation = getattr(p, "donation", None)
     if donation is not None:
-        return f"received {_fen(donation.amount.amount_minor)} from {donation.donor}"
+        # the label as the report reader opened it (sealed labels, docs/privacy.md)
+        book = books.donations.get(getattr(p, "donation_id", None))  # type: ignore[arg-type]
+        donor = book.donor if book is not None else donation.donor
+        if isinstance(donor, Sealed):  # a refused donation: no book, so not opened
+            donor = "(a sealed label)"
+        return f"received {_fen(donation.amount.amount_minor)} from {donor}"
     if amount is not None and hasattr(amount, "amount_minor"):
         return f"{env.event_type}: {_fen(amount.amount_minor)}"
     return env.event_type
@@ -159,7 +165,8 @@ def trail(
                 "DonationReceived",
                 d.event_id,
                 f"received {_fen(d.amount_minor)} from {d.donor} into "
-                f"{books.funds[d.fund_id].name if d.fund_id in books.funds else d.fund_id}",
+                f"{books.funds[d.fund_id].name if d.fund_id in books.funds else d.fund_id}"
+                + (f" (note: {d.note})" if d.note else ""),
                 who(books, d.recorded_by),
             )
         ]

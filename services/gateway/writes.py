@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from schemas import specs
-from schemas.bodies import NeedSpec, PledgeSpec
+from schemas.bodies import DonationSpec, NeedSpec, PledgeSpec
 from schemas.common import Description, Frozen, Money, Name, Place, Role
 from schemas.messages import (
     AcceptMatch,
@@ -39,8 +39,8 @@ from schemas.messages import (
     WithdrawPledge,
 )
 from schemas.needs import recurrence_problem
-from schemas.sealed import new_key, seal, subject_of
-from schemas.specs import DonationSpec, FundSpec
+from schemas.sealed import Sealed, new_key, seal, subject_of
+from schemas.specs import FundSpec
 from schemas.topics import (
     DONATIONS_POSTINGS,
     MATCHES_POSTINGS,
@@ -251,16 +251,30 @@ async def donate(
     require_role(who, Role.FOUNDATION)
     await require_owner(pool, who, "fund", fund_id)
     donation_id = uuid.uuid4()
+    # A donor may be a person (docs/privacy.md): the label is sealed under the donation's own
+    # key unless it is, when posted, a registered organisation's name (public, and the only
+    # label the disclosure report ever names); the note is always sealed. Decided here, once:
+    # a sealed label is never named in a report, whatever organisations register later.
+    subject, key = subject_of("donation", donation_id), new_key()
+    public = await pool.fetchval("SELECT 1 FROM organisations WHERE name = $1", body.donor)
+    sealed: dict[str, Any] = {}
+    if not public:
+        sealed["donor"] = seal(body.donor, subject, key)
+    if body.note:
+        sealed["note"] = seal(body.note, subject, key)
+    wire = _wire(specs.DonationSpec, body, **sealed)
+    store_key = key_writer(subject, key) if sealed else None
     return await submit(
         request,
         svc,
         who,
         topic=DONATIONS_POSTINGS,
         key=fund_id,
-        payload=ReceiveDonation(fund_id=fund_id, donation_id=donation_id, donation=body),
+        payload=ReceiveDonation(fund_id=fund_id, donation_id=donation_id, donation=wire),
         body=body,
         idem=idem,
         ids={"fund_id": str(fund_id), "donation_id": str(donation_id)},
+        also=store_key,
     )
 
 
@@ -575,6 +589,19 @@ async def pledge(
     )
 
 
+async def seal_for_volunteer(pool: Pool, volunteer_id: uuid.UUID, text: str) -> Sealed:
+    """A volunteer's free text (a reason) sealed under their key, so that forgetting them
+    forgets it (docs/privacy.md). A forgotten volunteer may still withdraw: their text is then
+    sealed under a fresh key that is never stored, so it is forgotten from the start (a new
+    key for the subject would undo the forgetting)."""
+    subject = subject_of("volunteer", volunteer_id)
+    try:
+        key = await get_or_create_key(pool, subject)
+    except Forgotten:
+        key = new_key()  # discarded: nobody can ever open this value
+    return seal(text, subject, key)
+
+
 @router.post("/volunteers/{volunteer_id}/pledge/withdraw", status_code=202, tags=["volunteers"])
 async def withdraw(
     request: Request,
@@ -588,13 +615,14 @@ async def withdraw(
     """Withdraw a pledge. Shifts already accepted end only through the match lifecycle
     (decline, or the community's confirmation or no-show)."""
     await _volunteer_or_registrar(pool, who, volunteer_id)
+    reason = await seal_for_volunteer(pool, volunteer_id, body.reason)
     return await submit(
         request,
         svc,
         who,
         topic=PLEDGES_POSTINGS,
         key=volunteer_id,
-        payload=WithdrawPledge(volunteer_id=volunteer_id, reason=body.reason),
+        payload=WithdrawPledge(volunteer_id=volunteer_id, reason=reason),
         body=body,
         idem=idem,
         ids={"volunteer_id": str(volunteer_id)},

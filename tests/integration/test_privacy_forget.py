@@ -1,16 +1,17 @@
-"""Forgetting a volunteer and a need's free text (docs/privacy.md), end to end on a real broker
-and PostgreSQL: the gateway seals, the intake and matcher decide on sealed values, the ledger
-archives and projects them; the text reads back in clear through the API and the reports while
-the keys exist; `exchange privacy forget` deletes the keys; then the text is nowhere to be read
-(archive bytes, every table, the topics, a replay from the topics, the reports) while
-`exchange audit verify` and `exchange audit replay` (from the archive and from the topics) pass.
+"""Forgetting a volunteer's, a need's and a donation's free text (docs/privacy.md), end to end on a
+real broker and PostgreSQL: the gateway seals, the intake and matcher decide on sealed values,
+the ledger archives and projects them; the text reads back in clear through the API and the
+reports while the keys exist; `exchange privacy forget` deletes the keys; then the text is
+nowhere to be read (archive bytes, every table, the topics, a replay from the topics, the
+reports) while `exchange audit verify` and `exchange audit replay` (from the archive and from
+the topics) pass.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,11 @@ pytestmark = pytest.mark.integration
 
 PSEUDONYM = "隐私测试员Zq7Pseud"
 DESCRIPTION = "独居老人Zq7Descr住五楼，腿脚不便"
-NEEDLES = (PSEUDONYM, "Zq7Pseud", DESCRIPTION, "Zq7Descr")
+DONOR = "捐赠人Zq7Donor"
+NOTE = "Zq7Note为母亲祈福"
+REASON = "Zq7Reason要照顾家人"
+NEEDLES = (PSEUDONYM, "Zq7Pseud", DESCRIPTION, "Zq7Descr", DONOR, "Zq7Donor", NOTE, "Zq7Note",
+           REASON, "Zq7Reason")  # fmt: skip
 """What must never be readable once forgotten (ASCII parts too, in case anything escapes the
 Chinese characters as \\u sequences)."""
 
@@ -204,6 +209,9 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
         EXCHANGE_AUDIT_KEY_PATH=str(tmp_path / "ledger-ed25519.pem"),
     )
     community = {"Authorization": f"Bearer {org_token(dsn, OrgKind.COMMUNITY, '金陵名人居社区')}"}
+    foundation = {
+        "Authorization": f"Bearer {org_token(dsn, OrgKind.FOUNDATION, '江东街道慈善基金会')}"
+    }
     soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
 
     # Given a volunteer with a distinctive pseudonym, their pledge, and a need whose
@@ -233,12 +241,33 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
     r = client.post("/v1/needs", json=need, headers=community)
     assert r.status_code == 202, r.text
     need_id = r.json()["need_id"]
+    # … the volunteer withdraws (after the need is matched), with a reason about their family …
+    r = client.post(
+        f"/v1/volunteers/{volunteer_id}/pledge/withdraw",
+        json={"reason": REASON},
+        headers={"Authorization": f"Bearer {vol_token}"},
+    )
+    assert r.status_code == 202, r.text
+    # … and a fund receives a donation from a person, with a note, and one from a registered
+    # organisation (its name is public: kept plain, and named in the disclosure report).
+    r = client.post("/v1/funds", json=f.fund(), headers=foundation)
+    assert r.status_code == 202, r.text
+    fund_id = r.json()["fund_id"]
+    r = client.post(f"/v1/funds/{fund_id}/donations", json=f.donation(donor=DONOR, note=NOTE),
+                    headers=foundation)  # fmt: skip
+    assert r.status_code == 202, r.text
+    donation_id = r.json()["donation_id"]
+    from_org = f.donation(5_000, donor="金陵名人居社区")
+    r = client.post(f"/v1/funds/{fund_id}/donations", json=from_org, headers=foundation)
+    assert r.status_code == 202, r.text
     wait_until(
         lambda: bool(query(dsn, "SELECT count(*) = 0 FROM postings WHERE published_at IS NULL")),
         30,
         "every posting published",
     )
-    assert query(dsn, "SELECT count(*) FROM subject_keys") == 2, "a key per volunteer and need"
+    assert query(dsn, "SELECT count(*) FROM subject_keys") == 3, (
+        "a key per volunteer, need and personal donation (none for the organisation's)"
+    )
 
     # Decided, matched and archived by the real ledger: intake's decisions first, then the
     # matcher's traffic (as on a live exchange, where the router forwards what intake decided).
@@ -254,7 +283,8 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
     assert "rm_needs: 银发助餐" in scan(dsn, ("银发助餐",)), "the scan finds plain text (a title)"
     topics = asyncio.run(read_topics(broker.bootstrap, all_topic_names()))
     assert not [n for r in topics for n in NEEDLES if n.encode() in r.value]
-    assert len(sealed_values(dsn)) >= 6
+    assert len(sealed_values(dsn)) >= 10
+    assert query(dsn, "SELECT count(*) FROM archive WHERE event_type = 'PledgeWithdrawn'")
 
     # While the keys exist, the people allowed to read it read it in clear.
     got = client.get(f"/v1/volunteers/{volunteer_id}", headers=community).json()
@@ -269,6 +299,21 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
     at = (soon + timedelta(days=1)).isoformat()
     code, as_of = cli(settings, capsys, "audit", "as-of", at, "--database-url", dsn)
     assert code == 0 and PSEUDONYM in as_of
+    code, trail = cli(settings, capsys, "audit", "trail", "--donation", donation_id,
+                      "--database-url", dsn)  # fmt: skip
+    assert code == 0 and DONOR in trail and NOTE in trail, trail
+    cst = datetime.now(UTC).astimezone(timezone(timedelta(hours=8)))
+    quarter = f"{cst.year}Q{(cst.month - 1) // 3 + 1}"
+
+    def disclosed() -> str:
+        out = tmp_path / "disclosure"
+        code, _ = cli(settings, capsys, "audit", "disclosure", "--fund", fund_id, "--quarter",
+                      quarter, "--out", str(out), "--database-url", dsn)  # fmt: skip
+        assert code == 0
+        return "".join(p.read_text(encoding="utf-8") for p in sorted(out.iterdir()))
+
+    report = disclosed()
+    assert "金陵名人居社区" in report and not [n for n in NEEDLES if n in report]
 
     # When the operator forgets the volunteer and the need.
     code, out = cli(settings, capsys, "privacy", "forget", "--volunteer", volunteer_id,
@@ -278,8 +323,13 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
     code, out = cli(settings, capsys, "privacy", "forget", "--need", need_id, "--by", "test",
                     "--database-url", dsn)  # fmt: skip
     assert code == 0 and f"forgot need:{need_id}: its key is deleted" in out, out
+    code, out = cli(settings, capsys, "privacy", "forget", "--donation", donation_id, "--by",
+                    "test", "--database-url", dsn)  # fmt: skip
+    assert code == 0 and f"forgot donation:{donation_id}: its key is deleted" in out, out
+    assert "NOT ERASABLE" not in out
     code, out = cli(settings, capsys, "privacy", "status", "--database-url", dsn)
     assert '"forgotten_volunteers": 1' in out and '"forgotten_needs": 1' in out
+    assert '"forgotten_donations": 1' in out
     assert '"subject_keys": 0' in out
 
     # Then nothing readable remains: no key opens any sealed value of the archive …
@@ -290,6 +340,12 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
             "SELECT count(*) FROM postings WHERE kafka_key = $1 AND request_hash <> 'forgotten'",
             subject_id.encode(),
         )
+    assert not query(
+        dsn,
+        "SELECT count(*) FROM postings WHERE response->>'donation_id' = $1"
+        " AND request_hash <> 'forgotten'",
+        donation_id,
+    )
     assert all(open_sealed(v, None) == FORGOTTEN for v in sealed_values(dsn))
     # … no table and no topic holds the text …
     assert scan(dsn) == []
@@ -309,6 +365,11 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
     assert code == 0 and FORGOTTEN in trail and not [n for n in NEEDLES if n in trail]
     code, as_of = cli(settings, capsys, "audit", "as-of", at, "--database-url", dsn)
     assert code == 0 and FORGOTTEN in as_of and not [n for n in NEEDLES if n in as_of]
+    code, trail = cli(settings, capsys, "audit", "trail", "--donation", donation_id,
+                      "--database-url", dsn)  # fmt: skip
+    assert code == 0 and trail.count(FORGOTTEN) == 2 and not [n for n in NEEDLES if n in trail]
+    report = disclosed()
+    assert "金陵名人居社区" in report and not [n for n in NEEDLES if n in report]
 
     # And the archive still verifies, and replays equal what is live, from both sources.
     code, out = cli(settings, capsys, "audit", "verify", "--database-url", dsn)
@@ -326,3 +387,12 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
         headers={"Authorization": f"Bearer {vol_token}"},
     )
     assert r.status_code == 409, r.text
+    # A forgotten volunteer may still withdraw; the reason is sealed under a key never stored.
+    r = client.post(
+        f"/v1/volunteers/{volunteer_id}/pledge/withdraw",
+        json={"reason": REASON},
+        headers={"Authorization": f"Bearer {vol_token}"},
+    )
+    assert r.status_code == 202, r.text
+    assert query(dsn, "SELECT count(*) FROM subject_keys") == 0
+    assert scan(dsn) == []

@@ -88,3 +88,47 @@ def test_quarters_are_calendar_quarters_in_china_standard_time() -> None:
 
 def test_yuan_is_exact() -> None:
     assert (yuan(123_456_789), yuan(5), yuan(-100)) == ("1,234,567.89", "0.05", "-1.00")
+
+
+def test_the_disclosure_names_only_plain_organisation_labels_never_a_sealed_one() -> None:
+    """A sealed donor label was not a registered organisation's name when posted: even opened
+    to text equal to one (an organisation registered later under that name), it is counted
+    with the other donors, never named (docs/privacy.md)."""
+    from schemas.messages import DonationReceived, FundOpened, OrganisationRegistered
+    from schemas.sealed import new_key, seal, subject_of
+    from services.audit.books import fold
+    from services.audit.disclosure import OTHER_DONORS, disclosure
+    from tests import factories as f
+
+    fund_id, org, person = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    key = new_key()
+    label = seal("金陵名人居业主委员会", subject_of("donation", person), key)
+    events = [
+        f.envelope(FundOpened(fund_id=fund_id, fund=f.fund())),
+        f.envelope(
+            OrganisationRegistered.model_validate(
+                {
+                    "org_id": str(org),
+                    "kind": "community",
+                    "name": "金陵名人居业主委员会",
+                    "district": "鼓楼区",
+                }
+            )
+        ),
+        f.envelope(DonationReceived(fund_id=fund_id, donation_id=org, donation=f.donation())),
+        f.envelope(
+            DonationReceived(
+                fund_id=fund_id,
+                donation_id=person,
+                donation=f.donation(500, donor=label.model_dump()),
+            )
+        ),
+    ]
+    books = fold(events)
+    books.donations[person].donor = "金陵名人居业主委员会"  # as if opened by the reader
+    quarter = f"{f.T0.astimezone(CST).year}Q{(f.T0.astimezone(CST).month - 1) // 3 + 1}"
+    report = disclosure(fold([]), books, fund_id, quarter)
+    income = {x.label: x for x in report.lines if x.section == "income"}
+    assert income["金陵名人居业主委员会"].amount_minor == 800_000
+    assert income["金陵名人居业主委员会"].count == 1
+    assert income[OTHER_DONORS].amount_minor == 500

@@ -77,7 +77,10 @@ def test_availability_by_bisection_is_any_window_covering_the_shift(seed: int) -
             assert view.available(start, end) == covered
 
 
-CHURN_DIGEST = "e49d38aa4e70b83094680d38f376e6daee456b3b7f246f0c5d4f5ec471c0ffc0"
+CHURN_DIGEST = "86142cb23ebfb653f9bbf797c438c60aad02711c598b1efe398acfe0a40035ca"
+"""Changed only by MatchDeclined's schema version (v2, 124 events) when volunteers' reasons
+were sealed: with it set back to 1, the bytes give e49d38aa…71c0ffc0, the digest recorded
+before (checked when the version was raised)."""
 
 
 def test_pledges_made_again_amended_and_withdrawn_are_decided_as_recorded() -> None:

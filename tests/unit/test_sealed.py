@@ -77,3 +77,49 @@ def test_plain_text_that_only_looks_sealed_stays_plain() -> None:
     assert parse_sealed("王师傅") is None
     stored = seal("王师傅", SUBJECT, new_key()).model_dump_json()
     assert parse_sealed(stored) is not None
+
+
+def test_donor_labels_and_notes_are_sealed_under_the_donation_and_old_ones_stay_plain() -> None:
+    from schemas.legacy import BEFORE_SEALING_MORE
+    from schemas.messages import DonationReceived
+    from schemas.sealed import SealedDonation
+
+    don = uuid.uuid4()
+    subject, key = subject_of("donation", don), new_key()
+    label = seal("张阿姨", subject, key)
+    assert isinstance(label, SealedDonation) and parse_sealed(label.model_dump()) == label
+    gift = f.donation(donor=label.model_dump(), note=seal("为母亲祈福", subject, key).model_dump())
+    env = f.envelope(DonationReceived(fund_id=uuid.uuid4(), donation_id=don, donation=gift))
+    back = decode(encode(env)).payload
+    assert isinstance(back, DonationReceived) and "张阿姨" not in encode(env).decode()
+    assert reveal(back.donation.donor, {subject: key}, subject) == "张阿姨"
+    assert reveal(back.donation.note, {}, subject) == FORGOTTEN
+    # a volunteer's or a need's sealed value never takes a donation subject (their published
+    # schemas are unchanged), and a donation's never takes theirs
+    with pytest.raises(ValueError):
+        Sealed.model_validate(label.model_dump())
+    with pytest.raises(ValueError):
+        SealedDonation.model_validate(seal("x", SUBJECT, key).model_dump())
+    # a donation recorded before sealing reads as the current model, its text plain
+    old = BEFORE_SEALING_MORE["DonationReceived.v1"](
+        fund_id=uuid.uuid4(), donation_id=don, donation=f.donation(note="备注")
+    )
+    now = decode(encode(f.envelope(old))).payload
+    assert isinstance(now, DonationReceived) and now.donation.note == "备注"
+
+
+def test_volunteers_reasons_are_sealed_under_the_volunteer() -> None:
+    from schemas.legacy import BEFORE_SEALING_MORE
+    from schemas.messages import MatchDeclined, PledgeWithdrawn
+
+    key = new_key()
+    env = f.envelope(PledgeWithdrawn(volunteer_id=VOL, reason=seal("搬家了", SUBJECT, key)))
+    back = decode(encode(env)).payload
+    assert isinstance(back, PledgeWithdrawn) and "搬家了" not in encode(env).decode()
+    assert reveal(back.reason, {SUBJECT: key}, SUBJECT) == "搬家了"
+    assert reveal(back.reason, {}, SUBJECT) == FORGOTTEN
+    old = BEFORE_SEALING_MORE["MatchDeclined.v1"](
+        match_id=uuid.uuid4(), need_id=uuid.uuid4(), reason="那天有事"
+    )
+    now = decode(encode(f.envelope(old))).payload
+    assert isinstance(now, MatchDeclined) and now.reason == "那天有事"
