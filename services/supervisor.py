@@ -546,8 +546,13 @@ def reap_orphans(run_dir: Path, timeout: float = 60) -> list[str]:
 
 
 def say(message: str) -> None:
-    """One line for the person at the terminal."""
-    print(message, flush=True)
+    """One line for the person at the terminal.
+
+    Never raises: the terminal may be a file on the disk that just filled up (or a closed
+    pipe), and a supervisor that died of a failed print took the whole exchange with it
+    (found by the fault suite's full-disk test, where its output is a file in the var dir)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, flush=True)
 
 
 def up(settings: Settings, demo: bool) -> int:

@@ -337,6 +337,7 @@ def test_hostile_postings_are_refused_and_the_exchange_still_matches(shared: Sha
     """Every hostile posting the issue found is a 422 naming a field, nothing is written, and
     the exchange stays healthy and keeps matching the load around them."""
 
+    shared.ensure_running()
     name = "对抗演练社区"
     attacker = shared.ex.create_org("community", name, "鼓楼区", "江东街道")
 
