@@ -185,12 +185,6 @@ def postgres_pid(ex: Exchange) -> int | None:
     return int(pid) if pid else None
 
 
-@pytest.mark.skip(
-    reason="open bug (issue #11): after PostgreSQL is killed and every service restarted, both "
-    "matcher workers sometimes never rejoin their group on a long-running embedded exchange "
-    "(3 runs of 3 at the end of session 4); it leaves the shared exchange unhealthy and every "
-    "later fault test with it. tests/e2e/test_supervisor_faults.py still kills PostgreSQL."
-)
 def test_sigkill_of_postgresql(shared: Shared) -> None:
     def inject() -> float | None:
         old = postgres_pid(shared.ex)
