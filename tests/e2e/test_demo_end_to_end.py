@@ -266,7 +266,15 @@ def test_after_the_demo_the_audit_finds_the_archive_intact_and_every_stream_in_o
         )
     env = {**os.environ, "EXCHANGE_VAR_DIR": str(exchange.var_dir)}
     env.pop("DATABASE_URL", None)
-    for args in (["audit", "verify"], ["audit", "sequences", "--rescan"], ["audit", "sequences"]):
+    key = subprocess.run(  # the operator publishes the key once; the auditor pins it
+        [sys.executable, "-m", "services.cli", "audit", "key"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[1]
+    verify = ["audit", "verify", "--public-key", key]
+    for args in (verify, ["audit", "sequences", "--rescan"], ["audit", "sequences"]):
         done = subprocess.run(
             [sys.executable, "-m", "services.cli", *args],
             env=env,
