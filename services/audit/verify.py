@@ -241,7 +241,9 @@ class ArchiveChecker:
                 None,
                 None,
                 f"the archive holds {self.summary.events} events (from archive_seq "
-                f"{self._first_seq} on) but no checkpoint signed by the "
-                "trusted key: the signed history was removed, or the key is not this archive's",
+                f"{self._first_seq} on) but no checkpoint signed by the trusted key: the "
+                "signed history was removed, or the key is not this archive's (a new "
+                "exchange signs its first checkpoint EXCHANGE_CHECKPOINT_EVERY_SECONDS after its "
+                "first event, or at a clean stop: until then nothing is verified)",
             )
         return None
