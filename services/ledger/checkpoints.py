@@ -8,6 +8,9 @@ the last checkpoint, it signs the head and the chain hash, stores the checkpoint
 as a CheckpointRecorded event on ledger.checkpoints. A checkpoint stored but not yet published
 (a crash in between) is published at the next start: `published_at` says which.
 
+Rows a previous run left unsigned (it crashed) are signed as soon as the ledger starts: `exchange
+audit verify` reports an unsigned tail older than three intervals as stale.
+
 Checkpoint events are themselves archived (the ledger reads every topic). They alone never make
 a checkpoint due, or an idle exchange would sign a new head for each previous one forever.
 """
@@ -114,6 +117,9 @@ class Checkpointer:
         )
         self = cls(key, every_events, every_seconds, tree)
         self.count(pending)
+        if pending:  # left unsigned by an earlier run (a crash): sign at once, not an interval
+            # later, so that downtime does not leave a tail `verify` calls stale
+            self.pending_since = time.monotonic() - every_seconds
         return self
 
     def count(self, archived: int, records: Sequence[Record] = ()) -> None:

@@ -469,6 +469,7 @@ async def test_the_ledger_resumes_its_tree_from_the_latest_checkpoint(
 
     loaded = await Checkpointer.load(copy, key, 20, 60)
     assert (loaded.tree.size, loaded.tree.root()) == (len(await contents()), signed)
+    assert not loaded.due()  # nothing but checkpoint events after the last checkpoint
 
     first = await copy.fetchval("SELECT min(archive_seq) FROM archive")
     await copy.execute(
@@ -758,3 +759,15 @@ def test_the_key_command_prints_a_fingerprint_to_publish(archived: Archived) -> 
     digest = hashlib.sha256(checkpoint.raw_public_key(archived.key)).hexdigest()
     assert f"public_key  {pinned(archived)}" in out
     assert "fingerprint " + " ".join(digest[i : i + 4] for i in range(0, 64, 4)) in out
+
+
+async def test_rows_a_crashed_ledger_left_unsigned_are_signed_at_start(
+    copy: asyncpg.Connection, archived: Archived
+) -> None:
+    """Not an interval after the restart: the downtime already counts against the tail."""
+    from services.ledger.checkpoints import Checkpointer
+
+    first = await copy.fetchval("SELECT min(tree_size) FROM checkpoints")
+    await copy.execute("DELETE FROM checkpoints WHERE tree_size > $1", first)
+    loaded = await Checkpointer.load(copy, load_key(archived.key_file), 1000, 3600)
+    assert loaded.pending > 0 and loaded.due()
