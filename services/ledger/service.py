@@ -24,7 +24,7 @@ from services.ledger.archive import (
 )
 from services.ledger.checkpoints import Checkpointer
 from services.ledger.set_aside import publish_set_aside
-from services.platform import logs
+from services.platform import logs, taskdump
 from services.platform.db import Heartbeat, connect, connect_pool, migrate
 from services.platform.kafka import Record, client_security, ensure_topics
 from services.settings import Settings
@@ -164,6 +164,7 @@ def main(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        taskdump.install(loop)
         await run_ledger(settings, stop)
 
     asyncio.run(_main())

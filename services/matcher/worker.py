@@ -37,7 +37,7 @@ from schemas.codec import DecodeError, decode
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS, partitions_of
 from services.domain.outputs import Outgoing
 from services.matcher.processor import Anchor, PartitionMatcher
-from services.platform import logs
+from services.platform import logs, taskdump
 from services.platform.db import Heartbeat, connect_pool, migrate
 from services.platform.kafka import (
     Record,
@@ -58,6 +58,24 @@ COMMIT_EVERY_SECONDS = 1.0
 so they are committed once a second rather than after every batch: under cross-partition
 chatter a batch is often a handful of inputs, and each commit is a round trip."""
 OUTPUT_TOPICS = (MATCHES_EVENTS.name, MATCHER_INPUTS.name)
+JOIN_STALL_SECONDS = 30.0
+"""A rebalance this worker has been in for longer than this is abandoned: every worker moves to
+a fresh consumer group (the epoch in `matcher_group`). Seen on the embedded broker when members
+left or were killed mid-rebalance: the group kept a departed member as its leader, every live
+member was told to wait for that leader's assignment, for good, and leaving and joining again
+as new members did not clear it. A join takes 3-6 s there; 30 s is far past a healthy one."""
+EPOCH_CHECK_SECONDS = 2.0
+"""How often a worker looks whether another moved the workers to a new group."""
+
+
+def group_name(epoch: int) -> str:
+    """The consumer group of the matcher workers at `epoch` (`matcher`, then `matcher.N`)."""
+    return GROUP if epoch == 0 else f"{GROUP}.{epoch}"
+
+
+POLL_BOUND_SECONDS = 1.0
+"""The longest one `getmany` may hold the loop: aiokafka's waits for an assignment without
+limit while a rebalance lasts, and the loop must still see a stop signal and a stalled join."""
 
 
 def code_version() -> str:
@@ -74,12 +92,19 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.worker.rebalancing_since = time.monotonic()
         await self.worker.give_up([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        # the group formed: a long rebuild is work, not a stalled rebalance
+        self.worker.rebalancing_since = None
         # Rebuilt here, inside the rebalance: the consumer fetches nothing until this returns,
         # and no other rebalance can revoke a partition half-way through its rebuild.
-        await self.worker.take_over([tp.partition for tp in assigned])
+        self.worker.rebuilding = True
+        try:
+            await self.worker.take_over([tp.partition for tp in assigned])
+        finally:
+            self.worker.rebuilding = False
 
 
 class MatcherWorker:
@@ -98,6 +123,14 @@ class MatcherWorker:
         self.version = code_version()
         self.uncommitted: dict[TopicPartition, int] = {}
         self.committed_at = 0.0
+        self.rebalancing_since: float | None = None
+        """When the rebalance this worker is in began (None: not in one). Set on joining and
+        on every revocation, cleared when partitions are assigned (even none)."""
+        self.rebuilding = False
+        """True while assigned partitions are rebuilt: not ready until they are."""
+        self.epoch = 0
+        """The group epoch this worker's consumer joined under (see `group_name`)."""
+        self.epoch_checked_at = 0.0
         self.deciding = asyncio.Lock()
         """Held while a batch is applied and its outputs acknowledged, and while a state is
         snapshotted: aiokafka runs the rebalance listener in its own task, concurrently with
@@ -108,6 +141,7 @@ class MatcherWorker:
     async def take_over(self, partitions: list[int]) -> None:
         """Rebuild every newly assigned partition before anything is fetched for it."""
         new = {p for p in partitions if p not in self.owned}
+        log.info("partitions assigned", extra={"partitions": sorted(partitions)})
         if new:
             await self.rebuild(new)
 
@@ -236,18 +270,27 @@ class MatcherWorker:
         every decision it owed written (once: those already on the topics are skipped)."""
         assert self.consumer is not None and self.producer is not None
         started = time.monotonic()
+        # Read the log as it was when the rebuild began: under a steady load its partitions
+        # never fall quiet, and a read waiting for that kept a worker rebuilding for minutes.
+        # What comes after is the live loop's (the consumer is sought to where this stops); an
+        # output missed here for that reason is written again, a copy under the same id.
+        cut = int(time.time() * 1000)
         loaded = {p: await self._load(p) for p in sorted(partitions)}
         origin: dict[tuple[str, int], int] = {}
         for _, outputs_from in loaded.values():
             for tp, offset in outputs_from.items():
                 origin[tp] = min(origin.get(tp, offset), offset)
         present = await asyncio.to_thread(
-            lambda: {r.event_id for r in read_from(self.bootstrap, origin) if r.event_id}
+            lambda: {
+                r.event_id
+                for r in read_from(self.bootstrap, origin, written_before_ms=cut)
+                if r.event_id
+            }
         )
         for partition, (proc, _) in loaded.items():
             resumed_at = proc.next_offset
             start = {(MATCHER_INPUTS.name, partition): resumed_at}
-            records = await asyncio.to_thread(_read, self.bootstrap, start)
+            records = await asyncio.to_thread(_read, self.bootstrap, start, cut)
             pending = []
             for record in records:
                 for out in process(proc, record):
@@ -259,6 +302,9 @@ class MatcherWorker:
                 await sent
             self.owned[partition] = proc
             self.since_snapshot[partition] = len(records)
+            # committed as soon as the loop idles: lag monitoring sees the rebuild, not the
+            # last owner's position
+            self.uncommitted[TopicPartition(MATCHER_INPUTS.name, partition)] = proc.next_offset
             self.consumer.seek(TopicPartition(MATCHER_INPUTS.name, partition), proc.next_offset)
             log.info(
                 "partition rebuilt",
@@ -286,6 +332,7 @@ class MatcherWorker:
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
         dsn = settings.require_database()
+        log.info("starting: migrations, topics, pool")
         await migrate(dsn)
         await asyncio.to_thread(ensure_topics, self.bootstrap)
         self.pool = await connect_pool(dsn, max_size=2)
@@ -298,33 +345,39 @@ class MatcherWorker:
             enable_idempotence=False,
             **client_security(settings, "aiokafka"),
         )
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=GROUP,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            **client_security(settings, "aiokafka"),
-        )
+        log.info("starting the producer")
         await self.producer.start()
-        await self.consumer.start()
-        self.consumer.subscribe([MATCHER_INPUTS.name], listener=_Listener(self))
+        self.epoch = await self._read_epoch() or 0
+        await self._join()
         started = time.monotonic()
         try:
             while not stop.is_set():
-                batch = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_MAX)
+                batch = await self._poll()
                 await self._decide(batch)
-                if not beat.ready and self.consumer.assignment():
+                if self.rebalancing_since is None and not self.rebuilding and not beat.ready:
                     beat.ready = True
                     await beat.beat()
                     log.info("ready", extra={"partitions": sorted(self.owned)})
+                elif (
+                    self.rebalancing_since is not None
+                    and time.monotonic() - self.rebalancing_since > JOIN_STALL_SECONDS
+                ):
+                    beat.ready = False
+                    await self._move_group()
+                if time.monotonic() - self.epoch_checked_at >= EPOCH_CHECK_SECONDS:
+                    self.epoch_checked_at = time.monotonic()
+                    epoch = await self._read_epoch()
+                    if epoch is not None and epoch != self.epoch:
+                        beat.ready = False
+                        await self._rejoin(epoch, "another worker moved the group")
                 if self.uncommitted and not batch:  # idle: show the positions reached
                     await self.commit()
                 beat.details = {
+                    "group": group_name(self.epoch),
                     "partitions": sorted(self.owned),
+                    # the next input each owned partition will decide: with the log's end, the
+                    # matcher's lag (`exchange status`, the fault suite's "caught up")
+                    "positions": {str(p): proc.next_offset for p, proc in self.owned.items()},
                     "applied": self.applied,
                     "rate": round(self.applied / max(time.monotonic() - started, 1e-9), 1),
                 }
@@ -335,10 +388,98 @@ class MatcherWorker:
                 for proc in list(self.owned.values()):
                     if self.since_snapshot.get(proc.partition, 0) > 0:
                         await self.snapshot(proc)
-            await self.consumer.stop()
+            await self._leave()
             await self.producer.stop()
             await beat.stop()
             await self.pool.close()
+
+    # ---- group membership ----
+
+    async def _join(self) -> None:
+        """A new consumer (a new member id) subscribed to matcher.inputs; returns at once, the
+        join itself goes on in aiokafka's coordinator task."""
+        settings = self.settings
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=group_name(self.epoch),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **client_security(settings, "aiokafka"),
+        )
+        await self.consumer.start()
+        self.rebalancing_since = time.monotonic()
+        self.consumer.subscribe([MATCHER_INPUTS.name], listener=_Listener(self))
+        log.info("joining the group", extra={"group": group_name(self.epoch)})
+
+    async def _leave(self) -> None:
+        """Stop the consumer (it leaves the group), within a bound: a broker that does not
+        answer must not keep a stopping worker alive until it is killed."""
+        assert self.consumer is not None
+        try:
+            await asyncio.wait_for(self.consumer.stop(), timeout=15)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("consumer did not stop cleanly", extra={"error": repr(exc)})
+
+    async def _read_epoch(self) -> int | None:
+        """The workers' group epoch, or None while the database cannot say (keep the group)."""
+        assert self.pool is not None
+        try:
+            epoch = await self.pool.fetchval("SELECT epoch FROM matcher_group")
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("cannot read the matcher group epoch", extra={"error": repr(exc)})
+            return None
+        return int(epoch) if epoch is not None else 0
+
+    async def _move_group(self) -> None:
+        """The rebalance has not ended for JOIN_STALL_SECONDS: move every worker to a fresh
+        group. Compare-and-set on the epoch this worker joined under, so that two workers
+        stalled together move once, to the same group."""
+        assert self.pool is not None and self.rebalancing_since is not None
+        stalled = round(time.monotonic() - self.rebalancing_since, 1)
+        reason = f"rebalance of {group_name(self.epoch)} stalled for {stalled}s"
+        try:
+            moved = await self.pool.fetchval(
+                "UPDATE matcher_group SET epoch = epoch + 1, moved_at = now(), moved_by = $2,"
+                " reason = $3 WHERE epoch = $1 RETURNING epoch",
+                self.epoch,
+                self.name,
+                reason,
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("cannot move the matcher group yet", extra={"error": repr(exc)})
+            self.rebalancing_since = time.monotonic()  # try again after another stall period
+            return
+        epoch = moved if moved is not None else await self._read_epoch()
+        await self._rejoin(epoch if epoch is not None else self.epoch + 1, reason)
+
+    async def _rejoin(self, epoch: int, reason: str) -> None:
+        """Give up what is owned (snapshotting it), leave, and join the group of `epoch`."""
+        log.warning(
+            "moving to consumer group %s: %s",
+            group_name(epoch),
+            reason,
+            extra={"from_group": group_name(self.epoch), "to_group": group_name(epoch)},
+        )
+        await self.give_up(sorted(self.owned))
+        await self._leave()
+        self.epoch = epoch
+        await self._join()
+
+    async def _poll(self) -> dict[TopicPartition, list[Any]]:
+        """One batch, or nothing after POLL_BOUND_SECONDS. Cancelling `getmany` is safe: it
+        only awaits before it drains any record, never after."""
+        assert self.consumer is not None
+        try:
+            return await asyncio.wait_for(
+                self.consumer.getmany(timeout_ms=100, max_records=BATCH_MAX),
+                timeout=POLL_BOUND_SECONDS,
+            )
+        except TimeoutError:
+            return {}
 
     async def _decide(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Apply a fetched batch; await every output's ack; then commit and maybe snapshot."""
@@ -393,8 +534,8 @@ class MatcherWorker:
             log.warning("offset commit failed (rebalancing)", extra={"error": repr(exc)})
 
 
-def _read(bootstrap: str, starts: dict[tuple[str, int], int]) -> list[Record]:
-    return list(read_from(bootstrap, starts))
+def _read(bootstrap: str, starts: dict[tuple[str, int], int], cut: int) -> list[Record]:
+    return list(read_from(bootstrap, starts, written_before_ms=cut))
 
 
 def _anchor_mismatch(bootstrap: str, partition: int, anchor: Anchor) -> str | None:
@@ -429,6 +570,7 @@ def main(settings: Settings, name: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        taskdump.install(loop)
         await MatcherWorker(settings, name).run(stop)
 
     asyncio.run(_main())

@@ -40,6 +40,9 @@ AUDITOR_PRINCIPAL = "exchange-auditor"
 GROUP_OF = {"matcher": ("matcher",)}
 """Consumer groups of plain aiokafka services (services/matcher/worker.py `GROUP`); faust
 services use their app id (the service name) as group, added in `service_principals`."""
+GROUP_PREFIXES = {"matcher": ("matcher.",)}
+"""Consumer groups a principal may use by prefix: the matcher workers move to `matcher.N` when
+a rebalance of their group stalls (services/matcher/worker.py `group_name`)."""
 
 
 def principal_of(service: str) -> str:
@@ -168,6 +171,9 @@ def acl_grants() -> list[Grant]:
         grants.update(Grant(user, "topic", t, "Read") for t in sp.reads)
         grants.update(Grant(user, "topic", t, "Describe") for t in everything)
         grants.update(Grant(user, "group", g, "Read") for g in sp.groups)
+        grants.update(
+            Grant(user, "group", g, "Read", "prefixed") for g in GROUP_PREFIXES.get(sp.name, ())
+        )
         for prefix in sp.internal_prefixes:
             for op in ("Create", "Describe", "Read", "Write"):
                 grants.add(Grant(user, "topic", prefix, op, "prefixed"))

@@ -272,9 +272,15 @@ def read_from(
     starts: dict[tuple[str, int], int],
     quiet_polls: int = 3,
     poll_ms: int = 100,
+    written_before_ms: int | None = None,
 ) -> Generator[Record, None, None]:
     """Every message of the given partitions from the given offsets on, until caught up
-    (a generator: closing it early closes its consumer)."""
+    (a generator: closing it early closes its consumer).
+
+    `written_before_ms` (a timestamp in ms): a partition is read no further than its first
+    record written after it. Without it, a reader of partitions that are written steadily may
+    never see the empty polls that mean "caught up"; with it, it ends once every partition
+    reached the present or fell quiet. The records after the cut are left for a live consumer."""
     reader = consumer(bootstrap)
     try:
         for topic in {t for t, _ in starts}:
@@ -284,21 +290,27 @@ def read_from(
             {TopicPartition(t, p): o for (t, p), o in starts.items()},
             quiet_polls,
             poll_ms,
+            written_before_ms,
         )
     finally:
         reader.close()
 
 
 def _drain(
-    reader: KafkaConsumer, starts: dict[TopicPartition, int], quiet_polls: int, poll_ms: int
+    reader: KafkaConsumer,
+    starts: dict[TopicPartition, int],
+    quiet_polls: int,
+    poll_ms: int,
+    written_before_ms: int | None = None,
 ) -> Iterator[Record]:
     if not starts:
         return
     reader.assign(list(starts))
     for tp, offset in starts.items():
         reader.seek(tp, offset)
+    reached: set[TopicPartition] = set()
     empty = 0
-    while empty < quiet_polls:
+    while empty < quiet_polls and len(reached) < len(starts):
         batch = reader.poll(timeout_ms=poll_ms)
         if not batch or not any(batch.values()):
             empty += 1
@@ -306,6 +318,10 @@ def _drain(
         empty = 0
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
             for m in batch[tp]:
+                if written_before_ms is not None and m.timestamp > written_before_ms:
+                    reached.add(tp)
+                    reader.pause(tp)
+                    break
                 yield Record.of(m)
 
 

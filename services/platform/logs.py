@@ -47,3 +47,6 @@ def configure(service: str, level: str = "INFO", as_json: bool = True) -> None:
     root.setLevel(level.upper())
     for noisy in ("kafka", "aiokafka", "faust", "mode", "asyncio", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # group membership is rare and is what an operator needs when a worker holds nothing:
+    # which generation it joined, with which member id, and whether it led the assignment
+    logging.getLogger("aiokafka.consumer.group_coordinator").setLevel(root.level)

@@ -25,6 +25,8 @@ import asyncpg
 import httpx
 
 from schemas.envelope import derive_id
+from schemas.topics import MATCHER_INPUTS, partitions_of
+from services.platform.kafka import read_from
 from tests.e2e.harness import Exchange, wait_for
 from tests.faults.load import MixedLoad
 
@@ -159,6 +161,42 @@ async def _facts(dsn: str, ids: list[uuid.UUID]) -> dict[str, Any]:
         await conn.close()
 
 
+def _matcher_inputs_ends(bootstrap: str) -> dict[int, int]:
+    """Per partition of matcher.inputs, one past its last offset, read to the end (the
+    embedded broker reports end offsets short, so they are not asked for)."""
+    starts = {(MATCHER_INPUTS.name, p): 0 for p in range(partitions_of(MATCHER_INPUTS.name))}
+    ends: dict[int, int] = {}
+    for record in read_from(bootstrap, starts):
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    return ends
+
+
+async def _matcher_positions(dsn: str, fresh: float) -> dict[int, int]:
+    """The next input each partition's ready matcher worker will decide, from the heartbeats
+    written in the last `fresh` seconds."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT details FROM service_heartbeats WHERE service LIKE 'matcher-%' AND ready"
+            " AND beat_at > now() - make_interval(secs => $1)",
+            fresh,
+        )
+    finally:
+        await conn.close()
+    positions: dict[int, int] = {}
+    for row in rows:
+        for p, offset in (row["details"] or {}).get("positions", {}).items():
+            positions[int(p)] = max(positions.get(int(p), 0), int(offset))
+    return positions
+
+
+def matcher_behind(ex: Exchange) -> dict[int, tuple[int, int]]:
+    """Partitions whose inputs the matcher has not all decided: {partition: (at, end)}."""
+    ends = _matcher_inputs_ends(ex.state["kafka_bootstrap_servers"])
+    at = asyncio.run(_matcher_positions(ex.state["database_url"], fresh=5.0))
+    return {p: (at.get(p, 0), end) for p, end in ends.items() if at.get(p, 0) < end}
+
+
 def settle_and_check(
     ex: Exchange, load: MixedLoad, fault: str, fault_ended: float, within: float = 180
 ) -> Verdict:
@@ -201,6 +239,18 @@ def settle_and_check(
         verdict.problems.append(
             f"{len(got['committed_undecided'])} committed postings undecided: "
             + "; ".join(got["committed_undecided"][:3])
+        )
+    # the matcher decides after the intakes: its replay is compared only once it caught up
+    try:
+        wait_for(
+            "the matcher to decide every input",
+            lambda: not matcher_behind(ex),
+            timeout=within,
+            interval=1.0,
+        )
+    except AssertionError:
+        verdict.problems.append(
+            f"the matcher never caught up (partition: (position, end)): {matcher_behind(ex)}"
         )
     key = audit(ex, "key")  # published once by the operator; the auditor pins it
     if key.returncode != 0:

@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 from schemas.topics import MATCHER_INPUTS
 from services.domain.matching import MatcherState
 from services.matcher.processor import PartitionMatcher
-from services.matcher.worker import MatcherWorker
+from services.matcher.worker import MatcherWorker, group_name
 from services.platform.kafka import Record
 from services.settings import Settings
 from tests.partitioned import partition_log
@@ -121,3 +121,65 @@ async def test_a_partition_given_up_mid_batch_is_snapshotted_after_the_batch() -
         assert owed <= acked, (
             f"snapshot at {next_offset} stored while outputs of inputs {first}.. were not acked"
         )
+
+
+class Wedged:
+    """A consumer in a rebalance that never ends: getmany waits for an assignment forever
+    (as aiokafka's does while the group waits on a dead leader)."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def getmany(self, **kw: Any) -> dict[TopicPartition, list[Any]]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_a_poll_during_an_endless_rebalance_returns_empty_within_its_bound() -> None:
+    worker = MatcherWorker(Settings(KAFKA_BOOTSTRAP_SERVERS="unused:9092"), "matcher-test")
+    worker.consumer = Wedged()  # type: ignore[assignment]
+    assert await asyncio.wait_for(worker._poll(), 10) == {}
+
+
+class EpochPool:
+    """`matcher_group` as the compare-and-set in `_move_group` sees it."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    async def fetchval(self, sql: str, *args: Any) -> int | None:
+        if sql.startswith("UPDATE matcher_group"):
+            if args[0] != self.epoch:
+                return None  # another worker moved first
+            self.epoch += 1
+            return self.epoch
+        assert sql.startswith("SELECT epoch")
+        return self.epoch
+
+
+async def test_a_stalled_rebalance_moves_every_worker_to_a_fresh_group() -> None:
+    first, second = (
+        MatcherWorker(Settings(KAFKA_BOOTSTRAP_SERVERS="unused:9092"), f"matcher-{n}")
+        for n in (1, 2)
+    )
+    pool = EpochPool(0)
+    joined: list[str] = []
+    for worker in (first, second):
+        worker.consumer = Wedged()  # type: ignore[assignment]
+        worker.pool = pool  # type: ignore[assignment]
+        worker.rebalancing_since = 0.0
+
+        async def join(w: MatcherWorker = worker) -> None:
+            joined.append(group_name(w.epoch))
+            w.rebalancing_since = 1.0
+
+        worker._join = join  # type: ignore[method-assign]
+
+    await first._move_group()
+    await second._move_group()  # stalled in the same old group: follows, does not move again
+    assert pool.epoch == 1
+    assert joined == ["matcher.1", "matcher.1"]
+    assert first.consumer.stopped and second.consumer.stopped  # type: ignore[union-attr]
