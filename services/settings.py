@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     """The ledger's Ed25519 signing key (PEM, mode 0600), created at first start. Unset:
     var_dir/keys/ledger-ed25519.pem."""
 
+    audit_public_key: str | None = None
+    """The public key `exchange audit verify` trusts (64 hex digits, as `exchange audit key`
+    prints it), pinned outside the var dir: the key file beside the data is no trust anchor."""
+
     log_level: str = "INFO"
     """Log level of every service (structured JSON lines on stderr)."""
 

@@ -1,8 +1,11 @@
 """`exchange audit …`: verify the archive, print the public key, prove and check consistency.
 
 Exit codes: 0 verified, 1 evidence of tampering (the first broken event is printed), 2 the check
-could not run (no key, no database), 3 (`verify`) the archive is intact but holds events whose
-`producer` header is not their topic's single writer (docs/audit.md, "Who wrote it")."""
+could not run (no trusted key given from outside the var dir, no database), 3 (`verify`) the
+archive is intact but holds events whose `producer` header is not their topic's single writer
+(docs/audit.md, "Who wrote it"). `verify` fails closed: events without a signed checkpoint, an
+unsigned tail older than the checkpoint cadence allows, an archive smaller than a checkpoint
+held outside or than `--expect-at-least`, and a checkpoint under an untrusted key all exit 1."""
 
 from __future__ import annotations
 
@@ -30,12 +33,34 @@ def add_commands(sub: Any) -> None:
     verify.add_argument("--against-kafka", action="store_true", help="also compare with topics")
     verify.add_argument("--database-url", help="default: DATABASE_URL or the running exchange's")
     verify.add_argument("--bootstrap-servers", help="default: KAFKA_BOOTSTRAP_SERVERS or running")
-    verify.add_argument("--public-key", help="trusted key, 64 hex digits (default: the key file)")
+    _add_trust(verify)
+    verify.add_argument(
+        "--held",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a CheckpointRecorded event (or its payload) held outside: the archive must extend "
+        "it (repeatable)",
+    )
+    verify.add_argument(
+        "--expect-at-least",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fail when the archive holds fewer than N events",
+    )
+    verify.add_argument(
+        "--unsigned-limit",
+        type=float,
+        metavar="SECONDS",
+        help="longest an event may stay without a signed checkpoint (default: 3 x "
+        "EXCHANGE_CHECKPOINT_EVERY_SECONDS, at least 60)",
+    )
     verify.set_defaults(func=_cmd_verify)
 
-    asub.add_parser("key", help="print the exchange's public key and key id").set_defaults(
-        func=_cmd_key
-    )
+    asub.add_parser(
+        "key", help="print the exchange's public key, its fingerprint and key id, to publish"
+    ).set_defaults(func=_cmd_key)
 
     prove = asub.add_parser(
         "prove", help="print a consistency proof between two signed checkpoints (JSON)"
@@ -47,7 +72,7 @@ def add_commands(sub: Any) -> None:
 
     check = asub.add_parser("verify-proof", help="check a proof document with only the public key")
     check.add_argument("proof", help="file written by `exchange audit prove` (- for stdin)")
-    check.add_argument("--public-key", help="trusted key, 64 hex digits (default: the key file)")
+    _add_trust(check)
     check.add_argument(
         "--held", help="a CheckpointRecorded event you hold: must be the proof's old checkpoint"
     )
@@ -62,17 +87,53 @@ def add_commands(sub: Any) -> None:
     add_report_commands(asub)  # sequences, as-of, trail, disclosure
 
 
-def _trusted(settings: Settings, given: str | None) -> Ed25519PublicKey:
-    from services.audit.checkpoint import public_key_from_hex
-    from services.audit.keys import key_path, load_key
+def _add_trust(parser: Any) -> None:
+    parser.add_argument(
+        "--public-key", help="the trusted public key, 64 hex digits (`exchange audit key`)"
+    )
+    parser.add_argument(
+        "--public-key-file",
+        metavar="PATH",
+        help="a pinned file outside the var dir holding it (hex, PEM or `exchange audit key`'s "
+        "output); default: EXCHANGE_AUDIT_PUBLIC_KEY. The key file beside the data is not trusted",
+    )
 
-    if given:
-        return public_key_from_hex(given)
+
+def _trusted(settings: Settings, args: argparse.Namespace) -> Ed25519PublicKey:
+    from services.audit.keys import KeyRefused, anchored_public_key
+
     try:
-        return load_key(key_path(settings)).public_key()
-    except SystemExit as exc:  # no key: the check could not run, which is not tampering (1)
-        print(exc, file=sys.stderr)
+        return anchored_public_key(settings, args.public_key, args.public_key_file)
+    except KeyRefused as exc:  # the check could not run, which is not tampering (1)
+        print(f"cannot verify: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+UNSIGNED_FLOOR = 60.0
+"""The shortest default limit for an unsigned event, in seconds (see `_unsigned_limit`)."""
+
+
+def _unsigned_limit(settings: Settings, given: float | None) -> float:
+    """How long an event may stay unsigned before `verify` calls the archive stale: the ledger
+    signs `checkpoint_every_seconds` after the first unsigned event (and at a clean stop), so a
+    healthy ledger stays well within three intervals; the floor absorbs a slow batch."""
+    if given is not None:
+        return given
+    return max(3 * settings.checkpoint_every_seconds, UNSIGNED_FLOOR)
+
+
+def _held(paths: list[str]) -> list[Any]:
+    from services.audit.proofs import checkpoint_from_json
+
+    held = []
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text())
+            held.append(checkpoint_from_json(doc.get("payload", doc)))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            print(f"cannot verify: cannot read the held checkpoint {path}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return held
 
 
 def _dsn(settings: Settings, given: str | None) -> str:
@@ -104,14 +165,23 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from services.ledger import provenance
     from services.platform.db import connect
 
-    trusted = _trusted(settings, args.public_key)
+    trusted = _trusted(settings, args)
+    held = _held(args.held)
+    limit = _unsigned_limit(settings, args.unsigned_limit)
     dsn = _dsn(settings, args.database_url)
     bootstrap = _bootstrap(settings, args.bootstrap_servers) if args.against_kafka else None
 
     async def run() -> int:
         conn = await connect(dsn)
         try:
-            finding, summary = await verify_archive(conn, trusted, _progress)
+            finding, summary = await verify_archive(
+                conn,
+                trusted,
+                _progress,
+                held=held,
+                expect_at_least=args.expect_at_least,
+                unsigned_limit=limit,
+            )
             if finding is not None:
                 print(f"BROKEN {finding}")
                 return 1
@@ -153,11 +223,12 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_key(settings: Settings, args: argparse.Namespace) -> int:
     from services.audit.checkpoint import key_id, raw_public_key
-    from services.audit.keys import key_path, load_key
+    from services.audit.keys import fingerprint, key_path, load_key
 
     public = load_key(key_path(settings)).public_key()
-    print(f"public_key {raw_public_key(public).hex()}")
-    print(f"key_id     {key_id(public).hex()}")
+    print(f"public_key  {raw_public_key(public).hex()}")
+    print(f"fingerprint {fingerprint(public)}")
+    print(f"key_id      {key_id(public).hex()}")
     print(public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode(), end="")
     return 0
 
@@ -189,7 +260,7 @@ def _cmd_verify_proof(settings: Settings, args: argparse.Namespace) -> int:
 
     text = sys.stdin.read() if args.proof == "-" else Path(args.proof).read_text()
     doc = json.loads(text)
-    why = proof_problem(doc, _trusted(settings, args.public_key))
+    why = proof_problem(doc, _trusted(settings, args))
     if why is None and args.held:
         held = checkpoint_from_json(json.loads(Path(args.held).read_text())["payload"])
         if checkpoint_json(held) != doc["old"]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -67,11 +67,23 @@ async def published_checkpoints(conn: asyncpg.Connection) -> list[Checkpoint]:
 
 
 async def verify_archive(
-    conn: asyncpg.Connection, trusted: Ed25519PublicKey, progress: Progress | None = None
+    conn: asyncpg.Connection,
+    trusted: Ed25519PublicKey,
+    progress: Progress | None = None,
+    *,
+    held: Sequence[Checkpoint] = (),
+    expect_at_least: int = 0,
+    unsigned_limit: float | None = None,
 ) -> tuple[Finding | None, Summary]:
-    """Recompute every content hash, chain hash and checkpoint; the first finding, or None."""
+    """Recompute every content hash, chain hash and checkpoint; the first finding, or None.
+
+    Fails closed: events with no signed checkpoint are a finding. `held` are checkpoints the
+    verifier holds from outside the database (checked like the archive's own: a held one
+    larger than the archive, or not matching it, is a finding). `expect_at_least`: fewer events
+    is a finding. `unsigned_limit` (seconds): an event other than a checkpoint event archived
+    longer ago than that and not covered by a signed checkpoint is a finding (stale)."""
     checkpoints = merge_checkpoints(
-        await stored_checkpoints(conn), await published_checkpoints(conn)
+        await stored_checkpoints(conn), await published_checkpoints(conn), held
     )
     checker = ArchiveChecker(checkpoints, trusted)
     total = await conn.fetchval("SELECT count(*) FROM archive")
@@ -96,7 +108,46 @@ async def verify_archive(
         done += upto
         if progress:
             progress(done, total)
-    return checker.finish(), checker.summary
+    finding = checker.finish()
+    summary = checker.summary
+    if finding is None and summary.events < expect_at_least:
+        finding = Finding(
+            "missing",
+            None,
+            None,
+            None,
+            f"the archive holds {summary.events} events, fewer than the {expect_at_least} "
+            "expected: events were deleted",
+        )
+    if finding is None and unsigned_limit is not None:
+        finding = await _stale(conn, summary, unsigned_limit)
+    return finding, summary
+
+
+async def _stale(conn: asyncpg.Connection, summary: Summary, limit: float) -> Finding | None:
+    """The first event after the last signed checkpoint (checkpoint events aside: they alone
+    never make a checkpoint due) when it was archived more than `limit` seconds ago, by the
+    database's clock (`archived_at`)."""
+    signed = summary.last_signed.head.tree_size if summary.last_signed else 0
+    r = await conn.fetchrow(
+        "SELECT archive_seq, event_id, topic, extract(epoch FROM now() - archived_at) AS age"
+        " FROM (SELECT archive_seq, event_id, topic, archived_at FROM archive"
+        "       ORDER BY archive_seq OFFSET $1) AS unsigned"
+        " WHERE topic <> $2 ORDER BY archive_seq LIMIT 1",
+        signed,
+        LEDGER_CHECKPOINTS.name,
+    )
+    if r is None or float(r["age"]) <= limit:
+        return None
+    return Finding(
+        "stale",
+        r["archive_seq"],
+        r["event_id"],
+        r["topic"],
+        f"archived {float(r['age']):.0f} s ago and still not covered by a signed checkpoint "
+        f"(the latest covers {signed} events; more than {limit:.0f} s unsigned is more than "
+        "the ledger's cadence allows): checkpoints were removed, or the ledger is not signing",
+    )
 
 
 async def compare_with_topics(

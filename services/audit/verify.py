@@ -11,6 +11,8 @@ is not what the ledger wrote, saying how it differs as far as the evidence allow
   skips over (the next row links to the one before it).
 - **reordered**: the row's predecessor in the chain is a later row.
 - **checkpoint**: a checkpoint not signed by the trusted key, or two copies that disagree.
+- **unsigned**: the archive holds events but no checkpoint signed by the trusted key covers any
+  of them (checkpoints deleted, history rewritten and rehashed). Fails closed.
 
 Pure: the caller reads the rows; this module only computes.
 """
@@ -102,9 +104,11 @@ class ArchiveChecker:
 
     def _skip_empty(self) -> None:
         while self.pending and self.pending[0].head.tree_size == 0:
-            cp = self.pending.popleft()  # the empty tree: nothing to compare but the signature
-            if problem(cp, self.trusted) is None:
-                self.summary.checkpoints += 1
+            cp = self.pending[0]  # the empty tree: nothing to compare but the signature
+            if problem(cp, self.trusted) is not None:
+                return  # left pending: finish() reports it
+            self.pending.popleft()
+            self.summary.checkpoints += 1
 
     def check(self, rows: Sequence[StoredRow], upto: int | None = None) -> Finding | None:
         """Check `rows[:upto]` in order (all by default); later rows are only looked at to tell
@@ -203,7 +207,13 @@ class ArchiveChecker:
         return None
 
     def finish(self) -> Finding | None:
-        """After the last row: a signed checkpoint covering more rows means rows were deleted."""
+        """After the last row: a signed checkpoint covering more rows means rows were deleted;
+        events that no checkpoint covers at all mean the signed history is gone."""
+        if self.pending and self.pending[0].head.tree_size == 0:
+            why = problem(self.pending[0], self.trusted)
+            return Finding(
+                "checkpoint", None, None, None, f"the checkpoint at tree size 0 is {why}"
+            )
         if self.pending:
             cp = self.pending[0]
             if problem(cp, self.trusted) is not None:
@@ -223,5 +233,17 @@ class ArchiveChecker:
                 last.row.topic if last else None,
                 f"the archive holds {self.tree.size} events but a signed checkpoint covers "
                 f"{cp.head.tree_size}: events after this one were deleted",
+            )
+        if self.summary.events and self.summary.last_signed is None:
+            return Finding(
+                "unsigned",
+                None,
+                None,
+                None,
+                f"the archive holds {self.summary.events} events (from archive_seq "
+                f"{self._first_seq} on) but no checkpoint signed by the trusted key: the "
+                "signed history was removed, or the key is not this archive's (a new "
+                "exchange signs its first checkpoint EXCHANGE_CHECKPOINT_EVERY_SECONDS after its "
+                "first event, or at a clean stop: until then nothing is verified)",
             )
         return None

@@ -8,6 +8,9 @@ the last checkpoint, it signs the head and the chain hash, stores the checkpoint
 as a CheckpointRecorded event on ledger.checkpoints. A checkpoint stored but not yet published
 (a crash in between) is published at the next start: `published_at` says which.
 
+Rows a previous run left unsigned (it crashed) are signed as soon as the ledger starts: `exchange
+audit verify` reports an unsigned tail older than three intervals as stale.
+
 Checkpoint events are themselves archived (the ledger reads every topic). They alone never make
 a checkpoint due, or an idle exchange would sign a new head for each previous one forever.
 """
@@ -68,6 +71,10 @@ def checkpoint_envelope(
     )
 
 
+FIRST_CHECKPOINT_SECONDS = 2.0
+"""How soon a new archive's first events are signed."""
+
+
 class Checkpointer:
     """Decides when the ledger signs a checkpoint, and records and publishes it."""
 
@@ -81,6 +88,9 @@ class Checkpointer:
         self.pending = 0
         """Events archived since the last checkpoint (checkpoint events alone excepted)."""
         self.pending_since: float | None = None
+        self.signed_any = True
+        """Whether the archive holds a checkpoint; until it does, the first one is due within
+        FIRST_CHECKPOINT_SECONDS (`load` says which)."""
 
     @classmethod
     async def load(
@@ -113,7 +123,11 @@ class Checkpointer:
             extra={"tree_size": tree.size, "resumed_at": resumed},
         )
         self = cls(key, every_events, every_seconds, tree)
+        self.signed_any = signed > 0
         self.count(pending)
+        if pending:  # left unsigned by an earlier run (a crash): sign at once, not an interval
+            # later, so that downtime does not leave a tail `verify` calls stale
+            self.pending_since = time.monotonic() - every_seconds
         return self
 
     def count(self, archived: int, records: Sequence[Record] = ()) -> None:
@@ -124,15 +138,23 @@ class Checkpointer:
                 self.pending_since = time.monotonic()
 
     def due(self) -> bool:
-        """Enough events, or enough time since the first unsigned one."""
+        """Enough events, or enough time since the first unsigned one. The very first checkpoint
+        is due within FIRST_CHECKPOINT_SECONDS: `verify` fails closed on events that no
+        checkpoint covers, and a new exchange should not spend its first minute that way."""
         if not self.pending or self.pending_since is None:
             return False
         waited = time.monotonic() - self.pending_since
-        return self.pending >= self.every_events or waited >= self.every_seconds
+        interval = (
+            self.every_seconds
+            if self.signed_any
+            else min(self.every_seconds, FIRST_CHECKPOINT_SECONDS)
+        )
+        return self.pending >= self.every_events or waited >= interval
 
     async def record(self, conn: asyncpg.Connection) -> Checkpoint | None:
         """Sign and store the head of everything archived so far (None when nothing is new)."""
         self.pending, self.pending_since = 0, None
+        self.signed_any = True
         last = await conn.fetchval("SELECT coalesce(max(tree_size), 0) FROM checkpoints")
         if self.tree.size <= last:
             return None

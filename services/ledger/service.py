@@ -14,7 +14,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.topics import all_topic_names, partitions_of
-from services.audit.keys import key_path, load_or_create_key
+from services.audit.keys import KeyRefused, key_path, ledger_key
 from services.ledger.archive import (
     archive_batch,
     hash_legacy_rows,
@@ -37,17 +37,26 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
     dsn, bootstrap = settings.require_database(), settings.require_kafka()
     await migrate(dsn)
     await asyncio.to_thread(ensure_topics, bootstrap)
+    conn = await connect(dsn)
+    signed_by = await conn.fetchval(
+        "SELECT key_id FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+    )
+    try:
+        key = ledger_key(key_path(settings), signed_by)
+    except KeyRefused as exc:
+        await conn.close()
+        log.error("refusing to start: %s", exc)
+        raise SystemExit(f"ledger: {exc}") from None
     pool = await connect_pool(dsn, max_size=2)
     beat = Heartbeat(pool, "ledger", settings.heartbeat_seconds)
     beat.start()
-    conn = await connect(dsn)
     await prepare(conn)
     hashed = await hash_legacy_rows(conn)
     if hashed:
         log.info("hashed rows archived before hashing existed", extra={"rows": hashed})
     checkpoints = await Checkpointer.load(
         conn,
-        load_or_create_key(key_path(settings)),
+        key,
         settings.checkpoint_every_events,
         settings.checkpoint_every_seconds,
     )

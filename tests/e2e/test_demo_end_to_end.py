@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -249,6 +250,15 @@ def test_the_readme_round_trip_script_works(exchange: Exchange) -> None:
     assert "'disbursed_minor': 50000" in balance_line
 
 
+async def _checkpoints(exchange: Exchange) -> int:
+    conn = await asyncpg.connect(exchange.state["database_url"])
+    try:
+        count: int = await conn.fetchval("SELECT count(*) FROM checkpoints")
+        return count
+    finally:
+        await conn.close()
+
+
 def test_after_the_demo_the_audit_finds_the_archive_intact_and_every_stream_in_order(
     exchange: Exchange, auditor: dict[str, str]
 ) -> None:
@@ -264,9 +274,20 @@ def test_after_the_demo_the_audit_finds_the_archive_intact_and_every_stream_in_o
             lambda: http.get("/v1/matches", headers=auditor).json()["items"],
             timeout=120,
         )
+    # Nothing is verified before the ledger's first signed checkpoint (verify fails closed on
+    # unsigned events): it comes EXCHANGE_CHECKPOINT_EVERY_SECONDS after the first event.
+    wait_for("a signed checkpoint", lambda: asyncio.run(_checkpoints(exchange)), timeout=150)
     env = {**os.environ, "EXCHANGE_VAR_DIR": str(exchange.var_dir)}
     env.pop("DATABASE_URL", None)
-    for args in (["audit", "verify"], ["audit", "sequences", "--rescan"], ["audit", "sequences"]):
+    key = subprocess.run(  # the operator publishes the key once; the auditor pins it
+        [sys.executable, "-m", "services.cli", "audit", "key"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[1]
+    verify = ["audit", "verify", "--public-key", key]
+    for args in (verify, ["audit", "sequences", "--rescan"], ["audit", "sequences"]):
         done = subprocess.run(
             [sys.executable, "-m", "services.cli", *args],
             env=env,

@@ -252,7 +252,11 @@ def settle_and_check(
         verdict.problems.append(
             f"the matcher never caught up (partition: (position, end)): {matcher_behind(ex)}"
         )
-    for args in (("verify",), ("invariants",), ("sequences",), ("replay",)):
+    key = audit(ex, "key")  # published once by the operator; the auditor pins it
+    if key.returncode != 0:
+        verdict.problems.append(f"audit key exited {key.returncode}: {key.stderr.strip()[-300:]}")
+    pinned = ("--public-key", key.stdout.split()[1]) if key.returncode == 0 else ()
+    for args in (("verify", *pinned), ("invariants",), ("sequences",), ("replay",)):
         result = audit(ex, *args)
         if result.returncode != 0:
             tail = (result.stdout + result.stderr).strip().splitlines()[-8:]

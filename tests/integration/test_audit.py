@@ -19,7 +19,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.audit import chain, checkpoint
-from services.audit.evidence import compare_with_topics, prove, verify_archive
+from services.audit.evidence import (
+    compare_with_topics,
+    prove,
+    stored_checkpoints,
+    verify_archive,
+)
 from services.audit.keys import load_key
 from services.audit.proofs import proof_document, proof_problem
 from services.embedded.broker import EmbeddedBroker
@@ -329,6 +334,8 @@ def test_the_command_exits_non_zero_naming_the_first_broken_event(archived: Arch
         "services.cli",
         "audit",
         "verify",
+        "--public-key",
+        published_key(env),
         "--database-url",
         archived.url(name),
     ]
@@ -349,6 +356,7 @@ async def test_rows_archived_before_hashing_existed_are_hashed_in_order(
     """An archive from before migration 0004: the ledger hashes its rows at start, in
     archive_seq order, and the chain then runs on through new rows."""
     from services.ledger.archive import archive_batch, hash_legacy_rows, prepare
+    from services.ledger.checkpoints import Checkpointer
     from services.platform.kafka import Record
 
     def record(offset: int) -> Record:
@@ -362,13 +370,17 @@ async def test_rows_archived_before_hashing_existed_are_hashed_in_order(
     await db.execute("UPDATE archive_legacy SET until_seq = (SELECT max(archive_seq) FROM archive)")
     assert await hash_legacy_rows(db) == 5
     await archive_batch(db, [record(i) for i in range(5, 8)])
-    finding, summary = await verify_archive(db, Ed25519PrivateKey.generate().public_key())
+    key = Ed25519PrivateKey.generate()
+    finding, _ = await verify_archive(db, key.public_key())
+    assert finding is not None and finding.kind == "unsigned"  # fails closed until signed
+    assert await (await Checkpointer.load(db, key, 1000, 60)).record(db) is not None
+    finding, summary = await verify_archive(db, key.public_key())
     assert finding is None and summary.events == 8
 
     # a row without hashes after that is no legacy row: it stays unhashed, and is reported
     await db.execute("UPDATE archive SET content_hash = NULL WHERE archive_seq = 7")
     assert await hash_legacy_rows(db) == 0
-    finding, _ = await verify_archive(db, Ed25519PrivateKey.generate().public_key())
+    finding, _ = await verify_archive(db, key.public_key())
     assert finding is not None and (finding.kind, finding.archive_seq) == ("inserted", 7)
 
 
@@ -457,6 +469,7 @@ async def test_the_ledger_resumes_its_tree_from_the_latest_checkpoint(
 
     loaded = await Checkpointer.load(copy, key, 20, 60)
     assert (loaded.tree.size, loaded.tree.root()) == (len(await contents()), signed)
+    assert not loaded.due()  # nothing but checkpoint events after the last checkpoint
 
     first = await copy.fetchval("SELECT min(archive_seq) FROM archive")
     await copy.execute(
@@ -505,3 +518,256 @@ async def test_rows_another_ledger_archived_between_batches_are_in_the_tree(
     assert (resumed.tree.size, resumed.tree.root()) == (ours.tree.size, ours.tree.root())
     finding, summary = await verify_archive(db, key.public_key())
     assert finding is None and summary.events == 15
+
+
+# --- Failing closed: an insider who removes or re-signs the signed history ---------------------
+
+
+def published_key(env: dict[str, str]) -> str:
+    """The public key as `exchange audit key` prints it for the operator to publish: read once
+    and pinned, as an auditor would."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "audit", "key"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = dict(line.split(maxsplit=1) for line in done.stdout.splitlines()[:3])
+    return lines["public_key"]
+
+
+def verify_cli(
+    url: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "audit", "verify", "--database-url", url, *extra],
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+    )
+
+
+async def rehash(conn: asyncpg.Connection) -> None:
+    """Recompute every content and chain hash in archive order, as an insider can."""
+    previous = chain.GENESIS
+    for r in await conn.fetch(f"SELECT {ROW_COLUMNS} FROM archive ORDER BY archive_seq"):
+        content = chain.content_hash(row_of(r))
+        previous = chain.link(previous, content)
+        await conn.execute(
+            "UPDATE archive SET content_hash = $2, chain_hash = $3 WHERE archive_seq = $1",
+            r["archive_seq"],
+            content,
+            previous,
+        )
+
+
+async def remove_signed_history(conn: asyncpg.Connection) -> None:
+    """Delete every checkpoint and every archived CheckpointRecorded, reword an event and
+    rehash the whole chain: nothing left disagrees with anything else."""
+    await conn.execute("DELETE FROM checkpoints")
+    await conn.execute("DELETE FROM archive WHERE topic = 'ledger.checkpoints'")
+    await conn.execute(REWORD, (await seqs(conn))[5])
+    await rehash(conn)
+
+
+def pinned(archived: Archived) -> str:
+    return checkpoint.raw_public_key(archived.key).hex()
+
+
+async def test_no_signed_checkpoint_for_the_events_fails_closed(
+    copy: asyncpg.Connection, archived: Archived
+) -> None:
+    """Tamper row: delete every checkpoint and CheckpointRecorded, rewrite, rehash. The chain
+    is consistent again, but events without any signed checkpoint are not verified."""
+    await remove_signed_history(copy)
+    finding, summary = await verify_archive(copy, archived.key)
+    assert summary.checkpoints == 0
+    assert finding is not None and finding.kind == "unsigned", finding
+    assert f"holds {summary.events} events" in finding.detail
+    broken = verify_cli(await dsn_of(copy, archived), "--public-key", pinned(archived))
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "BROKEN unsigned: the archive:" in broken.stdout
+
+
+async def dsn_of(conn: asyncpg.Connection, archived: Archived) -> str:
+    return archived.url(str(await conn.fetchval("SELECT current_database()")))
+
+
+async def test_a_wiped_archive_fails_against_what_the_auditor_holds(
+    copy: asyncpg.Connection, archived: Archived, tmp_path: Path
+) -> None:
+    """Tamper row: wipe the archive and the checkpoints. With nothing to compare, 0 events is a
+    clean (empty) archive; against a CheckpointRecorded the auditor kept, or a size they
+    expect, it is not."""
+    event = await copy.fetchval(
+        "SELECT convert_from(value, 'UTF8') FROM archive WHERE topic = 'ledger.checkpoints'"
+        " ORDER BY archive_seq DESC LIMIT 1"
+    )
+    held = tmp_path / "held-checkpoint.json"
+    held.write_text(event)
+    url = await dsn_of(copy, archived)
+    key = ("--public-key", pinned(archived))
+    intact = verify_cli(url, *key, "--held", str(held), "--expect-at-least", "60")
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+
+    await copy.execute("DELETE FROM archive")
+    await copy.execute("DELETE FROM checkpoints")
+    empty = verify_cli(url, *key)
+    assert empty.returncode == 0 and "0 events" in empty.stdout, empty.stdout + empty.stderr
+    against_held = verify_cli(url, *key, "--held", str(held))
+    assert against_held.returncode == 1, against_held.stdout + against_held.stderr
+    assert "BROKEN missing" in against_held.stdout and "holds 0 events" in against_held.stdout
+    expected = verify_cli(url, *key, "--expect-at-least", "60")
+    assert expected.returncode == 1, expected.stdout + expected.stderr
+    assert "fewer than the 60 expected" in expected.stdout
+
+
+async def test_a_held_checkpoint_the_rewritten_archive_does_not_extend_is_named(
+    copy: asyncpg.Connection, archived: Archived
+) -> None:
+    held = (await stored_checkpoints(copy))[0]  # covers the reworded event
+    await remove_signed_history(copy)
+    finding, _ = await verify_archive(copy, archived.key, held=[held])
+    assert finding is not None and finding.kind == "changed" and "rewritten" in finding.detail
+
+
+async def resign_with(conn: asyncpg.Connection, key: Ed25519PrivateKey) -> None:
+    """Re-sign a checkpoint at each stored size over the (rewritten) archive with `key`."""
+    from services.audit.merkle import leaf_hash, root
+
+    rows = await conn.fetch("SELECT content_hash, chain_hash FROM archive ORDER BY archive_seq")
+    await conn.execute("DELETE FROM checkpoints WHERE tree_size > $1", len(rows))
+    for size in [r[0] for r in await conn.fetch("SELECT tree_size FROM checkpoints")]:
+        head = checkpoint.TreeHead(
+            size, root([leaf_hash(r["content_hash"]) for r in rows[:size]]), rows[size - 1][1]
+        )
+        cp = checkpoint.sign(head, key)
+        await conn.execute(
+            "UPDATE checkpoints SET root_hash = $2, chain_hash = $3, signature = $4, key_id = $5,"
+            " frontier = NULL WHERE tree_size = $1",
+            size,
+            head.root_hash,
+            head.chain_hash,
+            cp.signature,
+            cp.key_id,
+        )
+
+
+async def test_a_replaced_key_and_a_re_signed_history_fail_under_the_pinned_key(
+    copy: asyncpg.Connection, archived: Archived, tmp_path: Path
+) -> None:
+    """Tamper row: replace the key file, rewrite history, re-sign everything. Verified with
+    the key file it passes, which is why `verify` refuses that file as a trust anchor; under
+    the key the operator published it fails."""
+    from services.audit.keys import load_or_create_key
+
+    var = tmp_path / "var"
+    forged = load_or_create_key(var / "keys" / "ledger-ed25519.pem")  # the replaced key file
+    await copy.execute("DELETE FROM archive WHERE topic = 'ledger.checkpoints'")
+    await copy.execute(REWORD, (await seqs(copy))[5])
+    await rehash(copy)
+    await resign_with(copy, forged)
+
+    finding, _ = await verify_archive(copy, forged.public_key())
+    assert finding is None  # the key file beside the data vouches for anything
+
+    url = await dsn_of(copy, archived)
+    env = {**os.environ, "EXCHANGE_VAR_DIR": str(var)}
+    env.pop("EXCHANGE_AUDIT_PUBLIC_KEY", None)
+    no_key = verify_cli(url, env=env)
+    assert no_key.returncode == 2 and "no trusted public key" in no_key.stderr, no_key.stderr
+    beside = verify_cli(url, "--public-key-file", str(var / "keys" / "ledger-ed25519.pem"), env=env)
+    assert beside.returncode == 2 and "no trust anchor" in beside.stderr, beside.stderr
+
+    pin = tmp_path / "published-key.txt"
+    pin.write_text(published_key({**os.environ, "EXCHANGE_AUDIT_KEY_PATH": str(archived.key_file)}))
+    for trust in (("--public-key-file", str(pin)), ("--public-key", pinned(archived))):
+        broken = verify_cli(url, *trust, env=env)
+        assert broken.returncode == 1, broken.stdout + broken.stderr
+        assert "BROKEN checkpoint" in broken.stdout and "unknown key" in broken.stdout
+    via_env = verify_cli(url, env={**env, "EXCHANGE_AUDIT_PUBLIC_KEY": pinned(archived)})
+    assert via_env.returncode == 1 and "unknown key" in via_env.stdout
+
+
+async def test_a_stale_unsigned_tail_fails_closed(
+    copy: asyncpg.Connection, archived: Archived
+) -> None:
+    """Removing the latest checkpoints leaves a tail no checkpoint covers: fine for a moment
+    (the ledger signs on its cadence), a finding once it is older than the cadence allows."""
+    sizes = sorted(r[0] for r in await copy.fetch("SELECT tree_size FROM checkpoints"))
+    await copy.execute("DELETE FROM checkpoints WHERE tree_size > $1", sizes[0])
+    await copy.execute(
+        "DELETE FROM archive WHERE archive_seq = ANY($1::bigint[]) AND topic = $2",
+        (await seqs(copy))[sizes[0] :],
+        "ledger.checkpoints",
+    )
+    await rehash(copy)
+    tail = (await seqs(copy))[sizes[0] :]
+    finding, _ = await verify_archive(copy, archived.key, unsigned_limit=180)
+    assert finding is None  # archived moments ago
+    await copy.execute(
+        "UPDATE archive SET archived_at = archived_at - interval '1 hour'"
+        " WHERE archive_seq = ANY($1::bigint[])",
+        tail,
+    )
+    finding, _ = await verify_archive(copy, archived.key, unsigned_limit=180)
+    assert finding is not None and finding.kind == "stale", finding
+    assert finding.archive_seq == tail[0] and "not covered by a signed checkpoint" in finding.detail
+    broken = verify_cli(await dsn_of(copy, archived), "--public-key", pinned(archived))
+    assert broken.returncode == 1 and "BROKEN stale" in broken.stdout, broken.stdout
+
+
+async def test_the_ledger_refuses_a_missing_or_different_key_once_anything_is_signed(
+    copy: asyncpg.Connection, archived: Archived, tmp_path: Path
+) -> None:
+    from services.audit.keys import KeyRefused, ledger_key
+
+    signed_by = await copy.fetchval(
+        "SELECT key_id FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+    )
+    path = tmp_path / "keys" / "ledger-ed25519.pem"
+    with pytest.raises(KeyRefused, match="restore that key file"):
+        ledger_key(path, signed_by)
+    assert not path.exists()  # no new key was created
+    other = ledger_key(path, None)  # an archive with no checkpoint: a key is created
+    with pytest.raises(KeyRefused, match="key change is refused"):
+        ledger_key(path, signed_by)
+    assert ledger_key(archived.key_file, signed_by) is not None
+    assert checkpoint.key_id(other.public_key()) != signed_by
+
+    # and the ledger itself will not start on it
+    settings = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=archived.bootstrap,
+        DATABASE_URL=await dsn_of(copy, archived),
+        var_dir=tmp_path / "var",
+    )
+    with pytest.raises(SystemExit, match="restore that key file"):
+        await run_ledger(settings, asyncio.Event())
+    assert not (tmp_path / "var" / "keys").exists()
+
+
+def test_the_key_command_prints_a_fingerprint_to_publish(archived: Archived) -> None:
+    env = {**os.environ, "EXCHANGE_AUDIT_KEY_PATH": str(archived.key_file)}
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "audit", "key"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    digest = hashlib.sha256(checkpoint.raw_public_key(archived.key)).hexdigest()
+    assert f"public_key  {pinned(archived)}" in out
+    assert "fingerprint " + " ".join(digest[i : i + 4] for i in range(0, 64, 4)) in out
+
+
+async def test_rows_a_crashed_ledger_left_unsigned_are_signed_at_start(
+    copy: asyncpg.Connection, archived: Archived
+) -> None:
+    """Not an interval after the restart: the downtime already counts against the tail."""
+    from services.ledger.checkpoints import Checkpointer
+
+    first = await copy.fetchval("SELECT min(tree_size) FROM checkpoints")
+    await copy.execute("DELETE FROM checkpoints WHERE tree_size > $1", first)
+    loaded = await Checkpointer.load(copy, load_key(archived.key_file), 1000, 3600)
+    assert loaded.pending > 0 and loaded.due()

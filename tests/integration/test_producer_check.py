@@ -17,6 +17,8 @@ import pytest
 from schemas.codec import encode
 from schemas.messages import DonationReceived, FundOpened, Message
 from schemas.specs import DonationSpec, FundSpec
+from services.audit.checkpoint import raw_public_key
+from services.audit.keys import load_key
 from services.domain.intake import stream_of
 from services.embedded.broker import EmbeddedBroker
 from services.ledger import provenance
@@ -82,9 +84,14 @@ async def test_an_event_not_from_the_topics_writer_is_flagged_and_verify_reports
     assert [e for _, e, _, _ in await provenance.rescan(db)] == [anonymous, impostor]
 
     env = {**os.environ, "EXCHANGE_AUDIT_KEY_PATH": str(tmp_path / "keys" / "ledger-ed25519.pem")}
+    public = load_key(tmp_path / "keys" / "ledger-ed25519.pem").public_key()
+    pinned = raw_public_key(public).hex()  # as `exchange audit key` publishes it
     verify = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.cli", "audit", "verify", "--database-url", database_url],
+        [
+            *(sys.executable, "-m", "services.cli", "audit", "verify"),
+            *("--public-key", pinned, "--database-url", database_url),
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -157,3 +158,45 @@ def test_a_published_checkpoint_verifies_by_the_documented_recipe_alone() -> Non
         f"{base64.b64encode(bytes.fromhex(p['root_hash'])).decode()}\nchain {p['chain_hash']}\n"
     ).encode()
     Ed25519PublicKey.from_public_bytes(public).verify(bytes.fromhex(p["signature"]), note)
+
+
+def test_an_empty_tree_checkpoint_under_another_key_is_reported_not_skipped() -> None:
+    from services.audit.verify import ArchiveChecker
+
+    trusted = Ed25519PrivateKey.generate()
+    empty = checkpoint.TreeHead(0, merkle.Frontier().root(), chain.GENESIS)
+    good = ArchiveChecker([checkpoint.sign(empty, trusted)], trusted.public_key())
+    assert good.finish() is None and good.summary.checkpoints == 1
+    forged = checkpoint.sign(empty, Ed25519PrivateKey.generate())
+    bad = ArchiveChecker([forged], trusted.public_key())
+    finding = bad.finish()
+    assert finding is not None and finding.kind == "checkpoint" and "unknown key" in finding.detail
+
+
+def test_the_public_key_is_read_from_hex_pem_or_the_key_commands_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from services.audit.keys import KeyRefused, anchored_public_key, public_key_from_text
+    from services.settings import Settings
+
+    public = Ed25519PrivateKey.generate().public_key()
+    raw = checkpoint.raw_public_key(public)
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    for text in (raw.hex(), pem, f"public_key  {raw.hex()}\nfingerprint ab\n{pem}"):
+        assert checkpoint.raw_public_key(public_key_from_text(text)) == raw
+    conf = Settings(var_dir=tmp_path / "var")
+    inside = tmp_path / "var" / "keys" / "pinned.pub"
+    inside.parent.mkdir(parents=True)
+    inside.write_text(raw.hex())
+    with pytest.raises(KeyRefused, match="no trust anchor"):
+        anchored_public_key(conf, None, str(inside))
+    with pytest.raises(KeyRefused, match="no trusted public key"):
+        anchored_public_key(conf, None, None)
+    outside = tmp_path / "pinned.pub"
+    outside.write_text(pem)
+    assert checkpoint.raw_public_key(anchored_public_key(conf, None, str(outside))) == raw
+    monkeypatch.setenv("EXCHANGE_AUDIT_PUBLIC_KEY", raw.hex())
+    from_env = Settings(var_dir=tmp_path / "var")
+    assert checkpoint.raw_public_key(anchored_public_key(from_env, None, None)) == raw
