@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -177,7 +178,7 @@ async def _matcher_positions(dsn: str, fresh: float) -> dict[int, int]:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT details FROM service_heartbeats WHERE service LIKE 'matcher-%' AND ready"
+            "SELECT details FROM service_heartbeats WHERE service ~ '^matcher-[0-9]+$' AND ready"
             " AND beat_at > now() - make_interval(secs => $1)",
             fresh,
         )
@@ -185,7 +186,9 @@ async def _matcher_positions(dsn: str, fresh: float) -> dict[int, int]:
         await conn.close()
     positions: dict[int, int] = {}
     for row in rows:
-        for p, offset in (row["details"] or {}).get("positions", {}).items():
+        details = row["details"]
+        details = json.loads(details) if isinstance(details, str) else details or {}
+        for p, offset in details.get("positions", {}).items():
             positions[int(p)] = max(positions.get(int(p), 0), int(offset))
     return positions
 
