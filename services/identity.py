@@ -249,11 +249,18 @@ async def create_organisation(
 
 async def principal_for(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> Principal | None:
     """The principal a bearer token belongs to, or None for an unknown or revoked token."""
+    return await principal_for_hash(conn, token_hash(token))
+
+
+async def principal_for_hash(
+    conn: asyncpg.Connection | asyncpg.Pool, hashed: str
+) -> Principal | None:
+    """The principal of the token whose hash is `hashed` (a web session keeps only the hash)."""
     row = await conn.fetchrow(
         "SELECT t.principal_kind, t.principal_id, o.kind, o.name FROM access_tokens t"
         " LEFT JOIN organisations o ON o.org_id = t.principal_id"
         " WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
-        token_hash(token),
+        hashed,
     )
     if row is None:
         return None

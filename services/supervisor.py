@@ -119,6 +119,8 @@ class Supervisor:
         self.children = {name: Child(name) for name in SERVICES}
         self.stopping = False
         self.bootstrap = settings.kafka_bootstrap_servers or ""
+        self.demo_sign_ins: dict[str, str] = {}
+        """Role → token printed after a demo load, for the web app's sign-in page."""
         self.database_url = settings.database_url or ""
         self.http_port = 0
         self.ready = False
@@ -440,7 +442,9 @@ class Supervisor:
 
         def work() -> None:
             try:
-                result["summary"] = load_demo(self.http_url, self.database_url)
+                result["summary"] = load_demo(
+                    self.http_url, self.database_url, sign_ins=self.demo_sign_ins
+                )
             except Exception as exc:
                 result["error"] = str(exc)
 
@@ -575,10 +579,15 @@ def up(settings: Settings, demo: bool) -> int:
         sup.ready = True
         sup.write_state()
         say("")
-        say(f"Community Exchange is up.  API:     {sup.http_url}/v1")
+        say(f"Community Exchange is up.  Web app: {sup.http_url}/")
+        say(f"                           API:     {sup.http_url}/v1")
         say(f"                           Docs:    {sup.http_url}/docs")
         say(f"                           Health:  {sup.http_url}/healthz")
         say(f"                           Metrics: {sup.http_url}/metrics")
+        if sup.demo_sign_ins:
+            say("Demo sign-ins (paste one on the web app's sign-in page):")
+            for role, token in sup.demo_sign_ins.items():
+                say(f"  {role:<27} {token}")
         say(f"Logs in {sup.log_dir}. Press Ctrl-C to stop.")
         sup.serve_forever()
         return 0

@@ -74,11 +74,25 @@ async def register_organisations(dsn: str, orgs: list[dict[str, Any]]) -> dict[s
         await conn.close()
 
 
+SIGN_IN_AS = {
+    "foundation": "jiangdong-foundation",
+    "street office / community": "yongsheng-community",
+    "social organisation": "jiangdong-social-work-centre",
+    "auditor": "audit-office",
+}
+"""Whose token the demo prints for each role, so a newcomer can open the web app at once."""
+
+
 def load_demo(
-    base_url: str, database_url: str, today: date | None = None, wait_for_match: float = 60
+    base_url: str,
+    database_url: str,
+    today: date | None = None,
+    wait_for_match: float = 60,
+    sign_ins: dict[str, str] | None = None,
 ) -> str:
     """Register organisations, then post funds, donations, volunteers, pledges and needs over
-    HTTP; wait until a match is visible; return a summary."""
+    HTTP; wait until a match is visible; return a summary. Fills `sign_ins` (role → token)
+    with one ready sign-in per role, a volunteer's among them (re-issued on every load)."""
     data = scenario()
     monday = anchor_monday(today or datetime.now(SHANGHAI).date())
     week = monday.isoformat()
@@ -124,6 +138,15 @@ def load_demo(
                 f"pledge/{p['ref']}",
                 body,
             )
+            if sign_ins is not None and "volunteer" not in sign_ins:
+                fresh = http.post(
+                    f"/v1/volunteers/{answer['volunteer_id']}/token",
+                    headers={"Authorization": f"Bearer {tokens[p['org']]}"},
+                )
+                if fresh.status_code == 200:
+                    sign_ins["volunteer"] = fresh.json()["volunteer_token"]
+        if sign_ins is not None:
+            sign_ins.update({role: tokens[ref] for role, ref in SIGN_IN_AS.items()})
         for n in data["needs"]:
             call("POST", "/v1/needs", tokens[n["org"]], f"need/{n['ref']}", n["body"])
 

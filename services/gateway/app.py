@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 
 from schemas.codec import json_type
 from schemas.common import Role
@@ -27,6 +29,8 @@ from services.platform.db import Heartbeat, connect_pool, migrate, unavailable_r
 from services.platform.dead_letters import dead_letters
 from services.platform.kafka import client_security
 from services.settings import Settings
+from services.web import routes as web_routes
+from services.web.routes import STATIC as WEB_STATIC
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +160,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(writes.router)
     app.include_router(readapi.router)
+    # the web app (services/web): pages under /, its own assets under /static, all served here
+    app.state.web_secret = secrets.token_urlsafe(32)
+    app.include_router(web_routes.router)
+    app.mount("/static", StaticFiles(directory=WEB_STATIC), name="static")
     app.include_router(audit_reports_api.router)
     app.include_router(audit_router)
 

@@ -6,6 +6,7 @@ happen before anything is written.
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from typing import Annotated
 
@@ -43,17 +44,36 @@ async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The principal behind the bearer token (401 without one), within its request budget."""
+    """The principal behind the bearer token (401 without one), within its request budget.
+
+    The web app calls this API in-process for a signed-in person (services/web/api.py): it
+    names the session in `X-Exchange-Session`, vouched for by the gateway process's own secret
+    in `X-Exchange-Web`, so the same rules decide for a page as for an API client."""
     if credentials is None:
-        raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-    cache: TokenCache = request.app.state.principals
-    who = await principal_of(cache, request.app.state.pool, credentials.credentials)
+        who = await web_session_principal(request)
+        if who is None:
+            raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+    else:
+        cache: TokenCache = request.app.state.principals
+        who = await principal_of(cache, request.app.state.pool, credentials.credentials)
     if who is None:
         raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
     # budgets are per principal, reads and writes apart (429 with Retry-After beyond them)
     limiter: RateLimiter = request.app.state.rate
     limiter.check(who.id, write=request.method not in READ_METHODS)
     return who
+
+
+async def web_session_principal(request: Request) -> Principal | None:
+    """The principal of an in-process call from the web app, or None for any other request."""
+    from services.web.sessions import session_of
+
+    secret = getattr(request.app.state, "web_secret", None)
+    vouched = request.headers.get("X-Exchange-Web", "")
+    if not secret or not hmac.compare_digest(secret, vouched):
+        return None
+    session = await session_of(request.app.state.pool, request.headers.get("X-Exchange-Session"))
+    return session.principal if session is not None else None
 
 
 Pool = Annotated[asyncpg.Pool, Depends(pool_of)]

@@ -1,0 +1,454 @@
+"""The pages: sign-in, each role's home, and the forms that post through the JSON API.
+
+Every form posts here, is checked for its session's CSRF secret, becomes the same JSON body an
+API client would send, and goes to the API in-process (services/web/api.py). A refusal comes
+back as the API's reasons, shown next to the fields they name; a 202 redirects to the page
+with the posting's id, whose status the page shows until it is decided.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+
+from schemas.common import Category, Role, Skill, Urgency
+from services.web.api import Api, field_errors
+from services.web.i18n import LANGUAGES, ZONE, Translator, pick
+from services.web.sessions import (
+    COOKIE,
+    LANG_COOKIE,
+    LIFETIME,
+    Session,
+    close_session,
+    csrf_ok,
+    open_session,
+    session_of,
+)
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+STATIC = Path(__file__).parent / "static"
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    # every asset is the exchange's own: nothing may load from elsewhere, nothing may frame us
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+PRE_COOKIE = "cx_pre"
+"""Before sign-in there is no session: the sign-in form's CSRF secret is a cookie it echoes."""
+YUAN = re.compile(r"^\s*(\d{1,12})(?:\.(\d{1,2}))?\s*$")
+
+
+class BadForm(ValueError):
+    """A form value the page itself cannot turn into JSON (the API decides everything else)."""
+
+    def __init__(self, field: str, key: str) -> None:
+        super().__init__(field)
+        self.field = field
+        self.key = key
+
+
+def fen(text: str, field: str) -> int:
+    """Yuan as typed ("1,234.5") → integer fen, exactly; never through a float."""
+    m = YUAN.match(text.replace(",", "").replace("，", ""))
+    if m is None:
+        raise BadForm(field, "error.amount")
+    return int(m.group(1)) * 100 + int((m.group(2) or "0").ljust(2, "0"))
+
+
+def moment(day: str, at: str, field: str) -> str:
+    """A Nanjing date and time from the form → an ISO moment with its offset."""
+    try:
+        d = date.fromisoformat(day)
+        t = time.fromisoformat(at) if at else time(0, 0)
+    except ValueError:
+        raise BadForm(field, "error.moment") from None
+    return datetime.combine(d, t, tzinfo=ZONE).isoformat()
+
+
+def _lang(request: Request) -> str:
+    return pick(request.cookies.get(LANG_COOKIE))
+
+
+def render(
+    request: Request,
+    template: str,
+    session: Session | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    t = Translator(_lang(request))
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "t": t,
+            "lang": t.lang,
+            "languages": list(LANGUAGES),
+            "session": session,
+            "who": session.principal if session else None,
+            "csrf": session.csrf if session else "",
+            "categories": list(Category),
+            "skills": list(Skill),
+            "urgencies": list(Urgency),
+            "errors": {},
+            "values": {},
+            **context,
+        },
+        status_code=status_code,
+        headers=PAGE_HEADERS,
+    )
+
+
+async def current(request: Request) -> Session | None:
+    return await session_of(request.app.state.pool, request.cookies.get(COOKIE))
+
+
+def api_for(request: Request, session: Session) -> Api:
+    return Api(request.app, request.app.state.web_secret, session.id)
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+# ---- signing in and out, language ----
+
+
+@router.get("/", response_class=HTMLResponse)
+async def front(request: Request) -> Response:
+    session = await current(request)
+    if session is not None:
+        return _see_other("/home")
+    pre = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(24)
+    response = render(request, "signin.html", None, pre=pre)
+    response.set_cookie(PRE_COOKIE, pre, httponly=True, samesite="strict", max_age=3600)
+    return response
+
+
+@router.post("/signin", response_class=HTMLResponse)
+async def signin(request: Request) -> Response:
+    form = await request.form()
+    pre = request.cookies.get(PRE_COOKIE, "")
+    if not pre or not secrets.compare_digest(pre, str(form.get("pre", ""))):
+        return render(request, "signin.html", None, 403, pre=pre, error="error.csrf")
+    token = str(form.get("token", "")).strip()
+    session_id = await open_session(request.app.state.pool, token) if token else None
+    if session_id is None:
+        return render(request, "signin.html", None, 401, pre=pre, error="signin.wrong")
+    response = _see_other("/home")
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=int(LIFETIME.total_seconds()),
+        path="/",
+    )
+    response.delete_cookie(PRE_COOKIE)
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    session = await current(request)
+    form = await request.form()
+    if session is not None:
+        if not csrf_ok(session, str(form.get("csrf", ""))):
+            return render(request, "error.html", session, 403, message="error.csrf")
+        await close_session(request.app.state.pool, session.id)
+    response = _see_other("/")
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/lang/{code}")
+async def choose_language(request: Request, code: str, back: str = "/") -> Response:
+    """Switch the language; back to the same page (a local path only: no open redirect)."""
+    target = back if back.startswith("/") and not back.startswith("//") else "/"
+    response = _see_other(target)
+    if code in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, code, samesite="lax", max_age=365 * 86400)
+    return response
+
+
+# ---- home, by role ----
+
+
+@router.get("/home", response_class=HTMLResponse)
+async def home(request: Request, posted: str | None = None) -> Response:
+    session = await current(request)
+    if session is None:
+        return _see_other("/")
+    async with api_for(request, session) as api:
+        status = None
+        if posted:
+            r = await api.get(f"/postings/{posted}")
+            status = r.json() if r.status_code == 200 else None
+        role = session.principal.role
+        if role is Role.FOUNDATION:
+            return await _foundation(request, session, api, status)
+        if role is Role.COMMUNITY:
+            return await _community(request, session, api, status)
+        if role is Role.VOLUNTEER:
+            return await _volunteer(request, session, api, status)
+        return await _overview(request, session, api, status)
+
+
+async def _foundation(
+    request: Request, session: Session, api: Api, status: Any, **extra: Any
+) -> HTMLResponse:
+    funds = (await api.get("/funds", limit=100)).json().get("items", [])
+    mine = [f for f in funds if f.get("org_id") == str(session.principal.id)]
+    return render(
+        request,
+        "foundation.html",
+        session,
+        extra.pop("status_code", 200),
+        funds=mine,
+        posting=status,
+        **extra,
+    )
+
+
+async def _community(
+    request: Request, session: Session, api: Api, status: Any, **extra: Any
+) -> HTMLResponse:
+    needs = (await api.get("/needs", limit=100)).json().get("items", [])
+    mine = [n for n in needs if n.get("org_id") == str(session.principal.id)]
+    matches = (await api.get("/matches", limit=100)).json().get("items", [])
+    return render(
+        request,
+        "community.html",
+        session,
+        extra.pop("status_code", 200),
+        needs=mine,
+        matches=matches,
+        posting=status,
+        **extra,
+    )
+
+
+async def _volunteer(request: Request, session: Session, api: Api, status: Any) -> HTMLResponse:
+    r = await api.get(f"/volunteers/{session.principal.id}")
+    me = r.json() if r.status_code == 200 else {"matches": []}
+    for m in me.get("matches", []):  # what the shift is for, where (the need is public)
+        need = await api.get(f"/needs/{m['need_id']}")
+        m["need"] = need.json() if need.status_code == 200 else {}
+    proposed = [m for m in me.get("matches", []) if m.get("status") == "proposed"]
+    others = [m for m in me.get("matches", []) if m.get("status") != "proposed"]
+    minutes = sum(int(m.get("minutes") or 0) for m in others if m.get("status") == "completed")
+    return render(
+        request,
+        "volunteer.html",
+        session,
+        me=me,
+        proposed=proposed,
+        shifts=others,
+        hours=round(minutes / 60, 1),
+        posting=status,
+    )
+
+
+async def _overview(request: Request, session: Session, api: Api, status: Any) -> HTMLResponse:
+    needs = (await api.get("/needs", limit=200)).json().get("items", [])
+    funds = (await api.get("/funds", limit=200)).json().get("items", [])
+    by_district: dict[str, dict[str, int]] = {}
+    for n in needs:
+        row = by_district.setdefault(n["district"], {"open": 0, "met": 0})
+        row["met" if n["status"] in ("matched", "fulfilled") else "open"] += 1
+    return render(
+        request,
+        "overview.html",
+        session,
+        districts=sorted(by_district.items()),
+        funds=funds,
+        posting=status,
+    )
+
+
+# ---- forms ----
+
+
+async def _checked(request: Request) -> tuple[Session | None, FormData | None, Response | None]:
+    """The session and form of a state-changing post, or the answer that refuses it."""
+    session = await current(request)
+    if session is None:
+        return None, None, _see_other("/")
+    form = await request.form()
+    if not csrf_ok(session, str(form.get("csrf", ""))):
+        return session, None, render(request, "error.html", session, 403, message="error.csrf")
+    return session, form, None
+
+
+async def _submit(
+    request: Request,
+    session: Session,
+    form: FormData,
+    path: str,
+    build: Callable[[FormData], dict[str, Any] | None],
+    again: Callable[..., Awaitable[HTMLResponse]],
+) -> Response:
+    """Build the body (a BadForm names its field), post it, redirect on 202, else re-render
+    the page with the API's reasons next to the fields."""
+    values = {k: str(v) for k, v in form.items()}
+    async with api_for(request, session) as api:
+        try:
+            body = build(form)
+        except BadForm as bad:
+            t = Translator(_lang(request))
+            return await again(
+                request,
+                session,
+                api,
+                None,
+                errors={bad.field: t(bad.key)},
+                values=values,
+                status_code=422,
+            )
+        r = await api.post(path, body, str(form.get("key", "")))
+        if r.status_code in (200, 202):
+            posted = r.json().get("posting_id", "")
+            return _see_other(f"/home?posted={posted}" if posted else "/home")
+        return await again(
+            request,
+            session,
+            api,
+            None,
+            errors=field_errors(r),
+            values=values,
+            status_code=r.status_code if 400 <= r.status_code < 500 else 503,
+        )
+
+
+@router.post("/funds")
+async def open_fund(request: Request) -> Response:
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+
+    def build(f: FormData) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": str(f.get("name", "")).strip(),
+            "foundation": session.principal.name,
+            "categories": [str(c) for c in f.getlist("categories")],
+            "districts": [
+                d.strip() for d in re.split(r"[,，、\s]+", str(f.get("districts", ""))) if d.strip()
+            ],
+        }
+        if f.get("cap_per_need"):
+            body["cap_per_need"] = {
+                "amount_minor": fen(str(f["cap_per_need"]), "cap_per_need"),
+                "currency": "CNY",
+            }
+        if f.get("valid_until"):
+            body["valid_until"] = moment(str(f["valid_until"]), "23:59", "valid_until")
+        return body
+
+    return await _submit(request, session, form, "/funds", build, _foundation)
+
+
+@router.post("/funds/{fund_id}/donations")
+async def donate(request: Request, fund_id: uuid.UUID) -> Response:
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+
+    def build(f: FormData) -> dict[str, Any]:
+        return {
+            "donor": str(f.get("donor", "")).strip(),
+            "amount": {"amount_minor": fen(str(f.get("amount", "")), "amount"), "currency": "CNY"},
+        }
+
+    return await _submit(request, session, form, f"/funds/{fund_id}/donations", build, _foundation)
+
+
+@router.post("/needs")
+async def post_need(request: Request) -> Response:
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+
+    def build(f: FormData) -> dict[str, Any]:
+        kind = str(f.get("kind", "volunteer_hours"))
+        body: dict[str, Any] = {
+            "title": str(f.get("title", "")).strip(),
+            "kind": kind,
+            "category": str(f.get("category", "")),
+            "place": {
+                "district": str(f.get("district", "")).strip(),
+                "street": str(f.get("street", "")).strip() or None,
+                "community": str(f.get("community", "")).strip() or None,
+            },
+            "urgency": str(f.get("urgency", "normal")),
+            "people_served": int(str(f.get("people_served") or 0) or 0),
+        }
+        if kind == "volunteer_hours":
+            day = str(f.get("day", ""))
+            start = moment(day, str(f.get("start", "")), "shift.start")
+            end = moment(day, str(f.get("end", "")), "shift.end")
+            body["shift"] = {"start": start, "end": end}
+            body["deadline"] = end
+            body["volunteers_needed"] = int(str(f.get("volunteers_needed") or 1))
+            body["required_skills"] = [str(s) for s in f.getlist("required_skills")]
+        else:
+            body["amount"] = {
+                "amount_minor": fen(str(f.get("amount", "")), "amount"),
+                "currency": "CNY",
+            }
+            body["deadline"] = moment(str(f.get("deadline", "")), "23:59", "deadline")
+        body["place"] = {k: v for k, v in body["place"].items() if v}
+        return body
+
+    return await _submit(request, session, form, "/needs", build, _community)
+
+
+@router.post("/matches/{match_id}/{action}")
+async def act_on_match(request: Request, match_id: uuid.UUID, action: str) -> Response:
+    """accept / decline (a volunteer), confirm / no-show (the need's community)."""
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+    if action not in ("accept", "decline", "confirm", "no-show"):
+        return render(request, "error.html", session, 404, message="error.not_found")
+
+    def build(f: FormData) -> dict[str, Any] | None:
+        if action != "confirm":
+            return None
+        minutes = str(f.get("minutes_served", "")).strip()
+        if not minutes.isdigit():
+            raise BadForm("minutes_served", "error.minutes")
+        return {"minutes_served": int(minutes)}
+
+    again = _community if session.principal.role is Role.COMMUNITY else _volunteer_again
+    return await _submit(request, session, form, f"/matches/{match_id}/{action}", build, again)
+
+
+async def _volunteer_again(
+    request: Request, session: Session, api: Api, status: Any, **extra: Any
+) -> HTMLResponse:
+    response = await _volunteer(request, session, api, status)
+    response.status_code = extra.get("status_code", 200)
+    return response
+
+
+def tomorrow() -> str:
+    """The default day of a new shift, in Nanjing."""
+    return (datetime.now(ZONE) + timedelta(days=1)).date().isoformat()
+
+
+templates.env.globals["tomorrow"] = tomorrow
+templates.env.globals["newkey"] = lambda: str(uuid.uuid4())
+"""Each rendered form carries its own Idempotency-Key: sent twice, it is written once."""

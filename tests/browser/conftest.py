@@ -1,0 +1,98 @@
+"""The web app in a real browser: Debian's Chromium driven by Playwright, against the real
+exchange (started like the e2e tier's). Screenshots of each main page go to a folder printed at
+the end of the run, for a person to look at.
+
+Playwright's own browser download does not work on these machines; the tests launch the
+system's `chromium` (`apt-get install -y chromium`; `.ci/run` installs it when missing). Without
+it they fail and say so, rather than pass silently."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.harness import Exchange
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("EXCHANGE_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Site:
+    """The running exchange and a token for each role the tests play."""
+
+    ex: Exchange
+    foundation: str
+    community: str
+    shots: Path
+
+    @property
+    def url(self) -> str:
+        return self.ex.url
+
+    def api(self, method: str, path: str, token: str, body: Any = None) -> httpx.Response:
+        return httpx.request(
+            method,
+            f"{self.url}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.fail(
+            f"the browser tests need Chromium at {CHROMIUM}: install it with "
+            "`apt-get update && apt-get install -y chromium` (or set EXCHANGE_CHROMIUM)",
+            pytrace=False,
+        )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    ex = Exchange(tmp_path_factory.mktemp("web") / "var").start()
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    try:
+        ex.wait_healthy(timeout=240)
+        yield Site(
+            ex,
+            foundation=ex.create_org("foundation", "南京市玄武区慈善基金会", "玄武区"),
+            community=ex.create_org("community", "锁金村街道锁金新村社区", "玄武区", "锁金村街道"),
+            shots=shots,
+        )
+    finally:
+        print(f"\nscreenshots of the web app: {shots}")
+        try:
+            ex.stop(timeout=90)
+        finally:
+            ex.kill_tree()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, args=FLAGS)
+        yield b
+        b.close()

@@ -1,0 +1,222 @@
+"""The people the exchange serves, clicking through it in Chromium, in both languages.
+
+A foundation opens a fund and records a donation (Chinese); a community posts a volunteer
+shift (English); a volunteer on a 360 px phone sees the proposal and accepts it; the community
+confirms the minutes. Also: refusals show their reason next to the field, signed-out visitors
+and wrong roles are turned away, a forged cross-site post is refused, and axe-core finds no
+serious or critical accessibility violation on any main page."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Site
+from tests.e2e.harness import wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+NANJING = ZoneInfo("Asia/Shanghai")
+PHONE = {"width": 360, "height": 740}
+AXE = Path(__import__("axe_playwright_python").__file__).parent / "axe.min.js"
+
+
+def sign_in(page: Page, site: Site, token: str) -> None:
+    page.goto(site.url + "/")
+    page.get_by_label(re.compile("登录口令|Sign-in token")).fill(token)
+    page.get_by_role("button", name=re.compile("^(登录|Sign in)$")).click()
+    expect(page).to_have_url(re.compile(r"/home"))
+
+
+def english(page: Page) -> None:
+    page.get_by_role("link", name="English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+
+
+def shot(page: Page, site: Site, name: str) -> None:
+    page.screenshot(path=str(site.shots / f"{name}.png"), full_page=True)
+
+
+def accessibility(page: Page) -> list[str]:
+    """axe-core's serious and critical violations on the page (its rules, run in the page)."""
+    # evaluated by the driver, not as a <script>: the pages' CSP rightly refuses inline code
+    page.evaluate(AXE.read_text(encoding="utf-8") + "\n;true")
+    result: dict[str, Any] = page.evaluate("async () => await axe.run(document)")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v.get("impact") in ("serious", "critical")
+    ]
+
+
+def until_shown(page: Page, text: re.Pattern[str] | str, what: str, timeout: float = 90) -> None:
+    """Reload until `text` is on the page (a decision or a match takes a moment)."""
+
+    def shown() -> bool:
+        try:
+            page.wait_for_load_state()
+            page.reload()
+        except PlaywrightError:  # a form's redirect still under way: the next try reloads
+            return False
+        return page.get_by_text(text).count() > 0
+
+    wait_for(what, shown, timeout=timeout, interval=1.0)
+
+
+def volunteer(site: Site) -> tuple[str, str]:
+    """A volunteer registered by the community, pledged for tomorrow morning in Nanjing."""
+    reg = site.api(
+        "POST",
+        "/v1/volunteers",
+        site.community,
+        {"pseudonym": "李阿姨", "home": {"district": "玄武区", "street": "锁金村街道"}},
+    )
+    assert reg.status_code == 202, reg.text
+    vid, token = reg.json()["volunteer_id"], reg.json()["volunteer_token"]
+    day = (datetime.now(NANJING) + timedelta(days=1)).date()
+    start = datetime(day.year, day.month, day.day, 9, tzinfo=NANJING)
+    pledge = site.api(
+        "PUT",
+        f"/v1/volunteers/{vid}/pledge",
+        token,
+        {
+            "pseudonym": "李阿姨",
+            "home": {"district": "玄武区", "street": "锁金村街道"},
+            "skills": ["meal_delivery"],
+            "availability": [
+                {"start": start.isoformat(), "end": (start + timedelta(hours=4)).isoformat()}
+            ],
+            "weekly_hour_limit": 6,
+        },
+    )
+    assert pledge.status_code == 202, pledge.text
+    return vid, token
+
+
+def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: Any) -> None:
+    problems: dict[str, list[str]] = {}
+
+    # the foundation, in Chinese (the default): opens a fund, records a donation
+    desk = browser.new_context(locale="zh-CN")
+    page = desk.new_page()
+    page.goto(site.url + "/")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    problems["signin"] = accessibility(page)
+    shot(page, site, "01-signin-zh")
+    sign_in(page, site, site.foundation)
+    page.get_by_label("基金名称").fill("锁金村银发助餐基金")
+    page.get_by_label("银发助餐").check()
+    page.get_by_label("限定区域").fill("玄武区")
+    page.get_by_role("button", name="设立基金").click()
+    until_shown(page, "锁金村银发助餐基金", "the fund to be opened")
+    page.get_by_label("捐赠方").fill("锁金村社区居民")
+    page.get_by_label("金额（元）").fill("8000")
+    page.get_by_role("button", name="登记捐赠").click()
+    until_shown(page, "¥8,000.00", "the donation to be available")
+    problems["foundation"] = accessibility(page)
+    shot(page, site, "02-foundation-zh")
+
+    # the community, in English: posts tomorrow's meal-delivery shift
+    _, vtoken = volunteer(site)
+    office = browser.new_context(locale="en")
+    page = office.new_page()
+    sign_in(page, site, site.community)
+    english(page)
+    page.get_by_label("Title").fill("Lunch delivery for Suojin elders")
+    page.get_by_label("Category").select_option("elderly_meals")
+    page.get_by_label("District").fill("玄武区")
+    page.get_by_label("Street").fill("锁金村街道")
+    page.get_by_label("Meal delivery").check()
+    page.get_by_role("button", name="Post", exact=True).click()
+    until_shown(page, "Lunch delivery for Suojin elders", "the need to be posted")
+    problems["community"] = accessibility(page)
+    shot(page, site, "03-community-en")
+
+    # the volunteer, on a phone: the proposal appears; they accept it
+    phone = browser.new_context(locale="zh-CN", viewport=PHONE, is_mobile=True, has_touch=True)
+    vpage = phone.new_page()
+    sign_in(vpage, site, vtoken)
+    until_shown(vpage, "接受", "the shift to be proposed to the volunteer")
+    expect(vpage.get_by_text("Lunch delivery for Suojin elders")).to_be_visible()
+    problems["volunteer"] = accessibility(vpage)
+    shot(vpage, site, "04-volunteer-phone-zh")
+    accept = vpage.get_by_role("button", name="接受")
+    box = accept.bounding_box()
+    assert box is not None and box["height"] >= 44, "a touch target of at least 44 px"
+    assert vpage.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    accept.click()
+    until_shown(vpage, "已接受", "the acceptance to be recorded")
+
+    # the community confirms the minutes served
+    until_shown(page, "Minutes served", "the accepted match on the community's page")
+    page.get_by_label("Minutes served").fill("120")
+    page.get_by_role("button", name="Confirm done").click()
+    until_shown(page, "Fulfilled", "the need to be fulfilled")
+    shot(page, site, "05-community-done-en")
+
+    assert not [p for ps in problems.values() for p in ps], problems
+
+
+def test_a_refused_posting_shows_its_reason_next_to_the_field(site: Site, browser: Any) -> None:
+    page = browser.new_context(locale="en").new_page()
+    sign_in(page, site, site.community)
+    english(page)
+    page.get_by_label("Money", exact=True).check()
+    page.get_by_label("Title").fill("Emergency kits")
+    page.get_by_label("Amount (yuan)").fill("12.345")
+    page.get_by_role("button", name="Post", exact=True).click()
+    error = page.locator("#e-amount")
+    expect(error).to_contain_text("at most two decimals")
+    expect(page.locator("#f-amount")).to_have_attribute("aria-invalid", "true")
+
+    # the API's own refusal, with the field it names: a shift that ends before it starts
+    page.get_by_label("Volunteer shift").check()
+    page.get_by_label("Title").fill("Evening patrol")
+    page.get_by_label("Start").fill("20:00")
+    page.get_by_label("End").fill("18:00")
+    page.get_by_role("button", name="Post", exact=True).click()
+    expect(page.locator(".error").first).to_be_visible()
+    assert page.url.endswith("/needs")
+    shot(page, site, "06-refused-en")
+
+
+def test_strangers_and_wrong_roles_and_forged_posts_are_turned_away(
+    site: Site, browser: Any
+) -> None:
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.goto(site.url + "/home")
+    expect(page).to_have_url(site.url + "/")  # signed out: to the sign-in page
+
+    page.goto(site.url + "/")
+    page.get_by_label("登录口令").fill("cx_not-a-token")
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_role("alert")).to_contain_text("口令无效")
+
+    # a community may not open a fund: the API's own 403, shown on the page
+    sign_in(page, site, site.community)
+    csrf = page.locator('input[name="csrf"]').first.get_attribute("value")
+    answer = context.request.post(
+        site.url + "/funds", form={"csrf": csrf or "", "name": "不该有的基金"}
+    )
+    assert answer.status == 403
+
+    # a form posted from another site carries no CSRF secret (and no cookie, being
+    # SameSite=Strict; here the cookie is sent anyway, as the worst case)
+    forged = context.request.post(site.url + "/needs", form={"title": "伪造"})
+    assert forged.status == 403
+
+    # signing out ends the session: the old cookie opens nothing
+    page.goto(site.url + "/home")
+    page.get_by_role("button", name="退出登录").click()
+    expect(page).to_have_url(site.url + "/")
+    page.goto(site.url + "/home")
+    expect(page).to_have_url(site.url + "/")
+    cookies = {c["name"]: c for c in context.cookies()}
+    assert "cx_session" not in cookies
