@@ -13,16 +13,20 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from schemas.common import Category, Role, Skill, Urgency
+from schemas.messages import EVENTS
+from services.gateway.readapi import events
 from services.web.api import Api, field_errors
+from services.web.charts import SERIES, balance_chart, balances_over_time
 from services.web.i18n import LANGUAGES, ZONE, Translator, pick
 from services.web.sessions import (
     COOKIE,
@@ -47,6 +51,7 @@ PAGE_HEADERS = {
 }
 PRE_COOKIE = "cx_pre"
 """Before sign-in there is no session: the sign-in form's CSRF secret is a cookie it echoes."""
+LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0)]
 YUAN = re.compile(r"^\s*(\d{1,12})(?:\.(\d{1,2}))?\s*$")
 
 
@@ -102,6 +107,7 @@ def render(
             "categories": list(Category),
             "skills": list(Skill),
             "urgencies": list(Urgency),
+            "live_events": LIVE_EVENTS,
             "errors": {},
             "values": {},
             **context,
@@ -184,6 +190,23 @@ async def choose_language(request: Request, code: str, back: str = "/") -> Respo
     return response
 
 
+# ---- live updates ----
+
+LIVE_EVENTS = " ".join(m.__name__ for m in EVENTS)
+"""The event types the pages listen for (each arrives as a named Server-Sent Event)."""
+
+
+@router.get("/live")
+async def live(request: Request, last_event_id: LastEventId = None) -> Response:
+    """The API's event stream for the signed-in person (`GET /v1/events`, the same function,
+    so the same visibility rules and stream slots), authenticated by the session cookie: a
+    browser's EventSource cannot send a bearer token, and the token must not be in the page."""
+    session = await current(request)
+    if session is None:
+        return Response(status_code=401)
+    return await events(request, request.app.state.pool, session.principal, None, last_event_id)
+
+
 # ---- home, by role ----
 
 
@@ -212,6 +235,18 @@ async def _foundation(
 ) -> HTMLResponse:
     funds = (await api.get("/funds", limit=100)).json().get("items", [])
     mine = [f for f in funds if f.get("org_id") == str(session.principal.id)]
+    t = Translator(_lang(request))
+    labels = {s: t(f"fund.{s}") for s in SERIES}
+    for f in mine:
+        history = await api.get(f"/funds/{f['fund_id']}/history")
+        items = history.json().get("items", []) if history.status_code == 200 else []
+        currency = str(f["currency"])
+        f["chart"] = balance_chart(
+            balances_over_time(items, f["fund_id"]),
+            t("chart.balances", name=f["name"]),
+            labels,
+            partial(t.money, currency=currency),
+        )
     return render(
         request,
         "foundation.html",

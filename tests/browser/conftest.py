@@ -67,7 +67,7 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ex = Exchange(tmp_path_factory.mktemp("web") / "var").start()
     shots = tmp_path_factory.getbasetemp() / "screenshots"
@@ -88,8 +88,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             ex.kill_tree()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Package-scoped, never longer: Playwright's sync API keeps an event loop running in this
+    thread while it is open, and every later `asyncio.run` (the other tiers) would fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -122,8 +122,15 @@ def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: A
     problems["foundation"] = accessibility(page)
     shot(page, site, "02-foundation-zh")
 
-    # the community, in English: posts tomorrow's meal-delivery shift
+    # the volunteer, on a phone, opens their page: nothing proposed yet
     _, vtoken = volunteer(site)
+    phone = browser.new_context(locale="zh-CN", viewport=PHONE, is_mobile=True, has_touch=True)
+    vpage = phone.new_page()
+    sign_in(vpage, site, vtoken)
+    expect(vpage.get_by_text("暂时没有新的推荐")).to_be_visible()
+    vpage.evaluate("window.notReloaded = true")
+
+    # the community, in English: posts tomorrow's meal-delivery shift
     office = browser.new_context(locale="en")
     page = office.new_page()
     sign_in(page, site, site.community)
@@ -138,11 +145,9 @@ def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: A
     problems["community"] = accessibility(page)
     shot(page, site, "03-community-en")
 
-    # the volunteer, on a phone: the proposal appears; they accept it
-    phone = browser.new_context(locale="zh-CN", viewport=PHONE, is_mobile=True, has_touch=True)
-    vpage = phone.new_page()
-    sign_in(vpage, site, vtoken)
-    until_shown(vpage, "接受", "the shift to be proposed to the volunteer")
+    # the proposal appears on the volunteer's phone by itself (the event stream), no reload
+    expect(vpage.get_by_role("button", name="接受")).to_be_visible(timeout=90_000)
+    assert vpage.evaluate("window.notReloaded === true"), "the page was not reloaded"
     expect(vpage.get_by_text("Lunch delivery for Suojin elders")).to_be_visible()
     problems["volunteer"] = accessibility(vpage)
     shot(vpage, site, "04-volunteer-phone-zh")
