@@ -34,11 +34,16 @@ class Api:
     async def get(self, path: str, **params: Any) -> httpx.Response:
         return await self.client.get(f"/v1{path}", params=params)
 
-    async def post(self, path: str, body: dict[str, Any] | None, key: str) -> httpx.Response:
+    async def post(
+        self, path: str, body: dict[str, Any] | None, key: str, method: str = "POST"
+    ) -> httpx.Response:
         """A write with an Idempotency-Key from the form: a double click or a resent form is
         answered with the first answer, never written twice."""
-        return await self.client.post(
-            f"/v1{path}", json=body, headers={"Idempotency-Key": key or str(uuid.uuid4())}
+        return await self.client.request(
+            method,
+            f"/v1{path}",
+            json=body,
+            headers={"Idempotency-Key": key or str(uuid.uuid4())},
         )
 
 

@@ -8,6 +8,7 @@ with the posting's id, whose status the page shows until it is decided.
 
 from __future__ import annotations
 
+import io
 import re
 import secrets
 import uuid
@@ -17,9 +18,11 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
+import segno
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from schemas.common import Category, Role, Skill, Urgency
@@ -82,6 +85,15 @@ def moment(day: str, at: str, field: str) -> str:
     return datetime.combine(d, t, tzinfo=ZONE).isoformat()
 
 
+def local_path(back: str) -> str:
+    """`back` if it is a path on this site, else "/": browsers read `//host` and `/\\host` as
+    another site, so a link could otherwise send a person elsewhere with our name on it."""
+    local = back.startswith("/") and not back.startswith("//") and "\\" not in back
+    if local and all(c.isprintable() and not c.isspace() for c in back):
+        return back
+    return "/"
+
+
 def _lang(request: Request) -> str:
     return pick(request.cookies.get(LANG_COOKIE))
 
@@ -108,6 +120,8 @@ def render(
             "skills": list(Skill),
             "urgencies": list(Urgency),
             "live_events": LIVE_EVENTS,
+            "weekdays": list(WEEKDAYS),
+            "slots": list(SLOTS),
             "errors": {},
             "values": {},
             **context,
@@ -183,8 +197,7 @@ async def signout(request: Request) -> Response:
 @router.get("/lang/{code}")
 async def choose_language(request: Request, code: str, back: str = "/") -> Response:
     """Switch the language; back to the same page (a local path only: no open redirect)."""
-    target = back if back.startswith("/") and not back.startswith("//") else "/"
-    response = _see_other(target)
+    response = _see_other(local_path(back))
     if code in LANGUAGES:
         response.set_cookie(LANG_COOKIE, code, samesite="lax", max_age=365 * 86400)
     return response
@@ -276,7 +289,9 @@ async def _community(
     )
 
 
-async def _volunteer(request: Request, session: Session, api: Api, status: Any) -> HTMLResponse:
+async def _volunteer(
+    request: Request, session: Session, api: Api, status: Any, **extra: Any
+) -> HTMLResponse:
     r = await api.get(f"/volunteers/{session.principal.id}")
     me = r.json() if r.status_code == 200 else {"matches": []}
     for m in me.get("matches", []):  # what the shift is for, where (the need is public)
@@ -294,10 +309,14 @@ async def _volunteer(request: Request, session: Session, api: Api, status: Any) 
         shifts=others,
         hours=round(minutes / 60, 1),
         posting=status,
+        pledged=pledged_cells(me),
+        **extra,
     )
 
 
-async def _overview(request: Request, session: Session, api: Api, status: Any) -> HTMLResponse:
+async def _overview(
+    request: Request, session: Session, api: Api, status: Any, **extra: Any
+) -> HTMLResponse:
     needs = (await api.get("/needs", limit=200)).json().get("items", [])
     funds = (await api.get("/funds", limit=200)).json().get("items", [])
     by_district: dict[str, dict[str, int]] = {}
@@ -311,6 +330,7 @@ async def _overview(request: Request, session: Session, api: Api, status: Any) -
         districts=sorted(by_district.items()),
         funds=funds,
         posting=status,
+        **extra,
     )
 
 
@@ -335,6 +355,7 @@ async def _submit(
     path: str,
     build: Callable[[FormData], dict[str, Any] | None],
     again: Callable[..., Awaitable[HTMLResponse]],
+    method: str = "POST",
 ) -> Response:
     """Build the body (a BadForm names its field), post it, redirect on 202, else re-render
     the page with the API's reasons next to the fields."""
@@ -353,7 +374,7 @@ async def _submit(
                 values=values,
                 status_code=422,
             )
-        r = await api.post(path, body, str(form.get("key", "")))
+        r = await api.post(path, body, str(form.get("key", "")), method)
         if r.status_code in (200, 202):
             posted = r.json().get("posting_id", "")
             return _see_other(f"/home?posted={posted}" if posted else "/home")
@@ -450,6 +471,135 @@ async def post_need(request: Request) -> Response:
     return await _submit(request, session, form, "/needs", build, _community)
 
 
+@router.post("/volunteers")
+async def register_volunteer(request: Request) -> Response:
+    """A community or social organisation registers a volunteer. The answer shows the
+    volunteer's sign-in once, with a QR code for their phone; it is not kept anywhere."""
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+    body = {
+        "pseudonym": str(form.get("pseudonym", "")).strip(),
+        "home": {
+            k: v
+            for k, v in (
+                ("district", str(form.get("district", "")).strip()),
+                ("street", str(form.get("street", "")).strip()),
+                ("community", str(form.get("community", "")).strip()),
+            )
+            if v
+        },
+    }
+    async with api_for(request, session) as api:
+        r = await api.post("/volunteers", body, str(form.get("key", "")))
+        if r.status_code != 202 or "volunteer_token" not in r.json():
+            again = _community if session.principal.role is Role.COMMUNITY else _overview_again
+            return await again(
+                request,
+                session,
+                api,
+                None,
+                errors=field_errors(r) if r.status_code != 202 else {"": "no sign-in returned"},
+                values={k: str(v) for k, v in form.items()},
+                status_code=r.status_code if 400 <= r.status_code < 500 else 503,
+            )
+    token = r.json()["volunteer_token"]
+    link = f"{request.base_url}#token={token}"
+    return render(
+        request,
+        "registered.html",
+        session,
+        pseudonym=body["pseudonym"],
+        token=token,
+        qr=qr_svg(link, Translator(_lang(request))("register.qr_title")),
+    )
+
+
+def qr_svg(text: str, title: str) -> Markup:
+    """A QR code as inline SVG (segno, pure Python): the phone's camera opens the sign-in page
+    with the token in the fragment, which never leaves the phone (browsers send no fragment,
+    servers log none) and which the page removes from the address bar at once."""
+    out = io.BytesIO()
+    segno.make(text, error="m").save(
+        out, kind="svg", scale=5, border=3, xmldecl=False, title=title, dark="#000", light="#fff"
+    )
+    return Markup(out.getvalue().decode())
+
+
+WEEKDAYS = range(7)
+SLOTS = {
+    "morning": (time(8), time(12)),
+    "afternoon": (time(13), time(17)),
+    "evening": (time(18), time(21)),
+}
+"""The availability grid's cells: a weekday and a part of the day, in Nanjing."""
+GRID_DAYS = 14
+"""A pledge's availability is concrete windows: the grid is laid over the next two weeks."""
+
+
+def availability(cells: list[str], today: date) -> list[dict[str, str]]:
+    """The grid's ticked cells ("2-morning": Wednesday mornings) as time windows over the next
+    GRID_DAYS days from tomorrow, in order."""
+    wanted = set(cells)
+    windows = []
+    for n in range(1, GRID_DAYS + 1):
+        day = today + timedelta(days=n)
+        for slot, (start, end) in SLOTS.items():
+            if f"{day.weekday()}-{slot}" in wanted:
+                windows.append(
+                    {
+                        "start": datetime.combine(day, start, tzinfo=ZONE).isoformat(),
+                        "end": datetime.combine(day, end, tzinfo=ZONE).isoformat(),
+                    }
+                )
+    return windows
+
+
+@router.post("/pledge")
+async def pledge(request: Request) -> Response:
+    """A volunteer's pledge: skills, the weekly grid, a weekly hour limit, how far they go."""
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+
+    def build(f: FormData) -> dict[str, Any]:
+        windows = availability([str(c) for c in f.getlist("slots")], datetime.now(ZONE).date())
+        if not windows:
+            raise BadForm("availability", "error.availability")
+        home = {
+            k: str(f.get(k, "")).strip()
+            for k in ("district", "street", "community")
+            if str(f.get(k, "")).strip()
+        }
+        return {
+            "pseudonym": str(f.get("pseudonym", "")).strip(),
+            "home": home,
+            "skills": [str(s) for s in f.getlist("skills")],
+            "availability": windows,
+            "weekly_hour_limit": int(str(f.get("weekly_hour_limit") or 8)),
+            "travel": str(f.get("travel", "same_district")),
+        }
+
+    return await _submit(
+        request,
+        session,
+        form,
+        f"/volunteers/{session.principal.id}/pledge",
+        build,
+        _volunteer_again,
+        method="PUT",
+    )
+
+
+async def _overview_again(
+    request: Request, session: Session, api: Api, status: Any, **extra: Any
+) -> HTMLResponse:
+    status_code = extra.pop("status_code", 200)
+    response = await _overview(request, session, api, status, **extra)
+    response.status_code = status_code
+    return response
+
+
 @router.post("/matches/{match_id}/{action}")
 async def act_on_match(request: Request, match_id: uuid.UUID, action: str) -> Response:
     """accept / decline (a volunteer), confirm / no-show (the need's community)."""
@@ -474,9 +624,26 @@ async def act_on_match(request: Request, match_id: uuid.UUID, action: str) -> Re
 async def _volunteer_again(
     request: Request, session: Session, api: Api, status: Any, **extra: Any
 ) -> HTMLResponse:
-    response = await _volunteer(request, session, api, status)
-    response.status_code = extra.get("status_code", 200)
+    status_code = extra.pop("status_code", 200)
+    response = await _volunteer(request, session, api, status, **extra)
+    response.status_code = status_code
     return response
+
+
+def pledged_cells(me: dict[str, Any]) -> set[str]:
+    """The grid cells of a volunteer's current pledge (its windows read back as weekday and
+    part of the day), so the form shows what they offered last time."""
+    cells = set()
+    spec = me.get("spec") or {}
+    for w in spec.get("availability", []) if isinstance(spec, dict) else []:
+        try:
+            start = datetime.fromisoformat(str(w["start"])).astimezone(ZONE)
+        except (KeyError, ValueError):
+            continue
+        for slot, (begin, end) in SLOTS.items():
+            if begin <= start.time() < end:
+                cells.add(f"{start.weekday()}-{slot}")
+    return cells
 
 
 def tomorrow() -> str:

@@ -69,36 +69,6 @@ def until_shown(page: Page, text: re.Pattern[str] | str, what: str, timeout: flo
     wait_for(what, shown, timeout=timeout, interval=1.0)
 
 
-def volunteer(site: Site) -> tuple[str, str]:
-    """A volunteer registered by the community, pledged for tomorrow morning in Nanjing."""
-    reg = site.api(
-        "POST",
-        "/v1/volunteers",
-        site.community,
-        {"pseudonym": "李阿姨", "home": {"district": "玄武区", "street": "锁金村街道"}},
-    )
-    assert reg.status_code == 202, reg.text
-    vid, token = reg.json()["volunteer_id"], reg.json()["volunteer_token"]
-    day = (datetime.now(NANJING) + timedelta(days=1)).date()
-    start = datetime(day.year, day.month, day.day, 9, tzinfo=NANJING)
-    pledge = site.api(
-        "PUT",
-        f"/v1/volunteers/{vid}/pledge",
-        token,
-        {
-            "pseudonym": "李阿姨",
-            "home": {"district": "玄武区", "street": "锁金村街道"},
-            "skills": ["meal_delivery"],
-            "availability": [
-                {"start": start.isoformat(), "end": (start + timedelta(hours=4)).isoformat()}
-            ],
-            "weekly_hour_limit": 6,
-        },
-    )
-    assert pledge.status_code == 202, pledge.text
-    return vid, token
-
-
 def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: Any) -> None:
     problems: dict[str, list[str]] = {}
 
@@ -122,24 +92,45 @@ def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: A
     problems["foundation"] = accessibility(page)
     shot(page, site, "02-foundation-zh")
 
-    # the volunteer, on a phone, opens their page: nothing proposed yet
-    _, vtoken = volunteer(site)
-    phone = browser.new_context(locale="zh-CN", viewport=PHONE, is_mobile=True, has_touch=True)
-    vpage = phone.new_page()
-    sign_in(vpage, site, vtoken)
-    expect(vpage.get_by_text("暂时没有新的推荐")).to_be_visible()
-    vpage.evaluate("window.notReloaded = true")
-
-    # the community, in English: posts tomorrow's meal-delivery shift
+    # the community registers a volunteer and hands over the sign-in (shown once, as a QR code)
     office = browser.new_context(locale="en")
     page = office.new_page()
     sign_in(page, site, site.community)
     english(page)
+    page.get_by_label("Name to be called by").fill("李阿姨")
+    page.locator("#h-register").locator("..").get_by_label("District").fill("玄武区")
+    page.locator("#h-register").locator("..").get_by_label("Street").fill("锁金村街道")
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("img", name="Volunteer sign-in QR code")).to_be_visible()
+    shot(page, site, "03a-volunteer-registered-en")
+    vtoken = page.locator("code.token").inner_text().strip()
+    page.goto(site.url + "/home")
+
+    # the volunteer scans it on a phone: signed in, the token gone from the address bar
+    phone = browser.new_context(locale="zh-CN", viewport=PHONE, is_mobile=True, has_touch=True)
+    vpage = phone.new_page()
+    vpage.goto(f"{site.url}/#token={vtoken}")
+    expect(vpage).to_have_url(re.compile(r"/home$"))
+    assert vtoken not in vpage.url
+    # they offer tomorrow morning, meal delivery, in their district
+    tomorrow = (datetime.now(NANJING) + timedelta(days=1)).weekday()
+    vpage.locator(f'input[name="slots"][value="{tomorrow}-morning"]').check()
+    vpage.get_by_label("送餐").check()
+    vpage.get_by_role("button", name="保存").click()
+    until_shown(vpage, "已提交并受理", "the pledge to be accepted")
+    problems["volunteer-pledge"] = accessibility(vpage)
+    shot(vpage, site, "03b-volunteer-pledge-phone-zh")
+    vpage.goto(site.url + "/home")
+    expect(vpage.get_by_text("暂时没有新的推荐")).to_be_visible()
+    vpage.evaluate("window.notReloaded = true")
+
+    # the community, in English: posts tomorrow's meal-delivery shift
     page.get_by_label("Title").fill("Lunch delivery for Suojin elders")
     page.get_by_label("Category").select_option("elderly_meals")
-    page.get_by_label("District").fill("玄武区")
-    page.get_by_label("Street").fill("锁金村街道")
-    page.get_by_label("Meal delivery").check()
+    need_form = page.locator("#h-post").locator("..")
+    need_form.get_by_label("District").fill("玄武区")
+    need_form.get_by_label("Street").fill("锁金村街道")
+    need_form.get_by_label("Meal delivery").check()
     page.get_by_role("button", name="Post", exact=True).click()
     until_shown(page, "Lunch delivery for Suojin elders", "the need to be posted")
     problems["community"] = accessibility(page)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from schemas.common import Category, Role, Skill, Urgency
+from schemas.specs import TravelRange
 from services.web.i18n import LANGUAGES, Translator, catalogue, pick
-from services.web.routes import BadForm, fen, moment
+from services.web.routes import SLOTS, BadForm, availability, fen, moment
 
 WEB = Path(__file__).resolve().parents[2] / "services" / "web"
 LITERAL_KEY = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-zA-Z_.\-]+)["']""")
@@ -35,10 +36,13 @@ def test_every_key_the_pages_use_is_in_the_catalogues() -> None:
     used |= {f"error.{k}" for k in ("amount", "moment", "minutes", "csrf", "not_found")}
     used |= {f"category.{c.value}" for c in Category} | {f"skill.{s.value}" for s in Skill}
     used |= {f"urgency.{u.value}" for u in Urgency} | {f"lang.{code}" for code in LANGUAGES}
-    used |= {f"role.{r.value}" for r in Role}
+    used |= {f"role.{r.value}" for r in Role} | {f"weekday.{d}" for d in range(7)}
+    used |= {f"slot.{s}" for s in SLOTS} | {f"travel.{r.value}" for r in TravelRange}
+    used.add("error.availability")
     missing = sorted(k for k in used if k not in catalogue("zh-CN"))
     assert not missing, missing
-    assert {"category.", "skill.", "urgency.", "status.", "match.", "lang.", "role."} >= prefixes
+    known = {"category.", "skill.", "urgency.", "status.", "match.", "lang.", "role."}
+    assert known | {"weekday.", "slot.", "travel."} >= prefixes
 
 
 def test_money_is_exact_fen_shown_as_yuan() -> None:
@@ -66,3 +70,24 @@ def test_chinese_is_the_default_and_english_one_choice_away() -> None:
     assert pick("en") == "en"
     assert Translator("en")("need.filled", filled=1, wanted=2) == "1 of 2 met"
     assert Translator("zh-CN")("no.such.key") == "no.such.key"
+
+
+def test_the_language_switch_only_goes_back_to_this_site() -> None:
+    from services.web.routes import local_path
+
+    assert local_path("/home?posted=1") == "/home?posted=1"
+    for elsewhere in ("//evil.example", "/\\evil.example", "https://evil.example", "", "/\thome"):
+        assert local_path(elsewhere) == "/"
+
+
+def test_the_weekly_grid_becomes_windows_over_the_next_two_weeks_in_nanjing() -> None:
+    from datetime import date
+
+    windows = availability(["2-morning", "6-evening"], date(2026, 12, 2))  # a Wednesday
+    assert len(windows) == 4  # two Wednesdays, two Sundays
+    assert windows[0]["start"] == "2026-12-06T18:00:00+08:00"  # Sunday evening comes first
+    assert windows[1] == {
+        "start": "2026-12-09T08:00:00+08:00",
+        "end": "2026-12-09T12:00:00+08:00",
+    }
+    assert availability([], date(2026, 12, 2)) == []

@@ -73,5 +73,20 @@
     root.querySelectorAll("form").forEach(kindSwitch);
   }
 
-  document.addEventListener("DOMContentLoaded", function () { wire(document); listen(); });
+  // A sign-in QR code opens "/#token=…": the fragment never reaches a server; it is read here,
+  // removed from the address bar and history at once, and the sign-in form is sent.
+  function signInFromFragment() {
+    var match = /^#token=([A-Za-z0-9_\-]+)$/.exec(window.location.hash);
+    var field = document.getElementById("f-token");
+    if (!match || !field) { return; }
+    history.replaceState(null, "", window.location.pathname);
+    field.value = match[1];
+    field.form.submit();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    signInFromFragment();
+    wire(document);
+    listen();
+  });
 })();
