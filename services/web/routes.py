@@ -600,6 +600,19 @@ async def _overview_again(
     return response
 
 
+@router.post("/needs/{need_id}/cancel")
+async def cancel_need(request: Request, need_id: uuid.UUID) -> Response:
+    """Cancel one of the community's needs, with the reason the record keeps."""
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+
+    def build(f: FormData) -> dict[str, Any]:
+        return {"reason": str(f.get("reason", "")).strip()}
+
+    return await _submit(request, session, form, f"/needs/{need_id}/cancel", build, _community)
+
+
 @router.post("/matches/{match_id}/{action}")
 async def act_on_match(request: Request, match_id: uuid.UUID, action: str) -> Response:
     """accept / decline (a volunteer), confirm / no-show (the need's community)."""

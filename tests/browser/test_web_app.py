@@ -181,6 +181,19 @@ def test_a_refused_posting_shows_its_reason_next_to_the_field(site: Site, browse
     assert page.url.endswith("/needs")
     shot(page, site, "06-refused-en")
 
+    # a money need posted, then cancelled with its reason
+    page.goto(site.url + "/home")
+    page.get_by_label("Money", exact=True).check()
+    page.get_by_label("Title").fill("Winter quilts fund")
+    page.get_by_label("Amount (yuan)").fill("1200.50")
+    page.get_by_role("button", name="Post", exact=True).click()
+    until_shown(page, "Winter quilts fund", "the money need to be posted")
+    card = page.locator("li.card", has_text="Winter quilts fund")
+    card.get_by_text("Cancel this need").click()
+    card.get_by_label("Why").fill("Donated in kind instead")
+    card.get_by_role("button", name="Cancel the need").click()
+    until_shown(page, "Cancelled", "the need to be cancelled")
+
 
 def test_strangers_and_wrong_roles_and_forged_posts_are_turned_away(
     site: Site, browser: Any
