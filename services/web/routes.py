@@ -322,7 +322,10 @@ async def _overview(
     by_district: dict[str, dict[str, int]] = {}
     for n in needs:
         row = by_district.setdefault(n["district"], {"open": 0, "met": 0})
-        row["met" if n["status"] in ("matched", "fulfilled") else "open"] += 1
+        if n["status"] in ("matched", "fulfilled"):
+            row["met"] += 1
+        elif n["status"] in ("open", "partially_matched"):
+            row["open"] += 1  # cancelled and expired needs are neither
     return render(
         request,
         "overview.html",

@@ -40,6 +40,8 @@ class Site:
     ex: Exchange
     foundation: str
     community: str
+    auditor: str
+    social_org: str
     shots: Path
 
     @property
@@ -78,6 +80,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             ex,
             foundation=ex.create_org("foundation", "南京市玄武区慈善基金会", "玄武区"),
             community=ex.create_org("community", "锁金村街道锁金新村社区", "玄武区", "锁金村街道"),
+            auditor=ex.create_org("auditor", "玄武区审计办公室", "玄武区"),
+            social_org=ex.create_org("social-org", "玄武区社工服务中心", "玄武区"),
             shots=shots,
         )
     finally:

@@ -229,3 +229,38 @@ def test_strangers_and_wrong_roles_and_forged_posts_are_turned_away(
     expect(page).to_have_url(site.url + "/")
     cookies = {c["name"]: c for c in context.cookies()}
     assert "cx_session" not in cookies
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_every_role_has_its_page_in_both_languages(site: Site, browser: Any, lang: str) -> None:
+    """Each role's home renders in the language chosen, with no serious accessibility issue."""
+    from services.web.i18n import Translator
+
+    t = Translator(lang)
+    reg = site.api(
+        "POST",
+        "/v1/volunteers",
+        site.social_org,
+        {"pseudonym": "张师傅", "home": {"district": "玄武区"}},
+    )
+    assert reg.status_code == 202, reg.text
+    roles = {
+        "foundation": (site.foundation, "foundation.title"),
+        "community": (site.community, "community.title"),
+        "social_org": (site.social_org, "register.title"),
+        "volunteer": (reg.json()["volunteer_token"], "volunteer.title"),
+        "auditor": (site.auditor, "overview.title"),
+    }
+    problems = {}
+    for role, (token, heading) in roles.items():
+        context = browser.new_context(viewport=PHONE if role == "volunteer" else None)
+        page = context.new_page()
+        sign_in(page, site, token)
+        if lang == "en":
+            english(page)
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        expect(page.get_by_role("heading", name=t(heading))).to_be_visible()
+        problems[role] = accessibility(page)
+        shot(page, site, f"10-{role}-{lang}")
+        context.close()
+    assert not [p for ps in problems.values() for p in ps], problems
