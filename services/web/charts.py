@@ -109,3 +109,38 @@ def balance_chart(
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def bar_chart(
+    rows: list[tuple[str, int]], title: str, money: Callable[[int], str], ident: str
+) -> Markup:
+    """Horizontal bars, largest first, each labelled with its name and amount (the text is
+    the data: nothing is conveyed by length alone)."""
+    rows = sorted((r for r in rows if r[1] > 0), key=lambda r: -r[1])
+    if not rows:
+        return Markup("")
+    top = rows[0][1]
+    bar_h, gap, label_w, heading = 26, 10, 150, 28
+    height = PAD_TOP + heading + len(rows) * (bar_h + gap)
+    inner = WIDTH - label_w - PAD_RIGHT - 110
+    desc = "; ".join(f"{name} {money(v)}" for name, v in rows)
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img"'
+        f' aria-labelledby="{ident}-title {ident}-desc" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{ident}-title">{escape(title)}</title>',
+        f'<desc id="{ident}-desc">{escape(desc)}</desc>',
+        f'<text x="0" y="{PAD_TOP + 6}" font-size="15" font-weight="700" fill="#1a1a1a"'
+        f' aria-hidden="true">{escape(title)}</text>',
+    ]
+    for i, (name, value) in enumerate(rows):
+        y = PAD_TOP + heading + i * (bar_h + gap)
+        w = max(2.0, inner * value / top)
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + bar_h * 0.7:.1f}" text-anchor="end" font-size="13"'
+            f' fill="#1a1a1a">{escape(name)}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#0b5394"/>'
+            f'<text x="{label_w + w + 6:.1f}" y="{y + bar_h * 0.7:.1f}" font-size="13"'
+            f' fill="#1a1a1a">{escape(money(value))}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

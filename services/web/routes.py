@@ -29,7 +29,7 @@ from schemas.common import Category, Role, Skill, Urgency
 from schemas.messages import EVENTS
 from services.gateway.readapi import events
 from services.web.api import Api, field_errors
-from services.web.charts import SERIES, balance_chart, balances_over_time
+from services.web.charts import SERIES, balance_chart, balances_over_time, bar_chart
 from services.web.i18n import LANGUAGES, ZONE, Translator, pick
 from services.web.sessions import (
     COOKIE,
@@ -203,6 +203,9 @@ async def choose_language(request: Request, code: str, back: str = "/") -> Respo
     return response
 
 
+LIVE_MATCH = ("proposed", "accepted", "completed")
+"""Matches whose money is reserved for or paid to a need (declined, withdrawn, expired: not)."""
+
 # ---- live updates ----
 
 LIVE_EVENTS = " ".join(m.__name__ for m in EVENTS)
@@ -260,12 +263,34 @@ async def _foundation(
             labels,
             partial(t.money, currency=currency),
         )
+    # where the money went: matched money by the need's district and category
+    ids = {f["fund_id"] for f in mine}
+    by_district: dict[str, int] = {}
+    by_category: dict[str, int] = {}
+    matches = (await api.get("/matches", limit=200)).json().get("items", [])
+    for m in matches:
+        amount = m.get("amount") or {}
+        if m.get("fund_id") not in ids or m.get("status") not in LIVE_MATCH:
+            continue
+        need = await api.get(f"/needs/{m['need_id']}")
+        if need.status_code != 200:
+            continue
+        n = need.json()
+        fen_ = int(amount.get("amount_minor", 0))
+        by_district[n["district"]] = by_district.get(n["district"], 0) + fen_
+        label = t(f"category.{n['category']}")
+        by_category[label] = by_category.get(label, 0) + fen_
+    flows = [
+        bar_chart(list(by_district.items()), t("chart.by_district"), t.money, "by-district"),
+        bar_chart(list(by_category.items()), t("chart.by_category"), t.money, "by-category"),
+    ]
     return render(
         request,
         "foundation.html",
         session,
         extra.pop("status_code", 200),
         funds=mine,
+        flows=[f for f in flows if f],
         posting=status,
         **extra,
     )

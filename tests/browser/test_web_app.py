@@ -156,6 +156,19 @@ def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: A
     until_shown(page, "Fulfilled", "the need to be fulfilled")
     shot(page, site, "05-community-done-en")
 
+    # a money need in the fund's district: the foundation sees where its money goes
+    page.get_by_label("Money", exact=True).check()
+    page.get_by_label("Title").fill("Meal subsidies for Suojin elders")
+    need_form.get_by_label("District").fill("玄武区")
+    page.get_by_label("Amount (yuan)").fill("300")
+    page.get_by_role("button", name="Post", exact=True).click()
+    until_shown(page, "Meal subsidies for Suojin elders", "the money need to be posted")
+    desk_page = desk.new_page()
+    desk_page.goto(site.url + "/home")
+    until_shown(desk_page, "资金去向", "the foundation's money to be matched to the need")
+    expect(desk_page.get_by_role("img", name="按区")).to_be_visible()
+    shot(desk_page, site, "07-foundation-flows-zh")
+
     assert not [p for ps in problems.values() for p in ps], problems
 
 

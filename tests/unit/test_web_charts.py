@@ -35,3 +35,13 @@ def test_the_chart_carries_its_text_alternative() -> None:
     assert "可用 ¥8000" in svg
     assert balance_chart([], "x", labels, str) == ""
     assert balances_over_time([], FUND) == []
+
+
+def test_bars_are_largest_first_and_say_their_amounts() -> None:
+    from services.web.charts import bar_chart
+
+    svg = str(bar_chart([("鼓楼区", 100), ("玄武区", 30_000), ("秦淮区", 0)], "按区", str, "d"))
+    assert svg.index("玄武区") < svg.index("鼓楼区")
+    assert "秦淮区" not in svg  # nothing to show for nothing
+    assert 'aria-labelledby="d-title d-desc"' in svg and "玄武区 30000" in svg
+    assert bar_chart([], "x", str, "e") == ""
