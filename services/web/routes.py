@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 import segno
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -27,6 +28,7 @@ from starlette.datastructures import FormData
 
 from schemas.common import Category, Role, Skill, Urgency
 from schemas.messages import EVENTS
+from services.gateway import health
 from services.gateway.readapi import events
 from services.web.api import Api, field_errors
 from services.web.charts import SERIES, balance_chart, balances_over_time, bar_chart
@@ -351,12 +353,33 @@ async def _overview(
             row["met"] += 1
         elif n["status"] in ("open", "partially_matched"):
             row["open"] += 1  # cancelled and expired needs are neither
+    money_in = sum(int(f["balance"]["donated_minor"]) for f in funds)
+    money_out = sum(int(f["balance"]["disbursed_minor"]) for f in funds)
+    matches = (await api.get("/matches", limit=200)).json().get("items", [])
+    minutes = sum(int(m.get("minutes") or 0) for m in matches if m.get("status") == "completed")
+    services = None
+    if session.principal.role is Role.AUDITOR:  # the details /healthz gives an auditor's token
+        settings = request.app.state.settings
+        try:
+            report = await health.check(
+                request.app.state.pool,
+                settings.stale_after_seconds,
+                settings.archive_lag_seconds,
+                settings.decision_lag_seconds,
+            )
+            services = sorted(report["services"].items())
+        except (OSError, asyncpg.PostgresError):
+            services = None
     return render(
         request,
         "overview.html",
         session,
         districts=sorted(by_district.items()),
         funds=funds,
+        money_in=money_in,
+        money_out=money_out,
+        hours=round(minutes / 60, 1),
+        services=services,
         posting=status,
         **extra,
     )

@@ -273,6 +273,8 @@ def test_every_role_has_its_page_in_both_languages(site: Site, browser: Any, lan
             english(page)
         expect(page.locator("html")).to_have_attribute("lang", lang)
         expect(page.get_by_role("heading", name=t(heading))).to_be_visible()
+        if role == "auditor":  # the operator's view: the health of every service
+            expect(page.get_by_role("table", name=t("overview.health"))).to_be_visible()
         problems[role] = accessibility(page)
         shot(page, site, f"10-{role}-{lang}")
         context.close()
