@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,36 @@ def test_the_demo_produces_a_proposed_match_visible_over_http(
         need = http.get(f"/v1/needs/{matches[0]['need_id']}", headers=auditor).json()
     assert need["matches"], "the need shows its matches"
     assert need["status"] in ("matched", "partially_matched")
+
+
+def test_the_demo_prints_the_web_app_and_a_working_sign_in_per_role(exchange: Exchange) -> None:
+    """What a newcomer reads after `make run`: where the web app is, and a sign-in to paste."""
+    out = wait_for(
+        "the demo's sign-ins on the terminal",
+        lambda: (
+            (text := exchange.output.read_text(errors="replace"))
+            and "Demo sign-ins" in text
+            and text
+        ),
+        timeout=60,
+    )
+    assert f"Web app: {exchange.url}/" in out
+    sign_ins = dict(
+        re.findall(r"^  (\S.*?\S)\s{2,}(cx_\S+)$", out.split("Demo sign-ins", 1)[1], re.M)
+    )
+    assert set(sign_ins) == {
+        "foundation",
+        "street office / community",
+        "social organisation",
+        "volunteer",
+        "auditor",
+    }
+    with exchange.http() as http:
+        for role, token in sign_ins.items():
+            r = http.get("/v1/matches", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200, (role, r.status_code)
+        page = http.get("/")
+    assert page.status_code == 200 and 'lang="zh-CN"' in page.text
 
 
 def test_chinese_names_round_trip_through_every_layer(
