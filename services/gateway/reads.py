@@ -185,7 +185,10 @@ async def fund_history(pool: asyncpg.Pool, fund_id: uuid.UUID) -> list[dict[str,
     """Every money movement of a fund, in order: which event, which account, how much."""
     rows = await pool.fetch(
         "SELECT a.archive_seq, a.event_type, a.event_id, a.recorded_at, j.account,"
-        " j.amount_minor, j.currency FROM journal_lines j JOIN projected_events p USING (event_id)"
+        " j.amount_minor, j.currency,"
+        " CASE WHEN a.event_type IN ('DonationReceived', 'DonationRefunded')"
+        " THEN convert_from(a.value, 'UTF8')::jsonb #>> '{payload,donation_id}' END AS donation"
+        " FROM journal_lines j JOIN projected_events p USING (event_id)"
         " JOIN archive a ON a.archive_seq = p.archive_seq"
         " WHERE j.account LIKE $1 ORDER BY a.archive_seq, j.line_no",
         f"%{fund_id}%",
@@ -199,6 +202,8 @@ async def fund_history(pool: asyncpg.Pool, fund_id: uuid.UUID) -> list[dict[str,
             "account": r["account"],
             "amount_minor": r["amount_minor"],
             "currency": r["currency"].strip(),
+            # which donation a gift or refund line is about: what a refund must name
+            "donation_id": r["donation"],
         }
         for r in rows
     ]

@@ -54,9 +54,10 @@ class Translator:
 
     def money(self, amount_minor: int, currency: str = "CNY") -> str:
         """¥1,234.50 from 123450 fen (integer arithmetic; no float ever touches money)."""
-        value = Decimal(amount_minor).scaleb(-2)
+        value = Decimal(abs(amount_minor)).scaleb(-2)
         symbol = "¥" if currency == "CNY" else f"{currency} "
-        return symbol + format_decimal(value, format="#,##0.00", locale=self.locale)
+        sign = "-" if amount_minor < 0 else ""
+        return sign + symbol + format_decimal(value, format="#,##0.00", locale=self.locale)
 
     def when(self, moment: datetime | str | None) -> str:
         """A moment in Nanjing time, formatted for the language."""

@@ -467,6 +467,97 @@ async def open_fund(request: Request) -> Response:
     return await _submit(request, session, form, "/funds", build, _foundation)
 
 
+@router.get("/funds/{fund_id}", response_class=HTMLResponse)
+async def fund_page(request: Request, fund_id: uuid.UUID, posted: str | None = None) -> Response:
+    """One fund's history, every movement of money in order, with a refund form for each gift
+    (the API decides who may see it: its foundation and auditors)."""
+    session = await current(request)
+    if session is None:
+        return _see_other("/")
+    async with api_for(request, session) as api:
+        return await _fund(request, session, api, fund_id, posted)
+
+
+async def _fund(
+    request: Request,
+    session: Session,
+    api: Api,
+    fund_id: uuid.UUID,
+    posted: str | None = None,
+    **extra: Any,
+) -> HTMLResponse:
+    status_code = extra.pop("status_code", 200)
+    fund = await api.get(f"/funds/{fund_id}")
+    history = await api.get(f"/funds/{fund_id}/history")
+    if fund.status_code != 200 or history.status_code != 200:
+        failed = fund if fund.status_code != 200 else history
+        return render(request, "error.html", session, failed.status_code, message="error.not_yours")
+    status = None
+    if posted:
+        r = await api.get(f"/postings/{posted}")
+        status = r.json() if r.status_code == 200 else None
+    # the fund's own accounts; the income account's lines mirror the gifts (double entry)
+    lines = [h for h in history.json()["items"] if str(h["account"]).rsplit(":", 1)[-1] in SERIES]
+    gifts: dict[str, int] = {}
+    for h in history.json()["items"]:
+        if h.get("donation_id") and str(h["account"]).endswith(":available"):
+            gifts[h["donation_id"]] = gifts.get(h["donation_id"], 0) + int(h["amount_minor"])
+    return render(
+        request,
+        "fund.html",
+        session,
+        status_code,
+        fund=fund.json(),
+        lines=lines,
+        gifts=[(d, v) for d, v in gifts.items() if v > 0],
+        posting=status,
+        **extra,
+    )
+
+
+@router.post("/funds/{fund_id}/donations/{donation_id}/refunds")
+async def refund(request: Request, fund_id: uuid.UUID, donation_id: uuid.UUID) -> Response:
+    """Refund all or part of a gift, with the reason the record keeps."""
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+    values = {k: str(v) for k, v in form.items()}
+    async with api_for(request, session) as api:
+        try:
+            body = {
+                "amount": {
+                    "amount_minor": fen(values.get("amount", ""), "amount"),
+                    "currency": "CNY",
+                },
+                "reason": values.get("reason", "").strip(),
+            }
+        except BadForm as bad:
+            t = Translator(_lang(request))
+            return await _fund(
+                request,
+                session,
+                api,
+                fund_id,
+                errors={bad.field: t(bad.key)},
+                values=values,
+                status_code=422,
+            )
+        r = await api.post(
+            f"/funds/{fund_id}/donations/{donation_id}/refunds", body, values.get("key", "")
+        )
+        if r.status_code == 202:
+            return _see_other(f"/funds/{fund_id}?posted={r.json().get('posting_id', '')}")
+        return await _fund(
+            request,
+            session,
+            api,
+            fund_id,
+            errors=field_errors(r),
+            values=values,
+            status_code=r.status_code if 400 <= r.status_code < 500 else 503,
+        )
+
+
 @router.post("/funds/{fund_id}/donations")
 async def donate(request: Request, fund_id: uuid.UUID) -> Response:
     session, form, refused = await _checked(request)

@@ -169,6 +169,17 @@ def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: A
     expect(desk_page.get_by_role("img", name="按区")).to_be_visible()
     shot(desk_page, site, "07-foundation-flows-zh")
 
+    # the foundation opens the fund's history and refunds part of the gift
+    desk_page.get_by_role("link", name="锁金村银发助餐基金").click()
+    expect(desk_page.get_by_role("table", name="资金往来明细")).to_contain_text("收到捐赠")
+    desk_page.get_by_label("退回金额（元）").fill("500")
+    desk_page.get_by_label("退回原因").fill("捐赠人要求退回部分")
+    desk_page.get_by_role("button", name="退回").click()
+    until_shown(desk_page, "¥7,200.00", "the refund to leave the fund")
+    expect(desk_page.get_by_role("table", name="资金往来明细")).to_contain_text("退回捐赠")
+    problems["fund"] = accessibility(desk_page)
+    shot(desk_page, site, "08-fund-history-zh")
+
     assert not [p for ps in problems.values() for p in ps], problems
 
 

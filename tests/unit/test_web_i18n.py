@@ -38,16 +38,17 @@ def test_every_key_the_pages_use_is_in_the_catalogues() -> None:
     used |= {f"urgency.{u.value}" for u in Urgency} | {f"lang.{code}" for code in LANGUAGES}
     used |= {f"role.{r.value}" for r in Role} | {f"weekday.{d}" for d in range(7)}
     used |= {f"slot.{s}" for s in SLOTS} | {f"travel.{r.value}" for r in TravelRange}
-    used.add("error.availability")
+    used |= {"error.availability", "error.not_yours"}
     missing = sorted(k for k in used if k not in catalogue("zh-CN"))
     assert not missing, missing
-    known = {"category.", "skill.", "urgency.", "status.", "match.", "lang.", "role."}
-    assert known | {"weekday.", "slot.", "travel."} >= prefixes
+    known = {"category.", "skill.", "urgency.", "status.", "match.", "lang.", "role.", "event."}
+    assert known | {"weekday.", "slot.", "travel.", "fund."} >= prefixes
 
 
 def test_money_is_exact_fen_shown_as_yuan() -> None:
     assert Translator("zh-CN").money(123450) == "¥1,234.50"
     assert Translator("en").money(5) == "¥0.05"
+    assert Translator("en").money(-800_000) == "-¥8,000.00"
     assert fen("1,234.5", "amount") == 123450
     assert fen(" 8000 ", "amount") == 800000
     assert fen("0.07", "amount") == 7
