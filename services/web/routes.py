@@ -229,7 +229,7 @@ async def live(request: Request, last_event_id: LastEventId = None) -> Response:
 
 
 @router.get("/home", response_class=HTMLResponse)
-async def home(request: Request, posted: str | None = None) -> Response:
+async def home(request: Request, posted: str | None = None, warned: str | None = None) -> Response:
     session = await current(request)
     if session is None:
         return _see_other("/")
@@ -238,6 +238,8 @@ async def home(request: Request, posted: str | None = None) -> Response:
         if posted:
             r = await api.get(f"/postings/{posted}")
             status = r.json() if r.status_code == 200 else None
+            if status is not None and warned:
+                status["near_duplicate"] = True
         role = session.principal.role
         if role is Role.FOUNDATION:
             return await _foundation(request, session, api, status)
@@ -428,7 +430,8 @@ async def _submit(
         r = await api.post(path, body, str(form.get("key", "")), method)
         if r.status_code in (200, 202):
             posted = r.json().get("posting_id", "")
-            return _see_other(f"/home?posted={posted}" if posted else "/home")
+            warned = "&warned=1" if r.json().get("warnings") else ""
+            return _see_other(f"/home?posted={posted}{warned}" if posted else "/home")
         return await again(
             request,
             session,
@@ -610,7 +613,9 @@ async def post_need(request: Request) -> Response:
         body["place"] = {k: v for k, v in body["place"].items() if v}
         return body
 
-    return await _submit(request, session, form, "/needs", build, _community)
+    weeks = str(form.get("repeat_weeks", "")).strip()
+    path = f"/needs?repeat_weeks={weeks}" if weeks.isdigit() and int(weeks) > 1 else "/needs"
+    return await _submit(request, session, form, path, build, _community)
 
 
 @router.post("/volunteers")

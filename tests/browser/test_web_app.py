@@ -212,11 +212,31 @@ def test_a_refused_posting_shows_its_reason_next_to_the_field(site: Site, browse
     page.get_by_label("Amount (yuan)").fill("1200.50")
     page.get_by_role("button", name="Post", exact=True).click()
     until_shown(page, "Winter quilts fund", "the money need to be posted")
-    card = page.locator("li.card", has_text="Winter quilts fund")
+    # the same again: posted (never merged), with a warning that it looks like a duplicate
+    page.get_by_label("Money", exact=True).check()
+    page.get_by_label("Title").fill("Winter quilts fund")
+    page.get_by_label("Amount (yuan)").fill("1200.50")
+    page.get_by_role("button", name="Post", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("looks like one you posted recently")
+    card = page.locator("li.card", has_text="Winter quilts fund").first
     card.get_by_text("Cancel this need").click()
     card.get_by_label("Why").fill("Donated in kind instead")
     card.get_by_role("button", name="Cancel the need").click()
     until_shown(page, "Cancelled", "the need to be cancelled")
+
+    # a weekly need: one form, one need per week
+    page.get_by_label("Volunteer shift").check()
+    page.get_by_label("Title").fill("Saturday lunches at the canteen")
+    page.get_by_label("Start").fill("10:00")
+    page.get_by_label("End").fill("12:00")
+    page.get_by_label("Repeat weekly (weeks)").fill("3")
+    page.get_by_role("button", name="Post", exact=True).click()
+
+    def three() -> bool:
+        page.reload()
+        return page.locator("li.card", has_text="Saturday lunches at the canteen").count() == 3
+
+    wait_for("three weekly occurrences", three, timeout=90, interval=1.0)
 
 
 def test_strangers_and_wrong_roles_and_forged_posts_are_turned_away(
