@@ -44,8 +44,8 @@ class ArchiveTree(Frontier):
     """The ledger's Merkle tree of the archive, with the archive_seq of its last leaf.
 
     A checkpoint says which rows it covers by `last_seq`, and that must be what the tree holds,
-    not the archive's newest row: another writer (two ledgers overlapping in a deploy) may have
-    archived rows this tree has not taken in yet."""
+    not the archive's newest row: another writer may have archived rows this tree has not taken
+    in (the running ledger refuses those: services/ledger/head.py)."""
 
     def __init__(self) -> None:
         super().__init__()
