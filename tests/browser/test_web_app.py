@@ -55,16 +55,22 @@ def accessibility(page: Page) -> list[str]:
     ]
 
 
+def reloaded(page: Page) -> bool:
+    """Reload the page; False while a form's redirect is still under way (the next try
+    reloads), never an error."""
+    try:
+        page.wait_for_load_state()
+        page.reload()
+    except PlaywrightError:
+        return False
+    return True
+
+
 def until_shown(page: Page, text: re.Pattern[str] | str, what: str, timeout: float = 90) -> None:
     """Reload until `text` is on the page (a decision or a match takes a moment)."""
 
     def shown() -> bool:
-        try:
-            page.wait_for_load_state()
-            page.reload()
-        except PlaywrightError:  # a form's redirect still under way: the next try reloads
-            return False
-        return page.get_by_text(text).count() > 0
+        return reloaded(page) and page.get_by_text(text).count() > 0
 
     wait_for(what, shown, timeout=timeout, interval=1.0)
 
@@ -233,7 +239,8 @@ def test_a_refused_posting_shows_its_reason_next_to_the_field(site: Site, browse
     page.get_by_role("button", name="Post", exact=True).click()
 
     def three() -> bool:
-        page.reload()
+        if not reloaded(page):
+            return False
         return page.locator("li.card", has_text="Saturday lunches at the canteen").count() == 3
 
     wait_for("three weekly occurrences", three, timeout=90, interval=1.0)
