@@ -14,7 +14,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -72,7 +71,7 @@ async def until(
 
 
 async def test_the_ledger_sets_aside_each_hostile_event_and_goes_on(
-    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection, tmp_path: Path
+    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection
 ) -> None:
     ensure_topics(broker.bootstrap)
     hostile = the_four()
@@ -87,9 +86,7 @@ async def test_the_ledger_sets_aside_each_hostile_event_and_goes_on(
             *((env, _bytes(env)) for env in [*after, pledge]),
         ],
     )
-    settings = Settings(
-        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url, var_dir=tmp_path
-    )
+    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
     stop = asyncio.Event()
     task = asyncio.create_task(run_ledger(settings, stop))
 
