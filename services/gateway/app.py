@@ -196,12 +196,7 @@ def create_app(settings: Settings) -> FastAPI:
         disk = faults.disk_report(request.app.state.disk_paths, settings.min_free_disk_mb)
         headers: dict[str, str] = {}
         try:
-            report = await health.check(
-                request.app.state.pool,
-                settings.stale_after_seconds,
-                settings.archive_lag_seconds,
-                settings.decision_lag_seconds,
-            )
+            report = await health.check_for(request.app.state.pool, settings)
         except Exception as exc:
             reason = unavailable_reason(exc)
             if reason is None:
@@ -226,12 +221,7 @@ def create_app(settings: Settings) -> FastAPI:
         ready. Counts only, for anyone; readiness per service (`exchange_service_ready`) needs
         an auditor's token (scrape with `authorization: {credentials_file: …}`)."""
         pool = request.app.state.pool
-        report = await health.check(
-            pool,
-            settings.stale_after_seconds,
-            settings.archive_lag_seconds,
-            settings.decision_lag_seconds,
-        )
+        report = await health.check_for(pool, settings)
         unpublished = await pool.fetchval(
             "SELECT count(*) FROM postings WHERE published_at IS NULL"
         )

@@ -8,6 +8,7 @@ import asyncpg
 
 from services import SERVICES, group_of
 from services.platform.dead_letters import dead_letters
+from services.settings import Settings
 
 
 async def check(
@@ -64,6 +65,17 @@ async def check(
         "postings_not_yet_decided": undecided,
         "dead_letters": (await dead_letters(pool)).report(),
     }
+
+
+async def check_for(pool: asyncpg.Pool | asyncpg.Connection, settings: Settings) -> dict[str, Any]:
+    """`check` with the bounds the exchange is configured with (the gateway's /healthz and the
+    web app's overview ask the same question)."""
+    return await check(
+        pool,
+        settings.stale_after_seconds,
+        settings.archive_lag_seconds,
+        settings.decision_lag_seconds,
+    )
 
 
 def public_reason(report: dict[str, Any]) -> str | None:

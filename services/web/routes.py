@@ -361,14 +361,8 @@ async def _overview(
     minutes = sum(int(m.get("minutes") or 0) for m in matches if m.get("status") == "completed")
     services = None
     if session.principal.role is Role.AUDITOR:  # the details /healthz gives an auditor's token
-        settings = request.app.state.settings
         try:
-            report = await health.check(
-                request.app.state.pool,
-                settings.stale_after_seconds,
-                settings.archive_lag_seconds,
-                settings.decision_lag_seconds,
-            )
+            report = await health.check_for(request.app.state.pool, request.app.state.settings)
             services = sorted(report["services"].items())
         except (OSError, asyncpg.PostgresError):
             services = None
@@ -640,7 +634,7 @@ async def register_volunteer(request: Request) -> Response:
     async with api_for(request, session) as api:
         r = await api.post("/volunteers", body, str(form.get("key", "")))
         if r.status_code != 202 or "volunteer_token" not in r.json():
-            again = _community if session.principal.role is Role.COMMUNITY else _overview_again
+            again = _community if session.principal.role is Role.COMMUNITY else _overview
             return await again(
                 request,
                 session,
@@ -733,18 +727,9 @@ async def pledge(request: Request) -> Response:
         form,
         f"/volunteers/{session.principal.id}/pledge",
         build,
-        _volunteer_again,
+        _volunteer,
         method="PUT",
     )
-
-
-async def _overview_again(
-    request: Request, session: Session, api: Api, status: Any, **extra: Any
-) -> HTMLResponse:
-    status_code = extra.pop("status_code", 200)
-    response = await _overview(request, session, api, status, **extra)
-    response.status_code = status_code
-    return response
 
 
 @router.post("/needs/{need_id}/cancel")
@@ -777,17 +762,8 @@ async def act_on_match(request: Request, match_id: uuid.UUID, action: str) -> Re
             raise BadForm("minutes_served", "error.minutes")
         return {"minutes_served": int(minutes)}
 
-    again = _community if session.principal.role is Role.COMMUNITY else _volunteer_again
+    again = _community if session.principal.role is Role.COMMUNITY else _volunteer
     return await _submit(request, session, form, f"/matches/{match_id}/{action}", build, again)
-
-
-async def _volunteer_again(
-    request: Request, session: Session, api: Api, status: Any, **extra: Any
-) -> HTMLResponse:
-    status_code = extra.pop("status_code", 200)
-    response = await _volunteer(request, session, api, status, **extra)
-    response.status_code = status_code
-    return response
 
 
 def pledged_cells(me: dict[str, Any]) -> set[str]:
