@@ -364,6 +364,9 @@ def parser() -> argparse.ArgumentParser:
     from services.audit.cli import add_commands as add_audit_commands
 
     add_audit_commands(sub)
+    from services.ledger.head_cli import add_ledger_commands
+
+    add_ledger_commands(sub)
     from services.privacy_cli import add_privacy_commands
 
     add_privacy_commands(sub)

@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     """The ledger's Ed25519 signing key (PEM, mode 0600), created at first start. Unset:
     var_dir/keys/ledger-ed25519.pem."""
 
+    witness_dir: Path | None = None
+    """Where the ledger writes a copy of every checkpoint it signs (one file each, never
+    overwritten) and `ledger-head.json`, the head of the archive as it last wrote it: evidence
+    kept outside the database (docs/audit.md). Unset: var_dir/witness. Put it on other storage,
+    ideally another host, that the database's administrators cannot write."""
+
     audit_public_key: str | None = None
     """The public key `exchange audit verify` trusts (64 hex digits, as `exchange audit key`
     prints it), pinned outside the var dir: the key file beside the data is no trust anchor."""

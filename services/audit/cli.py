@@ -5,7 +5,9 @@ could not run (no trusted key given from outside the var dir, no database), 3 (`
 archive is intact but holds events whose `producer` header is not their topic's single writer
 (docs/audit.md, "Who wrote it"). `verify` fails closed: events without a signed checkpoint, an
 unsigned tail older than the checkpoint cadence allows, an archive smaller than a checkpoint
-held outside or than `--expect-at-least`, and a checkpoint under an untrusted key all exit 1."""
+held outside (`--held`, or a `--witness` directory's files) or than `--expect-at-least`, rows
+beyond the ledger's own head in a `--witness` directory, and a checkpoint under an untrusted key
+all exit 1; a `--witness` directory that is missing or holds no checkpoint exits 2."""
 
 from __future__ import annotations
 
@@ -41,6 +43,15 @@ def add_commands(sub: Any) -> None:
         metavar="FILE",
         help="a CheckpointRecorded event (or its payload) held outside: the archive must extend "
         "it (repeatable)",
+    )
+    verify.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a witness directory the ledger writes its checkpoints to (EXCHANGE_WITNESS_DIR): "
+        "each checkpoint file must be signed by the trusted key and extended by the archive, "
+        "and rows beyond the ledger's own head (ledger-head.json) are reported (repeatable)",
     )
     verify.add_argument(
         "--expect-at-least",
@@ -122,18 +133,40 @@ def _unsigned_limit(settings: Settings, given: float | None) -> float:
     return max(3 * settings.checkpoint_every_seconds, UNSIGNED_FLOOR)
 
 
-def _held(paths: list[str]) -> list[Any]:
+def _held(paths: list[str]) -> dict[Any, str]:
+    """Each held checkpoint, with the file it came from (to name it in a finding)."""
     from services.audit.proofs import checkpoint_from_json
 
-    held = []
+    held = {}
     for path in paths:
         try:
             doc = json.loads(Path(path).read_text())
-            held.append(checkpoint_from_json(doc.get("payload", doc)))
+            held[checkpoint_from_json(doc.get("payload", doc))] = path
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             print(f"cannot verify: cannot read the held checkpoint {path}: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
     return held
+
+
+def _witnesses(settings: Settings, paths: list[str]) -> list[Any]:
+    """Every `--witness DIR`, read; a missing or empty one stops the check (exit 2). One inside
+    the var dir is used, with a warning: it sits beside the data it is meant to check."""
+    from services.audit.witness import WitnessUnreadable, read_witness
+
+    found = []
+    for path in paths:
+        try:
+            found.append(read_witness(Path(path)))
+        except WitnessUnreadable as exc:
+            print(f"cannot verify: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if Path(path).resolve().is_relative_to(settings.var_dir.resolve()):
+            print(
+                f"note: the witness directory {path} is inside the var dir: whoever can rewrite "
+                "the database there can usually rewrite it too (keep one on other storage)",
+                file=sys.stderr,
+            )
+    return found
 
 
 def _dsn(settings: Settings, given: str | None) -> str:
@@ -167,6 +200,10 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
     trusted = _trusted(settings, args)
     held = _held(args.held)
+    witnesses = _witnesses(settings, args.witness)
+    for w in witnesses:
+        held.update({cp: str(file) for cp, file in w.checkpoints.items()})
+    heads = [w.head_file for w in witnesses if w.head_file is not None]
     limit = _unsigned_limit(settings, args.unsigned_limit)
     dsn = _dsn(settings, args.database_url)
     bootstrap = _bootstrap(settings, args.bootstrap_servers) if args.against_kafka else None
@@ -178,7 +215,9 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
                 conn,
                 trusted,
                 _progress,
-                held=held,
+                held=list(held),
+                held_from=held,
+                ledger_heads=heads,
                 expect_at_least=args.expect_at_least,
                 unsigned_limit=limit,
             )
@@ -206,6 +245,8 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             print(
                 f"last signed checkpoint: size {cp.head.tree_size} root {cp.head.root_hash.hex()}"
             )
+        signed = summary.last_signed.head.tree_size if summary.last_signed else 0
+        _print_witnessed(witnesses, summary.ledger_heads, signed)
         if bootstrap is not None:
             print(f"topics agree with the archive ({unarchived} records not archived yet)")
         if foreign:
@@ -219,6 +260,32 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _print_witnessed(witnesses: list[Any], heads: list[Any], signed: int) -> None:
+    """What each witness directory proved (only called when nothing was found)."""
+    ledger_heads = iter(heads)
+    for w in witnesses:
+        print(
+            f"witness {w.path}: {len(w.checkpoints)} checkpoints, each signed by the trusted key "
+            "and consistent with the archive (the archive extends every one)"
+        )
+        if w.head_file is None:
+            print(
+                f"witness {w.path}: no ledger-head.json, rows after the last checkpoint unchecked"
+            )
+            continue
+        head = next(ledger_heads)
+        if head.tree_size < signed:
+            print(
+                f"ledger head {w.head_file}: older than the last signed checkpoint (a copy taken "
+                f"earlier?): events after number {signed} were not checked against it"
+            )
+            continue
+        print(
+            f"ledger head {w.head_file}: the ledger wrote events up to number {head.tree_size} "
+            f"(archive_seq {head.archive_seq}); the archive holds none beyond it"
+        )
 
 
 def _cmd_key(settings: Settings, args: argparse.Namespace) -> int:

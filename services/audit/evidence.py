@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from schemas.topics import LEDGER_CHECKPOINTS, all_topic_names
-from services.audit.chain import content_hash
+from services.audit.chain import GENESIS, content_hash
 from services.audit.checkpoint import Checkpoint, TreeHead
 from services.audit.merkle import consistency_proof, leaf_hash
 from services.audit.proofs import checkpoint_from_json
@@ -25,7 +26,9 @@ from services.audit.verify import (
     Summary,
     merge_checkpoints,
 )
+from services.audit.witness import beyond_head, candidates, ledger_extent
 from services.ledger.archive import ROW_COLUMNS, archive_id, row_of
+from services.ledger.head import Head, read_record
 from services.platform.kafka import read_all
 
 PAGE = 5000
@@ -72,6 +75,8 @@ async def verify_archive(
     progress: Progress | None = None,
     *,
     held: Sequence[Checkpoint] = (),
+    held_from: Mapping[Checkpoint, str] | None = None,
+    ledger_heads: Sequence[Path] = (),
     expect_at_least: int = 0,
     unsigned_limit: float | None = None,
 ) -> tuple[Finding | None, Summary]:
@@ -79,13 +84,16 @@ async def verify_archive(
 
     Fails closed: events with no signed checkpoint are a finding. `held` are checkpoints the
     verifier holds from outside the database (checked like the archive's own: a held one
-    larger than the archive, or not matching it, is a finding). `expect_at_least`: fewer events
+    larger than the archive, or not matching it, is a finding); `held_from` names the file
+    each came from. `ledger_heads`: head files the ledger wrote outside the database
+    (services/ledger/head.py), read once the archive has been walked: rows beyond the ledger's
+    head, or its rows gone or rewritten, are a finding. `expect_at_least`: fewer events
     is a finding. `unsigned_limit` (seconds): an event other than a checkpoint event archived
     longer ago than that and not covered by a signed checkpoint is a finding (stale)."""
     checkpoints = merge_checkpoints(
         await stored_checkpoints(conn), await published_checkpoints(conn), held
     )
-    checker = ArchiveChecker(checkpoints, trusted)
+    checker = ArchiveChecker(checkpoints, trusted, held_from)
     total = await conn.fetchval("SELECT count(*) FROM archive")
     last, done = -(2**63), 0  # archive_seq can be made zero or negative by hand
     while True:
@@ -110,6 +118,8 @@ async def verify_archive(
             progress(done, total)
     finding = checker.finish()
     summary = checker.summary
+    for path in ledger_heads:
+        finding = finding or await _against_head(conn, summary, path)
     if finding is None and summary.events < expect_at_least:
         finding = Finding(
             "missing",
@@ -122,6 +132,52 @@ async def verify_archive(
     if finding is None and unsigned_limit is not None:
         finding = await _stale(conn, summary, unsigned_limit)
     return finding, summary
+
+
+async def _against_head(conn: asyncpg.Connection, summary: Summary, path: Path) -> Finding | None:
+    """The archive against the ledger's own head file (services/audit/witness.py,
+    `beyond_head`); records in `summary.ledger_head` how far the ledger wrote."""
+    try:
+        record = await asyncio.to_thread(read_record, path)
+    except (OSError, ValueError) as exc:
+        return Finding("witness", None, None, None, f"cannot read {path}: {exc}")
+    if record is None:
+        return Finding("witness", None, None, None, f"{path} is gone")
+    holds = {h: await _row_is(conn, h) for h in candidates(record)}
+    rows_now = int(await conn.fetchval("SELECT count(*) FROM archive"))
+    signed = summary.last_signed.head.tree_size if summary.last_signed else 0
+    found = beyond_head(record, holds, summary.events, rows_now, str(path), signed)
+    if found is None:
+        ours = ledger_extent(record, holds)
+        assert ours is not None  # no finding: a head holds
+        summary.ledger_heads.append(ours)
+        return None
+    r = await _row_at(conn, found.position)
+    if r is None:
+        return Finding(found.kind, None, None, None, found.detail)
+    return Finding(found.kind, r["archive_seq"], r["event_id"], r["topic"], found.detail)
+
+
+async def _row_at(conn: asyncpg.Connection, position: int) -> asyncpg.Record | None:
+    """The row number `position` (1-based) in archive order; None for 0 or beyond the end."""
+    if position < 1:
+        return None
+    return await conn.fetchrow(
+        "SELECT archive_seq, event_id, topic, chain_hash FROM archive ORDER BY archive_seq"
+        " OFFSET $1 LIMIT 1",
+        position - 1,
+    )
+
+
+async def _row_is(conn: asyncpg.Connection, head: Head) -> bool:
+    """Whether row number `head.tree_size` has the head's archive_seq and chain hash."""
+    if head.tree_size == 0:
+        return head.chain_hash == GENESIS
+    r = await _row_at(conn, head.tree_size)
+    return r is not None and (r["archive_seq"], r["chain_hash"]) == (
+        head.archive_seq,
+        head.chain_hash,
+    )
 
 
 async def _stale(conn: asyncpg.Connection, summary: Summary, limit: float) -> Finding | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from services.audit.chain import GENESIS, ArchivedRow, content_hash, link
 from services.audit.checkpoint import Checkpoint, TreeHead, problem
 from services.audit.merkle import Frontier, leaf_hash
+from services.ledger.head import Head
 
 LOOKBEHIND = 64
 """How many earlier rows are tried as the true predecessor of a row whose link is broken."""
@@ -77,6 +78,8 @@ class Summary:
     head: TreeHead = field(default_factory=lambda: TreeHead(0, Frontier().root(), GENESIS))
     """The tree head of the whole archive as verified (not necessarily signed yet)."""
     last_signed: Checkpoint | None = None
+    ledger_heads: list[Head] = field(default_factory=list)
+    """How far the ledger wrote, by each head file checked (services/audit/witness.py)."""
 
 
 def merge_checkpoints(*sources: Iterable[Checkpoint]) -> list[Checkpoint]:
@@ -92,8 +95,15 @@ def merge_checkpoints(*sources: Iterable[Checkpoint]) -> list[Checkpoint]:
 class ArchiveChecker:
     """Recomputes content hashes, the chain and tree heads; checks them as rows are fed."""
 
-    def __init__(self, checkpoints: Sequence[Checkpoint], trusted: Ed25519PublicKey) -> None:
+    def __init__(
+        self,
+        checkpoints: Sequence[Checkpoint],
+        trusted: Ed25519PublicKey,
+        sources: Mapping[Checkpoint, str] | None = None,
+    ) -> None:
         self.trusted = trusted
+        self.sources = dict(sources or {})
+        """Where a checkpoint held outside the database came from (a witness file), to name it."""
         self.pending = deque(sorted(checkpoints, key=lambda c: c.head.tree_size))
         self.tree = Frontier()
         self.previous = GENESIS
@@ -188,19 +198,25 @@ class ArchiveChecker:
             "archive no longer holds",
         )
 
+    def _held_in(self, cp: Checkpoint) -> str:
+        """` (held in FILE)` for a checkpoint from outside the database, else nothing."""
+        source = self.sources.get(cp)
+        return "" if source is None else f" (held in {source})"
+
     def _checkpoint(self, cp: Checkpoint, stored: StoredRow) -> Finding | None:
         size = cp.head.tree_size
         why = problem(cp, self.trusted)
         if why is not None:
-            detail = f"the checkpoint at tree size {size} is {why}"
+            detail = f"the checkpoint at tree size {size}{self._held_in(cp)} is {why}"
             return Finding("checkpoint", stored.archive_seq, None, None, detail)
         since = self.summary.last_signed.head.tree_size if self.summary.last_signed else 0
         if cp.head.root_hash != self.tree.root() or cp.head.chain_hash != self.previous:
             return Finding.at(
                 "changed",
                 stored,
-                f"the first {size} events no longer give the tree head signed at that size: an "
-                f"event among numbers {since + 1}–{size} was rewritten (hashes recomputed)",
+                f"the first {size} events no longer give the tree head signed at that size"
+                f"{self._held_in(cp)}: an event among numbers {since + 1}–{size} was rewritten "
+                "(hashes recomputed)",
             )
         self.summary.checkpoints += 1
         self.summary.last_signed = cp
@@ -222,8 +238,8 @@ class ArchiveChecker:
                     None,
                     None,
                     None,
-                    f"the checkpoint at tree size {cp.head.tree_size} is not signed by the "
-                    "exchange's key",
+                    f"the checkpoint at tree size {cp.head.tree_size}{self._held_in(cp)} is "
+                    "not signed by the exchange's key",
                 )
             last = self.recent[-1] if self.recent else None
             return Finding(
@@ -231,8 +247,9 @@ class ArchiveChecker:
                 last.archive_seq if last else None,
                 last.row.event_id if last else None,
                 last.row.topic if last else None,
-                f"the archive holds {self.tree.size} events but a signed checkpoint covers "
-                f"{cp.head.tree_size}: events after this one were deleted",
+                f"the archive holds {self.tree.size} events but a signed checkpoint"
+                f"{self._held_in(cp)} covers {cp.head.tree_size}: events after this one were "
+                "deleted",
             )
         if self.summary.events and self.summary.last_signed is None:
             return Finding(

@@ -22,6 +22,7 @@ from services.audit.chain import GENESIS, ArchivedRow, chain, content_hash
 from services.audit.merkle import Frontier, leaf_hash
 from services.ledger import provenance
 from services.ledger.batch_projection import project_batch
+from services.ledger.head import ForeignArchive, Head, LedgerHead
 from services.ledger.sequences import Seen, is_sequenced, record_sequences
 from services.ledger.set_aside import record_set_aside
 from services.platform.kafka import Record
@@ -43,8 +44,8 @@ class ArchiveTree(Frontier):
     """The ledger's Merkle tree of the archive, with the archive_seq of its last leaf.
 
     A checkpoint says which rows it covers by `last_seq`, and that must be what the tree holds,
-    not the archive's newest row: another writer (two ledgers overlapping in a deploy) may have
-    archived rows this tree has not taken in yet."""
+    not the archive's newest row: another writer may have archived rows this tree has not taken
+    in (the running ledger refuses those: services/ledger/head.py)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,13 +73,23 @@ async def prepare(conn: asyncpg.Connection) -> None:
 
 
 async def archive_batch(
-    conn: asyncpg.Connection, records: Sequence[Record], tree: ArchiveTree | None = None
+    conn: asyncpg.Connection,
+    records: Sequence[Record],
+    tree: ArchiveTree | None = None,
+    head: LedgerHead | None = None,
 ) -> int:
     """Archive `records` (in consumption order); return how many were new.
 
     New rows get their content and chain hashes (services/audit/chain.py) in the same
     transaction as the rows and positions, so the chain never has a gap or a fork; `tree`, the
-    ledger's running Merkle tree, gains their leaves once the transaction has committed."""
+    ledger's running Merkle tree, gains their leaves once the transaction has committed.
+
+    With `head` (the ledger's record of its own head, services/ledger/head.py; needs `tree`),
+    the archive must still end at that head, and no row may appear between it and the new
+    rows: ForeignArchive otherwise, and nothing is written. The new head is recorded as an
+    intent before the commit and as committed after it."""
+    if head is not None and tree is None:
+        raise ValueError("a ledger head needs the tree it describes")
     envelopes: dict[uuid.UUID, Envelope[Message]] = {}
     rows = []
     for ord_, rec in enumerate(records):
@@ -119,6 +130,8 @@ async def archive_batch(
         )
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", ARCHIVE_LOCK)
+        if head is not None:
+            await head.check(conn)
         await conn.copy_records_to_table("archive_in", records=rows)
         known = {  # (an index lookup: a join here turns into a scan of the whole archive)
             (r["topic"], r["event_id"])
@@ -158,7 +171,14 @@ async def archive_batch(
         await provenance.record_flags(conn, flagged)
         if tree is not None and new and new[0]["archive_seq"] != tree.last_seq + 1:
             # a gap: rows another writer archived since (or a sequence gap): leaves before ours
-            contents = [*await _rows_between(conn, tree.last_seq, new[0]["archive_seq"]), *contents]
+            between = await _rows_between(conn, tree.last_seq, new[0]["archive_seq"])
+            if between and head is not None:  # written beside the lock: not the ledger's
+                raise ForeignArchive(
+                    f"{len(between)} rows appeared between archive_seq {tree.last_seq} (the "
+                    f"ledger's head) and {new[0]['archive_seq']} while it archived a batch: "
+                    "the ledger did not write them"
+                )
+            contents = [*between, *contents]
         first = await conn.fetch(  # an event seen before on another topic is projected once
             "INSERT INTO projected_events (event_id, archive_seq)"
             " SELECT * FROM unnest($1::uuid[], $2::bigint[])"
@@ -207,6 +227,10 @@ async def archive_batch(
             conn, [r[1] for r in rows], [envelopes.get(r["event_id"]) for r in order]
         )
         await save_positions(conn, records)
+        if head is not None and tree is not None and new:
+            await head.intend(Head(new[-1]["archive_seq"], links[-1], tree.size + len(contents)))
+    if head is not None:
+        await head.commit()
     if tree is not None:
         tree.extend(leaf_hash(c) for c in contents)
         if new:

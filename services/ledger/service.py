@@ -23,7 +23,9 @@ from services.ledger.archive import (
     prepare,
 )
 from services.ledger.checkpoints import Checkpointer
+from services.ledger.head import HEAD_FILE, ForeignArchive, LedgerHead
 from services.ledger.set_aside import publish_set_aside
+from services.ledger.witness import Witness, witness_path
 from services.platform import logs, taskdump
 from services.platform.db import Heartbeat, connect, connect_pool, migrate
 from services.platform.kafka import Record, client_security, ensure_topics
@@ -54,12 +56,22 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
     hashed = await hash_legacy_rows(conn)
     if hashed:
         log.info("hashed rows archived before hashing existed", extra={"rows": hashed})
-    checkpoints = await Checkpointer.load(
-        conn,
-        key,
-        settings.checkpoint_every_events,
-        settings.checkpoint_every_seconds,
-    )
+    witness = Witness(witness_path(settings))
+    head = LedgerHead(witness.directory / HEAD_FILE)
+    try:  # the archive must end where this ledger left it (services/ledger/head.py)
+        await head.resume(conn)
+        checkpoints = await Checkpointer.load(
+            conn,
+            key,
+            settings.checkpoint_every_events,
+            settings.checkpoint_every_seconds,
+        )
+        await head.settle(conn, checkpoints.tree.size, checkpoints.tree.last_seq)
+    except ForeignArchive as exc:
+        await beat.stop()
+        await conn.close()
+        await pool.close()
+        raise _refuse(exc) from None
     publisher = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", **client_security(settings, "aiokafka")
     )
@@ -75,6 +87,7 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
     )
     await consumer.start()
     try:
+        await witness.catch_up(conn)  # before the broker: files a crash or a full disk left out
         await checkpoints.publish_pending(conn, publisher)
         await publish_set_aside(conn, publisher)  # what a crash left unpublished
         positions = await load_positions(conn)
@@ -113,13 +126,17 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
                 consumer.seek(TopicPartition(topic, partition), offset)
             if checkpoints.due():
                 await checkpoints.record(conn)
+                await witness.catch_up(conn)
                 await checkpoints.publish_pending(conn, publisher)
             if held and not records:
                 await asyncio.sleep(0.01)  # the inputs are on their way
                 continue
             if not records:
                 continue
-            new = await archive_batch(conn, records, checkpoints.tree)
+            try:
+                new = await archive_batch(conn, records, checkpoints.tree, head)
+            except ForeignArchive as exc:  # nothing of the batch was written, nothing signed
+                raise _refuse(exc) from None
             if new:  # events set aside in that batch go to their dead-letter topics now
                 await publish_set_aside(conn, publisher)
             checkpoints.count(new, records)
@@ -131,6 +148,7 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
             }
         if checkpoints.pending:  # a clean stop signs what it archived
             await checkpoints.record(conn)
+            await witness.catch_up(conn)
             try:  # never hold up a stop for the broker: the next start publishes it
                 await asyncio.wait_for(checkpoints.publish_pending(conn, publisher), 5)
             except Exception as exc:
@@ -141,6 +159,12 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         await beat.stop()
         await conn.close()
         await pool.close()
+
+
+def _refuse(exc: ForeignArchive) -> SystemExit:
+    """Stop rather than sign rows the ledger did not write: logged, and the exit message."""
+    log.error("refusing to run: %s", exc)
+    return SystemExit(f"ledger: {exc}")
 
 
 async def caught_up(consumer: AIOKafkaConsumer, parts: list[TopicPartition]) -> bool:

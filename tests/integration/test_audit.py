@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -26,13 +30,23 @@ from services.audit.evidence import (
     verify_archive,
 )
 from services.audit.keys import load_key
-from services.audit.proofs import proof_document, proof_problem
+from services.audit.proofs import checkpoint_from_json, proof_document, proof_problem
 from services.embedded.broker import EmbeddedBroker
 from services.embedded.postgres import EmbeddedPostgres
 from services.ledger.archive import ROW_COLUMNS, row_of
+from services.ledger.head import (
+    HEAD_FILE,
+    ForeignArchive,
+    Head,
+    HeadRecord,
+    LedgerHead,
+    read_record,
+    write_record,
+)
 from services.ledger.service import run_ledger
+from services.ledger.witness import checkpoint_file_name
 from services.platform.db import connect, migrate
-from services.platform.kafka import ensure_topics, set_producer
+from services.platform.kafka import Record, ensure_topics, set_producer
 from services.settings import Settings
 from tests.integration.test_ledger import EVENTS_ARCHIVED, needs, publish, wait_until
 
@@ -54,6 +68,8 @@ class Archived:
     bootstrap: str
     key: Ed25519PublicKey
     key_file: Path
+    witness: Path
+    """The ledger's witness directory (checkpoint files and ledger-head.json)."""
 
     def url(self, name: str) -> str:
         return self.admin_url.replace("/postgres?", f"/{name}?")
@@ -99,7 +115,12 @@ def archived(
     try:
         key_file = tmp / "keys" / "ledger-ed25519.pem"
         yield Archived(
-            name, postgres.admin_url, broker.bootstrap, load_key(key_file).public_key(), key_file
+            name,
+            postgres.admin_url,
+            broker.bootstrap,
+            load_key(key_file).public_key(),
+            key_file,
+            tmp / "witness",
         )
     finally:
         broker.process.kill()
@@ -771,3 +792,267 @@ async def test_rows_a_crashed_ledger_left_unsigned_are_signed_at_start(
     await copy.execute("DELETE FROM checkpoints WHERE tree_size > $1", first)
     loaded = await Checkpointer.load(copy, load_key(archived.key_file), 1000, 3600)
     assert loaded.pending > 0 and loaded.due()
+
+
+# --- Checkpoints leave the database; the ledger signs only what it wrote ---------------------
+
+
+def copy_witness(archived: Archived, tmp_path: Path) -> Path:
+    """A copy of the ledger's witness directory, to tamper with or to run a ledger on."""
+    witness = tmp_path / "witness"
+    shutil.copytree(archived.witness, witness)
+    return witness
+
+
+def ledger_on(archived: Archived, url: str, witness: Path, bootstrap: str) -> Settings:
+    """The ledger's settings on a copy of the archive: its key, its witness dir, a fresh broker."""
+    return Settings(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        DATABASE_URL=url,
+        var_dir=witness.parent / "var",
+        witness_dir=witness,
+        audit_key_path=archived.key_file,
+    )
+
+
+async def append_forged_row(conn: asyncpg.Connection) -> int:
+    """An insider's row after the newest: a copy of it under a new event id, numbered by the
+    archive's own sequence, hashed and linked exactly as the ledger would. Returns its seq."""
+    last = max(await seqs(conn))
+    forged: int = await conn.fetchval(
+        "INSERT INTO archive (event_id, topic, kafka_partition, kafka_offset, kafka_key, value,"
+        " headers, event_type, stream_id, stream_seq, recorded_at)"
+        " SELECT $2, topic, kafka_partition, kafka_offset, kafka_key, value, headers,"
+        " event_type, stream_id, stream_seq, recorded_at FROM archive WHERE archive_seq = $1"
+        " RETURNING archive_seq",
+        last,
+        uuid.uuid4(),
+    )
+    r = await conn.fetchrow(f"SELECT {ROW_COLUMNS} FROM archive WHERE archive_seq = $1", forged)
+    content = chain.content_hash(row_of(r))
+    previous = await conn.fetchval("SELECT chain_hash FROM archive WHERE archive_seq = $1", last)
+    await conn.execute(
+        "UPDATE archive SET content_hash = $2, chain_hash = $3 WHERE archive_seq = $1",
+        forged,
+        content,
+        chain.link(previous, content),
+    )
+    return forged
+
+
+async def test_every_checkpoint_is_in_the_witness_dir_with_the_ledgers_head(
+    copy: asyncpg.Connection, archived: Archived
+) -> None:
+    stored = await stored_checkpoints(copy)
+    files = sorted(archived.witness.glob("checkpoint-*.json"))
+    assert [f.name for f in files] == [checkpoint_file_name(cp.head.tree_size) for cp in stored]
+    assert [checkpoint_from_json(json.loads(f.read_text())) for f in files] == stored
+    newest = await copy.fetchrow(
+        "SELECT archive_seq, chain_hash FROM archive ORDER BY archive_seq DESC LIMIT 1"
+    )
+    size = await copy.fetchval("SELECT count(*) FROM archive")
+    assert read_record(archived.witness / HEAD_FILE) == HeadRecord(Head(*newest, size))
+
+
+async def test_a_missing_witness_file_is_written_at_start_and_none_is_overwritten(
+    copy: asyncpg.Connection, archived: Archived, tmp_path: Path, broker: EmbeddedBroker
+) -> None:
+    witness = copy_witness(archived, tmp_path)
+    missing, kept = sorted(witness.glob("checkpoint-*.json"))[:2]
+    original = missing.read_text()
+    missing.unlink()  # a crash between storing the checkpoint and writing its file
+    kept.write_text(kept.read_text().replace('"signature": "', '"signature": "00'))
+    tampered = kept.read_text()
+
+    stop = asyncio.Event()
+    settings = ledger_on(archived, await dsn_of(copy, archived), witness, broker.bootstrap)
+    task = asyncio.create_task(run_ledger(settings, stop))
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while not missing.exists():
+            if task.done():
+                task.result()
+                raise AssertionError("the ledger stopped")
+            assert asyncio.get_running_loop().time() < deadline, "the file was not written again"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    assert missing.read_text() == original
+    assert kept.read_text() == tampered  # never overwritten, not even to repair it
+
+
+async def test_a_witness_dir_that_cannot_be_written_is_retried_never_fatal(
+    copy: asyncpg.Connection, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.ledger.witness import Witness
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the directory should be, as a full or read-only disk")
+    witness = Witness(blocked / "witness")
+    with caplog.at_level(logging.WARNING):
+        assert await witness.catch_up(copy) == 0
+    assert "will retry" in caplog.text
+    blocked.unlink()
+    assert await witness.catch_up(copy) == len(await stored_checkpoints(copy))
+    assert await witness.catch_up(copy) == 0  # nothing new since
+
+
+async def test_verify_with_the_witness_passes_and_names_the_file_when_cut_back(
+    copy: asyncpg.Connection, archived: Archived
+) -> None:
+    """Tamper row: delete the tail back to an older checkpoint and the checkpoints above it.
+    Nothing in the database contradicts the rest; the witness files do."""
+    url, key = await dsn_of(copy, archived), ("--public-key", pinned(archived))
+    witness = ("--witness", str(archived.witness))
+    files = len(list(archived.witness.glob("checkpoint-*.json")))
+    intact = verify_cli(url, *key, *witness)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert f"{files} checkpoints, each signed by the trusted key and consistent" in intact.stdout
+    assert "the archive holds none beyond it" in intact.stdout
+
+    sizes = sorted(r[0] for r in await copy.fetch("SELECT tree_size FROM checkpoints"))
+    last_kept = (await seqs(copy))[sizes[0] - 1]
+    await copy.execute("DELETE FROM archive WHERE archive_seq > $1", last_kept)
+    await copy.execute("DELETE FROM checkpoints WHERE tree_size > $1", sizes[0])
+    alone = verify_cli(url, *key)
+    assert alone.returncode == 0, alone.stdout  # consistent with itself
+    cut = verify_cli(url, *key, *witness)
+    assert cut.returncode == 1, cut.stdout + cut.stderr
+    assert "BROKEN missing" in cut.stdout, cut.stdout
+    assert str(archived.witness / checkpoint_file_name(sizes[1])) in cut.stdout
+
+
+async def test_verify_with_the_witness_fails_on_a_wiped_archive_and_a_missing_dir(
+    copy: asyncpg.Connection, archived: Archived, tmp_path: Path
+) -> None:
+    url, key = await dsn_of(copy, archived), ("--public-key", pinned(archived))
+    first = min(r[0] for r in await copy.fetch("SELECT tree_size FROM checkpoints"))
+    await copy.execute("DELETE FROM archive")
+    await copy.execute("DELETE FROM checkpoints")
+    wiped = verify_cli(url, *key, "--witness", str(archived.witness))
+    assert wiped.returncode == 1, wiped.stdout + wiped.stderr
+    assert "BROKEN missing" in wiped.stdout and "holds 0 events" in wiped.stdout
+    assert checkpoint_file_name(first) in wiped.stdout
+
+    nowhere = verify_cli(url, *key, "--witness", str(tmp_path / "nowhere"))
+    assert nowhere.returncode == 2 and "does not exist" in nowhere.stderr, nowhere.stderr
+    (tmp_path / "empty").mkdir()
+    empty = verify_cli(url, *key, "--witness", str(tmp_path / "empty"))
+    assert empty.returncode == 2 and "holds no checkpoint file" in empty.stderr, empty.stderr
+
+
+async def test_verify_with_the_witness_names_the_file_a_rewritten_history_breaks(
+    copy: asyncpg.Connection, archived: Archived
+) -> None:
+    first = min(r[0] for r in await copy.fetch("SELECT tree_size FROM checkpoints"))
+    await remove_signed_history(copy)
+    broken = verify_cli(
+        await dsn_of(copy, archived),
+        "--public-key",
+        pinned(archived),
+        "--witness",
+        str(archived.witness),
+    )
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "BROKEN changed" in broken.stdout and "rewritten" in broken.stdout
+    assert str(archived.witness / checkpoint_file_name(first)) in broken.stdout
+
+
+async def test_a_forged_row_after_the_last_checkpoint_is_never_signed(
+    copy: asyncpg.Connection, archived: Archived, tmp_path: Path, broker: EmbeddedBroker
+) -> None:
+    """Tamper row: append a correctly hashed and linked row after the last checkpoint. The
+    restarted ledger refuses to sign it; verify with the witness names it."""
+    witness = copy_witness(archived, tmp_path)
+    url = await dsn_of(copy, archived)
+    signed = await copy.fetchval("SELECT max(tree_size) FROM checkpoints")
+    forged = await append_forged_row(copy)
+
+    refused = f"archive_seq {forged} (and 0 rows after it) was not written by the ledger"
+    with pytest.raises(SystemExit, match=re.escape(refused)):
+        await run_ledger(ledger_on(archived, url, witness, broker.bootstrap), asyncio.Event())
+    assert await copy.fetchval("SELECT max(tree_size) FROM checkpoints") == signed
+
+    key = ("--public-key", pinned(archived))
+    alone = verify_cli(url, *key)
+    assert "archive verified" in alone.stdout, alone.stdout  # fresh and linked: looks fine
+    named = verify_cli(url, *key, "--witness", str(witness))
+    assert named.returncode == 1, named.stdout + named.stderr
+    assert f"BROKEN inserted: archive_seq {forged}," in named.stdout
+    assert "not written by the ledger" in named.stdout
+
+    # the operator's explicit way out: adopt the archive as it stands (here, to show it)
+    adopt = adopt_head(url, witness)
+    assert adopt.returncode == 0 and f"archive_seq {forged}" in adopt.stdout, adopt.stdout
+    assert len(list(witness.glob(f"{HEAD_FILE}.replaced-*"))) == 1  # the old one, kept
+    await LedgerHead(witness / HEAD_FILE).resume(copy)
+
+
+def adopt_head(url: str, witness: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "ledger", "adopt-head", "--database-url", url],
+        env={**os.environ, "EXCHANGE_WITNESS_DIR": str(witness)},
+        capture_output=True,
+        text=True,
+    )
+
+
+def tick(offset: int) -> Record:
+    return Record(
+        "clock.ticks", 0, offset, b"z", b"{}", (("event_id", str(uuid.uuid4()).encode()),)
+    )
+
+
+async def test_the_head_survives_a_crash_either_side_of_the_commit_and_stops_a_forgery(
+    db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The ledger's write path with its head file: an intent before each commit, committed
+    after; a crash on either side of the commit is its own; a row forged between two batches
+    stops the next batch and never enters the tree it signs."""
+    from services.ledger.archive import archive_batch, prepare
+    from services.ledger.checkpoints import Checkpointer
+
+    path = tmp_path / HEAD_FILE
+    key = Ed25519PrivateKey.generate()
+    await prepare(db)
+    ours = await Checkpointer.load(db, key, 1000, 60)
+    head = LedgerHead(path)
+    await head.resume(db)
+    await head.settle(db, ours.tree.size, ours.tree.last_seq)  # no file: trusts the empty one
+    assert read_record(path) == HeadRecord(Head(0, chain.GENESIS, 0))
+
+    await archive_batch(db, [tick(i) for i in range(5)], ours.tree, head)
+    newest = await db.fetchrow("SELECT max(archive_seq) AS seq FROM archive")
+    five = Head(newest["seq"], await chain_at(db, newest["seq"]), 5)
+    assert read_record(path) == HeadRecord(five)
+
+    # killed after the intent, before the commit: the archive ends at the committed head
+    write_record(path, HeadRecord(five, Head(99, hashlib.sha256(b"x").digest(), 9)), durable=True)
+    await LedgerHead(path).resume(db)
+    assert read_record(path) == HeadRecord(five)
+    # killed after the commit, before recording it: the archive ends at the intent
+    await archive_batch(db, [tick(i) for i in range(5, 10)], ours.tree, head)
+    ten = read_record(path)
+    assert ten is not None and ten.committed.tree_size == 10
+    write_record(path, HeadRecord(five, ten.committed), durable=True)
+    await LedgerHead(path).resume(db)
+    assert read_record(path) == ten
+
+    forged = await append_forged_row(db)
+    with pytest.raises(ForeignArchive, match=f"archive_seq {forged} "):
+        await archive_batch(db, [tick(i) for i in range(10, 15)], ours.tree, head)
+    assert await db.fetchval("SELECT count(*) FROM archive") == 11  # the batch wrote nothing
+    assert ours.tree.size == 10
+    signed = await ours.record(db)
+    assert signed is not None and signed.head.tree_size == 10  # its own head, not the forgery
+    with pytest.raises(ForeignArchive, match=f"archive_seq {forged} "):
+        await LedgerHead(path).resume(db)  # and a restart refuses it
+
+    await db.execute("DELETE FROM archive WHERE archive_seq = $1", forged)  # the operator
+    assert await archive_batch(db, [tick(i) for i in range(10, 15)], ours.tree, head) == 5
+
+
+async def chain_at(conn: asyncpg.Connection, seq: int) -> bytes:
+    found: bytes = await conn.fetchval("SELECT chain_hash FROM archive WHERE archive_seq = $1", seq)
+    return found

@@ -1,5 +1,7 @@
 """kill -9 the ledger in the middle of its batches while a producer writes, restart it: every
-event is archived exactly once, positions are right, and the chain and checkpoints verify."""
+event is archived exactly once, positions are right, and the chain and checkpoints verify; a
+kill between a batch's intent and its commit (services/ledger/head.py) never stops the restart,
+and the witness directory ends up with every checkpoint and the archive's head."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.audit.evidence import verify_archive
+from services.audit.evidence import stored_checkpoints, verify_archive
 from services.audit.keys import load_key
+from services.audit.witness import read_witness
 from services.embedded.broker import EmbeddedBroker
+from services.ledger.head import read_record
 from services.platform.kafka import ensure_topics
 from tests.integration.test_ledger import EVENTS_ARCHIVED, needs, publish, wait_until
 
@@ -101,6 +105,23 @@ async def test_kill_minus_nine_mid_batch_loses_and_doubles_nothing_and_verifies(
     )
     assert {r["topic"] for r in unsigned} <= {"ledger.checkpoints"}
     assert await db.fetchval("SELECT count(*) FROM checkpoints WHERE published_at IS NULL") == 0
+
+    # and outside the database: a file for every checkpoint, the head where the archive ends
+    witness = read_witness(tmp_path / "witness")
+    assert sorted(witness.checkpoints, key=lambda cp: cp.head.tree_size) == (
+        await stored_checkpoints(db)
+    )
+    assert witness.head_file is not None
+    head = read_record(witness.head_file)
+    newest = await db.fetchrow(
+        "SELECT archive_seq, chain_hash FROM archive ORDER BY archive_seq DESC LIMIT 1"
+    )
+    assert head is not None and head.pending is None
+    assert (head.committed.archive_seq, head.committed.chain_hash) == tuple(newest)
+    finding, _ = await verify_archive(
+        db, key, held=list(witness.checkpoints), ledger_heads=[witness.head_file]
+    )
+    assert finding is None, str(finding)
 
 
 async def wait_until_at_least(db: asyncpg.Connection, n: int, within: float = 60) -> None:

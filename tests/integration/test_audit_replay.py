@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -173,6 +174,7 @@ async def test_the_command_replays_from_the_archive_and_from_kafka_and_exits_by_
     database_url: str,
     db: asyncpg.Connection,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     # Given a city's week on the broker's topics, archived by the running ledger
     records = simulate(generate(needs=60, volunteers=30, funds=6, seed=5).events)
@@ -183,7 +185,9 @@ async def test_the_command_replays_from_the_archive_and_from_kafka_and_exits_by_
     w.flush()
     w.close()
     stop = asyncio.Event()
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
+    settings = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url, var_dir=tmp_path
+    )
     ledger = asyncio.create_task(run_ledger(settings, stop))
     await wait_until(db, EVENTS_ARCHIVED, len(records))
     stop.set()

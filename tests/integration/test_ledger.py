@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -66,10 +67,12 @@ def needs(n: int) -> list[Message]:
 
 
 async def test_every_event_is_archived_once_across_a_restart(
-    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection
+    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     ensure_topics(broker.bootstrap)
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
+    settings = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url, var_dir=tmp_path
+    )
     publish(broker.bootstrap, "needs.events", needs(50), repeat_first=True)
 
     stop = asyncio.Event()
@@ -92,7 +95,7 @@ async def test_every_event_is_archived_once_across_a_restart(
 
 
 async def test_money_is_journalled_in_balanced_entries(
-    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection
+    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     ensure_topics(broker.bootstrap)
     fund_id = uuid.uuid4()
@@ -109,7 +112,9 @@ async def test_money_is_journalled_in_balanced_entries(
         ],
     )
     stop = asyncio.Event()
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
+    settings = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url, var_dir=tmp_path
+    )
     task = asyncio.create_task(run_ledger(settings, stop))
     await wait_until(db, "SELECT count(*) FROM journal_lines", 2)
     stop.set()
@@ -128,10 +133,13 @@ async def test_an_empty_broker_is_refilled_from_postgresql(
     start_broker: Callable[[], EmbeddedBroker],
     database_url: str,
     db: asyncpg.Connection,
+    tmp_path: Path,
 ) -> None:
     ensure_topics(broker.bootstrap)
     ids = publish(broker.bootstrap, "needs.events", needs(30))
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
+    settings = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url, var_dir=tmp_path
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(run_ledger(settings, stop))
     await wait_until(db, "SELECT count(*) FROM archive", 30)
@@ -204,7 +212,7 @@ async def test_a_decision_waits_until_its_input_is_archived_on_matcher_inputs(
 
 
 async def test_the_ledger_becomes_ready_under_a_steady_load(
-    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection
+    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     """Ready means caught up, not idle: under a steady stream of events a fetch never comes
     back empty, and a ledger that waited for one stayed "not ready" (and /healthz red) for
@@ -218,7 +226,9 @@ async def test_the_ledger_becomes_ready_under_a_steady_load(
             publish(broker.bootstrap, "needs.events", needs(5))
 
     producing = asyncio.create_task(asyncio.to_thread(produce))
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
+    settings = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url, var_dir=tmp_path
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(run_ledger(settings, stop))
     try:

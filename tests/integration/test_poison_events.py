@@ -14,6 +14,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -71,7 +72,7 @@ async def until(
 
 
 async def test_the_ledger_sets_aside_each_hostile_event_and_goes_on(
-    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection
+    broker: EmbeddedBroker, database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     ensure_topics(broker.bootstrap)
     hostile = the_four()
@@ -86,7 +87,9 @@ async def test_the_ledger_sets_aside_each_hostile_event_and_goes_on(
             *((env, _bytes(env)) for env in [*after, pledge]),
         ],
     )
-    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url)
+    settings = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database_url, var_dir=tmp_path
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(run_ledger(settings, stop))
 

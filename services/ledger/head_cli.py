@@ -1,0 +1,63 @@
+"""`exchange ledger adopt-head`: the operator's explicit way out when the ledger refuses to start
+because the archive does not end where it left it (services/ledger/head.py).
+
+It records the archive's newest row as the ledger's own head, so that the ledger starts again
+and signs the archive as it stands. That is a decision only a person can take, after finding out
+why the archive moved (docs/operations.md, "The ledger refuses to start"): rows another writer
+added are better deleted; a database restored from a backup is adopted. The head file it replaces
+is kept beside it, renamed, as evidence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from services.settings import Settings
+
+
+def add_ledger_commands(sub: Any) -> None:
+    """Register `exchange ledger adopt-head` on the top-level subparsers."""
+    ledger = sub.add_parser("ledger", help="the ledger's own record of what it wrote")
+    lsub = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    adopt = lsub.add_parser(
+        "adopt-head",
+        help="record the archive's newest row as the ledger's head (after the ledger refused "
+        "to start and you checked why); the old head file is kept, renamed",
+    )
+    adopt.add_argument("--database-url", help="default: DATABASE_URL or the running exchange's")
+    adopt.set_defaults(func=_cmd_adopt_head)
+
+
+def _cmd_adopt_head(settings: Settings, args: argparse.Namespace) -> int:
+    from services.audit.cli import _dsn
+    from services.ledger.head import HEAD_FILE, ForeignArchive, adopt
+    from services.ledger.witness import witness_path
+    from services.platform.db import connect
+
+    dsn = _dsn(settings, args.database_url)
+    path = witness_path(settings) / HEAD_FILE
+
+    async def run() -> int:
+        conn = await connect(dsn)
+        try:
+            old, new = await adopt(conn, path)
+        except ForeignArchive as exc:
+            print(f"not adopted: {exc}")
+            return 1
+        finally:
+            await conn.close()
+        if old is not None:
+            print(
+                f"replaced: archive_seq {old.committed.archive_seq}, tree size "
+                f"{old.committed.tree_size} (kept beside it as {path.name}.replaced-…)"
+            )
+        head = new.committed
+        print(
+            f"adopted: the ledger's head is now archive_seq {head.archive_seq}, tree size "
+            f"{head.tree_size}, chain hash {head.chain_hash.hex()} ({path})"
+        )
+        return 0
+
+    return asyncio.run(run())
