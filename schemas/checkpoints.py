@@ -27,3 +27,27 @@ class CheckpointRecorded(Message):
     chain_hash: Sha256Hex
     key_id: Sha256Hex
     signature: Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
+
+
+PublicKeyHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+"""A raw Ed25519 public key as 64 lowercase hex digits."""
+
+SignatureHex = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
+"""An Ed25519 signature as 128 lowercase hex digits."""
+
+
+class KeyRotated(Message):
+    """The ledger's signing key handed over to a new key, from tree size `after` on.
+
+    Both keys signed the statement described in docs/audit.md ("Key rotation"): the old key
+    (`old_signature`: whoever held it made the change) and the new one (`new_signature`: it
+    accepts). A verifier who pinned either key follows the statement to trust the other, the
+    old key for checkpoints up to `after`, the new key from `after` on."""
+
+    TYPE: ClassVar[str] = "KeyRotated"
+    origin: Annotated[str, Field(min_length=1, max_length=120)]
+    old_public_key: PublicKeyHex
+    new_public_key: PublicKeyHex
+    after: Annotated[int, Field(ge=0)]
+    old_signature: SignatureHex
+    new_signature: SignatureHex

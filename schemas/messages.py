@@ -6,7 +6,7 @@ modules named after their subject; this module gathers them so readers have one 
 
 from __future__ import annotations
 
-from schemas.checkpoints import CheckpointRecorded
+from schemas.checkpoints import CheckpointRecorded, KeyRotated
 from schemas.clock import ClockTicked
 from schemas.corrections import CorrectEvent, EventCorrected
 from schemas.dead_letters import MessageDeadLettered
@@ -123,6 +123,7 @@ EVENTS: tuple[type[Message], ...] = (
     SupplyReleased,
     SupplyRevoked,
     CheckpointRecorded,
+    KeyRotated,
 )
 """Facts decided by the owning service."""
 
@@ -147,6 +148,7 @@ __all__ = [
     "FundOpened",
     "FundsDisbursed",
     "FundsReserved",
+    "KeyRotated",
     "MakePledge",
     "MatchAccepted",
     "MatchCompleted",

@@ -23,6 +23,7 @@ from schemas.messages import (
     FundOpened,
     FundsDisbursed,
     FundsReserved,
+    KeyRotated,
     MakePledge,
     MatchAccepted,
     MatchCompleted,
@@ -249,11 +250,11 @@ MATCHES_EVENTS = TopicSpec(
 LEDGER_CHECKPOINTS = TopicSpec(
     "ledger.checkpoints",
     "origin",
-    (CheckpointRecorded,),
+    (CheckpointRecorded, KeyRotated),
     "ledger",
     1,
     "Signed Merkle tree heads of the archive (docs/audit.md): keep one, and you can later check "
-    "that the archive you are shown extends it.",
+    "that the archive you are shown extends it. Also the signing key's hand-overs (KeyRotated).",
 )
 
 TOPICS: tuple[TopicSpec, ...] = (

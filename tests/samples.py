@@ -39,6 +39,7 @@ from schemas.messages import (
     FundOpened,
     FundsDisbursed,
     FundsReserved,
+    KeyRotated,
     MakePledge,
     MatchAccepted,
     MatchCompleted,
@@ -274,6 +275,14 @@ def samples() -> list[Message]:
             chain_hash="d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
             key_id="6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
             signature="ab" * 64,
+        ),
+        KeyRotated(
+            origin="community-exchange/ledger",
+            old_public_key="3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
+            new_public_key="d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+            after=1000,
+            old_signature="cd" * 64,
+            new_signature="ef" * 64,
         ),
         MessageDeadLettered(
             topic="needs.postings",

@@ -17,6 +17,7 @@ from services.audit.chain import GENESIS, content_hash
 from services.audit.checkpoint import Checkpoint, TreeHead
 from services.audit.merkle import consistency_proof, leaf_hash
 from services.audit.proofs import checkpoint_from_json
+from services.audit.rotation import KeyRing, Rotation, rotation_from_json
 from services.audit.topics_compare import Copy, compare_partition
 from services.audit.verify import (
     LOOKBEHIND,
@@ -69,6 +70,51 @@ async def published_checkpoints(conn: asyncpg.Connection) -> list[Checkpoint]:
     return found
 
 
+ROTATION_COLUMNS = "old_public_key, new_public_key, after, old_signature, new_signature"
+
+
+async def stored_rotations(conn: asyncpg.Connection) -> list[Rotation]:
+    """Every key hand-over in the `key_rotations` table, oldest first (not checked here)."""
+    return [
+        Rotation(
+            r["old_public_key"],
+            r["new_public_key"],
+            r["after"],
+            r["old_signature"],
+            r["new_signature"],
+        )
+        for r in await conn.fetch(
+            f"SELECT {ROTATION_COLUMNS} FROM key_rotations ORDER BY after, created_at"
+        )
+    ]
+
+
+async def archived_rotations(conn: asyncpg.Connection) -> list[Rotation]:
+    """The hand-overs archived as KeyRotated events (a copy the table cannot take back)."""
+    found = []
+    for r in await conn.fetch(
+        f"SELECT {ROW_COLUMNS} FROM archive WHERE topic = $1 AND event_type = 'KeyRotated'"
+        " ORDER BY archive_seq",
+        LEDGER_CHECKPOINTS.name,
+    ):
+        if r["content_hash"] != content_hash(row_of(r)):
+            continue
+        try:
+            found.append(rotation_from_json(json.loads(r["value"])["payload"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+async def trusted_keys(
+    conn: asyncpg.Connection, pinned: Ed25519PublicKey, held: Sequence[Rotation] = ()
+) -> KeyRing:
+    """The pinned key and the keys its hand-overs reach, from the table, the archive and what
+    the verifier holds (witness files). Problems (a statement that does not verify, a fork)
+    are in the ring's `problems`."""
+    return KeyRing(pinned, [*await stored_rotations(conn), *await archived_rotations(conn), *held])
+
+
 async def verify_archive(
     conn: asyncpg.Connection,
     trusted: Ed25519PublicKey,
@@ -79,6 +125,7 @@ async def verify_archive(
     ledger_heads: Sequence[Path] = (),
     expect_at_least: int = 0,
     unsigned_limit: float | None = None,
+    rotations: Sequence[Rotation] = (),
 ) -> tuple[Finding | None, Summary]:
     """Recompute every content hash, chain hash and checkpoint; the first finding, or None.
 
@@ -89,11 +136,18 @@ async def verify_archive(
     (services/ledger/head.py), read once the archive has been walked: rows beyond the ledger's
     head, or its rows gone or rewritten, are a finding. `expect_at_least`: fewer events
     is a finding. `unsigned_limit` (seconds): an event other than a checkpoint event archived
-    longer ago than that and not covered by a signed checkpoint is a finding (stale)."""
+    longer ago than that and not covered by a signed checkpoint is a finding (stale).
+    `rotations`: key hand-overs held outside the database; with the stored and archived ones
+    they extend trust from `trusted` to its successors (and predecessors), each for its span;
+    one that does not verify is a finding (nobody who held the old key made it)."""
     checkpoints = merge_checkpoints(
         await stored_checkpoints(conn), await published_checkpoints(conn), held
     )
-    checker = ArchiveChecker(checkpoints, trusted, held_from)
+    ring = await trusted_keys(conn, trusted, rotations)
+    checker = ArchiveChecker(checkpoints, ring, held_from)
+    checker.summary.handovers = list(ring.handovers)
+    if ring.problems:
+        return Finding("checkpoint", None, None, None, ring.problems[0]), checker.summary
     total = await conn.fetchval("SELECT count(*) FROM archive")
     last, done = -(2**63), 0  # archive_seq can be made zero or negative by hand
     while True:

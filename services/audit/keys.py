@@ -5,7 +5,8 @@ The private key never leaves the ledger's host: it is a PKCS #8 PEM file, mode 0
 atomically (written to a temporary file, then hard-linked into place) so that two processes
 starting at once end up with one key, never a half-written file. It is created only for an
 archive that holds no checkpoint yet: once anything is signed, a missing or different key
-stops the ledger (`ledger_key`) instead of silently starting a new history under a new key.
+stops the ledger (`ledger_key`) instead of silently starting a new history under a new key. A
+key changes only by a hand-over the old key signs (services/ledger/key_rotation.py).
 
 `exchange audit verify` trusts only a public key given from outside the var directory
 (`anchored_public_key`): whoever can rewrite the archive can usually also replace the key file
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -74,12 +76,15 @@ class KeyRefused(Exception):
     """The key cannot be used: the message says why and what to do."""
 
 
-def ledger_key(path: Path, signed_by: bytes | None) -> Ed25519PrivateKey:
+def ledger_key(
+    path: Path, signed_by: bytes | None, handed: Mapping[bytes, bytes] | None = None
+) -> Ed25519PrivateKey:
     """The ledger's signing key. `signed_by` is the key id of the archive's latest checkpoint
-    (None when the archive has none). A key is created only when nothing is signed yet; a
-    missing key file, or one holding another key, is refused once checkpoints exist: a new key
-    would start a history nobody could tell from a forged one. (Rotation, a statement signed by
-    the old key naming the new one, is not implemented yet.)"""
+    (None when the archive has none); `handed`: old key id → new key id for every valid
+    hand-over (services/ledger/key_rotation.py). A key is created only when nothing is signed
+    yet; a missing key file is refused once checkpoints exist, and so is one holding a key that
+    neither signed the latest checkpoint nor was handed over to by it: a new key would start a
+    history nobody could tell from a forged one."""
     if signed_by is None:
         return load_or_create_key(path)
     if not path.exists():
@@ -89,11 +94,16 @@ def ledger_key(path: Path, signed_by: bytes | None) -> Ed25519PrivateKey:
             "an archive with no checkpoint)"
         )
     key = load_key(path)
-    if key_id(key.public_key()) != signed_by:
+    successors, current = {signed_by}, signed_by
+    while current in (handed or {}) and (handed or {})[current] not in successors:
+        current = (handed or {})[current]
+        successors.add(current)
+    if key_id(key.public_key()) not in successors:
         raise KeyRefused(
             f"the signing key at {path} (key id {key_id(key.public_key()).hex()[:16]}…) is not the "
             f"key that signed the archive's latest checkpoint (key id {signed_by.hex()[:16]}…): "
-            "a key change is refused (key rotation is not supported yet); restore the old key"
+            "a key change is refused unless the old key hands over to the new one (`exchange "
+            "ledger rotate-key`, docs/operations.md); restore the old key"
         )
     return key
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.checkpoint import Checkpoint, TreeHead, problem
+from services.audit.checkpoint import Checkpoint, TreeHead
 from services.audit.merkle import verify_consistency
+from services.audit.rotation import KeyRing, Rotation, rotation_from_json, rotation_json
 
 
 def checkpoint_json(cp: Checkpoint) -> dict[str, Any]:
@@ -41,24 +42,37 @@ def checkpoint_from_json(doc: dict[str, Any]) -> Checkpoint:
     )
 
 
-def proof_document(old: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) -> dict[str, Any]:
-    """What `exchange audit prove` prints."""
+def proof_document(
+    old: Checkpoint,
+    new: Checkpoint,
+    proof: Sequence[bytes],
+    rotations: Sequence[Rotation] = (),
+) -> dict[str, Any]:
+    """What `exchange audit prove` prints; `rotations`: the key hand-overs, so that a holder
+    of the old key can check a checkpoint signed by its successor."""
     return {
         "old": checkpoint_json(old),
         "new": checkpoint_json(new),
         "consistency_proof": [p.hex() for p in proof],
+        "key_rotations": [rotation_json(r) for r in rotations],
     }
 
 
 def proof_problem(doc: dict[str, Any], trusted: Ed25519PublicKey) -> str | None:
-    """Why the document does not prove that `new` extends `old` under `trusted`, or None."""
+    """Why the document does not prove that `new` extends `old` under `trusted`, or None.
+    Its `key_rotations` (hand-over statements, services/audit/rotation.py) let a checkpoint
+    signed by a key `trusted` handed over to (or received from) count."""
     try:
         old, new = checkpoint_from_json(doc["old"]), checkpoint_from_json(doc["new"])
         proof = [bytes.fromhex(p) for p in doc["consistency_proof"]]
-    except (KeyError, TypeError, ValueError) as exc:
+        rotations = [rotation_from_json(r) for r in doc.get("key_rotations", [])]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return f"not a proof document ({exc!r})"
+    ring = KeyRing(trusted, rotations)
+    if ring.problems:
+        return f"its key rotations do not hold: {ring.problems[0]}"
     for name, cp in (("old", old), ("new", new)):
-        why = problem(cp, trusted)
+        why = ring.problem(cp)
         if why is not None:
             return f"the {name} checkpoint is {why}"
     if not verify_consistency(

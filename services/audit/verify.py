@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.audit.chain import GENESIS, ArchivedRow, content_hash, link
-from services.audit.checkpoint import Checkpoint, TreeHead, problem
+from services.audit.checkpoint import Checkpoint, TreeHead
 from services.audit.merkle import Frontier, leaf_hash
+from services.audit.rotation import KeyRing, Rotation
 from services.ledger.head import Head
 
 LOOKBEHIND = 64
@@ -78,6 +79,8 @@ class Summary:
     head: TreeHead = field(default_factory=lambda: TreeHead(0, Frontier().root(), GENESIS))
     """The tree head of the whole archive as verified (not necessarily signed yet)."""
     last_signed: Checkpoint | None = None
+    handovers: list[Rotation] = field(default_factory=list)
+    """The signing key's hand-overs the verification followed from the pinned key."""
     ledger_heads: list[Head] = field(default_factory=list)
     """How far the ledger wrote, by each head file checked (services/audit/witness.py)."""
 
@@ -98,10 +101,11 @@ class ArchiveChecker:
     def __init__(
         self,
         checkpoints: Sequence[Checkpoint],
-        trusted: Ed25519PublicKey,
+        trusted: Ed25519PublicKey | KeyRing,
         sources: Mapping[Checkpoint, str] | None = None,
     ) -> None:
-        self.trusted = trusted
+        self.ring = trusted if isinstance(trusted, KeyRing) else KeyRing(trusted, [])
+        """The pinned key and the keys its valid hand-overs reach (services/audit/rotation.py)."""
         self.sources = dict(sources or {})
         """Where a checkpoint held outside the database came from (a witness file), to name it."""
         self.pending = deque(sorted(checkpoints, key=lambda c: c.head.tree_size))
@@ -115,7 +119,7 @@ class ArchiveChecker:
     def _skip_empty(self) -> None:
         while self.pending and self.pending[0].head.tree_size == 0:
             cp = self.pending[0]  # the empty tree: nothing to compare but the signature
-            if problem(cp, self.trusted) is not None:
+            if self.ring.problem(cp) is not None:
                 return  # left pending: finish() reports it
             self.pending.popleft()
             self.summary.checkpoints += 1
@@ -205,7 +209,7 @@ class ArchiveChecker:
 
     def _checkpoint(self, cp: Checkpoint, stored: StoredRow) -> Finding | None:
         size = cp.head.tree_size
-        why = problem(cp, self.trusted)
+        why = self.ring.problem(cp)
         if why is not None:
             detail = f"the checkpoint at tree size {size}{self._held_in(cp)} is {why}"
             return Finding("checkpoint", stored.archive_seq, None, None, detail)
@@ -226,13 +230,13 @@ class ArchiveChecker:
         """After the last row: a signed checkpoint covering more rows means rows were deleted;
         events that no checkpoint covers at all mean the signed history is gone."""
         if self.pending and self.pending[0].head.tree_size == 0:
-            why = problem(self.pending[0], self.trusted)
+            why = self.ring.problem(self.pending[0])
             return Finding(
                 "checkpoint", None, None, None, f"the checkpoint at tree size 0 is {why}"
             )
         if self.pending:
             cp = self.pending[0]
-            if problem(cp, self.trusted) is not None:
+            if self.ring.problem(cp) is not None:
                 return Finding(
                     "checkpoint",
                     None,

@@ -1,10 +1,11 @@
 """What `exchange audit verify --witness DIR` reads: the checkpoints and the ledger's own head
 that the ledger wrote outside the database (services/ledger/witness.py, services/ledger/head.py).
 
-Each `checkpoint-*.json` is a held checkpoint: signed by the trusted key, and the archive must
-extend it (the held-checkpoint check of verify.py, naming the file). `ledger-head.json`, when
-present, says how far the ledger itself wrote: rows the archive holds beyond it were not written
-by the ledger, and rows it wrote that are gone or rewritten show too, signed or not yet.
+Each `checkpoint-*.json` is a held checkpoint: signed by the trusted key (or by a key it handed
+over to or from, in a `rotation-*.json` beside it), and the archive must extend it (the
+held-checkpoint check of verify.py, naming the file). `ledger-head.json`, when present, says how
+far the ledger itself wrote: rows the archive holds beyond it were not written by the ledger,
+and rows it wrote that are gone or rewritten show too, signed or not yet.
 
 A directory that is missing or holds no checkpoint is an error, never a pass: an auditor who
 points at the wrong place must not be told the archive agrees with it. Pure but for reading the
@@ -16,14 +17,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.audit.checkpoint import Checkpoint
 from services.audit.proofs import checkpoint_from_json
+from services.audit.rotation import Rotation, rotation_from_json
 from services.ledger.head import HEAD_FILE, Head, HeadRecord
 
 CHECKPOINT_FILE = re.compile(r"^checkpoint-(\d+)\.json$")
+ROTATION_FILE = re.compile(r"^rotation-(\d+)-[0-9a-f]+\.json$")
 
 
 class WitnessUnreadable(Exception):
@@ -38,6 +41,8 @@ class WitnessDir:
     path: Path
     checkpoints: dict[Checkpoint, Path]
     head_file: Path | None
+    rotations: dict[Rotation, Path] = field(default_factory=dict)
+    """The signing key's hand-overs (`rotation-*.json`, services/ledger/key_rotation.py)."""
 
 
 def read_witness(path: Path) -> WitnessDir:
@@ -46,7 +51,14 @@ def read_witness(path: Path) -> WitnessDir:
     if not path.is_dir():
         raise WitnessUnreadable(f"the witness directory {path} does not exist")
     found: dict[Checkpoint, Path] = {}
+    rotations: dict[Rotation, Path] = {}
     for file in sorted(path.iterdir()):
+        if ROTATION_FILE.match(file.name):
+            try:
+                rotations[rotation_from_json(json.loads(file.read_text()))] = file
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise WitnessUnreadable(f"{file} is not a key rotation: {exc!r}") from None
+            continue
         match = CHECKPOINT_FILE.match(file.name)
         if match is None:
             continue
@@ -67,7 +79,7 @@ def read_witness(path: Path) -> WitnessDir:
             "nothing to compare the archive with"
         )
     head = path / HEAD_FILE
-    return WitnessDir(path, found, head if head.exists() else None)
+    return WitnessDir(path, found, head if head.exists() else None, rotations)
 
 
 @dataclass(frozen=True)

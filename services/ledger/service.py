@@ -10,11 +10,14 @@ import asyncio
 import logging
 import signal
 import time
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas.topics import all_topic_names, partitions_of
+from schemas.topics import LEDGER_CHECKPOINTS, all_topic_names, partitions_of
+from services.audit.evidence import stored_rotations
 from services.audit.keys import KeyRefused, key_path, ledger_key
+from services.audit.rotation import Rotation
 from services.ledger.archive import (
     archive_batch,
     hash_legacy_rows,
@@ -22,8 +25,14 @@ from services.ledger.archive import (
     load_positions,
     prepare,
 )
-from services.ledger.checkpoints import Checkpointer
+from services.ledger.checkpoints import TOPIC, Checkpointer
 from services.ledger.head import HEAD_FILE, ForeignArchive, LedgerHead
+from services.ledger.key_rotation import (
+    hand_over,
+    handed_over,
+    publish_rotations,
+    write_rotation_files,
+)
 from services.ledger.set_aside import publish_set_aside
 from services.ledger.witness import Witness, witness_path
 from services.platform import logs, taskdump
@@ -44,7 +53,9 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         "SELECT key_id FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
     )
     try:
-        key = ledger_key(key_path(settings), signed_by)
+        await hand_over(conn, key_path(settings))  # when `exchange ledger rotate-key` left one
+        rotations = await stored_rotations(conn)
+        key = ledger_key(key_path(settings), signed_by, handed_over(rotations))
     except KeyRefused as exc:
         await conn.close()
         log.error("refusing to start: %s", exc)
@@ -88,6 +99,8 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
     await consumer.start()
     try:
         await witness.catch_up(conn)  # before the broker: files a crash or a full disk left out
+        await _witness_rotations(witness.directory, rotations)
+        await publish_rotations(conn, publisher, TOPIC, LEDGER_CHECKPOINTS.owner)
         await checkpoints.publish_pending(conn, publisher)
         await publish_set_aside(conn, publisher)  # what a crash left unpublished
         positions = await load_positions(conn)
@@ -159,6 +172,17 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         await beat.stop()
         await conn.close()
         await pool.close()
+
+
+async def _witness_rotations(directory: Path, rotations: list[Rotation]) -> None:
+    """Each key hand-over's file in the witness directory; retried at the next start."""
+    try:
+        await asyncio.to_thread(write_rotation_files, directory, rotations)
+    except OSError as exc:
+        log.warning(
+            "key rotation not written to the witness directory; will retry at the next start",
+            extra={"witness_dir": str(directory), "error": repr(exc)},
+        )
 
 
 def _refuse(exc: ForeignArchive) -> SystemExit:
