@@ -220,6 +220,7 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
                 ledger_heads=heads,
                 expect_at_least=args.expect_at_least,
                 unsigned_limit=limit,
+                rotations=[r for w in witnesses for r in w.rotations],
             )
             if finding is not None:
                 print(f"BROKEN {finding}")
@@ -240,6 +241,11 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             f"{summary.checkpoints} signed checkpoints match"
         )
         print(f"tree head: size {head.tree_size} root {head.root_hash.hex()}")
+        for r in summary.handovers:
+            print(
+                f"key hand-over: key id {r.old_key_id.hex()[:16]}… → {r.new_key_id.hex()[:16]}… "
+                f"from tree size {r.after} (signed by both keys)"
+            )
         if summary.last_signed is not None:
             cp = summary.last_signed
             print(
@@ -289,19 +295,42 @@ def _print_witnessed(witnesses: list[Any], heads: list[Any], signed: int) -> Non
 
 
 def _cmd_key(settings: Settings, args: argparse.Namespace) -> int:
+    """The public key to publish; then the hand-overs recorded in the witness directory (each
+    signed by both keys) and a key waiting to take over at the ledger's next start."""
     from services.audit.checkpoint import key_id, raw_public_key
     from services.audit.keys import fingerprint, key_path, load_key
+    from services.audit.witness import ROTATION_FILE
+    from services.ledger.key_rotation import next_key_path
+    from services.ledger.witness import witness_path
 
     public = load_key(key_path(settings)).public_key()
     print(f"public_key  {raw_public_key(public).hex()}")
     print(f"fingerprint {fingerprint(public)}")
     print(f"key_id      {key_id(public).hex()}")
     print(public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode(), end="")
+    witness = witness_path(settings)
+    files = sorted(witness.glob("rotation-*.json")) if witness.is_dir() else []
+    for file in (f for f in files if ROTATION_FILE.match(f.name)):
+        from services.audit.rotation import rotation_from_json, rotation_problem
+
+        r = rotation_from_json(json.loads(file.read_text()))
+        state = "signed by both keys" if rotation_problem(r) is None else rotation_problem(r)
+        print(
+            f"handed over: key id {r.old_key_id.hex()[:16]}… → {r.new_key_id.hex()[:16]}… from "
+            f"tree size {r.after} ({state}; {file.name})"
+        )
+    waiting = next_key_path(key_path(settings))
+    if waiting.exists():
+        nxt = load_key(waiting).public_key()
+        print(
+            f"waiting: {waiting} (key id {key_id(nxt).hex()[:16]}…, public key "
+            f"{raw_public_key(nxt).hex()}) takes over at the ledger's next start"
+        )
     return 0
 
 
 def _cmd_prove(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.evidence import prove
+    from services.audit.evidence import prove, stored_rotations
     from services.audit.proofs import proof_document
     from services.platform.db import connect
 
@@ -311,12 +340,13 @@ def _cmd_prove(settings: Settings, args: argparse.Namespace) -> int:
         conn = await connect(dsn)
         try:
             old, new, proof = await prove(conn, args.from_size, args.to_size)
+            rotations = await stored_rotations(conn)
         except LookupError as exc:
             print(f"cannot prove: {exc}", file=sys.stderr)
             return 2
         finally:
             await conn.close()
-        print(json.dumps(proof_document(old, new, proof), indent=2))
+        print(json.dumps(proof_document(old, new, proof, rotations), indent=2))
         return 0
 
     return asyncio.run(run())

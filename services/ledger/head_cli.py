@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from services.settings import Settings
 
 
 def add_ledger_commands(sub: Any) -> None:
-    """Register `exchange ledger adopt-head` on the top-level subparsers."""
+    """Register `exchange ledger adopt-head` and `rotate-key` on the top-level subparsers."""
     ledger = sub.add_parser("ledger", help="the ledger's own record of what it wrote")
     lsub = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
     adopt = lsub.add_parser(
@@ -28,6 +29,39 @@ def add_ledger_commands(sub: Any) -> None:
     )
     adopt.add_argument("--database-url", help="default: DATABASE_URL or the running exchange's")
     adopt.set_defaults(func=_cmd_adopt_head)
+    rotate = lsub.add_parser(
+        "rotate-key",
+        help="create a new signing key for the ledger to hand over to at its next start (the "
+        "old key signs the hand-over); prints the new public key to publish",
+    )
+    rotate.set_defaults(func=_cmd_rotate_key)
+
+
+def _cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    """Write `<key file>.next` (mode 0600). The ledger, at its next start, signs the hand-over
+    with both keys and moves the old key aside (services/ledger/key_rotation.py). Refused when
+    there is no current key: only the key that signed the history can hand it over."""
+    from services.audit.checkpoint import key_id, raw_public_key
+    from services.audit.keys import fingerprint, key_path, load_key, load_or_create_key
+    from services.ledger.key_rotation import next_key_path
+
+    path = key_path(settings)
+    if not path.exists():
+        print(f"no signing key at {path}: nothing to hand over from", file=sys.stderr)
+        return 2
+    waiting = next_key_path(path)
+    existed = waiting.exists()
+    new = load_or_create_key(waiting).public_key()
+    old = load_key(path).public_key()
+    print(f"current key id {key_id(old).hex()}")
+    print(f"{'already waiting' if existed else 'new key written'}: {waiting}")
+    print(f"new public_key  {raw_public_key(new).hex()}")
+    print(f"new fingerprint {fingerprint(new)}")
+    print(
+        "restart the ledger: it signs the hand-over with both keys, archives and publishes it, "
+        "and signs from then on with the new key. Publish the new public key beside the old one."
+    )
+    return 0
 
 
 def _cmd_adopt_head(settings: Settings, args: argparse.Namespace) -> int:

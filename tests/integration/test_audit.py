@@ -1056,3 +1056,148 @@ async def test_the_head_survives_a_crash_either_side_of_the_commit_and_stops_a_f
 async def chain_at(conn: asyncpg.Connection, seq: int) -> bytes:
     found: bytes = await conn.fetchval("SELECT chain_hash FROM archive WHERE archive_seq = $1", seq)
     return found
+
+
+# --- The signing key changes only by a hand-over the old key signs ---------------------------
+
+
+def exchange(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`exchange ARGS…` in a subprocess, with `env` added to this one's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+
+
+async def run_rotated_ledger(
+    copy: asyncpg.Connection, archived: Archived, tmp_path: Path, bootstrap: str
+) -> tuple[Settings, Path, Ed25519PublicKey]:
+    """`exchange ledger rotate-key` beside a copy of the key, then the ledger on the copied
+    archive (on a fresh broker: its positions start over) until it has signed new events with
+    the new key and stopped. Returns its settings, the witness dir and the new public key."""
+    from services.ledger.key_rotation import next_key_path
+
+    witness = copy_witness(archived, tmp_path)
+    key_file = tmp_path / "keys" / "ledger-ed25519.pem"
+    key_file.parent.mkdir()
+    shutil.copy(archived.key_file, key_file)
+    rotate = exchange("ledger", "rotate-key", env={"EXCHANGE_AUDIT_KEY_PATH": str(key_file)})
+    assert rotate.returncode == 0, rotate.stderr
+    new = load_key(next_key_path(key_file)).public_key()
+    assert f"new public_key  {checkpoint.raw_public_key(new).hex()}" in rotate.stdout
+    assert next_key_path(key_file).stat().st_mode & 0o777 == 0o600
+
+    await copy.execute("DELETE FROM consumer_positions")  # a fresh broker: read it from the start
+    settings = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        DATABASE_URL=await dsn_of(copy, archived),
+        var_dir=tmp_path / "var",
+        witness_dir=witness,
+        audit_key_path=key_file,
+    )
+    before = await copy.fetchval(EVENTS_ARCHIVED)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_ledger(settings, stop))
+    set_producer("intake-needs")
+    publish(bootstrap, "needs.events", needs(5))
+    set_producer(None)
+    await wait_until(copy, EVENTS_ARCHIVED, before + 5)
+    await wait_until(copy, "SELECT count(*) FROM archive WHERE event_type = 'KeyRotated'", 1)
+    stop.set()
+    await task  # a clean stop signs what it archived: with the new key
+    return settings, witness, new
+
+
+async def test_a_rotation_hands_over_and_verifies_under_either_pinned_key(
+    copy: asyncpg.Connection, archived: Archived, tmp_path: Path, broker: EmbeddedBroker
+) -> None:
+    from services.ledger.key_rotation import next_key_path, retired_key_path
+
+    settings, witness, new = await run_rotated_ledger(copy, archived, tmp_path, broker.bootstrap)
+    key_file = settings.audit_key_path
+    assert key_file is not None and not next_key_path(key_file).exists()
+    assert checkpoint.key_id(load_key(key_file).public_key()) == checkpoint.key_id(new)
+    old_id = checkpoint.key_id(archived.key)
+    assert load_key(retired_key_path(key_file, old_id)).public_key() == archived.key
+    row = await copy.fetchrow("SELECT after, published_at FROM key_rotations")
+    assert row["published_at"] is not None
+    signers = await copy.fetch("SELECT tree_size, key_id FROM checkpoints ORDER BY tree_size")
+    assert {bytes(r["key_id"]) for r in signers if r["tree_size"] <= row["after"]} == {old_id}
+    assert {bytes(r["key_id"]) for r in signers if r["tree_size"] > row["after"]} == {
+        checkpoint.key_id(new)
+    }
+    assert len(list(witness.glob("rotation-*.json"))) == 1
+
+    url = await dsn_of(copy, archived)
+    for pin in (pinned(archived), checkpoint.raw_public_key(new).hex()):
+        for extra in ((), ("--witness", str(witness))):
+            ok = verify_cli(url, "--public-key", pin, *extra)
+            assert ok.returncode == 0, ok.stdout + ok.stderr
+            assert "key hand-over: key id " in ok.stdout and "signed by both keys" in ok.stdout
+
+    # the ledger starts again under the new key (the hand-over is stored), and the key command
+    # prints the hand-over for the operator to publish
+    stop = asyncio.Event()
+    stop.set()
+    await run_ledger(settings, stop)
+    shown = exchange(
+        "audit",
+        "key",
+        env={"EXCHANGE_AUDIT_KEY_PATH": str(key_file), "EXCHANGE_WITNESS_DIR": str(witness)},
+    ).stdout
+    assert f"public_key  {checkpoint.raw_public_key(new).hex()}" in shown
+    assert "handed over: key id " + old_id.hex()[:16] in shown
+
+    # a proof across the hand-over checks with the old key alone
+    first = min(r["tree_size"] for r in signers)
+    proof = exchange("audit", "prove", "--database-url", url, "--from-size", str(first)).stdout
+    assert '"key_rotations": [' in proof
+    (tmp_path / "proof.json").write_text(proof)
+    checked = exchange(
+        "audit", "verify-proof", str(tmp_path / "proof.json"), "--public-key", pinned(archived)
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+async def test_a_key_change_without_the_old_keys_signature_fails(
+    copy: asyncpg.Connection, archived: Archived, tmp_path: Path
+) -> None:
+    """Tamper row: an insider with the database and the key file but not the old key writes
+    a hand-over to their own key (signing the old key's part with it too), replaces the key
+    file and re-signs. The ledger refuses the key; verify under the pinned key names the
+    statement."""
+    from services.audit.keys import KeyRefused, ledger_key, load_or_create_key
+    from services.audit.rotation import rotate
+    from services.ledger.key_rotation import handed_over, rotation_event_id
+
+    forged = load_or_create_key(tmp_path / "keys" / "ledger-ed25519.pem")
+    statement = rotate(forged, forged, 0)  # cannot sign as the old key: signs as itself
+    bogus = type(statement)(
+        checkpoint.raw_public_key(archived.key),
+        statement.new_public_key,
+        await copy.fetchval("SELECT max(tree_size) FROM checkpoints"),
+        statement.old_signature,
+        statement.new_signature,
+    )
+    await copy.execute(
+        "INSERT INTO key_rotations (old_key_id, old_public_key, new_public_key, after,"
+        " old_signature, new_signature, event_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        bogus.old_key_id,
+        bogus.old_public_key,
+        bogus.new_public_key,
+        bogus.after,
+        bogus.old_signature,
+        bogus.new_signature,
+        rotation_event_id(bogus),
+    )
+    signed_by = await copy.fetchval("SELECT key_id FROM checkpoints ORDER BY tree_size DESC")
+    assert handed_over([bogus]) == {}
+    with pytest.raises(KeyRefused, match="key change is refused"):
+        ledger_key(tmp_path / "keys" / "ledger-ed25519.pem", signed_by, handed_over([bogus]))
+
+    broken = verify_cli(await dsn_of(copy, archived), "--public-key", pinned(archived))
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "BROKEN checkpoint" in broken.stdout
+    assert "not signed by the old key it names" in broken.stdout
