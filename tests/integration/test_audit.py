@@ -623,9 +623,9 @@ async def dsn_of(conn: asyncpg.Connection, archived: Archived) -> str:
 async def test_a_wiped_archive_fails_against_what_the_auditor_holds(
     copy: asyncpg.Connection, archived: Archived, tmp_path: Path
 ) -> None:
-    """Tamper row: wipe the archive and the checkpoints. With nothing to compare, 0 events is a
-    clean (empty) archive; against a CheckpointRecorded the auditor kept, or a size they
-    expect, it is not."""
+    """Tamper row: wipe the archive and the checkpoints. The read models left behind still
+    contradict it; wiped too, nothing is left to compare, and 0 events is a clean (empty)
+    archive; against a CheckpointRecorded the auditor kept, or a size they expect, it is not."""
     event = await copy.fetchval(
         "SELECT convert_from(value, 'UTF8') FROM archive WHERE topic = 'ledger.checkpoints'"
         " ORDER BY archive_seq DESC LIMIT 1"
@@ -639,6 +639,11 @@ async def test_a_wiped_archive_fails_against_what_the_auditor_holds(
 
     await copy.execute("DELETE FROM archive")
     await copy.execute("DELETE FROM checkpoints")
+    leftover = verify_cli(url, *key)
+    assert leftover.returncode == 1, leftover.stdout + leftover.stderr
+    assert "BROKEN (derived) table rm_needs" in leftover.stdout
+    assert "no event in the log produces it" in leftover.stdout
+    await copy.execute("TRUNCATE rm_needs, projected_events")  # the thorough insider
     empty = verify_cli(url, *key)
     assert empty.returncode == 0 and "0 events" in empty.stdout, empty.stdout + empty.stderr
     against_held = verify_cli(url, *key, "--held", str(held))
@@ -920,8 +925,10 @@ async def test_verify_with_the_witness_passes_and_names_the_file_when_cut_back(
     last_kept = (await seqs(copy))[sizes[0] - 1]
     await copy.execute("DELETE FROM archive WHERE archive_seq > $1", last_kept)
     await copy.execute("DELETE FROM checkpoints WHERE tree_size > $1", sizes[0])
-    alone = verify_cli(url, *key)
-    assert alone.returncode == 0, alone.stdout  # consistent with itself
+    alone = verify_cli(url, *key, "--no-derived")
+    assert alone.returncode == 0, alone.stdout  # the archive is consistent with itself
+    left = verify_cli(url, *key)  # the read models of the deleted events are not
+    assert left.returncode == 1 and "BROKEN (derived) table rm_needs" in left.stdout, left.stdout
     cut = verify_cli(url, *key, *witness)
     assert cut.returncode == 1, cut.stdout + cut.stderr
     assert "BROKEN missing" in cut.stdout, cut.stdout
@@ -980,8 +987,13 @@ async def test_a_forged_row_after_the_last_checkpoint_is_never_signed(
     assert await copy.fetchval("SELECT max(tree_size) FROM checkpoints") == signed
 
     key = ("--public-key", pinned(archived))
-    alone = verify_cli(url, *key)
+    alone = verify_cli(url, *key, "--no-derived")
     assert "archive verified" in alone.stdout, alone.stdout  # fresh and linked: looks fine
+    unprojected = verify_cli(url, *key)  # but the ledger never projected it
+    assert unprojected.returncode == 1, unprojected.stdout + unprojected.stderr
+    event = await copy.fetchval("SELECT event_id FROM archive WHERE archive_seq = $1", forged)
+    row = f"projected_events ({event}) is missing from the live table"
+    assert f"BROKEN (derived) table {row}" in unprojected.stdout
     named = verify_cli(url, *key, "--witness", str(witness))
     assert named.returncode == 1, named.stdout + named.stderr
     assert f"BROKEN inserted: archive_seq {forged}," in named.stdout
