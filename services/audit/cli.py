@@ -7,7 +7,9 @@ archive is intact but holds events whose `producer` header is not their topic's 
 unsigned tail older than the checkpoint cadence allows, an archive smaller than a checkpoint
 held outside (`--held`, or a `--witness` directory's files) or than `--expect-at-least`, rows
 beyond the ledger's own head in a `--witness` directory, and a checkpoint under an untrusted key
-all exit 1; a `--witness` directory that is missing or holds no checkpoint exits 2."""
+all exit 1; a `--witness` directory that is missing or holds no checkpoint exits 2. Once the
+archive verifies, `verify` also folds it and compares the money journal and every read model with
+the fold (services/audit/derived.py; `--no-derived` skips it): a difference exits 1."""
 
 from __future__ import annotations
 
@@ -16,12 +18,18 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from services.audit.derived import DerivedCheck
+    from services.audit.verify import Summary
 
 
 def add_commands(sub: Any) -> None:
@@ -66,6 +74,14 @@ def add_commands(sub: Any) -> None:
         metavar="SECONDS",
         help="longest an event may stay without a signed checkpoint (default: 3 x "
         "EXCHANGE_CHECKPOINT_EVERY_SECONDS, at least 60)",
+    )
+    verify.add_argument(
+        "--no-derived",
+        dest="derived",
+        action="store_false",
+        help="skip folding the archive to compare the money journal and the read models with "
+        "it (the slowest step; `exchange audit replay` does it too, so skip it when you run "
+        "replay right after)",
     )
     verify.set_defaults(func=_cmd_verify)
 
@@ -232,6 +248,10 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
                 if finding is not None:
                     print(f"BROKEN (against the topics) {finding}")
                     return 1
+            derived = await _check_derived(conn, summary) if args.derived else None
+            if derived is not None and not derived.equal:
+                _print_derived_broken(derived)
+                return 1
             foreign = await provenance.rescan(conn)
         finally:
             await conn.close()
@@ -255,6 +275,7 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         _print_witnessed(witnesses, summary.ledger_heads, signed)
         if bootstrap is not None:
             print(f"topics agree with the archive ({unarchived} records not archived yet)")
+        _print_derived(derived)
         if foreign:
             print(f"PRODUCER {len(foreign)} events not written by their topic's only writer:")
             for seq, event_id, topic, reason in foreign[:20]:
@@ -266,6 +287,59 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+async def _check_derived(conn: asyncpg.Connection, summary: Summary) -> DerivedCheck:
+    """The derived tables against a fold of the verified archive, with a progress bar on
+    stderr when it is a terminal."""
+    from services.audit.derived import verify_derived
+    from services.audit.replay import Progress
+
+    bar = Progress("derived tables", summary.events)
+    try:
+        return await verify_derived(conn, summary, bar)
+    finally:
+        bar.close()
+
+
+DERIVED_SHOWN = 20
+"""Differing derived rows printed by `verify` (`exchange audit replay --show N` lists more)."""
+
+
+def _print_derived_broken(derived: DerivedCheck) -> None:
+    """Each derived row that differs from the fold (table, key, columns, both values, the
+    events that wrote it), or why the archive could not be folded."""
+    report = derived.report
+    if derived.finding is not None or report is None:
+        print(f"BROKEN {derived.finding}")
+        return
+    for d in report.shown[:DERIVED_SHOWN]:
+        print(f"BROKEN (derived) table {d}")
+    counts = ", ".join(f"{t} {n}" for t, n in report.differences.items() if n)
+    print(
+        f"derived tables: {sum(report.differences.values())} rows differ from a fold of the "
+        f"verified archive ({counts}): changed behind the ledger's back, or projected by "
+        "another version of the code (`exchange audit replay` lists every one)"
+    )
+
+
+def _print_derived(derived: DerivedCheck | None) -> None:
+    """The success line of the derived check (or that it was skipped)."""
+    if derived is None:
+        print("derived tables: not checked (--no-derived)")
+        return
+    report = derived.report
+    assert report is not None  # printed only when the tables are equal
+    ignored = ", ".join(f"{t}.{c}" for t, cs in report.ignored.items() for c in cs)
+    print(
+        f"derived tables: money journal and {len(derived.read_models)} read models equal a "
+        "fold of the archive"
+    )
+    print(
+        f"  {report.events} events folded ({derived.after_walk} archived during the check), "
+        f"{report.projected} projected: {', '.join(report.differences)}"
+        + (f"; not compared (the ledger's clock): {ignored}" if ignored else "")
+    )
 
 
 def _print_witnessed(witnesses: list[Any], heads: list[Any], signed: int) -> None:

@@ -36,7 +36,8 @@ PAGE = 5000
 Progress = Callable[[int, int], None]
 
 
-def _stored(r: asyncpg.Record) -> StoredRow:
+def stored_row(r: asyncpg.Record) -> StoredRow:
+    """An archive row read with ROW_COLUMNS, as the checks in verify.py take it."""
     return StoredRow(r["archive_seq"], row_of(r), r["content_hash"], r["chain_hash"])
 
 
@@ -152,7 +153,7 @@ async def verify_archive(
     last, done = -(2**63), 0  # archive_seq can be made zero or negative by hand
     while True:
         rows = [
-            _stored(r)
+            stored_row(r)
             for r in await conn.fetch(
                 f"SELECT {ROW_COLUMNS} FROM archive WHERE archive_seq > $1"
                 " ORDER BY archive_seq LIMIT $2",
@@ -206,13 +207,13 @@ async def _against_head(conn: asyncpg.Connection, summary: Summary, path: Path) 
         assert ours is not None  # no finding: a head holds
         summary.ledger_heads.append(ours)
         return None
-    r = await _row_at(conn, found.position)
+    r = await row_at(conn, found.position)
     if r is None:
         return Finding(found.kind, None, None, None, found.detail)
     return Finding(found.kind, r["archive_seq"], r["event_id"], r["topic"], found.detail)
 
 
-async def _row_at(conn: asyncpg.Connection, position: int) -> asyncpg.Record | None:
+async def row_at(conn: asyncpg.Connection, position: int) -> asyncpg.Record | None:
     """The row number `position` (1-based) in archive order; None for 0 or beyond the end."""
     if position < 1:
         return None
@@ -227,7 +228,7 @@ async def _row_is(conn: asyncpg.Connection, head: Head) -> bool:
     """Whether row number `head.tree_size` has the head's archive_seq and chain hash."""
     if head.tree_size == 0:
         return head.chain_hash == GENESIS
-    r = await _row_at(conn, head.tree_size)
+    r = await row_at(conn, head.tree_size)
     return r is not None and (r["archive_seq"], r["chain_hash"]) == (
         head.archive_seq,
         head.chain_hash,

@@ -16,8 +16,9 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -402,6 +403,19 @@ async def _compare_table(
         report.shown.append(RowDifference(table, key, kind, changed, lv, rv, events))
 
 
+@asynccontextmanager
+async def scratch_snapshot(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """One REPEATABLE READ transaction, always rolled back: the archive and the live derived
+    tables are read as of one instant (the ledger writes both in one transaction, so they agree
+    at every instant), and what is made inside it (the scratch schema) is gone after."""
+    tx = conn.transaction(isolation="repeatable_read")
+    await tx.start()
+    try:
+        yield
+    finally:
+        await tx.rollback()
+
+
 async def replay_projections(
     conn: asyncpg.Connection,
     records: Iterable[Record] | None = None,
@@ -410,37 +424,45 @@ async def replay_projections(
 ) -> ProjectionReport:
     """Rebuild every read model from the archive (or from `records` read from the topics) and
     compare it with the live one, as of one snapshot of the database."""
+    async with scratch_snapshot(conn):
+        return await fold_and_compare(conn, records, progress, jobs)
+
+
+async def fold_and_compare(
+    conn: asyncpg.Connection,
+    records: Iterable[Record] | None = None,
+    progress: Progress | None = None,
+    jobs: int = 1,
+) -> ProjectionReport:
+    """Fold the archive (or `records`) and compare every derived table with the live one; the
+    rows found different are named with the events that wrote them (a second fold, watching
+    only those rows). The one reading of the projections that `replay` and `verify` share.
+    Must run inside `scratch_snapshot`."""
     report = ProjectionReport()
     started = time.monotonic()
-    tx = conn.transaction(isolation="repeatable_read")
-    await tx.start()
-    try:
-        nothing: frozenset[tuple[str, tuple[Any, ...]]] = frozenset()
-        skip = await refused_by_postgres(conn)
-        if records is None:
-            fold = await fold_archive(conn, progress, jobs=jobs, watch=nothing, skip=skip)
-            tables = list(TABLE_KEYS)
-        else:
-            fold = fold_records(records, progress, watch=nothing, skip=skip)
-            # from the topics there is no archive sequence to compare projected_events with
-            tables = [t for t in TABLE_KEYS if t != "projected_events"]
-        report.events = fold.read
-        report.projected = fold.events
-        report.set_aside = len(fold.set_aside)
-        await compare_projections(conn, fold, tables, report)
-        if report.shown:  # fold again, noting who wrote the rows found different
-            watch = frozenset((d.table, d.key) for d in report.shown)
-            again = (
-                await fold_archive(conn, watch=watch, skip=skip)
-                if records is None
-                else fold_records(records, watch=watch, skip=skip)
-            )
-            report.shown = [
-                replace(d, events=tuple(again.writers.get((d.table, d.key), ())))
-                for d in report.shown
-            ]
-    finally:
-        await tx.rollback()
+    nothing: frozenset[tuple[str, tuple[Any, ...]]] = frozenset()
+    skip = await refused_by_postgres(conn)
+    if records is None:
+        fold = await fold_archive(conn, progress, jobs=jobs, watch=nothing, skip=skip)
+        tables = list(TABLE_KEYS)
+    else:
+        fold = fold_records(records, progress, watch=nothing, skip=skip)
+        # from the topics there is no archive sequence to compare projected_events with
+        tables = [t for t in TABLE_KEYS if t != "projected_events"]
+    report.events = fold.read
+    report.projected = fold.events
+    report.set_aside = len(fold.set_aside)
+    await compare_projections(conn, fold, tables, report)
+    if report.shown:  # fold again, noting who wrote the rows found different
+        watch = frozenset((d.table, d.key) for d in report.shown)
+        again = (
+            await fold_archive(conn, watch=watch, skip=skip)
+            if records is None
+            else fold_records(records, watch=watch, skip=skip)
+        )
+        report.shown = [
+            replace(d, events=tuple(again.writers.get((d.table, d.key), ()))) for d in report.shown
+        ]
     report.seconds = time.monotonic() - started
     return report
 

@@ -268,3 +268,33 @@ class ArchiveChecker:
                 "first event, or at a clean stop: until then nothing is verified)",
             )
         return None
+
+
+def follows(previous: bytes, rows: Sequence[StoredRow]) -> Finding | None:
+    """Rows archived after a verified row whose chain hash is `previous`, in archive_seq order:
+    the first that is not hashed and linked as the ledger writes it, or None. For the rows a
+    running ledger archives while `verify` walks (services/audit/derived.py); the walk's
+    finer diagnosis (inserted, missing, reordered) is left to the next `verify`."""
+    for stored in rows:
+        if stored.content_hash is None or stored.chain_hash is None:
+            return Finding.at(
+                "inserted",
+                stored,
+                "archived during the check without hashes: the ledger did not write it",
+            )
+        if content_hash(stored.row) != stored.content_hash:
+            return Finding.at(
+                "changed",
+                stored,
+                "archived during the check, its content no longer matches its content hash",
+            )
+        if link(previous, stored.content_hash) != stored.chain_hash:
+            return Finding.at(
+                "changed",
+                stored,
+                "archived during the check, it does not link to the row "
+                "before it: rows were deleted, inserted or reordered meanwhile (run verify "
+                "again to name the first)",
+            )
+        previous = stored.chain_hash
+    return None

@@ -259,7 +259,9 @@ def settle_and_check(
     if key.returncode != 0:
         verdict.problems.append(f"audit key exited {key.returncode}: {key.stderr.strip()[-300:]}")
     pinned = ("--public-key", key.stdout.split()[1]) if key.returncode == 0 else ()
-    for args in (("verify", *pinned), ("invariants",), ("sequences",), ("replay",)):
+    # replay runs right after and compares the derived tables itself: verify skips that fold
+    verify = ("verify", *pinned, "--no-derived")
+    for args in (verify, ("invariants",), ("sequences",), ("replay",)):
         result = audit(ex, *args)
         if result.returncode != 0:
             tail = (result.stdout + result.stderr).strip().splitlines()[-8:]

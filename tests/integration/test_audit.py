@@ -15,7 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncpg
@@ -23,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.audit import chain, checkpoint
+from services.audit.derived import verify_derived
 from services.audit.evidence import (
     compare_with_topics,
     prove,
@@ -31,9 +32,12 @@ from services.audit.evidence import (
 )
 from services.audit.keys import load_key
 from services.audit.proofs import checkpoint_from_json, proof_document, proof_problem
+from services.audit.simulate import simulate
+from services.demo.city import generate
 from services.embedded.broker import EmbeddedBroker
 from services.embedded.postgres import EmbeddedPostgres
-from services.ledger.archive import ROW_COLUMNS, row_of
+from services.ledger.archive import ROW_COLUMNS, archive_batch, prepare, row_of
+from services.ledger.checkpoints import Checkpointer
 from services.ledger.head import (
     HEAD_FILE,
     ForeignArchive,
@@ -45,6 +49,7 @@ from services.ledger.head import (
 )
 from services.ledger.service import run_ledger
 from services.ledger.witness import checkpoint_file_name
+from services.platform.access import PRODUCER_HEADER, writer_of
 from services.platform.db import connect, migrate
 from services.platform.kafka import Record, ensure_topics, set_producer
 from services.settings import Settings
@@ -618,9 +623,9 @@ async def dsn_of(conn: asyncpg.Connection, archived: Archived) -> str:
 async def test_a_wiped_archive_fails_against_what_the_auditor_holds(
     copy: asyncpg.Connection, archived: Archived, tmp_path: Path
 ) -> None:
-    """Tamper row: wipe the archive and the checkpoints. With nothing to compare, 0 events is a
-    clean (empty) archive; against a CheckpointRecorded the auditor kept, or a size they
-    expect, it is not."""
+    """Tamper row: wipe the archive and the checkpoints. The read models left behind still
+    contradict it; wiped too, nothing is left to compare, and 0 events is a clean (empty)
+    archive; against a CheckpointRecorded the auditor kept, or a size they expect, it is not."""
     event = await copy.fetchval(
         "SELECT convert_from(value, 'UTF8') FROM archive WHERE topic = 'ledger.checkpoints'"
         " ORDER BY archive_seq DESC LIMIT 1"
@@ -634,6 +639,11 @@ async def test_a_wiped_archive_fails_against_what_the_auditor_holds(
 
     await copy.execute("DELETE FROM archive")
     await copy.execute("DELETE FROM checkpoints")
+    leftover = verify_cli(url, *key)
+    assert leftover.returncode == 1, leftover.stdout + leftover.stderr
+    assert "BROKEN (derived) table rm_needs" in leftover.stdout
+    assert "no event in the log produces it" in leftover.stdout
+    await copy.execute("TRUNCATE rm_needs, projected_events")  # the thorough insider
     empty = verify_cli(url, *key)
     assert empty.returncode == 0 and "0 events" in empty.stdout, empty.stdout + empty.stderr
     against_held = verify_cli(url, *key, "--held", str(held))
@@ -915,8 +925,10 @@ async def test_verify_with_the_witness_passes_and_names_the_file_when_cut_back(
     last_kept = (await seqs(copy))[sizes[0] - 1]
     await copy.execute("DELETE FROM archive WHERE archive_seq > $1", last_kept)
     await copy.execute("DELETE FROM checkpoints WHERE tree_size > $1", sizes[0])
-    alone = verify_cli(url, *key)
-    assert alone.returncode == 0, alone.stdout  # consistent with itself
+    alone = verify_cli(url, *key, "--no-derived")
+    assert alone.returncode == 0, alone.stdout  # the archive is consistent with itself
+    left = verify_cli(url, *key)  # the read models of the deleted events are not
+    assert left.returncode == 1 and "BROKEN (derived) table rm_needs" in left.stdout, left.stdout
     cut = verify_cli(url, *key, *witness)
     assert cut.returncode == 1, cut.stdout + cut.stderr
     assert "BROKEN missing" in cut.stdout, cut.stdout
@@ -975,8 +987,13 @@ async def test_a_forged_row_after_the_last_checkpoint_is_never_signed(
     assert await copy.fetchval("SELECT max(tree_size) FROM checkpoints") == signed
 
     key = ("--public-key", pinned(archived))
-    alone = verify_cli(url, *key)
+    alone = verify_cli(url, *key, "--no-derived")
     assert "archive verified" in alone.stdout, alone.stdout  # fresh and linked: looks fine
+    unprojected = verify_cli(url, *key)  # but the ledger never projected it
+    assert unprojected.returncode == 1, unprojected.stdout + unprojected.stderr
+    event = await copy.fetchval("SELECT event_id FROM archive WHERE archive_seq = $1", forged)
+    row = f"projected_events ({event}) is missing from the live table"
+    assert f"BROKEN (derived) table {row}" in unprojected.stdout
     named = verify_cli(url, *key, "--witness", str(witness))
     assert named.returncode == 1, named.stdout + named.stderr
     assert f"BROKEN inserted: archive_seq {forged}," in named.stdout
@@ -1201,3 +1218,171 @@ async def test_a_key_change_without_the_old_keys_signature_fails(
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "BROKEN checkpoint" in broken.stdout
     assert "not signed by the old key it names" in broken.stdout
+
+
+# --- Derived tables: the journal and the read models equal a fold of the verified archive -----
+
+
+def as_written(records: list[Record]) -> list[Record]:
+    """Each record with its topic's writer in the `producer` header, as the services stamp
+    what they write (so that verify has no foreign producer to report)."""
+    return [
+        replace(r, headers=(*r.headers, (PRODUCER_HEADER, (writer_of(r.topic) or "").encode())))
+        for r in records
+    ]
+
+
+async def archive_signed(db: asyncpg.Connection, records: list[Record]) -> Ed25519PrivateKey:
+    """Archive `records` by the ledger's write path, in batches as it reads them, and sign."""
+    await prepare(db)
+    for i in range(0, len(records), 97):
+        await archive_batch(db, records[i : i + 97])
+    key = Ed25519PrivateKey.generate()
+    assert await (await Checkpointer.load(db, key, 1000, 60)).record(db) is not None
+    return key
+
+
+async def sign_city(db: asyncpg.Connection) -> str:
+    """Given a city's week decided by the router and matcher (funds, donations, needs,
+    pledges, matches: every derived table has rows), archived and signed; the pinned key."""
+    records = as_written(simulate(generate(needs=120, volunteers=60, funds=8, seed=3).events))
+    key = await archive_signed(db, records)
+    return checkpoint.raw_public_key(key.public_key()).hex()
+
+
+async def test_verify_finds_the_derived_tables_equal_to_a_fold_unless_told_not_to(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    key = await sign_city(db)
+
+    done = verify_cli(database_url, "--public-key", key)
+    skipped = verify_cli(database_url, "--public-key", key, "--no-derived")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "archive verified" in done.stdout
+    assert (
+        "derived tables: money journal and 6 read models equal a fold of the archive" in done.stdout
+    )
+    assert "0 archived during the check" in done.stdout
+    assert "not compared (the ledger's clock): rm_needs.updated_at" in done.stdout
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert "derived tables: not checked (--no-derived)" in skipped.stdout
+    assert "equal a fold" not in skipped.stdout
+    scratch = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'audit_replay_%'"
+    assert await db.fetchval(scratch) == 0, "nothing is left behind"
+
+
+async def test_a_changed_journal_line_amount_fails_verify_naming_the_row(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    """Tamper row: change one money line of the journal. The archive is untouched, so only
+    the fold of it contradicts the journal."""
+    key = await sign_city(db)
+    line = await db.fetchrow(
+        "SELECT event_id, line_no, amount_minor FROM journal_lines WHERE currency <> 'MIN'"
+        " ORDER BY event_id, line_no LIMIT 1"
+    )
+    await db.execute(
+        "UPDATE journal_lines SET amount_minor = amount_minor + 100"
+        " WHERE event_id = $1 AND line_no = $2",
+        line["event_id"],
+        line["line_no"],
+    )
+
+    broken = verify_cli(database_url, "--public-key", key)
+
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    row = f"journal_lines ({line['event_id']}, {line['line_no']})"
+    assert f"BROKEN (derived) table {row} differs in amount_minor" in broken.stdout
+    was = line["amount_minor"]
+    assert f"amount_minor: live {was + 100} / replayed {was}" in broken.stdout
+    assert f"written by events {line['event_id']}" in broken.stdout
+    assert "1 rows differ from a fold of the verified archive (journal_lines 1)" in broken.stdout
+    assert "archive verified" not in broken.stdout
+
+
+async def test_a_reservation_shrunk_everywhere_at_once_fails_verify_naming_each_column(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    """Tamper row: the insider shrinks a fund's reservation by 500 fen consistently: the
+    proposal's journal lines (the fund's available up, its reserved down; the event still sums
+    to zero), the match's amount and the need's fill. Every derived table agrees with every
+    other; none agrees with the archive."""
+    key = await sign_city(db)
+    match = await db.fetchrow(
+        "SELECT match_id, need_id, fund_id, proposed_event FROM rm_matches"
+        " WHERE supply = 'fund' AND status IN ('proposed', 'accepted') ORDER BY match_id LIMIT 1"
+    )
+    assert match is not None, "the city's week leaves a fund's money reserved"
+    lines = {
+        r["account"].rsplit(":", 1)[1]: r["line_no"]
+        for r in await db.fetch(
+            "SELECT account, line_no FROM journal_lines WHERE event_id = $1",
+            match["proposed_event"],
+        )
+    }
+    move = (
+        "UPDATE journal_lines SET amount_minor = amount_minor + $3"
+        " WHERE event_id = $1 AND line_no = $2"
+    )
+    await db.execute(move, match["proposed_event"], lines["available"], 500)
+    await db.execute(move, match["proposed_event"], lines["reserved"], -500)
+    await db.execute(
+        "UPDATE rm_matches SET amount_minor = amount_minor - 500 WHERE match_id = $1",
+        match["match_id"],
+    )
+    await db.execute(
+        "UPDATE rm_needs SET filled = filled - 500 WHERE need_id = $1", match["need_id"]
+    )
+    unbalanced = await db.fetchval(
+        "SELECT count(*) FROM (SELECT event_id FROM journal_lines GROUP BY event_id, currency"
+        " HAVING sum(amount_minor) <> 0) AS e"
+    )
+    assert unbalanced == 0, "the journal still balances"
+
+    broken = verify_cli(database_url, "--public-key", key)
+
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    out = broken.stdout
+    event = match["proposed_event"]
+    for line_no in (lines["available"], lines["reserved"]):
+        row = f"journal_lines ({event}, {line_no}) differs in amount_minor"
+        assert f"BROKEN (derived) table {row}" in out
+    assert f"BROKEN (derived) table rm_matches ({match['match_id']}) differs in amount_minor" in out
+    assert f"BROKEN (derived) table rm_needs ({match['need_id']}) differs in filled\n" in out
+    assert "rm_needs 1, rm_matches 1, journal_lines 2" in out
+
+
+async def test_rows_archived_during_the_check_are_linked_then_folded(
+    db: asyncpg.Connection,
+) -> None:
+    """A ledger running while verify walks archives more rows: the live tables include them,
+    so the fold does too, once they are shown to be linked after the walked archive."""
+    records = simulate(generate(needs=40, volunteers=20, funds=4, seed=5).events)
+    cut = len(records) * 3 // 4
+    key = await archive_signed(db, records[:cut])
+    finding, walked = await verify_archive(db, key.public_key())
+    assert finding is None
+    for i in range(cut, len(records), 50):  # the ledger goes on after the walk
+        await archive_batch(db, records[i : i + 50])
+    after = await db.fetchval("SELECT count(*) FROM archive") - walked.events
+
+    derived = await verify_derived(db, walked)
+
+    assert derived.equal and derived.after_walk == after > 0
+    assert derived.report is not None and derived.report.events == walked.events + after
+
+    tail = await db.fetchval("SELECT max(archive_seq) FROM archive")
+    await db.execute(
+        "UPDATE archive SET kafka_offset = kafka_offset + 1 WHERE archive_seq = $1", tail
+    )
+    changed = await verify_derived(db, walked)
+    assert changed.finding is not None and not changed.equal
+    assert (changed.finding.kind, changed.finding.archive_seq) == ("changed", tail)
+    assert "archived during the check" in changed.finding.detail
+
+    await db.execute(
+        "DELETE FROM archive WHERE archive_seq = (SELECT min(archive_seq) FROM archive)"
+    )
+    shifted = await verify_derived(db, walked)
+    assert shifted.finding is not None and "changed while verify ran" in shifted.finding.detail

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from services.audit import chain, checkpoint, merkle
 from services.audit.chain import ArchivedRow
+from services.audit.verify import StoredRow, follows
 
 pytestmark = pytest.mark.unit
 
@@ -200,3 +201,36 @@ def test_the_public_key_is_read_from_hex_pem_or_the_key_commands_output(
     monkeypatch.setenv("EXCHANGE_AUDIT_PUBLIC_KEY", raw.hex())
     from_env = Settings(var_dir=tmp_path / "var")
     assert checkpoint.raw_public_key(anchored_public_key(from_env, None, None)) == raw
+
+
+def rows_after(previous: bytes, n: int) -> list[StoredRow]:
+    """`n` rows hashed and linked after `previous`, as the ledger writes them."""
+    rows = []
+    for i in range(n):
+        row = dataclasses.replace(ROW, event_id=uuid.uuid4(), offset=i)
+        content = chain.content_hash(row)
+        previous = chain.link(previous, content)
+        rows.append(StoredRow(100 + i, row, content, previous))
+    return rows
+
+
+def test_rows_archived_after_the_walk_must_link_to_its_last_row() -> None:
+    walked = chain.link(chain.GENESIS, b"\x01" * 32)
+    rows = rows_after(walked, 3)
+    assert follows(walked, rows) is None
+    assert follows(walked, []) is None
+
+    other_head = follows(chain.GENESIS, rows)
+    assert other_head is not None and (other_head.kind, other_head.archive_seq) == ("changed", 100)
+    edited = [
+        rows[0],
+        dataclasses.replace(rows[1], row=dataclasses.replace(ROW, offset=9)),
+        rows[2],
+    ]
+    found = follows(walked, edited)
+    assert found is not None and (found.kind, found.archive_seq) == ("changed", 101)
+    unhashed = [*rows[:2], dataclasses.replace(rows[2], chain_hash=None)]
+    found = follows(walked, unhashed)
+    assert found is not None and (found.kind, found.archive_seq) == ("inserted", 102)
+    skipped = follows(walked, [rows[0], rows[2]])
+    assert skipped is not None and skipped.archive_seq == 102 and "does not link" in skipped.detail
