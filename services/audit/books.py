@@ -1,20 +1,31 @@
-"""The exchange's books rebuilt in memory from archived events: no I/O.
+"""The exchange's books rebuilt in memory from archived events, for the audit reports: no I/O.
 
-`Books.apply` interprets the same `project()` changes the ledger turns into SQL
-(services/ledger/archive.py), with the same journal-line helpers (`match_lines`,
-`pledge_lines`, `withdrawal_lines`), so a fold over the archive reaches the ledger's balances.
-The audit reports (as-of, trail, disclosure) read these books; a fold over the events recorded
-up to a moment gives the books as they were then.
+The books *are* the ledger's fold (`services.domain.projection_fold.ProjectionFold`): each
+event's `projected` changes go through it, so needs' filled / completed / status, matches'
+status, pledges, funds and every journal balance mean here exactly what they mean in the
+ledger's read models and in the auditor's replay. There is one reading of `project()`'s changes;
+nothing in this module decides a status or a balance. Before this, the books kept a third
+reading of their own next to the ledger's and the replay's, which could drift from them.
+
+What the reports need and the read models do not hold is only *noted* beside the fold, from
+the events it applied: the order of the events (so "first in, first out" and "confirmed in
+the order" can be said), which event proposed and which settled each match (when, by whom),
+donations and their refunds, organisation names and corrections. An event the ledger sets
+aside (`projected`, `try_apply`) changes nothing here and is not noted either: it is counted,
+and kept with its reason in the fold's `set_aside`.
+
+`NeedBook`, `MatchBook`, `FundBook` and `VolunteerBook` are read-only views of the fold's rows,
+built when asked for. A fold over the events recorded up to a moment gives the books as they
+were then.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.envelope import Envelope
 from schemas.messages import (
@@ -25,31 +36,23 @@ from schemas.messages import (
     OrganisationRegistered,
 )
 from schemas.sealed import Sealed
+from services.domain.projection_fold import ProjectionFold, match_terms, projected
 from services.domain.projections import (
-    MINUTES,
+    Change,
     JournalLine,
     MatchDelivered,
     MatchEnded,
     MatchTerms,
-    NeedCompleted,
-    NeedFilled,
-    PledgeEnded,
-    PledgeSet,
     Row,
-    Update,
     fund_account,
-    match_lines,
-    pledge_lines,
     pledged_account,
-    project,
     volunteer_account,
-    withdrawal_lines,
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class NeedBook:
-    """A need as the read model holds it (rm_needs), plus what the reports need."""
+    """A need as the read model holds it (rm_needs), plus the people it serves."""
 
     need_id: uuid.UUID
     org_id: str
@@ -60,21 +63,31 @@ class NeedBook:
     unit: str
     wanted: int
     people_served: int
-    filled: int = 0
-    completed: int = 0
-    status: str = "open"
+    filled: int
+    completed: int
+    status: str
 
 
-@dataclass
+@dataclass(frozen=True)
+class Settlement:
+    """The event that ended or completed a match: its place in the fold, id, time and actor."""
+
+    index: int
+    event_id: uuid.UUID
+    at: datetime
+    by: str
+
+
+@dataclass(frozen=True)
 class MatchBook:
-    """A match: its terms, status and the order in which it was proposed and settled."""
+    """A match as the read model holds it (rm_matches), and when it was proposed and settled."""
 
     match_id: uuid.UUID
     need_id: uuid.UUID
     terms: MatchTerms
     proposed: int
     """Index (in the fold) of the proposal event: reservations are ordered by it."""
-    status: str = "proposed"
+    status: str
     minutes_served: int | None = None
     settled: int | None = None
     """Index of the event that ended or completed it."""
@@ -86,7 +99,10 @@ class MatchBook:
 
 @dataclass
 class DonationBook:
-    """A donation into a fund and what was refunded of it."""
+    """A donation into a fund and what was refunded of it (the journal knows only sums).
+
+    Mutable: the report reader replaces a sealed label or note by its text (services.audit
+    .reading); nothing is compared with these."""
 
     donation_id: uuid.UUID
     fund_id: uuid.UUID
@@ -104,9 +120,9 @@ class DonationBook:
     posted, so never named in the disclosure report, whatever it reads as."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class FundBook:
-    """A fund as opened."""
+    """A fund as opened (rm_funds)."""
 
     fund_id: uuid.UUID
     org_id: str
@@ -115,197 +131,205 @@ class FundBook:
     spec: dict[str, Any]
 
 
-@dataclass
+@dataclass(frozen=True)
 class VolunteerBook:
-    """A volunteer, known only by pseudonym and home district."""
+    """A volunteer, known only by pseudonym and home district (rm_pledges)."""
 
     volunteer_id: uuid.UUID
     pseudonym: str
     district: str
-    status: str = "registered"
+    status: str
+
+
+T = TypeVar("T")
+
+
+class RowsById(Mapping[uuid.UUID, T]):
+    """A read model's rows by their id, each read as a view when asked for: the fold's row
+    itself, not a copy taken earlier, so a view never disagrees with the fold."""
+
+    def __init__(
+        self, rows: dict[tuple[Any, ...], dict[str, Any]], view: Callable[[dict[str, Any]], T]
+    ) -> None:
+        self._rows, self._view = rows, view
+
+    def __getitem__(self, key: uuid.UUID) -> T:
+        return self._view(self._rows[(key,)])
+
+    def __contains__(self, key: object) -> bool:
+        return (key,) in self._rows
+
+    def __iter__(self) -> Iterator[uuid.UUID]:
+        return (key[0] for key in self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 @dataclass
 class Books:
-    """Everything the audit reports read, folded from events in archive order."""
+    """The ledger's fold over events in archive order, and what the reports note beside it."""
 
-    accounts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    lines: dict[uuid.UUID, list[JournalLine]] = field(default_factory=dict)
-    needs: dict[uuid.UUID, NeedBook] = field(default_factory=dict)
-    matches: dict[uuid.UUID, MatchBook] = field(default_factory=dict)
-    funds: dict[uuid.UUID, FundBook] = field(default_factory=dict)
+    projection: ProjectionFold = field(default_factory=lambda: ProjectionFold(watch=frozenset()))
+    """The read models and journal (no writers noted: the reports never name them)."""
     donations: dict[uuid.UUID, DonationBook] = field(default_factory=dict)
-    volunteers: dict[uuid.UUID, VolunteerBook] = field(default_factory=dict)
     organisations: dict[str, str] = field(default_factory=dict)
     """organisation id -> name, from OrganisationRegistered events."""
     corrections: list[Envelope[Message]] = field(default_factory=list)
+    pseudonyms: dict[uuid.UUID, str] = field(default_factory=dict)
+    """volunteer id -> pseudonym as the report reader opened it (the row keeps it sealed)."""
+    proposed: dict[uuid.UUID, int] = field(default_factory=dict)
+    """match id -> index of the event whose row the fold inserted."""
+    settlements: dict[uuid.UUID, Settlement] = field(default_factory=dict)
+    """match id -> the last event that ended or completed it."""
     events: int = 0
+    """Events folded (set-aside ones included): the next event's index."""
 
-    def balance(self, account: str, unit: str) -> int:
-        """The sum of every line posted to `account` in `unit`."""
-        return self.accounts.get((account, unit), 0)
+    @property
+    def needs(self) -> Mapping[uuid.UUID, NeedBook]:
+        """Every need in the fold (rm_needs)."""
+        return RowsById(self.projection.tables["rm_needs"], _need)
+
+    @property
+    def matches(self) -> Mapping[uuid.UUID, MatchBook]:
+        """Every match in the fold (rm_matches), with its proposal and settlement."""
+        return RowsById(self.projection.tables["rm_matches"], self._match)
+
+    @property
+    def funds(self) -> Mapping[uuid.UUID, FundBook]:
+        """Every fund in the fold (rm_funds)."""
+        return RowsById(self.projection.tables["rm_funds"], _fund)
+
+    @property
+    def volunteers(self) -> Mapping[uuid.UUID, VolunteerBook]:
+        """Every registered volunteer in the fold (rm_pledges), pseudonyms opened if given."""
+        return RowsById(self.projection.tables["rm_pledges"], self._volunteer)
+
+    @property
+    def lines(self) -> dict[uuid.UUID, list[JournalLine]]:
+        """Each event's journal lines, in line order (journal_lines)."""
+        out: dict[uuid.UUID, list[JournalLine]] = {}
+        for r in self.projection.tables["journal_lines"].values():
+            line = JournalLine(r["account"], r["amount_minor"], r["currency"])
+            out.setdefault(r["event_id"], []).append(line)
+        return out
+
+    @property
+    def accounts(self) -> dict[tuple[str, str], int]:
+        """(account, unit) -> balance, as the ledger's journal sums them. An account is kept
+        in one unit (a fund's in its currency, a volunteer's in minutes): the fold's balances
+        are by account, and a comparison with the ledger's sums by both would show a mix."""
+        units = {
+            r["account"]: r["currency"] for r in self.projection.tables["journal_lines"].values()
+        }
+        return {(a, units[a]): b for a, b in self.projection.balances.items()}
+
+    def balance(self, account: str) -> int:
+        """The journal balance of `account` (the fold's, as the ledger reads it back)."""
+        return self.projection.balances.get(account, 0)
 
     def fund_balances(self, fund_id: uuid.UUID) -> dict[str, int]:
         """available / reserved / disbursed of a fund, in its currency's minor units."""
-        cur = self.funds[fund_id].currency if fund_id in self.funds else "CNY"
         return {
-            b: self.balance(fund_account(fund_id, b), cur)
+            b: self.balance(fund_account(fund_id, b))
             for b in ("available", "reserved", "disbursed")
         }
 
     def volunteer_minutes(self, volunteer_id: uuid.UUID) -> dict[str, int]:
         """offered / reserved / served minutes of a volunteer, and what the pledge offers."""
         out = {
-            b: self.balance(volunteer_account(volunteer_id, b), MINUTES)
+            b: self.balance(volunteer_account(volunteer_id, b))
             for b in ("offered", "reserved", "served")
         }
-        out["pledged"] = -self.balance(pledged_account(volunteer_id), MINUTES)
+        out["pledged"] = -self.balance(pledged_account(volunteer_id))
         return out
 
-    def post(self, event_id: uuid.UUID, line: JournalLine) -> None:
-        """Add one journal line (as the ledger's Journal.post does)."""
-        self.accounts[(line.account, line.currency)] += line.amount_minor
-        self.lines.setdefault(event_id, []).append(line)
-
     def apply(self, env: Envelope[Message]) -> None:
-        """Apply one event seen for the first time, exactly as the ledger projects it."""
+        """Apply one event seen for the first time through the fold, as the ledger does, and
+        note what the reports need of it; an event the ledger sets aside is only counted."""
         n = self.events
         self.events += 1
+        changes, reason = projected(env)
+        if reason is not None:
+            self.projection.set_aside[env.event_id] = reason
+        elif self.projection.try_apply(env.event_id, changes) is None:
+            self._note(env, n, changes)
+
+    def _note(self, env: Envelope[Message], n: int, changes: list[Change]) -> None:
         p = env.payload
         if isinstance(p, OrganisationRegistered):
             self.organisations[str(p.org_id)] = p.name
         elif isinstance(p, EventCorrected):
             self.corrections.append(env)
         elif isinstance(p, DonationReceived):
-            self.donations[p.donation_id] = DonationBook(
-                p.donation_id,
-                p.fund_id,
-                _text(p.donation.donor),
-                p.donation.amount.amount_minor,
-                p.donation.amount.currency,
-                n,
-                env.recorded_at,
-                env.event_id,
-                env.actor.org_id,
-                note=_text(p.donation.note),
-                donor_sealed=isinstance(p.donation.donor, Sealed),
-            )
+            self.donations[p.donation_id] = _donation(env, p, n)
         elif isinstance(p, DonationRefunded) and p.donation_id in self.donations:
             self.donations[p.donation_id].refunded_minor += p.amount.amount_minor
-        for change in project(env):
-            self._change(env, n, change)
+        matches = self.projection.tables["rm_matches"]
+        for change in changes:
+            if isinstance(change, Row) and change.table == "rm_matches":
+                self.proposed.setdefault(change.values["match_id"], n)
+            elif isinstance(change, MatchEnded | MatchDelivered) and (change.match_id,) in matches:
+                self.settlements[change.match_id] = Settlement(
+                    n, env.event_id, env.recorded_at, env.actor.org_id
+                )
 
-    def _change(self, env: Envelope[Message], n: int, change: Any) -> None:
-        if isinstance(change, JournalLine):
-            self.post(env.event_id, change)
-        elif isinstance(change, Row):
-            self._row(change, n)
-        elif isinstance(change, Update):
-            self._update(change)
-        elif isinstance(change, NeedFilled):
-            self._need_delta(change.need_id, filled=change.amount)
-        elif isinstance(change, NeedCompleted):
-            self._need_delta(change.need_id, completed=change.amount)
-        elif isinstance(change, MatchEnded | MatchDelivered):
-            self._match(env, n, change)
-        elif isinstance(change, PledgeSet | PledgeEnded):
-            v = change.volunteer_id
-            pledged = -self.balance(pledged_account(v), MINUTES)
-            if isinstance(change, PledgeSet):
-                lines = pledge_lines(v, pledged, change.minutes)
-            else:
-                offered = self.balance(volunteer_account(v, "offered"), MINUTES)
-                lines = withdrawal_lines(v, offered, pledged)
-            for line in lines:
-                self.post(env.event_id, line)
+    def _match(self, row: dict[str, Any]) -> MatchBook:
+        s = self.settlements.get(row["match_id"])
+        return MatchBook(
+            row["match_id"],
+            row["need_id"],
+            match_terms(row),
+            self.proposed[row["match_id"]],
+            row["status"],
+            row.get("minutes_served"),
+            s.index if s else None,
+            s.event_id if s else None,
+            s.at if s else None,
+            s.by if s else None,
+        )
 
-    def _row(self, row: Row, n: int) -> None:
-        v = row.values
-        if row.table == "rm_needs" and v["need_id"] not in self.needs:
-            spec = v["spec"]
-            self.needs[v["need_id"]] = NeedBook(
-                v["need_id"],
-                str(v["org_id"]),
-                v["title"],
-                v["kind"],
-                v["category"],
-                v["district"],
-                v["unit"],
-                v["wanted"],
-                int(spec.get("people_served", 0)),
-            )
-        elif row.table == "rm_funds" and v["fund_id"] not in self.funds:
-            self.funds[v["fund_id"]] = FundBook(
-                v["fund_id"], str(v["org_id"]), v["name"], v["currency"], v["spec"]
-            )
-        elif row.table == "rm_pledges" and v["volunteer_id"] not in self.volunteers:
-            self.volunteers[v["volunteer_id"]] = VolunteerBook(
-                v["volunteer_id"], v["pseudonym"], v["district"]
-            )
-        elif row.table == "rm_matches" and v["match_id"] not in self.matches:
-            terms = MatchTerms(
-                v["supply"],
-                v["fund_id"],
-                v["amount_minor"],
-                v["currency"],
-                v["volunteer_id"],
-                v["minutes"],
-            )
-            self.matches[v["match_id"]] = MatchBook(v["match_id"], v["need_id"], terms, n)
-
-    def _update(self, up: Update) -> None:
-        if up.table == "rm_needs" and up.key_value in self.needs:
-            need = self.needs[up.key_value]
-            for k in ("title", "wanted", "unit", "status"):
-                if k in up.values:
-                    setattr(need, k, up.values[k])
-            if "spec" in up.values:
-                need.people_served = int(up.values["spec"].get("people_served", 0))
-        elif up.table == "rm_pledges" and up.key_value in self.volunteers:
-            vol = self.volunteers[up.key_value]
-            vol.pseudonym = up.values.get("pseudonym", vol.pseudonym)
-            vol.district = up.values.get("district", vol.district)
-            vol.status = up.values.get("status", vol.status)
-        elif up.table == "rm_matches" and up.key_value in self.matches:
-            self.matches[up.key_value].status = up.values.get("status", "proposed")
-
-    def _need_delta(self, need_id: uuid.UUID, filled: int = 0, completed: int = 0) -> None:
-        need = self.needs.get(need_id)
-        if need is None:
-            return
-        need.filled += filled
-        need.completed += completed
-        need.status = need_status(need)
-
-    def _match(self, env: Envelope[Message], n: int, change: MatchEnded | MatchDelivered) -> None:
-        m = self.matches.get(change.match_id)
-        if m is None:
-            return
-        quantity = (m.terms.amount_minor or 0) if m.terms.supply == "fund" else 1
-        if isinstance(change, MatchEnded):
-            m.status = change.status
-            self._need_delta(m.need_id, filled=-quantity)
-        else:
-            m.status = "completed"
-            m.minutes_served = change.minutes_served
-            self._need_delta(m.need_id, completed=quantity)
-        m.settled, m.settled_event, m.settled_at = n, env.event_id, env.recorded_at
-        m.settled_by = env.actor.org_id
-        for line in match_lines(m.terms, change):
-            self.post(env.event_id, line)
+    def _volunteer(self, row: dict[str, Any]) -> VolunteerBook:
+        vid = row["volunteer_id"]
+        pseudonym = self.pseudonyms.get(vid, row["pseudonym"])
+        return VolunteerBook(vid, pseudonym, row["district"], row["status"])
 
 
-def need_status(need: NeedBook) -> str:
-    """The ledger's NEED_STATUS rule (services/ledger/archive.py), in Python."""
-    if need.status in ("cancelled", "fulfilled"):
-        return need.status
-    if need.completed >= need.wanted:
-        return "fulfilled"
-    if need.filled >= need.wanted:
-        return "matched"
-    if need.filled > 0:
-        return "partially_matched"
-    return "open"
+def _need(row: dict[str, Any]) -> NeedBook:
+    return NeedBook(
+        row["need_id"],
+        str(row["org_id"]),
+        row["title"],
+        row["kind"],
+        row["category"],
+        row["district"],
+        row["unit"],
+        row["wanted"],
+        int(row["spec"].get("people_served", 0)),
+        row["filled"],
+        row["completed"],
+        row["status"],
+    )
+
+
+def _fund(row: dict[str, Any]) -> FundBook:
+    return FundBook(row["fund_id"], str(row["org_id"]), row["name"], row["currency"], row["spec"])
+
+
+def _donation(env: Envelope[Message], p: DonationReceived, n: int) -> DonationBook:
+    return DonationBook(
+        p.donation_id,
+        p.fund_id,
+        _text(p.donation.donor),
+        p.donation.amount.amount_minor,
+        p.donation.amount.currency,
+        n,
+        env.recorded_at,
+        env.event_id,
+        env.actor.org_id,
+        note=_text(p.donation.note),
+        donor_sealed=isinstance(p.donation.donor, Sealed),
+    )
 
 
 def fold(events: Iterable[Envelope[Message]], until: datetime | None = None) -> Books:

@@ -56,14 +56,14 @@ async def load_books(
 
 
 async def reveal_pseudonyms(conn: asyncpg.Connection | asyncpg.Pool, books: Books) -> None:
-    """Replace each volunteer's sealed pseudonym in these books by its text, or by the
-    forgotten marker once the volunteer's key is deleted (docs/privacy.md). The books are a
-    report's own copy: nothing is compared with them, so showing text here changes no check."""
+    """Show each volunteer's sealed pseudonym in these books as its text, or as the forgotten
+    marker once the volunteer's key is deleted (docs/privacy.md). The books are a report's own
+    copy and the fold's row keeps the sealed value: showing text here changes no check."""
     sealed = {vid: parse_sealed(v.pseudonym) for vid, v in books.volunteers.items()}
     keys = await keys_for(conn, {s.subject for s in sealed.values() if s is not None})
     for vid, value in sealed.items():
         if value is not None:
-            books.volunteers[vid].pseudonym = open_sealed(
+            books.pseudonyms[vid] = open_sealed(
                 value, keys.get(value.subject), subject_of("volunteer", vid)
             )
 

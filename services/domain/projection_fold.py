@@ -3,11 +3,13 @@
 `services.domain.projections.project` says what each event changes, as plain data. This fold
 applies those changes to dictionaries with exactly the meaning the read models' SQL has
 (insert-if-absent, update-if-present, the need status rule, the journal's line numbering, a
-pledge's moves read from the journal's balances). Two callers share it, so they cannot drift:
+pledge's moves read from the journal's balances). Three callers share it, so they cannot drift:
 - the ledger folds each batch over a window: the rows and balances the batch touches, loaded
   first, then written back in a few statements (services/ledger/batch_projection.py);
 - the auditor's replay folds the whole log from nothing and copies the result into a scratch
-  schema in bulk (services/audit/replay.py).
+  schema in bulk (services/audit/replay.py);
+- the audit reports (as-of, trail, disclosure) fold the archive up to a moment and read the
+  tables and balances it holds (services/audit/books.py).
 Pure: no I/O.
 """
 
@@ -104,6 +106,14 @@ def _need_status(row: dict[str, Any]) -> str:
     if row["filled"] >= row["wanted"]:
         return "matched"
     return "partially_matched" if row["filled"] > 0 else "open"
+
+
+def match_terms(row: dict[str, Any]) -> MatchTerms:
+    """What an `rm_matches` row holds about its supply, as the journal helpers read it."""
+    return MatchTerms(
+        row["supply"], row["fund_id"], row["amount_minor"], row["currency"],
+        row["volunteer_id"], row["minutes"],
+    )  # fmt: skip
 
 
 @dataclass
@@ -276,11 +286,7 @@ class ProjectionFold:
             m["status"] = "completed"
             m["minutes_served"] = change.minutes_served
             self._need_delta(m["need_id"], event_id, quantity, completed=True)
-        terms = MatchTerms(
-            m["supply"], m["fund_id"], m["amount_minor"], m["currency"],
-            m["volunteer_id"], m["minutes"],
-        )  # fmt: skip
-        return self._post_lines(event_id, line_no, match_lines(terms, change))
+        return self._post_lines(event_id, line_no, match_lines(match_terms(m), change))
 
     def _pledge_moves(
         self, change: PledgeSet | PledgeEnded, event_id: uuid.UUID, line_no: int
