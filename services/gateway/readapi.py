@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from schemas.common import Category, PlaceName, Role, Urgency
 from services.gateway import reads
-from services.gateway.deps import Caller, Pool, may_read_private
+from services.gateway.deps import Caller, Pool, may_read_private, require_role
 from services.gateway.faults import DETAILS
 from services.gateway.limits import StreamSlots, check_min_seq
 from services.gateway.openapi import EVENT_STREAM
@@ -98,12 +98,16 @@ async def list_needs(
     category: Category | None = None,
     status: NeedStatus | None = None,
     urgency: Urgency | None = None,
+    org_id: Annotated[
+        uuid.UUID | None, Query(description="only the needs this organisation posted")
+    ] = None,
     after: After = None,
     limit: Limit = 50,
     min_seq: MinSeq = None,
 ) -> dict[str, Any]:
     """Needs (open to every participant: they carry counts, never beneficiaries), newest
-    first, filtered by district, category, status and urgency."""
+    first, filtered by district, category, status, urgency and the organisation that posted
+    them (a community's own list: `org_id` = its id)."""
     seq = await _stamp(response, pool, min_seq)
     items = await reads.needs(
         pool,
@@ -111,6 +115,7 @@ async def list_needs(
         category=category,
         status=status,
         urgency=urgency,
+        org_id=org_id,
         after=after,
         limit=limit,
     )
@@ -161,6 +166,23 @@ async def get_fund_history(
         raise HTTPException(403, "a fund's history is for its foundation and auditors")
     seq = await _stamp(response, pool, min_seq)
     return {"items": await reads.fund_history(pool, fund_id), "as_of_seq": seq}
+
+
+@router.get("/volunteers")
+async def list_volunteers(
+    response: Response,
+    pool: Pool,
+    who: Caller,
+    after: After = None,
+    limit: Limit = 50,
+    min_seq: MinSeq = None,
+) -> dict[str, Any]:
+    """The volunteers you registered (communities and social organisations; auditors: all),
+    newest first: pseudonym, district, and whether the pledge stands (`active`,
+    `withdrawn`, or `registered` before the first pledge)."""
+    require_role(who, Role.COMMUNITY, Role.SOCIAL_ORG, Role.AUDITOR)
+    seq = await _stamp(response, pool, min_seq)
+    return _page(await reads.volunteers(pool, who, after, limit), limit, seq)
 
 
 @router.get("/volunteers/{volunteer_id}")

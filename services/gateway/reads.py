@@ -19,7 +19,7 @@ import asyncpg
 
 from schemas.envelope import derive_id
 from schemas.sealed import open_sealed, parse_sealed, reveal_json, subject_of
-from services.domain.projections import fund_account, income_account
+from services.domain.projections import fund_account, income_account, volunteer_account
 from services.identity import Principal
 from services.privacy import keys_for, keys_in
 
@@ -71,6 +71,7 @@ def _match(row: asyncpg.Record) -> dict[str, Any]:
         "amount": spec.get("amount"),
         "shift": spec.get("shift"),
         "minutes": row["minutes"],
+        "minutes_served": row["minutes_served"],
         "rule": spec.get("rule"),
         "seq": row["seq"],
     }
@@ -105,14 +106,17 @@ async def needs(
     category: str | None,
     status: str | None,
     urgency: str | None,
+    org_id: uuid.UUID | None = None,
     after: int | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """Needs filtered by district, category, status and urgency, newest first."""
+    """Needs filtered by district, category, status, urgency and the organisation that
+    posted them, newest first."""
     rows = await pool.fetch(
         f"{NEED_SQL} WHERE ($1::text IS NULL OR n.district = $1)"
         " AND ($2::text IS NULL OR n.category = $2) AND ($3::text IS NULL OR n.status = $3)"
         " AND ($4::text IS NULL OR n.urgency = $4) AND ($5::bigint IS NULL OR a.archive_seq < $5)"
+        " AND ($7::text IS NULL OR n.org_id = $7)"
         " ORDER BY a.archive_seq DESC LIMIT $6",
         district,
         category,
@@ -120,6 +124,7 @@ async def needs(
         urgency,
         after,
         limit,
+        str(org_id) if org_id else None,
     )
     keys = await keys_in(pool, [r["spec"] for r in rows])
     return [_need(r, keys) for r in rows]
@@ -187,7 +192,13 @@ async def fund_history(pool: asyncpg.Pool, fund_id: uuid.UUID) -> list[dict[str,
         "SELECT a.archive_seq, a.event_type, a.event_id, a.recorded_at, j.account,"
         " j.amount_minor, j.currency,"
         " CASE WHEN a.event_type IN ('DonationReceived', 'DonationRefunded')"
-        " THEN convert_from(a.value, 'UTF8')::jsonb #>> '{payload,donation_id}' END AS donation"
+        " THEN convert_from(a.value, 'UTF8')::jsonb #>> '{payload,donation_id}' END AS donation,"
+        # a donor is named only by a registered organisation's name, posted as plain text:
+        # any other label may be a person's name (sealed, or plain from before sealing)
+        " CASE WHEN a.event_type = 'DonationReceived' THEN (SELECT o.name FROM organisations o"
+        "  WHERE jsonb_typeof(convert_from(a.value, 'UTF8')::jsonb #> '{payload,donation,donor}')"
+        "  = 'string' AND o.name = convert_from(a.value, 'UTF8')::jsonb"
+        "  #>> '{payload,donation,donor}' LIMIT 1) END AS donor"
         " FROM journal_lines j JOIN projected_events p USING (event_id)"
         " JOIN archive a ON a.archive_seq = p.archive_seq"
         " WHERE j.account LIKE $1 ORDER BY a.archive_seq, j.line_no",
@@ -204,6 +215,8 @@ async def fund_history(pool: asyncpg.Pool, fund_id: uuid.UUID) -> list[dict[str,
             "currency": r["currency"].strip(),
             # which donation a gift or refund line is about: what a refund must name
             "donation_id": r["donation"],
+            # who gave it: an organisation's name, or None for every other donor (docs/privacy.md)
+            "donor": r["donor"],
         }
         for r in rows
     ]
@@ -215,8 +228,16 @@ async def volunteer(pool: asyncpg.Pool, volunteer_id: uuid.UUID) -> dict[str, An
     if row is None:
         return None
     rows = await pool.fetch(f"{MATCH_SQL} WHERE m.volunteer_id = $1 ORDER BY seq", volunteer_id)
-    subject = subject_of("volunteer", volunteer_id)
-    keys = await keys_for(pool, [subject])
+    keys = await keys_for(pool, [subject_of("volunteer", volunteer_id)])
+    completed = await completions(pool, volunteer_id)
+    return _volunteer(row, keys) | {
+        "spec": reveal_json(row["spec"], keys),
+        "matches": [_match(m) | {"completed_at": completed.get(str(m["match_id"]))} for m in rows],
+    }
+
+
+def _volunteer(row: asyncpg.Record, keys: dict[str, bytes]) -> dict[str, Any]:
+    subject = subject_of("volunteer", row["volunteer_id"])
     sealed = parse_sealed(row["pseudonym"])
     return {
         "volunteer_id": str(row["volunteer_id"]),
@@ -225,9 +246,44 @@ async def volunteer(pool: asyncpg.Pool, volunteer_id: uuid.UUID) -> dict[str, An
         else open_sealed(sealed, keys.get(subject), subject),
         "district": row["district"],
         "status": row["status"],
-        "spec": reveal_json(row["spec"], keys),
-        "matches": [_match(m) for m in rows],
     }
+
+
+async def completions(pool: asyncpg.Pool, volunteer_id: uuid.UUID) -> dict[str, str]:
+    """When each of a volunteer's completed shifts was confirmed (match id → the moment the
+    completion was recorded): the journal's `served` lines, one per completion."""
+    rows = await pool.fetch(
+        "SELECT convert_from(a.value, 'UTF8')::jsonb #>> '{payload,match_id}' AS match_id,"
+        " a.recorded_at FROM journal_lines j JOIN projected_events p USING (event_id)"
+        " JOIN archive a ON a.archive_seq = p.archive_seq WHERE j.account = $1",
+        volunteer_account(volunteer_id, "served"),
+    )
+    return {
+        r["match_id"]: r["recorded_at"].isoformat()
+        for r in rows
+        if r["match_id"] and r["recorded_at"] is not None
+    }
+
+
+async def volunteers(
+    pool: asyncpg.Pool, who: Principal, after: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """The volunteers an organisation registered (auditors: all), newest first, each with
+    their pseudonym, district and whether their pledge stands: the registrar's own list, by
+    the rule `services.gateway.visibility` decides a volunteer's plans by."""
+    rows = await pool.fetch(
+        "SELECT r.volunteer_id, r.pseudonym, r.district, r.status, a.archive_seq AS seq"
+        " FROM rm_pledges r JOIN volunteers v USING (volunteer_id)"
+        " JOIN projected_events a ON a.event_id = r.pledged_event"
+        " WHERE ($1::boolean OR v.registered_by = $2)"
+        " AND ($3::bigint IS NULL OR a.archive_seq < $3) ORDER BY a.archive_seq DESC LIMIT $4",
+        who.role.value == "auditor",
+        who.id,
+        after,
+        limit,
+    )
+    keys = await keys_for(pool, [subject_of("volunteer", r["volunteer_id"]) for r in rows])
+    return [_volunteer(r, keys) | {"seq": r["seq"]} for r in rows]
 
 
 async def matches(

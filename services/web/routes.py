@@ -33,6 +33,7 @@ from services.gateway.readapi import events
 from services.web.api import Api, field_errors
 from services.web.charts import SERIES, balance_chart, balances_over_time, bar_chart
 from services.web.i18n import LANGUAGES, ZONE, Translator, pick
+from services.web.sankey import KINDS, fund_flows, layout, sankey_svg, sankey_table
 from services.web.sessions import (
     COOKIE,
     LANG_COOKIE,
@@ -43,6 +44,7 @@ from services.web.sessions import (
     open_session,
     session_of,
 )
+from services.web.shifts import hours, minutes_served, minutes_this_year, upcoming_and_past
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -126,6 +128,7 @@ def render(
             "slots": list(SLOTS),
             "errors": {},
             "values": {},
+            "amending": None,
             **context,
         },
         status_code=status_code,
@@ -143,6 +146,26 @@ def api_for(request: Request, session: Session) -> Api:
 
 def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
+
+
+MOST_ITEMS = 2000
+"""Where a page stops following a list's cursor: more than a page can usefully show."""
+
+
+async def all_items(api: Api, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paginated list (following `next`), up to MOST_ITEMS; [] when refused."""
+    items: list[dict[str, Any]] = []
+    after = None
+    while len(items) < MOST_ITEMS:
+        r = await api.get(path, limit=500, **params, **({"after": after} if after else {}))
+        if r.status_code != 200:
+            break
+        page = r.json()
+        items += page.get("items", [])
+        after = page.get("next")
+        if after is None:
+            break
+    return items
 
 
 # ---- signing in and out, language ----
@@ -303,9 +326,8 @@ async def _foundation(
 async def _community(
     request: Request, session: Session, api: Api, status: Any, **extra: Any
 ) -> HTMLResponse:
-    needs = (await api.get("/needs", limit=100)).json().get("items", [])
-    mine = [n for n in needs if n.get("org_id") == str(session.principal.id)]
-    matches = (await api.get("/matches", limit=100)).json().get("items", [])
+    mine = await all_items(api, "/needs", org_id=str(session.principal.id))
+    matches = (await api.get("/matches", limit=500)).json().get("items", [])
     return render(
         request,
         "community.html",
@@ -313,6 +335,7 @@ async def _community(
         extra.pop("status_code", 200),
         needs=mine,
         matches=matches,
+        registered=await all_items(api, "/volunteers"),
         posting=status,
         **extra,
     )
@@ -326,17 +349,20 @@ async def _volunteer(
     for m in me.get("matches", []):  # what the shift is for, where (the need is public)
         need = await api.get(f"/needs/{m['need_id']}")
         m["need"] = need.json() if need.status_code == 200 else {}
-    proposed = [m for m in me.get("matches", []) if m.get("status") == "proposed"]
-    others = [m for m in me.get("matches", []) if m.get("status") != "proposed"]
-    minutes = sum(int(m.get("minutes") or 0) for m in others if m.get("status") == "completed")
+    matches = me.get("matches", [])
+    proposed = [m for m in matches if m.get("status") == "proposed"]
+    now = datetime.now(ZONE)
+    upcoming, past = upcoming_and_past(matches, now)
     return render(
         request,
         "volunteer.html",
         session,
         me=me,
         proposed=proposed,
-        shifts=others,
-        hours=round(minutes / 60, 1),
+        upcoming=upcoming,
+        past=past,
+        hours=hours(minutes_this_year(matches, now)),
+        hours_total=hours(minutes_served(matches)),
         posting=status,
         pledged=pledged_cells(me),
         **extra,
@@ -376,6 +402,9 @@ async def _overview(
         money_out=money_out,
         hours=round(minutes / 60, 1),
         services=services,
+        registered=await all_items(api, "/volunteers")
+        if session.principal.role is Role.SOCIAL_ORG
+        else [],
         posting=status,
         **extra,
     )
@@ -403,6 +432,7 @@ async def _submit(
     build: Callable[[FormData], dict[str, Any] | None],
     again: Callable[..., Awaitable[HTMLResponse]],
     method: str = "POST",
+    back: str = "/home",
 ) -> Response:
     """Build the body (a BadForm names its field), post it, redirect on 202, else re-render
     the page with the API's reasons next to the fields."""
@@ -425,7 +455,7 @@ async def _submit(
         if r.status_code in (200, 202):
             posted = r.json().get("posting_id", "")
             warned = "&warned=1" if r.json().get("warnings") else ""
-            return _see_other(f"/home?posted={posted}{warned}" if posted else "/home")
+            return _see_other(f"{back}?posted={posted}{warned}" if posted else back)
         return await again(
             request,
             session,
@@ -484,6 +514,9 @@ async def _fund(
     **extra: Any,
 ) -> HTMLResponse:
     status_code = extra.pop("status_code", 200)
+    # the matches before the history: money only moves on from available, so what the
+    # history shows given, less what these hold and what went back, is never negative
+    matches = await all_items(api, "/matches")
     fund = await api.get(f"/funds/{fund_id}")
     history = await api.get(f"/funds/{fund_id}/history")
     if fund.status_code != 200 or history.status_code != 200:
@@ -507,8 +540,40 @@ async def _fund(
         fund=fund.json(),
         lines=lines,
         gifts=[(d, v) for d, v in gifts.items() if v > 0],
+        flow=await _flow(request, api, fund.json(), history.json()["items"], matches),
         posting=status,
         **extra,
+    )
+
+
+async def _flow(
+    request: Request,
+    api: Api,
+    fund: dict[str, Any],
+    history: list[dict[str, Any]],
+    matches: list[dict[str, Any]],
+) -> tuple[Markup, Markup] | None:
+    """The fund's flow chart and its table (services/web/sankey.py), or None before any gift."""
+    t = Translator(_lang(request))
+    fund_id = str(fund["fund_id"])
+    titles = {}
+    for need_id in {str(m["need_id"]) for m in matches if m.get("fund_id") == fund_id}:
+        need = await api.get(f"/needs/{need_id}")
+        if need.status_code == 200:
+            titles[need_id] = str(need.json()["title"])
+    words = ("others", "other_needs", "refunded", "available", "unknown_need")
+    donors, out = fund_flows(
+        history, matches, titles, fund_id, {w: t(f"sankey.{w}") for w in words}
+    )
+    if not donors:
+        return None
+    chart = layout(donors, out, str(fund["name"]))
+    kinds = {k: t(f"sankey.kind.{k}") for k in KINDS}
+    money = partial(t.money, currency=str(fund["currency"]))
+    heads = [t(f"sankey.{h}") for h in ("from", "to", "amount", "state")]
+    return (
+        sankey_svg(chart, t("sankey.title", name=fund["name"]), kinds, money),
+        sankey_table(chart, t("sankey.table"), heads, kinds, money),
     )
 
 
@@ -702,33 +767,132 @@ async def pledge(request: Request) -> Response:
     session, form, refused = await _checked(request)
     if refused is not None or session is None or form is None:
         return refused or _see_other("/")
-
-    def build(f: FormData) -> dict[str, Any]:
-        windows = availability([str(c) for c in f.getlist("slots")], datetime.now(ZONE).date())
-        if not windows:
-            raise BadForm("availability", "error.availability")
-        home = {
-            k: str(f.get(k, "")).strip()
-            for k in ("district", "street", "community")
-            if str(f.get(k, "")).strip()
-        }
-        return {
-            "pseudonym": str(f.get("pseudonym", "")).strip(),
-            "home": home,
-            "skills": [str(s) for s in f.getlist("skills")],
-            "availability": windows,
-            "weekly_hour_limit": int(str(f.get("weekly_hour_limit") or 8)),
-            "travel": str(f.get("travel", "same_district")),
-        }
-
     return await _submit(
         request,
         session,
         form,
         f"/volunteers/{session.principal.id}/pledge",
-        build,
+        pledge_body,
         _volunteer,
         method="PUT",
+    )
+
+
+def pledge_body(f: FormData) -> dict[str, Any]:
+    """The pledge form (the volunteer's own, or their registrar's for them) → the API's body."""
+    windows = availability([str(c) for c in f.getlist("slots")], datetime.now(ZONE).date())
+    if not windows:
+        raise BadForm("availability", "error.availability")
+    home = {
+        k: str(f.get(k, "")).strip()
+        for k in ("district", "street", "community")
+        if str(f.get(k, "")).strip()
+    }
+    hours_ = str(f.get("weekly_hour_limit") or "8").strip()
+    if not hours_.isdigit():
+        raise BadForm("weekly_hour_limit", "error.number")
+    return {
+        "pseudonym": str(f.get("pseudonym", "")).strip(),
+        "home": home,
+        "skills": [str(s) for s in f.getlist("skills")],
+        "availability": windows,
+        "weekly_hour_limit": int(hours_),
+        "travel": str(f.get("travel", "same_district")),
+    }
+
+
+# ---- a registrar and the volunteers it registered ----
+
+
+@router.get("/volunteers/{volunteer_id}", response_class=HTMLResponse)
+async def volunteer_page(
+    request: Request, volunteer_id: uuid.UUID, posted: str | None = None
+) -> Response:
+    """One volunteer as the organisation that registered them sees them: their pledge, to
+    change or withdraw for them (the API decides who may: the volunteer and their registrar)."""
+    session = await current(request)
+    if session is None:
+        return _see_other("/")
+    async with api_for(request, session) as api:
+        status = None
+        if posted:
+            r = await api.get(f"/postings/{posted}")
+            status = r.json() if r.status_code == 200 else None
+        return await _registered_volunteer(request, session, api, status, volunteer_id)
+
+
+async def _registered_volunteer(
+    request: Request,
+    session: Session,
+    api: Api,
+    status: Any,
+    volunteer_id: uuid.UUID,
+    **extra: Any,
+) -> HTMLResponse:
+    r = await api.get(f"/volunteers/{volunteer_id}")
+    if r.status_code != 200:
+        message = "error.not_found" if r.status_code == 404 else "error.not_yours"
+        return render(request, "error.html", session, r.status_code, message=message)
+    me = r.json()
+    return render(
+        request,
+        "registrar.html",
+        session,
+        extra.pop("status_code", 200),
+        me=me,
+        pledged=pledged_cells(me),
+        posting=status,
+        **extra,
+    )
+
+
+def _for_volunteer(volunteer_id: uuid.UUID) -> Callable[..., Awaitable[HTMLResponse]]:
+    """The registrar's page of this volunteer, as `_submit` re-renders a refused form."""
+
+    async def again(
+        request: Request, session: Session, api: Api, status: Any, **extra: Any
+    ) -> HTMLResponse:
+        return await _registered_volunteer(request, session, api, status, volunteer_id, **extra)
+
+    return again
+
+
+@router.post("/volunteers/{volunteer_id}/pledge")
+async def pledge_for(request: Request, volunteer_id: uuid.UUID) -> Response:
+    """The registrar changes a volunteer's pledge for them."""
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+    return await _submit(
+        request,
+        session,
+        form,
+        f"/volunteers/{volunteer_id}/pledge",
+        pledge_body,
+        _for_volunteer(volunteer_id),
+        method="PUT",
+        back=f"/volunteers/{volunteer_id}",
+    )
+
+
+@router.post("/volunteers/{volunteer_id}/withdraw")
+async def withdraw_for(request: Request, volunteer_id: uuid.UUID) -> Response:
+    """The registrar withdraws a volunteer's pledge for them, with the reason."""
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+
+    def build(f: FormData) -> dict[str, Any]:
+        return {"reason": str(f.get("reason", "")).strip()}
+
+    return await _submit(
+        request,
+        session,
+        form,
+        f"/volunteers/{volunteer_id}/pledge/withdraw",
+        build,
+        _for_volunteer(volunteer_id),
+        back=f"/volunteers/{volunteer_id}",
     )
 
 
@@ -743,6 +907,61 @@ async def cancel_need(request: Request, need_id: uuid.UUID) -> Response:
         return {"reason": str(f.get("reason", "")).strip()}
 
     return await _submit(request, session, form, f"/needs/{need_id}/cancel", build, _community)
+
+
+AMENDABLE = ("urgency", "volunteers_needed", "amount", "quantity", "deadline", "shift")
+"""What `AmendNeed` may change (schemas/needs.py `NeedAmendment`); the form's fields are these,
+prefixed `amend.` so that they never fill the form for posting a new need."""
+
+
+def amend_field(name: str) -> str:
+    """The amend form's field for a field the API or the form names ("shift.end" → the
+    shift's day, "amount.amount_minor" → the amount); "" stays "" (names no field)."""
+    if not name:
+        return name
+    top = name.split(".")[0]
+    return f"amend.{'day' if top == 'shift' else top}"
+
+
+@router.post("/needs/{need_id}/amend")
+async def amend_need(request: Request, need_id: uuid.UUID) -> Response:
+    """Change one of the community's open needs: its urgency, and by its kind the shift and
+    volunteers needed, the amount, or the quantity, and the deadline."""
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+
+    def build(f: FormData) -> dict[str, Any]:
+        def got(name: str) -> str:
+            return str(f.get(f"amend.{name}", "")).strip()
+
+        body: dict[str, Any] = {}
+        if got("urgency"):
+            body["urgency"] = got("urgency")
+        if got("day"):
+            end = moment(got("day"), got("end"), "shift.end")
+            body["shift"] = {"start": moment(got("day"), got("start"), "shift.start"), "end": end}
+            body["deadline"] = end  # a shift's need ends with the shift, as when posted
+        elif got("deadline"):
+            body["deadline"] = moment(got("deadline"), "23:59", "deadline")
+        for name in ("volunteers_needed", "quantity"):
+            if got(name):
+                if not got(name).isdigit():
+                    raise BadForm(name, "error.number")
+                body[name] = int(got(name))
+        if got("amount"):
+            body["amount"] = {"amount_minor": fen(got("amount"), "amount"), "currency": "CNY"}
+        return body
+
+    async def again(
+        request: Request, session: Session, api: Api, status: Any, **extra: Any
+    ) -> HTMLResponse:
+        errors = {amend_field(k): v for k, v in extra.pop("errors", {}).items()}
+        return await _community(
+            request, session, api, status, errors=errors, amending=str(need_id), **extra
+        )
+
+    return await _submit(request, session, form, f"/needs/{need_id}", build, again, "PATCH")
 
 
 @router.post("/matches/{match_id}/{action}")
@@ -787,6 +1006,26 @@ def tomorrow() -> str:
     return (datetime.now(ZONE) + timedelta(days=1)).date().isoformat()
 
 
+def local_day(iso: str | None) -> str:
+    """An ISO moment's date in Nanjing, as a date input wants it."""
+    return datetime.fromisoformat(iso).astimezone(ZONE).date().isoformat() if iso else ""
+
+
+def local_clock(iso: str | None) -> str:
+    """An ISO moment's time of day in Nanjing, as a time input wants it ("09:30")."""
+    return datetime.fromisoformat(iso).astimezone(ZONE).strftime("%H:%M") if iso else ""
+
+
+def yuan(amount_minor: int | None) -> str:
+    """Fen as the plain yuan a form field holds ("1200.50"): integer arithmetic, no float."""
+    if amount_minor is None:
+        return ""
+    return f"{amount_minor // 100}.{amount_minor % 100:02d}"
+
+
 templates.env.globals["tomorrow"] = tomorrow
+templates.env.globals["local_day"] = local_day
+templates.env.globals["local_clock"] = local_clock
+templates.env.globals["yuan"] = yuan
 templates.env.globals["newkey"] = lambda: str(uuid.uuid4())
 """Each rendered form carries its own Idempotency-Key: sent twice, it is written once."""

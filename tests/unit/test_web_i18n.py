@@ -38,11 +38,12 @@ def test_every_key_the_pages_use_is_in_the_catalogues() -> None:
     used |= {f"urgency.{u.value}" for u in Urgency} | {f"lang.{code}" for code in LANGUAGES}
     used |= {f"role.{r.value}" for r in Role} | {f"weekday.{d}" for d in range(7)}
     used |= {f"slot.{s}" for s in SLOTS} | {f"travel.{r.value}" for r in TravelRange}
-    used |= {"error.availability", "error.not_yours"}
+    used |= {"error.availability", "error.not_yours", "error.number"}
+    used |= {f"pledge_status.{s}" for s in ("registered", "active", "withdrawn")}
     missing = sorted(k for k in used if k not in catalogue("zh-CN"))
     assert not missing, missing
     known = {"category.", "skill.", "urgency.", "status.", "match.", "lang.", "role.", "event."}
-    assert known | {"weekday.", "slot.", "travel.", "fund."} >= prefixes
+    assert known | {"weekday.", "slot.", "travel.", "fund.", "pledge_status."} >= prefixes
 
 
 def test_money_is_exact_fen_shown_as_yuan() -> None:
