@@ -37,14 +37,14 @@ sys.path.insert(0, str(ROOT))
 
 from schemas.codec import decode  # noqa: E402
 from schemas.topics import all_topic_names  # noqa: E402
-from services.audit.replay import (  # noqa: E402
+from services.audit.replay.rebuild import (  # noqa: E402
     _columns,
     _copy_rows,
     fold_archive,
     read_topics,
     replay_projections,
 )
-from services.audit.simulate import simulate  # noqa: E402
+from services.audit.replay.simulate import simulate  # noqa: E402
 from services.demo.city import generate  # noqa: E402
 from services.domain.projection_fold import TABLE_KEYS  # noqa: E402
 from services.embedded.broker import EmbeddedBroker  # noqa: E402

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from services import SERVICES as SERVICE_NAMES
+from services.running import database_url, running_state
 from services.settings import Settings
 
 
@@ -48,15 +49,6 @@ def run_service(settings: Settings, name: str) -> None:
         raise SystemExit(f"unknown service {name!r}; one of: {', '.join(SERVICE_NAMES)}")
 
 
-def _running(settings: Settings) -> dict[str, str]:
-    """The state file of the exchange running on this var dir, or a clear error."""
-    path = settings.var_dir.resolve() / "run" / "exchange.json"
-    if not path.exists():
-        raise SystemExit(f"no exchange running on {settings.var_dir} (start one: exchange up)")
-    data: dict[str, str] = json.loads(path.read_text())
-    return data
-
-
 def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from services.supervisor import up
 
@@ -77,7 +69,7 @@ def _cmd_services_list(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from services.platform.db import migrate
 
-    dsn = settings.database_url or _running(settings)["database_url"]
+    dsn = database_url(settings)
     applied = asyncio.run(migrate(dsn))
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
     return 0
@@ -87,7 +79,7 @@ def _cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     from services.platform.kafka import ensure_topics
     from services.restore import restore_if_empty
 
-    state = {} if settings.kafka_bootstrap_servers else _running(settings)
+    state = {} if settings.kafka_bootstrap_servers else running_state(settings)
     bootstrap = settings.kafka_bootstrap_servers or state["kafka_bootstrap_servers"]
     dsn = settings.database_url or state["database_url"]
     ensure_topics(bootstrap)
@@ -132,10 +124,6 @@ def _print_acls(fmt: str) -> int:
     return 0
 
 
-def _database(settings: Settings) -> str:
-    return settings.database_url or _running(settings)["database_url"]
-
-
 def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -145,7 +133,7 @@ def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
     from services.platform.db import connect, migrate
 
     async def create() -> tuple[object, str]:
-        dsn = _database(settings)
+        dsn = database_url(settings)
         await migrate(dsn)
         conn = await connect(dsn)
         try:
@@ -172,7 +160,7 @@ def _cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
     import asyncpg
 
     async def rows() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(_database(settings))
+        conn = await asyncpg.connect(database_url(settings))
         try:
             return list(
                 await conn.fetch(
@@ -194,7 +182,7 @@ def _cmd_orgs_token(settings: Settings, args: argparse.Namespace) -> int:
     from services.platform.db import connect, migrate
 
     async def act() -> tuple[str, str | int]:
-        dsn = _database(settings)
+        dsn = database_url(settings)
         await migrate(dsn)  # token_events may be newer than the database
         conn = await connect(dsn)
         try:
@@ -243,7 +231,7 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from services.gateway.health import check
     from services.platform.db import connect
 
-    state = _running(settings)
+    state = running_state(settings)
     try:
         r = httpx.get(f"{state['http_url']}/healthz", timeout=5)
         public, ok = r.json(), r.status_code == 200
@@ -251,7 +239,7 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         public, ok = {"ok": False, "reason": f"gateway unreachable: {exc}"}, False
 
     async def details() -> dict[str, object]:
-        conn = await connect(_database(settings))
+        conn = await connect(database_url(settings))
         try:
             report = await check(
                 conn,
@@ -278,8 +266,8 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from services.demo.loader import load_demo
 
-    state = _running(settings)
-    print(load_demo(args.url or state["http_url"], _database(settings)))
+    state = running_state(settings)
+    print(load_demo(args.url or state["http_url"], database_url(settings)))
     return 0
 
 
@@ -361,7 +349,7 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="load the demo scenario into a running exchange")
     demo.add_argument("--url", help="gateway URL (default: the running exchange's)")
     demo.set_defaults(func=_cmd_demo)
-    from services.audit.cli import add_commands as add_audit_commands
+    from services.audit.entrypoints.cli import add_commands as add_audit_commands
 
     add_audit_commands(sub)
     from services.ledger.head_cli import add_ledger_commands

@@ -16,6 +16,7 @@ import sys
 import uuid
 from typing import Any, Literal
 
+from services.running import database_url
 from services.settings import Settings
 
 
@@ -47,12 +48,6 @@ def add_privacy_commands(sub: Any) -> None:
     status.set_defaults(func=_cmd_status)
 
 
-def _dsn(settings: Settings, given: str | None) -> str:
-    from services.audit.cli import _dsn as audit_dsn
-
-    return audit_dsn(settings, given)
-
-
 def _cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
     from services.platform.db import connect
     from services.privacy import forget, plain_text_left, sealing_subject
@@ -64,7 +59,7 @@ def _cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
     by = args.by or getpass.getuser()
 
     async def run() -> tuple[Any, list[str]]:
-        conn = await connect(_dsn(settings, args.database_url))
+        conn = await connect(database_url(settings, args.database_url))
         try:
             subject = await sealing_subject(conn, kind, subject_id)
             result = await forget(conn, subject, by)
@@ -94,7 +89,7 @@ def _cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from services.privacy import privacy_counts
 
     async def run() -> dict[str, int]:
-        conn = await connect(_dsn(settings, args.database_url))
+        conn = await connect(database_url(settings, args.database_url))
         try:
             return await privacy_counts(conn)
         finally:

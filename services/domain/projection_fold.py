@@ -7,9 +7,9 @@ pledge's moves read from the journal's balances). Three callers share it, so the
 - the ledger folds each batch over a window: the rows and balances the batch touches, loaded
   first, then written back in a few statements (services/ledger/batch_projection.py);
 - the auditor's replay folds the whole log from nothing and copies the result into a scratch
-  schema in bulk (services/audit/replay.py);
+  schema in bulk (services/audit/replay/rebuild.py);
 - the audit reports (as-of, trail, disclosure) fold the archive up to a moment and read the
-  tables and balances it holds (services/audit/books.py).
+  tables and balances it holds (services/audit/reports/books.py).
 Pure: no I/O.
 """
 

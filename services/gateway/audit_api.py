@@ -15,8 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from schemas.common import Role
-from services.audit.invariants import InvariantChecker
-from services.audit.replay import check_archive
+from services.audit.replay.rebuild import check_archive
+from services.audit.reports.invariants import InvariantChecker
 from services.gateway.deps import Caller, Pool, require_role
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])

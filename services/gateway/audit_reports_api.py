@@ -3,7 +3,7 @@
 Only the auditor role may call them (403 otherwise): a trail names volunteers by pseudonym and
 donors by label, which only auditors and owners may see, and one route serving every fund
 cannot check ownership per fund cheaply. The computations are the pure modules the command
-line uses (services/audit)."""
+line uses (services/audit/reports)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
 from schemas.common import Moment, Role
-from services.audit import asof, trail
-from services.audit import disclosure as d
-from services.audit.reading import load_books
-from services.audit.report_api_data import disclosure_report
+from services.audit.entrypoints.report_api_data import disclosure_report
+from services.audit.reports import asof, trail
+from services.audit.reports import disclosure as d
+from services.audit.reports.reading import load_books
 from services.gateway.deps import Caller, Pool, require_role
 from services.gateway.openapi import DISCLOSURE
 

@@ -8,7 +8,6 @@ message (a replay, a restored topic) changes nothing.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import uuid
 from collections.abc import Sequence
@@ -16,13 +15,15 @@ from collections.abc import Sequence
 import asyncpg
 
 from schemas.codec import DecodeError, decode
-from schemas.envelope import NAMESPACE, Envelope, derive_id
+from schemas.envelope import Envelope, derive_id
 from schemas.messages import COMMANDS, Message, MessageDeadLettered
-from services.audit.chain import GENESIS, ArchivedRow, chain, content_hash
-from services.audit.merkle import Frontier, leaf_hash
+from services.audit.evidence.archive_row import ROW_COLUMNS, archive_id, row_of
+from services.audit.evidence.chain import GENESIS, ArchivedRow, chain, content_hash
+from services.audit.evidence.ledger_head import Head
+from services.audit.evidence.merkle import Frontier, leaf_hash
 from services.ledger import provenance
 from services.ledger.batch_projection import project_batch
-from services.ledger.head import ForeignArchive, Head, LedgerHead
+from services.ledger.head import ForeignArchive, LedgerHead
 from services.ledger.sequences import Seen, is_sequenced, record_sequences
 from services.ledger.set_aside import record_set_aside
 from services.platform.kafka import Record
@@ -52,14 +53,6 @@ class ArchiveTree(Frontier):
         self.last_seq = 0
 
 
-def archive_id(record: Record) -> uuid.UUID:
-    """The record's event id, or for a message without one (poison) an id from its bytes."""
-    if record.event_id is not None:
-        return record.event_id
-    digest = hashlib.sha256((record.key or b"") + b"\x00" + record.value).hexdigest()
-    return uuid.uuid5(NAMESPACE, f"undecodable/{record.topic}/{digest}")
-
-
 def _decoded(record: Record) -> Envelope[Message] | None:
     try:
         return decode(record.value, record.event_type)
@@ -80,7 +73,7 @@ async def archive_batch(
 ) -> int:
     """Archive `records` (in consumption order); return how many were new.
 
-    New rows get their content and chain hashes (services/audit/chain.py) in the same
+    New rows get their content and chain hashes (services/audit/evidence/chain.py) in the same
     transaction as the rows and positions, so the chain never has a gap or a fork; `tree`, the
     ledger's running Merkle tree, gains their leaves once the transaction has committed.
 
@@ -308,29 +301,6 @@ async def chain_head(conn: asyncpg.Connection) -> bytes:
         " ORDER BY archive_seq DESC LIMIT 1"
     )
     return GENESIS if head is None else head
-
-
-def row_of(r: asyncpg.Record) -> ArchivedRow:
-    """The hashed fields of an archive row as read from PostgreSQL."""
-    return ArchivedRow(
-        r["event_id"],
-        r["topic"],
-        r["kafka_partition"],
-        r["kafka_offset"],
-        r["kafka_key"],
-        r["value"],
-        r["headers"],
-        r["event_type"],
-        r["stream_id"],
-        r["stream_seq"],
-        r["recorded_at"],
-    )
-
-
-ROW_COLUMNS = (
-    "archive_seq, event_id, topic, kafka_partition, kafka_offset, kafka_key, value, headers,"
-    " event_type, stream_id, stream_seq, recorded_at, content_hash, chain_hash"
-)
 
 
 async def hash_legacy_rows(conn: asyncpg.Connection, batch: int = 5000) -> int:

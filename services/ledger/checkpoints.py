@@ -32,10 +32,11 @@ from schemas.codec import encode
 from schemas.envelope import NAMESPACE, SYSTEM_ACTOR, Envelope, originate
 from schemas.message import Message
 from schemas.topics import LEDGER_CHECKPOINTS
-from services.audit.chain import ArchivedRow, content_hash
-from services.audit.checkpoint import ORIGIN, Checkpoint, TreeHead, sign
-from services.audit.merkle import leaf_hash
-from services.ledger.archive import ROW_COLUMNS, ArchiveTree, row_of
+from services.audit.evidence.archive_row import ROW_COLUMNS, row_of
+from services.audit.evidence.chain import ArchivedRow, content_hash
+from services.audit.evidence.checkpoint import ORIGIN, Checkpoint, TreeHead, sign
+from services.audit.evidence.merkle import leaf_hash
+from services.ledger.archive import ArchiveTree
 from services.platform.kafka import Record, headers_for
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,9 @@ committed); anything else was not written by the ledger, and it refuses to start
 (docs/audit.md, "The ledger signs only what it wrote"). The file is replaced atomically
 (temporary file + `os.replace`): a reader sees the old or the new record, never half of one.
 
-The JSON layout and the comparison are pure; `LedgerHead` adds the file and the queries.
+The record's format and its reading are the evidence's (services/audit/evidence/ledger_head.py,
+which `exchange audit verify` reads the file with); the comparison here is pure, and
+`LedgerHead` adds writing the file and the queries.
 """
 
 from __future__ import annotations
@@ -25,89 +27,22 @@ import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 
-from services.audit.chain import GENESIS
+from services.audit.evidence.chain import GENESIS
+from services.audit.evidence.ledger_head import (
+    EMPTY,
+    Head,
+    HeadRecord,
+    read_record,
+    record_json,
+)
 
 log = logging.getLogger(__name__)
-
-HEAD_FILE = "ledger-head.json"
-"""The head file's name inside the witness directory."""
-
-
-@dataclass(frozen=True)
-class Head:
-    """The archive as of one row the ledger wrote: its archive_seq, its chain hash, and how
-    many rows the archive holds up to and including it (the Merkle tree's size)."""
-
-    archive_seq: int
-    chain_hash: bytes
-    tree_size: int
-
-
-EMPTY = Head(0, GENESIS, 0)
-"""The head of an archive with no rows."""
-
-
-@dataclass(frozen=True)
-class HeadRecord:
-    """What the head file holds: the last committed head and, while a batch is being
-    committed (or if the ledger crashed while committing one), the head it will produce."""
-
-    committed: Head
-    pending: Head | None = None
-
-
-def head_json(head: Head) -> dict[str, Any]:
-    """A head as JSON (hex hashes, like CheckpointRecorded)."""
-    return {
-        "archive_seq": head.archive_seq,
-        "chain_hash": head.chain_hash.hex(),
-        "tree_size": head.tree_size,
-    }
-
-
-def head_from_json(doc: dict[str, Any]) -> Head:
-    """The inverse of `head_json`; ValueError, KeyError or TypeError on anything else."""
-    chain = bytes.fromhex(doc["chain_hash"])
-    if len(chain) != 32:
-        raise ValueError("chain_hash is not 32 bytes")
-    return Head(int(doc["archive_seq"]), chain, int(doc["tree_size"]))
-
-
-def record_json(record: HeadRecord) -> dict[str, Any]:
-    """The head file's document."""
-    return {
-        "committed": head_json(record.committed),
-        "pending": None if record.pending is None else head_json(record.pending),
-        "updated_at": datetime.now(UTC).isoformat(),
-    }
-
-
-def record_from_json(doc: dict[str, Any]) -> HeadRecord:
-    """The inverse of `record_json` (`updated_at` is for people only)."""
-    pending = doc.get("pending")
-    return HeadRecord(
-        head_from_json(doc["committed"]), None if pending is None else head_from_json(pending)
-    )
-
-
-def read_record(path: Path) -> HeadRecord | None:
-    """The head file at `path`, or None when there is none. A file that cannot be parsed is
-    a ValueError: never silently treated as absent, which would trust the archive again."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        return record_from_json(json.loads(text))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path} is not a ledger head file: {exc!r}") from None
 
 
 def write_record(path: Path, record: HeadRecord, *, durable: bool) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import sys
 from typing import Any
 
+from services.running import database_url
 from services.settings import Settings
 
 
@@ -41,8 +42,8 @@ def _cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
     """Write `<key file>.next` (mode 0600). The ledger, at its next start, signs the hand-over
     with both keys and moves the old key aside (services/ledger/key_rotation.py). Refused when
     there is no current key: only the key that signed the history can hand it over."""
-    from services.audit.checkpoint import key_id, raw_public_key
-    from services.audit.keys import fingerprint, key_path, load_key, load_or_create_key
+    from services.audit.evidence.checkpoint import key_id, raw_public_key
+    from services.audit.evidence.keys import fingerprint, key_path, load_key, load_or_create_key
     from services.ledger.key_rotation import next_key_path
 
     path = key_path(settings)
@@ -65,12 +66,12 @@ def _cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_adopt_head(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.cli import _dsn
-    from services.ledger.head import HEAD_FILE, ForeignArchive, adopt
+    from services.audit.evidence.ledger_head import HEAD_FILE
+    from services.ledger.head import ForeignArchive, adopt
     from services.ledger.witness import witness_path
     from services.platform.db import connect
 
-    dsn = _dsn(settings, args.database_url)
+    dsn = database_url(settings, args.database_url)
     path = witness_path(settings) / HEAD_FILE
 
     async def run() -> int:

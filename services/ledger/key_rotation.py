@@ -4,7 +4,7 @@
 `<key file>.next` (mode 0600). At its next start the ledger, before it signs anything:
 
 1. signs, with the old key and the new one, the statement "the old key hands over to the new one
-   from tree size N" (N: the latest checkpoint's size; services/audit/rotation.py);
+   from tree size N" (N: the latest checkpoint's size; services/audit/evidence/rotation.py);
 2. stores it in `key_rotations` (committed before any file moves);
 3. moves the old key file aside (`<key file>.retired-<key id>`) and the new one into its place;
 4. writes the statement to the witness directory, and publishes it as a KeyRotated event on
@@ -13,7 +13,8 @@
 Each step is safe to repeat: a crash between 2 and 3 finds the stored statement at the next start
 and only finishes the moves. Without a `.next` file nothing happens, and a key file that is not
 the key of the latest checkpoint (or one it handed over to) is still refused
-(services/audit/keys.py): a new key nobody who held the old one vouched for is a forger's key.
+(services/audit/evidence/keys.py): a new key nobody who held the old one vouched for is a
+forger's key.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from schemas.checkpoints import KeyRotated
 from schemas.codec import encode
 from schemas.envelope import NAMESPACE, SYSTEM_ACTOR, originate
-from services.audit.checkpoint import key_id, raw_public_key
-from services.audit.keys import KeyRefused, load_key
-from services.audit.rotation import Rotation, rotate, rotation_json, rotation_problem
+from services.audit.evidence.checkpoint import key_id, raw_public_key
+from services.audit.evidence.keys import KeyRefused, load_key
+from services.audit.evidence.rotation import Rotation, rotate, rotation_json, rotation_problem
 from services.platform.kafka import headers_for
 
 log = logging.getLogger(__name__)

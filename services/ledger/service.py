@@ -15,9 +15,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.topics import LEDGER_CHECKPOINTS, all_topic_names, partitions_of
-from services.audit.evidence import stored_rotations
-from services.audit.keys import KeyRefused, key_path, ledger_key
-from services.audit.rotation import Rotation
+from services.audit.evidence.database import stored_rotations
+from services.audit.evidence.keys import KeyRefused, key_path, ledger_key
+from services.audit.evidence.ledger_head import HEAD_FILE
+from services.audit.evidence.rotation import Rotation
 from services.ledger.archive import (
     archive_batch,
     hash_legacy_rows,
@@ -26,7 +27,7 @@ from services.ledger.archive import (
     prepare,
 )
 from services.ledger.checkpoints import TOPIC, Checkpointer
-from services.ledger.head import HEAD_FILE, ForeignArchive, LedgerHead
+from services.ledger.head import ForeignArchive, LedgerHead
 from services.ledger.key_rotation import (
     hand_over,
     handed_over,

@@ -24,8 +24,8 @@ from pathlib import Path
 import asyncpg
 
 from schemas.checkpoints import CheckpointRecorded
-from services.audit.checkpoint import ORIGIN, Checkpoint, TreeHead
-from services.audit.proofs import checkpoint_json
+from services.audit.evidence.checkpoint import ORIGIN, Checkpoint, TreeHead
+from services.audit.evidence.proofs import checkpoint_json
 from services.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -22,31 +22,25 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from services.audit import chain, checkpoint
-from services.audit.derived import verify_derived
-from services.audit.evidence import (
+from services.audit.evidence import chain, checkpoint
+from services.audit.evidence.archive_row import ROW_COLUMNS, row_of
+from services.audit.evidence.database import (
     compare_with_topics,
     prove,
     stored_checkpoints,
     verify_archive,
 )
-from services.audit.keys import load_key
-from services.audit.proofs import checkpoint_from_json, proof_document, proof_problem
-from services.audit.simulate import simulate
+from services.audit.evidence.keys import load_key
+from services.audit.evidence.ledger_head import HEAD_FILE, Head, HeadRecord, read_record
+from services.audit.evidence.proofs import checkpoint_from_json, proof_document, proof_problem
+from services.audit.replay.derived import verify_derived
+from services.audit.replay.simulate import simulate
 from services.demo.city import generate
 from services.embedded.broker import EmbeddedBroker
 from services.embedded.postgres import EmbeddedPostgres
-from services.ledger.archive import ROW_COLUMNS, archive_batch, prepare, row_of
+from services.ledger.archive import archive_batch, prepare
 from services.ledger.checkpoints import Checkpointer
-from services.ledger.head import (
-    HEAD_FILE,
-    ForeignArchive,
-    Head,
-    HeadRecord,
-    LedgerHead,
-    read_record,
-    write_record,
-)
+from services.ledger.head import ForeignArchive, LedgerHead, write_record
 from services.ledger.service import run_ledger
 from services.ledger.witness import checkpoint_file_name
 from services.platform.access import PRODUCER_HEADER, writer_of
@@ -411,7 +405,7 @@ async def test_rows_archived_before_hashing_existed_are_hashed_in_order(
 
 
 def test_the_signing_key_is_created_once_readable_only_by_its_owner(tmp_path: Path) -> None:
-    from services.audit.keys import load_or_create_key
+    from services.audit.evidence.keys import load_or_create_key
 
     path = tmp_path / "keys" / "ledger-ed25519.pem"
     first = load_or_create_key(path)
@@ -477,7 +471,7 @@ async def test_the_ledger_resumes_its_tree_from_the_latest_checkpoint(
     """At start the ledger reads only the rows after its latest checkpoint (whose frontier it
     stored), not every content hash: an edit below that point leaves its tree on the signed
     history. With no usable frontier it rebuilds from every row, as older versions did."""
-    from services.audit.merkle import leaf_hash, root
+    from services.audit.evidence.merkle import leaf_hash, root
     from services.ledger.checkpoints import Checkpointer
 
     async def contents() -> list[bytes]:
@@ -517,7 +511,7 @@ async def test_rows_another_ledger_archived_between_batches_are_in_the_tree(
 ) -> None:
     """Two ledgers overlapping (a deploy): each takes the other's rows into its tree, in
     archive order, so what it signs is the archive and a restart resumes from the truth."""
-    from services.audit.merkle import leaf_hash, root
+    from services.audit.evidence.merkle import leaf_hash, root
     from services.ledger.archive import archive_batch, prepare
     from services.ledger.checkpoints import Checkpointer
     from services.platform.kafka import Record
@@ -665,7 +659,7 @@ async def test_a_held_checkpoint_the_rewritten_archive_does_not_extend_is_named(
 
 async def resign_with(conn: asyncpg.Connection, key: Ed25519PrivateKey) -> None:
     """Re-sign a checkpoint at each stored size over the (rewritten) archive with `key`."""
-    from services.audit.merkle import leaf_hash, root
+    from services.audit.evidence.merkle import leaf_hash, root
 
     rows = await conn.fetch("SELECT content_hash, chain_hash FROM archive ORDER BY archive_seq")
     await conn.execute("DELETE FROM checkpoints WHERE tree_size > $1", len(rows))
@@ -691,7 +685,7 @@ async def test_a_replaced_key_and_a_re_signed_history_fail_under_the_pinned_key(
     """Tamper row: replace the key file, rewrite history, re-sign everything. Verified with
     the key file it passes, which is why `verify` refuses that file as a trust anchor; under
     the key the operator published it fails."""
-    from services.audit.keys import load_or_create_key
+    from services.audit.evidence.keys import load_or_create_key
 
     var = tmp_path / "var"
     forged = load_or_create_key(var / "keys" / "ledger-ed25519.pem")  # the replaced key file
@@ -752,7 +746,7 @@ async def test_a_stale_unsigned_tail_fails_closed(
 async def test_the_ledger_refuses_a_missing_or_different_key_once_anything_is_signed(
     copy: asyncpg.Connection, archived: Archived, tmp_path: Path
 ) -> None:
-    from services.audit.keys import KeyRefused, ledger_key
+    from services.audit.evidence.keys import KeyRefused, ledger_key
 
     signed_by = await copy.fetchval(
         "SELECT key_id FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
@@ -1185,8 +1179,8 @@ async def test_a_key_change_without_the_old_keys_signature_fails(
     a hand-over to their own key (signing the old key's part with it too), replaces the key
     file and re-signs. The ledger refuses the key; verify under the pinned key names the
     statement."""
-    from services.audit.keys import KeyRefused, ledger_key, load_or_create_key
-    from services.audit.rotation import rotate
+    from services.audit.evidence.keys import KeyRefused, ledger_key, load_or_create_key
+    from services.audit.evidence.rotation import rotate
     from services.ledger.key_rotation import handed_over, rotation_event_id
 
     forged = load_or_create_key(tmp_path / "keys" / "ledger-ed25519.pem")

@@ -17,11 +17,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.audit.evidence import stored_checkpoints, verify_archive
-from services.audit.keys import load_key
-from services.audit.witness import read_witness
+from services.audit.evidence.database import stored_checkpoints, verify_archive
+from services.audit.evidence.keys import load_key
+from services.audit.evidence.ledger_head import read_record
+from services.audit.evidence.witness import read_witness
 from services.embedded.broker import EmbeddedBroker
-from services.ledger.head import read_record
 from services.platform.kafka import ensure_topics
 from tests.integration.test_ledger import EVENTS_ARCHIVED, needs, publish, wait_until
 

@@ -14,15 +14,15 @@ import pytest
 from schemas.codec import decode, encode
 from schemas.common import Money
 from schemas.messages import MatchProposed, SupplyKind
-from services.audit.replay import (
+from services.audit.entrypoints.replay_cli import _replay
+from services.audit.replay.rebuild import (
     archived_matcher_log,
     check_archive,
     fold_archive,
     replay_matcher,
     replay_projections,
 )
-from services.audit.replay_cli import _replay
-from services.audit.simulate import simulate
+from services.audit.replay.simulate import simulate
 from services.demo.city import generate
 from services.embedded.broker import EmbeddedBroker
 from services.ledger.archive import archive_batch, prepare

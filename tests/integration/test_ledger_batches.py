@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.audit.replay import replay_projections
+from services.audit.replay.rebuild import replay_projections
 from services.ledger.archive import archive_batch, prepare
 from tests.integration.test_audit_reports import scenario
 

@@ -23,7 +23,7 @@ from schemas.codec import decode, encode
 from schemas.envelope import Envelope
 from schemas.messages import MatchProposed, Message
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS
-from services.audit.replay import kafka_matcher_log, replay_matcher, replay_projections
+from services.audit.replay.rebuild import kafka_matcher_log, replay_matcher, replay_projections
 from services.embedded.broker import EmbeddedBroker
 from services.ledger.service import run_ledger
 from services.matcher.processor import Router

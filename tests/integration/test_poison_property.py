@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from schemas.codec import decode, encode
 from schemas.messages import MatchProposed
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS
-from services.audit.replay import kafka_matcher_log, replay_matcher, replay_projections
+from services.audit.replay.rebuild import kafka_matcher_log, replay_matcher, replay_projections
 from services.ledger.archive import archive_batch, prepare
 from services.platform.db import connect
 from services.platform.kafka import Record

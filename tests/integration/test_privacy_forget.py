@@ -23,8 +23,8 @@ from schemas.codec import decode
 from schemas.messages import OrgKind
 from schemas.sealed import FORGOTTEN, Sealed, open_sealed, parse_sealed
 from schemas.topics import ALL_TOPICS, all_topic_names
-from services.audit.replay import fold_records, read_topics
-from services.audit.simulate import simulate
+from services.audit.replay.rebuild import fold_records, read_topics
+from services.audit.replay.simulate import simulate
 from services.cli import parser
 from services.domain.intake import IntakeState, decide
 from services.embedded.broker import EmbeddedBroker

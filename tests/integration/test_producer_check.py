@@ -17,8 +17,8 @@ import pytest
 from schemas.codec import encode
 from schemas.messages import DonationReceived, FundOpened, Message
 from schemas.specs import DonationSpec, FundSpec
-from services.audit.checkpoint import raw_public_key
-from services.audit.keys import load_key
+from services.audit.evidence.checkpoint import raw_public_key
+from services.audit.evidence.keys import load_key
 from services.domain.intake import stream_of
 from services.embedded.broker import EmbeddedBroker
 from services.ledger import provenance

@@ -40,7 +40,7 @@ from schemas.messages import (
     VolunteerRegistered,
 )
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
-from services.audit.books import Books, fold
+from services.audit.reports.books import Books, fold
 from services.domain.projection_fold import ProjectionFold
 from tests import factories as f
 

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.audit import chain, checkpoint, merkle
-from services.audit.chain import ArchivedRow
-from services.audit.verify import StoredRow, follows
+from services.audit.evidence import chain, checkpoint, merkle
+from services.audit.evidence.chain import ArchivedRow
+from services.audit.evidence.verify import StoredRow, follows
 
 pytestmark = pytest.mark.unit
 
@@ -162,7 +162,7 @@ def test_a_published_checkpoint_verifies_by_the_documented_recipe_alone() -> Non
 
 
 def test_an_empty_tree_checkpoint_under_another_key_is_reported_not_skipped() -> None:
-    from services.audit.verify import ArchiveChecker
+    from services.audit.evidence.verify import ArchiveChecker
 
     trusted = Ed25519PrivateKey.generate()
     empty = checkpoint.TreeHead(0, merkle.Frontier().root(), chain.GENESIS)
@@ -179,7 +179,7 @@ def test_the_public_key_is_read_from_hex_pem_or_the_key_commands_output(
 ) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from services.audit.keys import KeyRefused, anchored_public_key, public_key_from_text
+    from services.audit.evidence.keys import KeyRefused, anchored_public_key, public_key_from_text
     from services.settings import Settings
 
     public = Ed25519PrivateKey.generate().public_key()

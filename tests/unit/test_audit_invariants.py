@@ -24,7 +24,7 @@ from schemas.messages import (
     SupplyKind,
 )
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
-from services.audit.invariants import SETTLE, check_log
+from services.audit.reports.invariants import SETTLE, check_log
 from tests import factories as f
 
 pytestmark = pytest.mark.unit

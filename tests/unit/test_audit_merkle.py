@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.audit import merkle
+from services.audit.evidence import merkle
 
 pytestmark = pytest.mark.unit
 

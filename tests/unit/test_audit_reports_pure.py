@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from services.audit.asof import yuan
-from services.audit.disclosure import CST, quarter_bounds
+from services.audit.reports.asof import yuan
+from services.audit.reports.disclosure import CST, quarter_bounds
 from services.domain.projections import (
     MatchDelivered,
     MatchEnded,
@@ -96,8 +96,8 @@ def test_the_disclosure_names_only_plain_organisation_labels_never_a_sealed_one(
     with the other donors, never named (docs/privacy.md)."""
     from schemas.messages import DonationReceived, FundOpened, OrganisationRegistered
     from schemas.sealed import new_key, seal, subject_of
-    from services.audit.books import fold
-    from services.audit.disclosure import OTHER_DONORS, disclosure
+    from services.audit.reports.books import fold
+    from services.audit.reports.disclosure import OTHER_DONORS, disclosure
     from tests import factories as f
 
     fund_id, org, person = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()

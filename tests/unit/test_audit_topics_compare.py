@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from services.audit.topics_compare import Copy, compare_partition
+from services.audit.evidence.topics_compare import Copy, compare_partition
 
 pytestmark = pytest.mark.unit
 

@@ -1,6 +1,6 @@
-"""Key hand-overs (services/audit/rotation.py): trust follows a statement both keys signed, each
-key only for its own span of history; a statement the old key did not sign, or a fork, extends
-no trust."""
+"""Key hand-overs (services/audit/evidence/rotation.py): trust follows a statement both keys
+signed, each key only for its own span of history; a statement the old key did not sign, or a
+fork, extends no trust."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit.checkpoint import TreeHead, key_id, sign
-from services.audit.rotation import (
+from services.audit.evidence.checkpoint import TreeHead, key_id, sign
+from services.audit.evidence.rotation import (
     KeyRing,
     rotate,
     rotation_from_json,

@@ -13,21 +13,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.checkpoints import CheckpointRecorded
-from services.audit import checkpoint
-from services.audit.chain import GENESIS
-from services.audit.proofs import checkpoint_from_json
-from services.audit.witness import WitnessUnreadable, beyond_head, read_witness
-from services.ledger.head import (
+from services.audit.evidence import checkpoint
+from services.audit.evidence.chain import GENESIS
+from services.audit.evidence.ledger_head import (
     EMPTY,
     HEAD_FILE,
     Head,
     HeadRecord,
-    judge,
     read_record,
     record_from_json,
     record_json,
-    write_record,
 )
+from services.audit.evidence.proofs import checkpoint_from_json
+from services.audit.evidence.witness import WitnessUnreadable, beyond_head, read_witness
+from services.ledger.head import judge, write_record
 from services.ledger.witness import checkpoint_file_name, witness_path, write_checkpoint
 from services.settings import Settings
 

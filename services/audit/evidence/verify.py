@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.chain import GENESIS, ArchivedRow, content_hash, link
-from services.audit.checkpoint import Checkpoint, TreeHead
-from services.audit.merkle import Frontier, leaf_hash
-from services.audit.rotation import KeyRing, Rotation
-from services.ledger.head import Head
+from services.audit.evidence.chain import GENESIS, ArchivedRow, content_hash, link
+from services.audit.evidence.checkpoint import Checkpoint, TreeHead
+from services.audit.evidence.ledger_head import Head
+from services.audit.evidence.merkle import Frontier, leaf_hash
+from services.audit.evidence.rotation import KeyRing, Rotation
 
 LOOKBEHIND = 64
 """How many earlier rows are tried as the true predecessor of a row whose link is broken."""
@@ -82,7 +82,7 @@ class Summary:
     handovers: list[Rotation] = field(default_factory=list)
     """The signing key's hand-overs the verification followed from the pinned key."""
     ledger_heads: list[Head] = field(default_factory=list)
-    """How far the ledger wrote, by each head file checked (services/audit/witness.py)."""
+    """How far the ledger wrote, by each head file checked (services/audit/evidence/witness.py)."""
 
 
 def merge_checkpoints(*sources: Iterable[Checkpoint]) -> list[Checkpoint]:
@@ -105,7 +105,8 @@ class ArchiveChecker:
         sources: Mapping[Checkpoint, str] | None = None,
     ) -> None:
         self.ring = trusted if isinstance(trusted, KeyRing) else KeyRing(trusted, [])
-        """The pinned key and the keys its valid hand-overs reach (services/audit/rotation.py)."""
+        """The pinned key and the keys its valid hand-overs reach
+        (services/audit/evidence/rotation.py)."""
         self.sources = dict(sources or {})
         """Where a checkpoint held outside the database came from (a witness file), to name it."""
         self.pending = deque(sorted(checkpoints, key=lambda c: c.head.tree_size))
@@ -273,7 +274,7 @@ class ArchiveChecker:
 def follows(previous: bytes, rows: Sequence[StoredRow]) -> Finding | None:
     """Rows archived after a verified row whose chain hash is `previous`, in archive_seq order:
     the first that is not hashed and linked as the ledger writes it, or None. For the rows a
-    running ledger archives while `verify` walks (services/audit/derived.py); the walk's
+    running ledger archives while `verify` walks (services/audit/replay/derived.py); the walk's
     finer diagnosis (inserted, missing, reordered) is left to the next `verify`."""
     for stored in rows:
         if stored.content_hash is None or stored.chain_hash is None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from services.running import database_url
 from services.settings import Settings
 
 
@@ -47,17 +48,11 @@ def add_report_commands(asub: Any) -> None:
     disc.set_defaults(func=_cmd_disclosure)
 
 
-def _dsn(settings: Settings, given: str | None) -> str:
-    from services.audit.cli import _dsn as dsn
-
-    return dsn(settings, given)
-
-
 def _run(settings: Settings, args: argparse.Namespace, body: Any) -> int:
     from services.platform.db import connect
 
     async def run() -> int:
-        conn = await connect(_dsn(settings, args.database_url))
+        conn = await connect(database_url(settings, args.database_url))
         try:
             result: int = await body(conn)
             return result
@@ -71,7 +66,7 @@ def _run(settings: Settings, args: argparse.Namespace, body: Any) -> int:
 
 
 def _cmd_sequences(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.report_api_data import sequence_report
+    from services.audit.entrypoints.report_api_data import sequence_report
 
     async def body(conn: Any) -> int:
         found = await sequence_report(conn, rescan=args.rescan)
@@ -91,8 +86,8 @@ def _cmd_sequences(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_as_of(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit import asof
-    from services.audit.reading import load_books
+    from services.audit.reports import asof
+    from services.audit.reports.reading import load_books
 
     try:
         at = datetime.fromisoformat(args.time)
@@ -114,8 +109,8 @@ def _cmd_as_of(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_trail(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit import trail
-    from services.audit.reading import load_books
+    from services.audit.reports import trail
+    from services.audit.reports.reading import load_books
 
     async def body(conn: Any) -> int:
         books, events = await load_books(conn)
@@ -141,8 +136,8 @@ def _cmd_trail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_disclosure(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit import disclosure as d
-    from services.audit.report_api_data import disclosure_report
+    from services.audit.entrypoints.report_api_data import disclosure_report
+    from services.audit.reports import disclosure as d
 
     async def body(conn: Any) -> int:
         try:

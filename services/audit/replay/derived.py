@@ -5,7 +5,7 @@ Nothing proves the tables the ledger derives from it (the money journal, the rea
 those are what the exchange shows and decides from: an insider who changes a journal line's
 amount, a fund's available money or a need's fill, with everything else consistent, leaves the
 archive intact. Only folding the archive again and comparing catches that, so this runs
-`replay`'s own fold and comparison (`fold_and_compare`, services/audit/replay.py) unchanged:
+`replay`'s own fold and comparison (`fold_and_compare`, services/audit/replay/rebuild.py) unchanged:
 there is one reading of the projections for both commands.
 
 The fold runs in one snapshot taken after the walk (`scratch_snapshot`). A running ledger may
@@ -21,10 +21,15 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.audit.evidence import PAGE, row_at, stored_row
-from services.audit.replay import Progress, ProjectionReport, fold_and_compare, scratch_snapshot
-from services.audit.verify import Finding, Summary, follows
-from services.ledger.archive import ROW_COLUMNS
+from services.audit.evidence.archive_row import ROW_COLUMNS
+from services.audit.evidence.database import PAGE, row_at, stored_row
+from services.audit.evidence.verify import Finding, Summary, follows
+from services.audit.replay.rebuild import (
+    Progress,
+    ProjectionReport,
+    fold_and_compare,
+    scratch_snapshot,
+)
 
 JOURNAL = "journal_lines"
 """The money journal (money and volunteer minutes); every other derived table is a read model."""

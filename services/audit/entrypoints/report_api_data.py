@@ -1,5 +1,5 @@
 """Report builders shared by the command line and the auditor's HTTP endpoints: each reads
-with services.audit.reading and computes with the pure modules."""
+with services.audit.reports.reading and computes with the pure modules."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from services.audit import disclosure as d
-from services.audit.books import fold
-from services.audit.reading import first_sightings, organisation_names
+from services.audit.reports import disclosure as d
+from services.audit.reports.books import fold
+from services.audit.reports.reading import first_sightings, organisation_names
 from services.ledger.sequences import Seen, check_all, is_sequenced
 
 

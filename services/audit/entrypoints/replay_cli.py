@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from services.running import bootstrap_servers, database_url
 from services.settings import Settings
 
 
@@ -46,11 +47,11 @@ def add_replay_commands(asub: Any) -> None:
 
 
 def _cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.cli import _bootstrap, _dsn
-
     try:
-        dsn = _dsn(settings, args.database_url)
-        bootstrap = _bootstrap(settings, args.bootstrap_servers) if args.source == "kafka" else ""
+        dsn = database_url(settings, args.database_url)
+        bootstrap = (
+            bootstrap_servers(settings, args.bootstrap_servers) if args.source == "kafka" else ""
+        )
     except SystemExit as exc:
         print(f"cannot replay: {exc}", file=sys.stderr)
         return 2
@@ -66,7 +67,7 @@ def _cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _replay(dsn: str, bootstrap: str, show: int, jobs: int = 1) -> int:
     from schemas.topics import all_topic_names
-    from services.audit.replay import (
+    from services.audit.replay.rebuild import (
         Progress,
         archived_matcher_log,
         kafka_matcher_log,
@@ -120,16 +121,14 @@ async def _replay(dsn: str, bootstrap: str, show: int, jobs: int = 1) -> int:
 
 
 def _cmd_invariants(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.cli import _dsn
-
     try:
-        dsn = _dsn(settings, args.database_url)
+        dsn = database_url(settings, args.database_url)
     except SystemExit as exc:
         print(f"cannot check: {exc}", file=sys.stderr)
         return 2
 
     async def run() -> int:
-        from services.audit.replay import Progress, check_archive
+        from services.audit.replay.rebuild import Progress, check_archive
         from services.platform.db import connect
 
         conn = await connect(dsn)
@@ -140,7 +139,7 @@ def _cmd_invariants(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await conn.close()
         # The end of the log is judged now: a refund's over-reservation is a violation only
-        # once the matcher has had SETTLE to withdraw (services/audit/invariants.py).
+        # once the matcher has had SETTLE to withdraw (services/audit/reports/invariants.py).
         now = datetime.now(UTC)
         violations = checker.verdict(now)
         print(f"invariants: {checker.events} events checked")

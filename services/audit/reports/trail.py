@@ -23,7 +23,7 @@ from schemas.common import Role
 from schemas.envelope import Envelope
 from schemas.messages import Message
 from schemas.sealed import Sealed
-from services.audit.books import Books, MatchBook
+from services.audit.reports.books import Books, MatchBook
 
 
 @dataclass(frozen=True)

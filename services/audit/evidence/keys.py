@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from services.audit.checkpoint import key_id, public_key_from_hex
+from services.audit.evidence.checkpoint import key_id, public_key_from_hex
 from services.settings import Settings
 
 

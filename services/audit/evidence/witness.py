@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.audit.checkpoint import Checkpoint
-from services.audit.proofs import checkpoint_from_json
-from services.audit.rotation import Rotation, rotation_from_json
-from services.ledger.head import HEAD_FILE, Head, HeadRecord
+from services.audit.evidence.checkpoint import Checkpoint
+from services.audit.evidence.ledger_head import HEAD_FILE, Head, HeadRecord
+from services.audit.evidence.proofs import checkpoint_from_json
+from services.audit.evidence.rotation import Rotation, rotation_from_json
 
 CHECKPOINT_FILE = re.compile(r"^checkpoint-(\d+)\.json$")
 ROTATION_FILE = re.compile(r"^rotation-(\d+)-[0-9a-f]+\.json$")

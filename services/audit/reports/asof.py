@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from services.audit.books import Books
+from services.audit.reports.books import Books
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _plain(value: Any) -> Any:
 
 
 def as_of(books: Books, at: datetime) -> AsOf:
-    """Read the state from books folded up to `at` (services.audit.books.fold)."""
+    """Read the state from books folded up to `at` (services.audit.reports.books.fold)."""
     funds = []
     for f in sorted(books.funds.values(), key=lambda f: f.name):
         b = books.fund_balances(f.fund_id)

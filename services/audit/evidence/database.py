@@ -13,13 +13,15 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from schemas.topics import LEDGER_CHECKPOINTS, all_topic_names
-from services.audit.chain import GENESIS, content_hash
-from services.audit.checkpoint import Checkpoint, TreeHead
-from services.audit.merkle import consistency_proof, leaf_hash
-from services.audit.proofs import checkpoint_from_json
-from services.audit.rotation import KeyRing, Rotation, rotation_from_json
-from services.audit.topics_compare import Copy, compare_partition
-from services.audit.verify import (
+from services.audit.evidence.archive_row import ROW_COLUMNS, archive_id, row_of
+from services.audit.evidence.chain import GENESIS, content_hash
+from services.audit.evidence.checkpoint import Checkpoint, TreeHead
+from services.audit.evidence.ledger_head import Head, read_record
+from services.audit.evidence.merkle import consistency_proof, leaf_hash
+from services.audit.evidence.proofs import checkpoint_from_json
+from services.audit.evidence.rotation import KeyRing, Rotation, rotation_from_json
+from services.audit.evidence.topics_compare import Copy, compare_partition
+from services.audit.evidence.verify import (
     LOOKBEHIND,
     ArchiveChecker,
     Finding,
@@ -27,9 +29,7 @@ from services.audit.verify import (
     Summary,
     merge_checkpoints,
 )
-from services.audit.witness import beyond_head, candidates, ledger_extent
-from services.ledger.archive import ROW_COLUMNS, archive_id, row_of
-from services.ledger.head import Head, read_record
+from services.audit.evidence.witness import beyond_head, candidates, ledger_extent
 from services.platform.kafka import read_all
 
 PAGE = 5000
@@ -190,7 +190,7 @@ async def verify_archive(
 
 
 async def _against_head(conn: asyncpg.Connection, summary: Summary, path: Path) -> Finding | None:
-    """The archive against the ledger's own head file (services/audit/witness.py,
+    """The archive against the ledger's own head file (services/audit/evidence/witness.py,
     `beyond_head`); records in `summary.ledger_head` how far the ledger wrote."""
     try:
         record = await asyncio.to_thread(read_record, path)

@@ -13,9 +13,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.checkpoint import Checkpoint, TreeHead
-from services.audit.merkle import verify_consistency
-from services.audit.rotation import KeyRing, Rotation, rotation_from_json, rotation_json
+from services.audit.evidence.checkpoint import Checkpoint, TreeHead
+from services.audit.evidence.merkle import verify_consistency
+from services.audit.evidence.rotation import KeyRing, Rotation, rotation_from_json, rotation_json
 
 
 def checkpoint_json(cp: Checkpoint) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def proof_document(
 
 def proof_problem(doc: dict[str, Any], trusted: Ed25519PublicKey) -> str | None:
     """Why the document does not prove that `new` extends `old` under `trusted`, or None.
-    Its `key_rotations` (hand-over statements, services/audit/rotation.py) let a checkpoint
+    Its `key_rotations` (hand-over statements, services/audit/evidence/rotation.py) let a checkpoint
     signed by a key `trusted` handed over to (or received from) count."""
     try:
         old, new = checkpoint_from_json(doc["old"]), checkpoint_from_json(doc["new"])

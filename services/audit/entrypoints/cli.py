@@ -9,7 +9,7 @@ held outside (`--held`, or a `--witness` directory's files) or than `--expect-at
 beyond the ledger's own head in a `--witness` directory, and a checkpoint under an untrusted key
 all exit 1; a `--witness` directory that is missing or holds no checkpoint exits 2. Once the
 archive verifies, `verify` also folds it and compares the money journal and every read model with
-the fold (services/audit/derived.py; `--no-derived` skips it): a difference exits 1."""
+the fold (services/audit/replay/derived.py; `--no-derived` skips it): a difference exits 1."""
 
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from services.running import bootstrap_servers, database_url
 from services.settings import Settings
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from services.audit.derived import DerivedCheck
-    from services.audit.verify import Summary
+    from services.audit.evidence.verify import Summary
+    from services.audit.replay.derived import DerivedCheck
 
 
 def add_commands(sub: Any) -> None:
@@ -105,11 +106,11 @@ def add_commands(sub: Any) -> None:
     )
     check.set_defaults(func=_cmd_verify_proof)
 
-    from services.audit.replay_cli import add_replay_commands
+    from services.audit.entrypoints.replay_cli import add_replay_commands
 
     add_replay_commands(asub)
 
-    from services.audit.reports_cli import add_report_commands
+    from services.audit.entrypoints.reports_cli import add_report_commands
 
     add_report_commands(asub)  # sequences, as-of, trail, disclosure
 
@@ -127,7 +128,7 @@ def _add_trust(parser: Any) -> None:
 
 
 def _trusted(settings: Settings, args: argparse.Namespace) -> Ed25519PublicKey:
-    from services.audit.keys import KeyRefused, anchored_public_key
+    from services.audit.evidence.keys import KeyRefused, anchored_public_key
 
     try:
         return anchored_public_key(settings, args.public_key, args.public_key_file)
@@ -151,7 +152,7 @@ def _unsigned_limit(settings: Settings, given: float | None) -> float:
 
 def _held(paths: list[str]) -> dict[Any, str]:
     """Each held checkpoint, with the file it came from (to name it in a finding)."""
-    from services.audit.proofs import checkpoint_from_json
+    from services.audit.evidence.proofs import checkpoint_from_json
 
     held = {}
     for path in paths:
@@ -167,7 +168,7 @@ def _held(paths: list[str]) -> dict[Any, str]:
 def _witnesses(settings: Settings, paths: list[str]) -> list[Any]:
     """Every `--witness DIR`, read; a missing or empty one stops the check (exit 2). One inside
     the var dir is used, with a warning: it sits beside the data it is meant to check."""
-    from services.audit.witness import WitnessUnreadable, read_witness
+    from services.audit.evidence.witness import WitnessUnreadable, read_witness
 
     found = []
     for path in paths:
@@ -185,22 +186,6 @@ def _witnesses(settings: Settings, paths: list[str]) -> list[Any]:
     return found
 
 
-def _dsn(settings: Settings, given: str | None) -> str:
-    if given:
-        return given
-    from services.cli import _database
-
-    return _database(settings)
-
-
-def _bootstrap(settings: Settings, given: str | None) -> str:
-    if given or settings.kafka_bootstrap_servers:
-        return str(given or settings.kafka_bootstrap_servers)
-    from services.cli import _running
-
-    return _running(settings)["kafka_bootstrap_servers"]
-
-
 def _progress(done: int, total: int) -> None:
     """A progress line on stderr, for people (nothing when stderr is not a terminal)."""
     if total and sys.stderr.isatty():
@@ -210,7 +195,7 @@ def _progress(done: int, total: int) -> None:
 
 
 def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.evidence import compare_with_topics, verify_archive
+    from services.audit.evidence.database import compare_with_topics, verify_archive
     from services.ledger import provenance
     from services.platform.db import connect
 
@@ -221,8 +206,8 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         held.update({cp: str(file) for cp, file in w.checkpoints.items()})
     heads = [w.head_file for w in witnesses if w.head_file is not None]
     limit = _unsigned_limit(settings, args.unsigned_limit)
-    dsn = _dsn(settings, args.database_url)
-    bootstrap = _bootstrap(settings, args.bootstrap_servers) if args.against_kafka else None
+    dsn = database_url(settings, args.database_url)
+    bootstrap = bootstrap_servers(settings, args.bootstrap_servers) if args.against_kafka else None
 
     async def run() -> int:
         conn = await connect(dsn)
@@ -292,8 +277,8 @@ def _cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 async def _check_derived(conn: asyncpg.Connection, summary: Summary) -> DerivedCheck:
     """The derived tables against a fold of the verified archive, with a progress bar on
     stderr when it is a terminal."""
-    from services.audit.derived import verify_derived
-    from services.audit.replay import Progress
+    from services.audit.replay.derived import verify_derived
+    from services.audit.replay.rebuild import Progress
 
     bar = Progress("derived tables", summary.events)
     try:
@@ -371,9 +356,9 @@ def _print_witnessed(witnesses: list[Any], heads: list[Any], signed: int) -> Non
 def _cmd_key(settings: Settings, args: argparse.Namespace) -> int:
     """The public key to publish; then the hand-overs recorded in the witness directory (each
     signed by both keys) and a key waiting to take over at the ledger's next start."""
-    from services.audit.checkpoint import key_id, raw_public_key
-    from services.audit.keys import fingerprint, key_path, load_key
-    from services.audit.witness import ROTATION_FILE
+    from services.audit.evidence.checkpoint import key_id, raw_public_key
+    from services.audit.evidence.keys import fingerprint, key_path, load_key
+    from services.audit.evidence.witness import ROTATION_FILE
     from services.ledger.key_rotation import next_key_path
     from services.ledger.witness import witness_path
 
@@ -385,7 +370,7 @@ def _cmd_key(settings: Settings, args: argparse.Namespace) -> int:
     witness = witness_path(settings)
     files = sorted(witness.glob("rotation-*.json")) if witness.is_dir() else []
     for file in (f for f in files if ROTATION_FILE.match(f.name)):
-        from services.audit.rotation import rotation_from_json, rotation_problem
+        from services.audit.evidence.rotation import rotation_from_json, rotation_problem
 
         r = rotation_from_json(json.loads(file.read_text()))
         state = "signed by both keys" if rotation_problem(r) is None else rotation_problem(r)
@@ -404,11 +389,11 @@ def _cmd_key(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_prove(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.evidence import prove, stored_rotations
-    from services.audit.proofs import proof_document
+    from services.audit.evidence.database import prove, stored_rotations
+    from services.audit.evidence.proofs import proof_document
     from services.platform.db import connect
 
-    dsn = _dsn(settings, args.database_url)
+    dsn = database_url(settings, args.database_url)
 
     async def run() -> int:
         conn = await connect(dsn)
@@ -427,7 +412,7 @@ def _cmd_prove(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_verify_proof(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.proofs import checkpoint_from_json, checkpoint_json, proof_problem
+    from services.audit.evidence.proofs import checkpoint_from_json, checkpoint_json, proof_problem
 
     text = sys.stdin.read() if args.proof == "-" else Path(args.proof).read_text()
     doc = json.loads(text)

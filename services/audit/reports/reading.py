@@ -13,7 +13,7 @@ from schemas.codec import DecodeError, decode
 from schemas.envelope import Envelope
 from schemas.messages import Message
 from schemas.sealed import open_sealed, parse_sealed, subject_of
-from services.audit.books import Books, fold
+from services.audit.reports.books import Books, fold
 from services.privacy import keys_for
 
 

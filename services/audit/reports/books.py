@@ -344,5 +344,5 @@ def fold(events: Iterable[Envelope[Message]], until: datetime | None = None) -> 
 
 def _text(value: Sealed | str) -> str:
     """Plain text as it is; a sealed value as its compact JSON, opened (or shown as forgotten)
-    only by the report reader (`services.audit.reading`), which holds the keys."""
+    only by the report reader (`services.audit.reports.reading`), which holds the keys."""
     return value.model_dump_json() if isinstance(value, Sealed) else value

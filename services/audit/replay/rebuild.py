@@ -28,7 +28,7 @@ from schemas.codec import DecodeError, decode
 from schemas.envelope import Envelope
 from schemas.messages import Message
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS, partitions_of
-from services.audit.invariants import InvariantChecker
+from services.audit.reports.invariants import InvariantChecker
 from services.domain.projection_fold import (
     PROJECTED_TYPES,
     TABLE_KEYS,
@@ -686,8 +686,9 @@ async def check_archive(
     after: int = 0,
 ) -> InvariantChecker:
     """Feed the archive, in archive_seq order and each event once, to the invariant checker
-    (services/audit/invariants.py says why that order is the meaningful one). Given a checker
-    that has seen the archive up to `after`, it goes on from there: the checks are a fold."""
+    (services/audit/reports/invariants.py says why that order is the meaningful one). Given a
+    checker that has seen the archive up to `after`, it goes on from there: the checks are a
+    fold."""
     checker = checker if checker is not None else InvariantChecker()
     last = after
     async with conn.transaction(isolation="repeatable_read", readonly=True):

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.audit.verify import Finding
+from services.audit.evidence.verify import Finding
 
 
 @dataclass(frozen=True)

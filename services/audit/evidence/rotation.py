@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from services.audit.checkpoint import (
+from services.audit.evidence.checkpoint import (
     ORIGIN,
     Checkpoint,
     key_id,

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from schemas.messages import EventCorrected
-from services.audit.asof import yuan
-from services.audit.books import Books
+from services.audit.reports.asof import yuan
+from services.audit.reports.books import Books
 
 CST = timezone(timedelta(hours=8), "CST")
 
