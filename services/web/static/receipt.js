@@ -276,8 +276,9 @@
     let all = true;
     for (const c of checks) {
       all = all && c.ok;
-      const li = page.querySelector(`[data-check="${c.name}"]`) ||
-        page.querySelector('[data-check="event"]');
+      // a failure before any check (no answer, no WebCrypto) is shown on the first line
+      const li = document.querySelector(`[data-check="${c.name}"]`) ||
+        document.querySelector('[data-check="event"]');
       li.dataset.state = c.ok ? "ok" : "failed";
       li.querySelector(".check-result").textContent = say(strings, c.ok ? "ok" : "failed");
       li.querySelector(".check-reason").textContent = c.ok ? "" :
