@@ -253,11 +253,18 @@ async def issue_receipt(
     if str(fund_id) not in bytes(found.row["value"]).decode("utf-8", "replace"):
         raise HTTPException(404, "no such donation in this fund")
     key = public_key(settings)
+    retry = {"Retry-After": str(settings.retry_after_seconds)}
     if key is None:
-        raise HTTPException(503, "the exchange's public key is not configured here")
+        raise Refused(
+            503, "no_public_key", "the exchange's public key is not configured here", retry
+        )
     if hashlib.sha256(key).digest() != newest.key_id:
-        raise HTTPException(
-            503, "the newest checkpoint is not signed by the published key: not issuing"
+        raise Refused(
+            503,
+            "key_mismatch",
+            "the newest checkpoint is not signed by the published key "
+            "(EXCHANGE_AUDIT_PUBLIC_KEY): not issuing receipts that would not verify",
+            retry,
         )
     rid = receipt_id(_secret(request), donation_id)
     pinned = Pinned(key, newest)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +68,12 @@ def _swap(site: Site, seq: int, old: str, new: str) -> None:
         new,
     )
     assert len(changed) == 1, (seq, old)
+
+
+def _receipt_verify(link: str) -> subprocess.CompletedProcess[str]:
+    """`exchange audit receipt verify LINK`."""
+    args = [sys.executable, "-m", "services.cli", "audit", "receipt", "verify", link]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _verdict(page: Page, state: str) -> None:
@@ -159,6 +167,10 @@ def test_a_donor_checks_a_receipt_and_every_cheat_is_caught(site: Site, browser:
     problems["receipt-en"] = accessibility(phone)
     shot(phone, site, "receipt-04-verified-phone-en")
 
+    # …and so does the command, with the same checks in Python
+    done = _receipt_verify(link)
+    assert done.returncode == 0 and "verified:" in done.stdout, done.stdout + done.stderr
+
     # The page's verifier agrees with every vector the Python side made
     vectors = json.loads(VECTORS.read_text(encoding="utf-8"))
     disagreements = phone.evaluate(AGREE, vectors)
@@ -177,6 +189,8 @@ def test_a_donor_checks_a_receipt_and_every_cheat_is_caught(site: Site, browser:
             "The inclusion proof fails"
         )
         shot(cheat, site, "receipt-05-archive-row-changed-en")
+        done = _receipt_verify(link)
+        assert done.returncode == 1 and "FAIL inclusion" in done.stdout, done.stdout
         cheat.close()
     finally:
         _swap(site, seq, '"amount_minor":923456', '"amount_minor":123456')
