@@ -183,6 +183,11 @@ class Settings(BaseSettings):
     """The public key `exchange audit verify` trusts (64 hex digits, as `exchange audit key`
     prints it), pinned outside the var dir: the key file beside the data is no trust anchor."""
 
+    receipt_secret: str | None = None
+    """The secret a donor receipt's id is derived from (HMAC, docs/receipts.md): whoever
+    holds it can make receipt links for any donation. Every gateway must use the same one.
+    Unset: a random secret created once in var_dir/keys/receipt-secret (mode 0600)."""
+
     log_level: str = "INFO"
     """Log level of every service (structured JSON lines on stderr)."""
 

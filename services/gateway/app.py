@@ -18,7 +18,16 @@ from fastapi.staticfiles import StaticFiles
 from schemas.codec import json_type
 from schemas.common import Role
 from schemas.topics import BY_NAME
-from services.gateway import audit_reports_api, faults, health, limits, openapi, readapi, writes
+from services.gateway import (
+    audit_reports_api,
+    faults,
+    health,
+    limits,
+    openapi,
+    readapi,
+    receipts_api,
+    writes,
+)
 from services.gateway.audit_api import router as audit_router
 from services.gateway.limits import BodyLimit, RateLimiter, StreamSlots
 from services.gateway.outbox import OutboxWriter
@@ -29,6 +38,7 @@ from services.platform.db import Heartbeat, connect_pool, migrate, unavailable_r
 from services.platform.dead_letters import dead_letters
 from services.platform.kafka import client_security
 from services.settings import Settings
+from services.web import receipts as web_receipts
 from services.web import routes as web_routes
 from services.web.routes import STATIC as WEB_STATIC
 
@@ -163,6 +173,8 @@ def create_app(settings: Settings) -> FastAPI:
     # the web app (services/web): pages under /, its own assets under /static, all served here
     app.state.web_secret = secrets.token_urlsafe(32)
     app.include_router(web_routes.router)
+    app.include_router(receipts_api.router)  # donor receipts (docs/receipts.md)
+    app.include_router(web_receipts.router)
     app.mount("/static", StaticFiles(directory=WEB_STATIC), name="static")
     app.include_router(audit_reports_api.router)
     app.include_router(audit_router)

@@ -86,6 +86,10 @@ def add_commands(sub: Any) -> None:
     )
     verify.set_defaults(func=_cmd_verify)
 
+    from services.audit.entrypoints.receipt_cli import add_command as add_receipt_command
+
+    add_receipt_command(asub)
+
     asub.add_parser(
         "key", help="print the exchange's public key, its fingerprint and key id, to publish"
     ).set_defaults(func=_cmd_key)
