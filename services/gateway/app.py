@@ -18,7 +18,16 @@ from fastapi.staticfiles import StaticFiles
 from schemas.codec import json_type
 from schemas.common import Role
 from schemas.topics import BY_NAME
-from services.gateway import audit_reports_api, faults, health, limits, openapi, readapi, writes
+from services.gateway import (
+    audit_events_api,
+    audit_reports_api,
+    faults,
+    health,
+    limits,
+    openapi,
+    readapi,
+    writes,
+)
 from services.gateway.audit_api import router as audit_router
 from services.gateway.limits import BodyLimit, RateLimiter, StreamSlots
 from services.gateway.outbox import OutboxWriter
@@ -29,6 +38,7 @@ from services.platform.db import Heartbeat, connect_pool, migrate, unavailable_r
 from services.platform.dead_letters import dead_letters
 from services.platform.kafka import client_security
 from services.settings import Settings
+from services.web import auditor_pages, public_pages
 from services.web import routes as web_routes
 from services.web.routes import STATIC as WEB_STATIC
 
@@ -166,6 +176,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=WEB_STATIC), name="static")
     app.include_router(audit_reports_api.router)
     app.include_router(audit_router)
+    app.include_router(audit_events_api.router)
+    app.include_router(auditor_pages.router)  # the auditor's pages, /audit
+    app.include_router(public_pages.router)  # the public transparency site, /public
 
     async def for_auditor(request: Request) -> bool:
         """Whether the request carries an auditor's token: they see health in detail. Never a
