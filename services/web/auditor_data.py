@@ -38,7 +38,6 @@ from services.audit.replay import (
 from services.audit.report_api_data import disclosure_report, sequence_report
 from services.audit.rotation import Rotation, rotation_problem
 from services.platform.db import connect
-from services.platform.gc_pause import paused_gc
 from services.settings import Settings
 from services.web.jobs import Job, Work
 from services.web.transparency import DonationFact, FundFact, MatchFact, NeedFact
@@ -243,6 +242,9 @@ async def disclosure(pool: asyncpg.Pool, fund_id: uuid.UUID, quarter: str) -> Di
 
 
 # ---- the checks, as jobs ----
+# Unlike the commands, the jobs do not pause the cyclic garbage collector
+# (services/platform/gc_pause.py): it is process-wide, and the gateway serving requests
+# beside the job must keep collecting. A replay in the gateway is slower than the command's.
 
 
 class _Meter(Progress):
@@ -287,8 +289,7 @@ def verify_work(dsn: str, settings: Settings) -> Work:
                 return {"ok": False, "headline": "derived", "lines": lines + shown}
             return {"ok": True, "headline": "verified", "lines": lines}
 
-        with paused_gc():
-            return asyncio.run(run())
+        return asyncio.run(run())
 
     return work
 
@@ -376,15 +377,9 @@ def replay_work(dsn: str) -> Work:
                 "lines": lines,
             }
 
-        with paused_gc():
-            return asyncio.run(run())
+        return asyncio.run(run())
 
     return work
-
-
-async def quick_sequences(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    """The anomalies the ledger recorded as it archived (no rescan)."""
-    return await sequence_report(pool)
 
 
 # ---- the public site's facts ----
