@@ -19,6 +19,7 @@ from schemas.codec import json_type
 from schemas.common import Role
 from schemas.topics import BY_NAME
 from services.gateway import (
+    audit_events_api,
     audit_reports_api,
     faults,
     health,
@@ -38,6 +39,7 @@ from services.platform.db import Heartbeat, connect_pool, migrate, unavailable_r
 from services.platform.dead_letters import dead_letters
 from services.platform.kafka import client_security
 from services.settings import Settings
+from services.web import auditor_pages, public_pages
 from services.web import receipts as web_receipts
 from services.web import routes as web_routes
 from services.web.routes import STATIC as WEB_STATIC
@@ -178,6 +180,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=WEB_STATIC), name="static")
     app.include_router(audit_reports_api.router)
     app.include_router(audit_router)
+    app.include_router(audit_events_api.router)
+    app.include_router(auditor_pages.router)  # the auditor's pages, /audit
+    app.include_router(public_pages.router)  # the public transparency site, /public
 
     async def for_auditor(request: Request) -> bool:
         """Whether the request carries an auditor's token: they see health in detail. Never a

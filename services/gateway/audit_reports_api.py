@@ -14,9 +14,9 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
 from schemas.common import Moment, Role
-from services.audit.entrypoints.report_api_data import disclosure_report
 from services.audit.reports import asof, trail
 from services.audit.reports import disclosure as d
+from services.audit.reports.api_data import disclosure_report
 from services.audit.reports.reading import load_books
 from services.gateway.deps import Caller, Pool, require_role
 from services.gateway.openapi import DISCLOSURE

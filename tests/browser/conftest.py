@@ -69,9 +69,39 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
+def pin_a_key(var_dir: Path) -> str:
+    """Give the ledger its signing key before its first start and return the public key, as
+    an operator publishes it (`exchange audit key`) for the gateway to pin
+    (EXCHANGE_AUDIT_PUBLIC_KEY): the auditor's pages then judge signatures."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
+    key = Ed25519PrivateKey.generate()
+    path = var_dir / "keys" / "ledger-ed25519.pem"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    path.chmod(0o600)
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
 @pytest.fixture(scope="package")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    ex = Exchange(tmp_path_factory.mktemp("web") / "var").start()
+    var = tmp_path_factory.mktemp("web") / "var"
+    # the pinned key goes to the exchange's processes only, never to this test process
+    before = os.environ.get("EXCHANGE_AUDIT_PUBLIC_KEY")
+    os.environ["EXCHANGE_AUDIT_PUBLIC_KEY"] = pin_a_key(var)
+    try:
+        ex = Exchange(var).start()
+    finally:
+        if before is None:
+            del os.environ["EXCHANGE_AUDIT_PUBLIC_KEY"]
+        else:
+            os.environ["EXCHANGE_AUDIT_PUBLIC_KEY"] = before
     shots = tmp_path_factory.getbasetemp() / "screenshots"
     shots.mkdir(exist_ok=True)
     try:

@@ -35,8 +35,8 @@ from schemas.messages import (
     VolunteerRegistered,
 )
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
-from services.audit.entrypoints.report_api_data import disclosure_report, sequence_report
 from services.audit.reports import asof, disclosure, trail
+from services.audit.reports.api_data import disclosure_report, sequence_report
 from services.audit.reports.reading import load_books
 from services.ledger.archive import archive_batch, prepare
 from services.ledger.sequences import HOME

@@ -22,9 +22,9 @@ ROOMS = ("evidence", "reports", "replay", "entrypoints")
 EVIDENCE_MAY_USE = ("services.audit.evidence", "services.platform", "services.settings")
 """Everything the evidence may import from services/ (schemas/ and libraries are below it)."""
 
-ENTRYPOINT_IMPORTERS = {"services.cli", "services.gateway.audit_reports_api"}
-"""Outside the entrypoints, the only modules that may import them: the `exchange` command, and
-the auditor's HTTP reports, which serve the same report data as the command line."""
+ENTRYPOINT_IMPORTERS = {"services.cli"}
+"""Outside the entrypoints, the only module that may import them: the `exchange` command. (The
+report data the command line and the HTTP reports share lives in reports/api_data.py.)"""
 
 
 def module_of(path: Path) -> str:

@@ -66,7 +66,7 @@ def _run(settings: Settings, args: argparse.Namespace, body: Any) -> int:
 
 
 def _cmd_sequences(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.entrypoints.report_api_data import sequence_report
+    from services.audit.reports.api_data import sequence_report
 
     async def body(conn: Any) -> int:
         found = await sequence_report(conn, rescan=args.rescan)
@@ -136,8 +136,8 @@ def _cmd_trail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_disclosure(settings: Settings, args: argparse.Namespace) -> int:
-    from services.audit.entrypoints.report_api_data import disclosure_report
     from services.audit.reports import disclosure as d
+    from services.audit.reports.api_data import disclosure_report
 
     async def body(conn: Any) -> int:
         try:
