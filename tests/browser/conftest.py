@@ -92,16 +92,23 @@ def pin_a_key(var_dir: Path) -> str:
 @pytest.fixture(scope="package")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     var = tmp_path_factory.mktemp("web") / "var"
-    # the pinned key goes to the exchange's processes only, never to this test process
-    before = os.environ.get("EXCHANGE_AUDIT_PUBLIC_KEY")
-    os.environ["EXCHANGE_AUDIT_PUBLIC_KEY"] = pin_a_key(var)
+    # for the exchange's processes only, never this test process: the pinned key, and a
+    # checkpoint every few seconds, so that a donation's receipt can be issued without waiting
+    # a minute for the first signed head that covers it
+    only_the_exchange = {
+        "EXCHANGE_AUDIT_PUBLIC_KEY": pin_a_key(var),
+        "EXCHANGE_CHECKPOINT_EVERY_SECONDS": "4",
+    }
+    before = {k: os.environ.get(k) for k in only_the_exchange}
+    os.environ.update(only_the_exchange)
     try:
         ex = Exchange(var).start()
     finally:
-        if before is None:
-            del os.environ["EXCHANGE_AUDIT_PUBLIC_KEY"]
-        else:
-            os.environ["EXCHANGE_AUDIT_PUBLIC_KEY"] = before
+        for k, v in before.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
     shots = tmp_path_factory.getbasetemp() / "screenshots"
     shots.mkdir(exist_ok=True)
     try:
