@@ -4,7 +4,9 @@
 donation id, services/audit/evidence/receipt.py), so no sign-in is asked. It answers with
 everything a holder needs to check the receipt without trusting this server: the archived
 event's canonical bytes, its leaf index, the inclusion proof under the newest signed
-checkpoint, and the consistency proof from the checkpoint the receipt was issued with (`from`).
+checkpoint, the consistency proof from the checkpoint the receipt was issued with (`from`), and
+every stored key hand-over (`key_rotations`), so that a holder who pinned an older key can follow
+it to the key that signed the newest checkpoint (each statement is checked by the holder).
 Proofs are computed from the stored content hashes; a row or hash changed since it was signed
 makes them fail.
 
@@ -33,10 +35,12 @@ from schemas.common import Role
 from services.audit.evidence.archive_row import ROW_COLUMNS, row_of
 from services.audit.evidence.chain import content_bytes
 from services.audit.evidence.checkpoint import Checkpoint, TreeHead, raw_public_key
+from services.audit.evidence.database import stored_rotations
 from services.audit.evidence.keys import fingerprint, key_path, load_key
 from services.audit.evidence.merkle import consistency_proof, inclusion_proof, leaf_hash
 from services.audit.evidence.proofs import checkpoint_json
 from services.audit.evidence.receipt import Pinned, donation_of, pinned_fragment, receipt_id
+from services.audit.evidence.rotation import rotation_json
 from services.audit.reports.reading import load_books
 from services.audit.reports.trail import allocate
 from services.gateway.deps import Caller, Pool, require_owner, require_role
@@ -225,6 +229,8 @@ async def get_receipt(
         }
     canonical = content_bytes(row_of(found.row))
     key = public_key(settings)
+    async with pool.acquire() as conn:
+        rotations = await stored_rotations(conn)
     return {
         "receipt_id": receipt,
         **await _paid_for(pool, donation_id),
@@ -238,6 +244,7 @@ async def get_receipt(
         "inclusion_proof": [p.hex() for p in inclusion_proof(leaves, found.leaf_index)],
         "consistency": consistency,
         "public_key": key.hex() if key else None,
+        "key_rotations": [rotation_json(r) for r in rotations],
     }
 
 

@@ -6,8 +6,10 @@ and issues the receipt: a link and a QR code on a printable page. A donor with n
 cheating is tried on its own and the page says "not verified" with the reason: an insider
 changes the archived event's bytes in PostgreSQL; a proof element is altered on the way; the
 checkpoint's signature is altered; and the log is rewritten and re-signed with the exchange's
-own key after the receipt was issued. The page's verifier also agrees with every test vector
-the Python side made (tests/vectors/receipts.json)."""
+own key after the receipt was issued. When the exchange hands its key over to a new one (a
+statement both keys sign, docs/audit.md "Key rotation"), the receipt still verifies and says so
+on a line of its own; a hand-over the old key did not sign is caught. The page's verifier also
+agrees with every test vector the Python side made (tests/vectors/receipts.json)."""
 
 from __future__ import annotations
 
@@ -28,9 +30,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from playwright.sync_api import Page, Route, expect
 
-from services.audit.evidence.checkpoint import TreeHead, sign
+from services.audit.evidence.checkpoint import TreeHead, raw_public_key, sign
 from services.audit.evidence.merkle import consistency_proof, inclusion_proof, leaf_hash, root
-from services.audit.evidence.proofs import checkpoint_json
+from services.audit.evidence.proofs import checkpoint_from_json, checkpoint_json
+from services.audit.evidence.receipt import parse_fragment
+from services.audit.evidence.rotation import Rotation, rotate, rotation_json, rotation_note
 from tests.browser.conftest import Site
 from tests.browser.test_web_app import PHONE, accessibility, shot, sign_in, until_shown
 
@@ -92,12 +96,41 @@ def _tampered(page: Page, change: Callable[[dict[str, Any]], None]) -> None:
     page.route(re.compile(r"/v1/receipts/"), handle)
 
 
-def _rewritten_and_resigned(site: Site) -> Callable[[dict[str, Any]], None]:
-    """An insider who holds the signing key rewrites an early event (before the receipt's
-    issued checkpoint) and signs a new head over the rewritten log, with proofs that fit it."""
+def _ledger_key(site: Site) -> Ed25519PrivateKey:
+    """The exchange's signing key (the key receipts pin)."""
     pem = (site.ex.var_dir / "keys" / "ledger-ed25519.pem").read_bytes()
     key = load_pem_private_key(pem, password=None)
     assert isinstance(key, Ed25519PrivateKey)
+    return key
+
+
+def _handed_over(site: Site, *, old_signed: bool = True) -> Callable[[dict[str, Any]], None]:
+    """Since the receipt was issued the exchange handed its key over to a new one made here,
+    from the issued checkpoint's size on, and the newest checkpoint is signed by the new key.
+    `old_signed=False`: whoever made the statement held only the new key, and signed the old
+    key's part with it."""
+    old, new = _ledger_key(site), Ed25519PrivateKey.generate()
+
+    def change(doc: dict[str, Any]) -> None:
+        assert doc["key_rotations"] == []  # the real exchange has not rotated
+        after = doc["consistency"]["from_size"]
+        statement = rotate(old, new, after)
+        if not old_signed:
+            text = rotation_note(raw_public_key(old.public_key()), statement.new_public_key, after)
+            statement = Rotation(
+                statement.old_public_key, statement.new_public_key, after, new.sign(text),
+                statement.new_signature,
+            )  # fmt: skip
+        doc["checkpoint"] = checkpoint_json(sign(checkpoint_from_json(doc["checkpoint"]).head, new))
+        doc["key_rotations"] = [rotation_json(statement)]
+
+    return change
+
+
+def _rewritten_and_resigned(site: Site) -> Callable[[dict[str, Any]], None]:
+    """An insider who holds the signing key rewrites an early event (before the receipt's
+    issued checkpoint) and signs a new head over the rewritten log, with proofs that fit it."""
+    key = _ledger_key(site)
 
     def change(doc: dict[str, Any]) -> None:
         size = doc["checkpoint"]["tree_size"]
@@ -224,6 +257,45 @@ def test_a_donor_checks_a_receipt_and_every_cheat_is_caught(site: Site, browser:
         shot(cheat, site, f"receipt-06{name}-en")
         cheat.close()
 
+    # (e) the exchange hands its key over after the receipt was issued: still verified, and
+    # the key change is its own line; the command follows the same hand-over
+    handover = _handed_over(site)
+    moved = donor.new_page()
+    moved.set_viewport_size(PHONE)
+    _tampered(moved, handover)
+    moved.goto(link)
+    _verdict(moved, "verified")
+    line = moved.locator('[data-check="key_change"]')
+    expect(line).to_be_visible()
+    expect(line).to_have_attribute("data-state", "ok")
+    expect(line.locator(".check-reason")).to_contain_text("The exchange's key changed at")
+    expect(line.locator(".check-reason")).to_contain_text("the old key you pinned signed")
+    assert moved.locator('.checks li[data-state="failed"]').count() == 0
+    shot(moved, site, "receipt-08-key-handed-over-en")
+    moved.close()
+    issued = parse_fragment(link.split("#", 1)[1]).issued.head.tree_size
+    answer = httpx.get(f"{site.url}/v1/receipts/{rid}", params={"from": issued}, timeout=60).json()
+    handover(answer)
+    bundle = site.ex.var_dir / "receipt-handed-over.json"
+    bundle.write_text(json.dumps({"link": link, "answer": answer}))
+    done = _receipt_verify(str(bundle))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the old key you pinned signed the change" in done.stdout, done.stdout
+
+    # (f) a hand-over the pinned key did not sign: not verified, and the page says why
+    forged = donor.new_page()
+    forged.set_viewport_size(PHONE)
+    _tampered(forged, _handed_over(site, old_signed=False))
+    forged.goto(link)
+    _verdict(forged, "failed")
+    line = forged.locator('[data-check="key_change"]')
+    expect(line).to_have_attribute("data-state", "failed")
+    expect(line.locator(".check-reason")).to_contain_text("not signed by both keys")
+    expect(forged.locator('[data-check="signature"]')).to_have_attribute("data-state", "failed")
+    expect(forged.locator("#key-change")).to_be_visible()
+    shot(forged, site, "receipt-09-hand-over-forged-en")
+    forged.close()
+
     # the same failure, in Chinese
     donor.clear_cookies()
     cheat = donor.new_page()
@@ -233,6 +305,17 @@ def test_a_donor_checks_a_receipt_and_every_cheat_is_caught(site: Site, browser:
     expect(cheat.locator("#verdict")).to_contain_text("未通过验证")
     expect(cheat.locator('[data-check="signature"] .check-reason')).to_contain_text("签名")
     shot(cheat, site, "receipt-07-signature-altered-zh")
+
+    # …and the key change, in Chinese
+    moved = donor.new_page()
+    _tampered(moved, _handed_over(site))
+    moved.goto(link)
+    _verdict(moved, "verified")
+    expect(moved.locator('[data-check="key_change"] .check-reason')).to_contain_text(
+        "您收据中固定的旧密钥签署了这次更换"
+    )
+    shot(moved, site, "receipt-10-key-handed-over-zh")
+    moved.close()
 
     # a link without its pinned part verifies nothing
     cheat.goto(link.split("#", 1)[0])
@@ -262,6 +345,14 @@ AGREE = """async (v) => {
     const got = await R.ed25519Verify(h(c.public_key), h(c.signature), note);
     if (got !== c.valid) out.push(["signature", c]);
   }
+  for (const c of v.rotations) {
+    const r = {oldKey: h(c.old_public_key), newKey: h(c.new_public_key), after: c.after,
+               oldSig: h(c.old_signature), newSig: h(c.new_signature)};
+    if (R.hex(R.rotationNote(r.oldKey, r.newKey, r.after)) !== R.hex(R.unb64(c.note, false))) {
+      out.push(["rotation note", c]);
+    }
+    if (await R.handoverValid(r) !== c.valid) out.push(["rotation", c]);
+  }
   for (const c of v.canonical) {
     const bytes = h(c.bytes);
     if (R.hex(await R.sha256(bytes)) !== c.content_hash) out.push(["content hash", c]);
@@ -275,6 +366,10 @@ AGREE = """async (v) => {
       row.stream_seq === c.stream_seq && row.recorded_at_us === c.recorded_at_us;
     if (!same) out.push(["canonical", c, row]);
   }
+  const twice = v.receipts.some((c) => c.key_changes && c.key_changes.length === 2);
+  if (v.rotations.length < 5 || !twice) {
+    out.push(["the rotation vectors are missing"]);
+  }
   const [head, ...cases] = v.receipts;
   const pin = R.parseFragment(head.fragment);
   for (const c of cases) {
@@ -285,9 +380,11 @@ AGREE = """async (v) => {
     const got = Object.fromEntries(checks.map((x) => [x.name, x.ok]));
     const reasons = Object.fromEntries(
       checks.filter((x) => !x.ok).map((x) => [x.name, x.reason]));
+    const changes = checks.flatMap((x) => (x.handovers || []).map((y) => y.after));
     if (JSON.stringify(got) !== JSON.stringify(c.checks) ||
-        JSON.stringify(reasons) !== JSON.stringify(c.reasons)) {
-      out.push(["receipt", c.what, got, reasons]);
+        JSON.stringify(reasons) !== JSON.stringify(c.reasons) ||
+        JSON.stringify(changes) !== JSON.stringify(c.key_changes)) {
+      out.push(["receipt", c.what, got, reasons, changes]);
     }
   }
   return out;

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from services.audit.entrypoints.receipt_cli import Unreadable, read_source, split_link
+from services.audit.entrypoints.receipt_cli import Unreadable, read_source, report, split_link
 from services.audit.evidence.chain import content_bytes
 from services.audit.evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
 from services.audit.evidence.receipt import (
+    Check,
     donation_in,
     donation_of,
     parse_content_bytes,
@@ -24,6 +25,7 @@ from services.audit.evidence.receipt import (
     receipt_id,
     receipt_link,
 )
+from services.audit.evidence.rotation import rotation_from_json, rotation_note, rotation_problem
 from services.web.i18n import LANGUAGES, catalogue
 from tests.vectors import make_receipts
 
@@ -103,14 +105,70 @@ def test_the_link_pins_the_key_and_the_issued_checkpoint(vectors: dict) -> None:
         split_link(f"https://exchange.example/receipts/{rid}")
 
 
+VERIFIED = {"as issued", "handed over once", "handed over twice"}
+
+
 def test_receipt_checks_catch_each_tampering(vectors: dict) -> None:
     head, *cases = vectors["receipts"]
     pinned = parse_fragment(head["fragment"])
     for case in cases:
         checks = receipt_checks(case["answer"], head["receipt_id"], pinned)
         assert {c.name: c.ok for c in checks} == case["checks"], case["what"]
-    assert all(cases[0]["checks"].values())
-    assert not any(all(c["checks"].values()) for c in cases[1:])
+        assert {c.name: c.reason for c in checks if not c.ok} == case["reasons"], case["what"]
+        assert [r.after for c in checks for r in c.handovers] == case["key_changes"]
+    assert {c["what"] for c in cases if all(c["checks"].values())} == VERIFIED
+
+
+def test_hand_over_statements_verify_under_both_keys_only(vectors: dict) -> None:
+    for c in vectors["rotations"]:
+        r = rotation_from_json(c)
+        note = rotation_note(r.old_public_key, r.new_public_key, r.after)
+        assert base64.b64decode(c["note"]) == note
+        assert (rotation_problem(r) is None) is c["valid"], c["what"]
+    assert [c["valid"] for c in vectors["rotations"]].count(True) == 1
+
+
+def _case(vectors: dict, what: str) -> list[Check]:
+    """The checks of the receipt vector `what`."""
+    head, *cases = vectors["receipts"]
+    case = next(c for c in cases if c["what"] == what)
+    return receipt_checks(case["answer"], head["receipt_id"], parse_fragment(head["fragment"]))
+
+
+def test_a_receipt_follows_the_key_hand_overs_from_the_pinned_key(vectors: dict) -> None:
+    # Given a receipt issued under the pinned key, and an exchange that has since handed over
+    # to a second key and then a third, each change signed by both keys
+    checks = _case(vectors, "handed over twice")
+    # Then the newest checkpoint counts as signed, and the check names both hand-overs
+    change = next(c for c in checks if c.name == "key_change")
+    assert change.ok and [r.after for r in change.handovers] == [5, 7]
+    assert "the exchange's key changed at tree size 5" in change.detail
+    assert "the old key you pinned signed the change" in change.detail
+    assert "changed again at tree size 7" in change.detail
+    # …and the command prints it on the key change's own line
+    line = next(x for x in report(checks).splitlines() if x.startswith("ok   key_change"))
+    assert "the old key you pinned signed the change" in line
+    # and the issued checkpoint is still the pinned key's
+    assert next(c for c in checks if c.name == "issued").ok
+
+
+def test_a_hand_over_the_old_key_did_not_sign_verifies_nothing(vectors: dict) -> None:
+    # Given a statement handing over from the pinned key that only the new key signed
+    checks = _case(vectors, "a hand-over not signed by the old key")
+    failed = {c.name: c for c in checks if not c.ok}
+    # Then the key change fails with why, and so does the newest checkpoint's signature
+    assert set(failed) == {"key_change", "signature"}
+    assert "not signed by the old key it names" in failed["key_change"].detail
+    assert "FAIL key_change: handover_invalid" in report(checks)
+
+
+def test_a_key_signing_outside_its_span_is_not_trusted(vectors: dict) -> None:
+    for what in ("a new key signs before its hand-over", "a retired key signs after its hand-over"):
+        checks = _case(vectors, what)
+        failed = {c.name: c for c in checks if not c.ok}
+        assert set(failed) == {"signature"}, what
+        assert failed["signature"].reason == "outside_span"
+        assert "outside its span" in failed["signature"].detail
 
 
 def test_a_receipt_file_holds_the_link_and_maybe_the_answer(tmp_path: Path) -> None:

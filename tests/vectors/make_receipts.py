@@ -4,7 +4,8 @@
 The Python unit test (tests/unit/test_receipts.py) checks the file is what this module makes
 and that the Python verifiers agree with every `valid`; the browser test loads the same file
 into the receipt page's verifier (static/receipt.js) and asserts it agrees too. RFC 6962 edge
-cases are covered: a tree of one leaf, powers of two, the last leaf, old size = new size."""
+cases are covered: a tree of one leaf, powers of two, the last leaf, old size = new size; and
+key hand-overs: followed once and twice, forged, forked, and keys signing outside their span."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import base64
 import hashlib
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,10 +31,20 @@ from services.audit.evidence.merkle import (
 )
 from services.audit.evidence.proofs import checkpoint_json
 from services.audit.evidence.receipt import Pinned, pinned_fragment, receipt_checks, receipt_id
+from services.audit.evidence.rotation import (
+    Rotation,
+    rotate,
+    rotation_json,
+    rotation_note,
+    rotation_problem,
+)
 
 SIZES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33)
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
+NEXT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(64, 96)))
+THIRD_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(96, 128)))
+EARLIER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(128, 160)))
 SECRET = b"test receipt secret"
 
 
@@ -131,6 +143,30 @@ def signature_cases() -> list[dict[str, Any]]:
         {**base, "what": "another key", "public_key": other.hex(),
          "signature": cp.signature.hex(), "valid": False},
     ]  # fmt: skip
+
+
+def rotation_cases() -> list[dict[str, Any]]:
+    """Key hand-over statements (services/audit/evidence/rotation.py): the exact note both keys
+    sign, and whether each statement verifies under both keys it names."""
+    made = rotate(KEY, NEXT_KEY, 5)
+    variants = [
+        ("as signed", made),
+        ("old signature altered", replace(made, old_signature=_flip(made.old_signature))),
+        ("new signature altered", replace(made, new_signature=_flip(made.new_signature))),
+        ("another tree size", replace(made, after=6)),
+        ("old key signed as the new one", replace(made, new_signature=made.old_signature)),
+    ]
+    return [
+        {
+            "what": what,
+            **rotation_json(r),
+            "note": base64.b64encode(
+                rotation_note(r.old_public_key, r.new_public_key, r.after)
+            ).decode(),
+            "valid": rotation_problem(r) is None,
+        }
+        for what, r in variants
+    ]
 
 
 def _rows() -> list[ArchivedRow]:
@@ -234,7 +270,20 @@ def receipt_cases() -> list[dict[str, Any]]:
             "answer": doc,
             "checks": {c.name: c.ok for c in checks},
             "reasons": {c.name: c.reason for c in checks if not c.ok},
+            "key_changes": [r.after for c in checks for r in c.handovers],
         }
+
+    def handed(*rotations: Rotation) -> list[dict[str, object]]:
+        return [rotation_json(r) for r in rotations]
+
+    def signed_by(key: Ed25519PrivateKey) -> dict[str, Any]:
+        return checkpoint_json(sign(newest.head, key))
+
+    one, two = rotate(KEY, NEXT_KEY, 5), rotate(NEXT_KEY, THIRD_KEY, 7)
+    by_new = rotate(NEXT_KEY, NEXT_KEY, 5)  # whoever holds only the new key signs as itself
+    usurped = Rotation(
+        one.old_public_key, one.new_public_key, 5, by_new.old_signature, by_new.new_signature
+    )
 
     path = answer["inclusion_proof"]
     return [
@@ -252,6 +301,29 @@ def receipt_cases() -> list[dict[str, Any]]:
                 inclusion_proof=[p.hex() for p in inclusion_proof(rewritten, 2)],
                 consistency={"from_size": 5, "to_size": 9,
                              "proof": [p.hex() for p in consistency_proof(rewritten, 5)]}),
+        # key hand-overs (services/audit/evidence/rotation.py): followed from the pinned key,
+        # each signed by both keys, each key within its span of tree sizes
+        variant("handed over once", checkpoint=signed_by(NEXT_KEY), key_rotations=handed(one)),
+        variant("handed over twice", checkpoint=signed_by(THIRD_KEY),
+                key_rotations=handed(two, one)),
+        variant("a hand-over not signed by the old key", checkpoint=signed_by(NEXT_KEY),
+                key_rotations=handed(usurped)),
+        variant("the second hand-over not signed by the old key", checkpoint=signed_by(THIRD_KEY),
+                key_rotations=handed(one, Rotation(two.old_public_key, two.new_public_key, 7,
+                                                   _flip(two.old_signature),
+                                                   two.new_signature))),
+        variant("a new key signs before its hand-over", checkpoint=signed_by(NEXT_KEY),
+                key_rotations=handed(rotate(KEY, NEXT_KEY, 12))),
+        variant("a retired key signs after its hand-over", key_rotations=handed(rotate(
+            KEY, NEXT_KEY, 7))),
+        variant("the pinned key handed over twice (a fork)", checkpoint=signed_by(NEXT_KEY),
+                key_rotations=handed(one, rotate(KEY, THIRD_KEY, 5))),
+        variant("issued before the pinned key took over",
+                key_rotations=handed(rotate(EARLIER_KEY, KEY, 7))),
+        variant("a valid hand-over, the checkpoint's signature altered",
+                checkpoint={**signed_by(NEXT_KEY),
+                            "signature": _flip(sign(newest.head, NEXT_KEY).signature).hex()},
+                key_rotations=handed(one)),
     ]  # fmt: skip
 
 
@@ -262,6 +334,7 @@ def vectors() -> dict[str, Any]:
         "inclusion": inclusion_cases(),
         "consistency": consistency_cases(),
         "signatures": signature_cases(),
+        "rotations": rotation_cases(),
         "canonical": canonical_cases(),
         "receipts": receipt_cases(),
     }

@@ -93,9 +93,10 @@ def fetch(base: str, rid: str, pinned: Pinned) -> dict[str, Any]:
 
 
 def report(checks: list[Check]) -> str:
-    """One line per check."""
+    """One line per check (a passed key change says which hand-overs it followed)."""
     return "".join(
         f"{'ok  ' if c.ok else 'FAIL'} {c.name}"
+        + (f": {c.detail}" if c.ok and c.detail else "")
         + ("" if c.ok else f": {c.reason}" + (f" ({c.detail})" if c.detail else ""))
         + "\n"
         for c in checks

@@ -14,9 +14,11 @@ A receipt is a capability and a pinned anchor, both in its link:
 `receipt_checks` takes the exchange's answer (`GET /v1/receipts/{id}`) and the pinned anchor and
 checks, trusting nothing the server says: the archived event is the receipt's donation (parsed
 from its canonical bytes); its content hash is a leaf of the newest checkpoint's tree (RFC 6962
-inclusion proof); the newest checkpoint and the issued one are signed by the pinned key; and the
-newest tree extends the issued one (RFC 6962 consistency proof). The browser does the same in
-services/web/static/receipt.js; tests/vectors/receipts.json keeps the two in step. Pure: no I/O.
+inclusion proof); the issued checkpoint is signed by the pinned key, and the newest by that key
+or by one it handed over to (services/audit/evidence/rotation.py, each key within its span);
+and the newest tree extends the issued one (RFC 6962 consistency proof). The browser does the
+same in services/web/static/receipt.js; tests/vectors/receipts.json keeps the two in step.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import hmac
 import json
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -39,6 +41,12 @@ from services.audit.evidence.chain import CONTENT_TAG, ArchivedRow
 from services.audit.evidence.checkpoint import Checkpoint, TreeHead, note
 from services.audit.evidence.merkle import leaf_hash, root_from_inclusion, verify_consistency
 from services.audit.evidence.proofs import checkpoint_from_json
+from services.audit.evidence.rotation import (
+    KeyRing,
+    Rotation,
+    rotation_from_json,
+    rotation_problem,
+)
 
 RECEIPT_TAG = b"community-exchange/receipt/v1\x00"
 """Domain separation for the receipt id's HMAC."""
@@ -186,13 +194,16 @@ def parse_content_bytes(data: bytes) -> ArchivedRow:
 
 @dataclass(frozen=True)
 class Check:
-    """One check of a receipt: `name` (event, inclusion, signature, issued, consistency), the
+    """One check of a receipt: `name` (event, inclusion, key_change, signature, issued,
+    consistency; key_change only when the newest checkpoint is signed by another key), the
     result, and why it failed (a `reason` code the page translates, and a detail in English)."""
 
     name: str
     ok: bool
     reason: str = ""
     detail: str = ""
+    handovers: tuple[Rotation, ...] = ()
+    """For `key_change`: the hand-overs followed from the pinned key to the newest one."""
 
 
 def _event_check(doc: dict[str, Any], rid: str, canonical: bytes) -> Check:
@@ -217,20 +228,104 @@ def _event_check(doc: dict[str, Any], rid: str, canonical: bytes) -> Check:
     return Check("event", True)
 
 
-def _signature_problem(cp: Checkpoint, key: bytes) -> tuple[str, str] | None:
-    """(reason, detail) when `cp` is not signed by `key`, else None."""
-    if cp.key_id != hashlib.sha256(key).digest():
-        return (
-            "key_changed",
-            f"signed by key id {cp.key_id.hex()[:16]}…, not the pinned key "
-            f"{hashlib.sha256(key).hexdigest()[:16]}…; the exchange publishes no key hand-over "
-            "statement, so the new key cannot be verified",
-        )
+def _short(key_id: bytes) -> str:
+    return f"key id {key_id.hex()[:16]}…"
+
+
+def _forwards(ring: KeyRing, pinned_id: bytes) -> list[Rotation]:
+    """The hand-overs `ring` followed forwards from the pinned key, in order."""
+    chain, current = [], pinned_id
+    for r in ring.handovers:  # predecessors of the pinned key first, then its successors
+        if r.old_key_id == current:
+            chain.append(r)
+            current = r.new_key_id
+    return chain
+
+
+def _why_stopped(rotations: list[Rotation], end: bytes, signer: bytes) -> tuple[str, str]:
+    """(reason, detail): why no followed hand-over leads from key `end` on to `signer`."""
+    from_end = [r for r in rotations if r.old_key_id == end]
+    valid = {(r.new_public_key, r.after) for r in from_end if rotation_problem(r) is None}
+    if len(valid) > 1:
+        return "handover_fork", f"{_short(end)} handed over {len(valid)} times: none is trusted"
+    if valid:
+        return "handover_backwards", f"the hand-over from {_short(end)} goes back in time"
+    for r in from_end:
+        why = rotation_problem(r)
+        if why is not None:
+            return "handover_invalid", f"the hand-over at tree size {r.after}: {why}"
+    return (
+        "no_handover",
+        f"the newest checkpoint is signed by {_short(signer)}, and no hand-over signed by "
+        f"{_short(end)} leads to it",
+    )
+
+
+def _handover_detail(followed: list[Rotation]) -> str:
+    """The hand-overs followed, in words."""
+    steps = [f"{_short(r.old_key_id)} to {_short(r.new_key_id)}" for r in followed]
+    first, *then = followed
+    text = (
+        f"the exchange's key changed at tree size {first.after} ({steps[0]}); the old key you "
+        "pinned signed the change"
+    )
+    for r, step in zip(then, steps[1:], strict=True):
+        text += f"; it changed again at tree size {r.after} ({step}), signed by the key before"
+    return text
+
+
+def _signed_problem(cp: Checkpoint, ring: KeyRing) -> tuple[str, str] | None:
+    """(reason, detail) when `cp` is not signed by its key in `ring` within that key's span."""
+    trusted = ring.keys[cp.key_id]
+    size = cp.head.tree_size
+    if size < trusted.lowest or (trusted.highest is not None and size > trusted.highest):
+        return "outside_span", ring.problem(cp) or ""
     try:
-        Ed25519PublicKey.from_public_bytes(key).verify(cp.signature, note(cp.head))
-    except (InvalidSignature, ValueError):
-        return "bad_signature", "the Ed25519 signature does not verify with the pinned key"
+        trusted.key.verify(cp.signature, note(cp.head))
+    except InvalidSignature:
+        return "bad_signature", "the Ed25519 signature does not verify with the key"
     return None
+
+
+def key_checks(newest: Checkpoint, pinned: Pinned, rotations: list[Rotation]) -> list[Check]:
+    """Whether the newest checkpoint and the issued one are signed by keys the holder trusts.
+
+    The issued checkpoint must be signed by the pinned key. The newest may be signed by a key
+    reached from the pinned one through hand-overs each signed by both keys (`KeyRing`); then a
+    `key_change` check names them. Each key counts only within its span of tree sizes."""
+    pinned_id = hashlib.sha256(pinned.public_key).digest()
+    try:
+        ring = KeyRing(Ed25519PublicKey.from_public_bytes(pinned.public_key), rotations)
+    except ValueError:
+        unusable = Check("signature", False, "bad_signature", "the pinned key is not Ed25519's")
+        return [unusable, replace(unusable, name="issued")]
+    checks: list[Check] = []
+    reached = True
+    bad: tuple[str, str] | None
+    if newest.key_id != pinned_id:
+        chain = _forwards(ring, pinned_id)
+        ids = [r.new_key_id for r in chain]
+        reached = newest.key_id in ids
+        if reached:
+            followed = chain[: ids.index(newest.key_id) + 1]
+            checks.append(Check("key_change", True, "", _handover_detail(followed), (*followed,)))
+        else:
+            end = ids[-1] if ids else pinned_id
+            checks.append(Check("key_change", False, *_why_stopped(rotations, end, newest.key_id)))
+    if reached:
+        bad = _signed_problem(newest, ring)
+    else:
+        bad = (
+            "key_changed",
+            f"signed by {_short(newest.key_id)}, which the pinned key did not hand over to",
+        )
+    checks.append(Check("signature", bad is None, *(bad or ("", ""))))
+    if pinned.issued.key_id != pinned_id:
+        bad = ("key_changed", "the issued checkpoint is not the pinned key's")
+    else:
+        bad = _signed_problem(pinned.issued, ring)
+    checks.append(Check("issued", bad is None, *(bad or ("", ""))))
+    return checks
 
 
 def receipt_checks(doc: dict[str, Any], rid: str, pinned: Pinned) -> list[Check]:
@@ -242,7 +337,8 @@ def receipt_checks(doc: dict[str, Any], rid: str, pinned: Pinned) -> list[Check]
         consistency = doc.get("consistency") or {}
         proof = [bytes.fromhex(p) for p in consistency.get("proof", [])]
         from_size = int(consistency.get("from_size", -1))
-    except (KeyError, TypeError, ValueError) as exc:
+        rotations = [rotation_from_json(r) for r in doc.get("key_rotations") or []]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return [Check("answer", False, "answer_unreadable", repr(exc))]
     checks = [_event_check(doc, rid, canonical)]
     leaf = leaf_hash(hashlib.sha256(canonical).digest())
@@ -253,10 +349,7 @@ def receipt_checks(doc: dict[str, Any], rid: str, pinned: Pinned) -> list[Check]
     except ValueError as exc:
         included, why = False, str(exc)
     checks.append(Check("inclusion", included, "" if included else "not_included", why))
-    bad = _signature_problem(newest, pinned.public_key)
-    checks.append(Check("signature", bad is None, *(bad or ("", ""))))
-    bad = _signature_problem(pinned.issued, pinned.public_key)
-    checks.append(Check("issued", bad is None, *(bad or ("", ""))))
+    checks += key_checks(newest, pinned, rotations)
     old = pinned.issued.head
     if from_size != old.tree_size:
         checks.append(Check("consistency", False, "no_consistency", f"proof from size {from_size}"))

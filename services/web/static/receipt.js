@@ -3,10 +3,12 @@
 // The link pins the exchange's public key and the checkpoint the receipt was issued with, in
 // its fragment (never sent to a server). This script fetches the receipt's proofs and checks:
 // the archived event is this donation (its canonical bytes, parsed here); its content hash is
-// a leaf under the newest signed checkpoint (RFC 6962 inclusion proof); the newest and the
-// issued checkpoints are signed by the pinned key (Ed25519, WebCrypto); the newest tree
-// extends the issued one (RFC 6962 consistency proof). The same algorithms as
-// services/audit/merkle.py and receipts.py; tests/vectors/receipts.json keeps them in step.
+// a leaf under the newest signed checkpoint (RFC 6962 inclusion proof); the issued checkpoint
+// is signed by the pinned key, and the newest by that key or by one it handed over to through
+// statements both keys signed (Ed25519, WebCrypto; each key within its span of tree sizes);
+// the newest tree extends the issued one (RFC 6962 consistency proof). The same algorithms as
+// services/audit/evidence (merkle, checkpoint, rotation, receipt); tests/vectors/receipts.json
+// keeps them in step.
 "use strict";
 
 (function () {
@@ -182,23 +184,122 @@
   function fail(name, reason, detail) { return { name, ok: false, reason, detail: detail || "" }; }
   function pass(name) { return { name, ok: true, reason: "", detail: "" }; }
 
-  async function signatureCheck(name, pin, size, root, chain, keyId, sig) {
-    if (!pin) return fail(name, "no_pin");
-    if (!same(keyId, await sha256(pin.key))) {
-      return fail(name, "key_changed", `key id ${hex(keyId).slice(0, 16)}…`);
+  // a key hand-over statement's signed bytes (services/audit/evidence/rotation.py `rotation_note`)
+  function rotationNote(oldKey, newKey, after) {
+    return enc.encode(`community-exchange/ledger\nkey-rotation\nfrom ${hex(oldKey)}\nto ${hex(newKey)}\nafter ${after}\n`);
+  }
+
+  async function handoverValid(r) {
+    const text = rotationNote(r.oldKey, r.newKey, r.after);
+    return (await ed25519Verify(r.oldKey, r.oldSig, text)) &&
+      (await ed25519Verify(r.newKey, r.newSig, text));
+  }
+
+  // The keys trusted from the pinned one, as services/audit/evidence/rotation.py `KeyRing`:
+  // walk forward from the pinned key, following the one statement whose old key is the current
+  // key and that both keys signed, to its new key; each key is trusted for its span of tree
+  // sizes. A valid statement naming the pinned key as the new one bounds its span from below.
+  // Returns {spans: key id hex → {key, lowest, highest}, steps: statements followed, stop}.
+  async function keyChain(pinKey, statements) {
+    const valid = [];
+    const seen = new Set();
+    const invalid = [];
+    for (const r of statements) {
+      if (!(await handoverValid(r))) { invalid.push(r); continue; }
+      const id = `${hex(r.oldKey)} ${hex(r.newKey)} ${r.after}`;
+      if (!seen.has(id)) { seen.add(id); valid.push(r); }
+    }
+    const spans = new Map();
+    const pinId = hex(await sha256(pinKey));
+    spans.set(pinId, { key: pinKey, lowest: 0, highest: null });
+    const steps = [];
+    let current = pinKey, stop = null;
+    for (;;) {
+      const from = valid.filter((r) => same(r.oldKey, current));
+      if (from.length > 1) {
+        stop = ["handover_fork", `${from.length} hand-overs from one key`];
+        break;
+      }
+      if (from.length === 0) {
+        const bad = invalid.find((r) => same(r.oldKey, current));
+        stop = bad ? ["handover_invalid", `the hand-over at tree size ${bad.after}`]
+          : ["no_handover", ""];
+        break;
+      }
+      const r = from[0], newId = hex(await sha256(r.newKey));
+      const held = spans.get(hex(await sha256(current)));
+      if (spans.has(newId) || r.after < held.lowest) {
+        stop = ["handover_backwards", `the hand-over at tree size ${r.after}`];
+        break;
+      }
+      held.highest = r.after;
+      spans.set(newId, { key: r.newKey, lowest: r.after, highest: null });
+      steps.push(r);
+      current = r.newKey;
+    }
+    const toPin = valid.filter((r) => same(r.newKey, pinKey));
+    const pinned = spans.get(pinId);
+    if (toPin.length === 1 && !spans.has(hex(await sha256(toPin[0].oldKey))) &&
+        !(pinned.highest !== null && toPin[0].after > pinned.highest)) {
+      pinned.lowest = toPin[0].after;
+    }
+    return { spans, steps, stop };
+  }
+
+  // a checkpoint signed by its key in `spans`, within that key's span of tree sizes
+  async function signedCheck(name, spans, size, root, chain, keyId, sig) {
+    const held = spans.get(hex(keyId));
+    if (!held) return fail(name, "key_changed", `key id ${hex(keyId).slice(0, 16)}…`);
+    if (size < held.lowest || (held.highest !== null && size > held.highest)) {
+      return fail(name, "outside_span",
+        `${size} ∉ ${held.lowest}–${held.highest === null ? "…" : held.highest}`);
     }
     try {
-      const ok = await ed25519Verify(pin.key, sig, note(size, root, chain));
+      const ok = await ed25519Verify(held.key, sig, note(size, root, chain));
       return ok ? pass(name) : fail(name, "bad_signature");
     } catch (e) {
       return fail(name, e.message === "no_ed25519" ? "no_ed25519" : "no_webcrypto");
     }
   }
 
+  // the key checks (services/audit/evidence/receipt.py `key_checks`): [key_change,] signature,
+  // issued
+  async function keyChecks(pin, cp, statements) {
+    if (!pin) return [fail("signature", "no_pin"), fail("issued", "no_pin")];
+    let chain;
+    try { chain = await keyChain(pin.key, statements); }
+    catch (e) {
+      const why = e.message === "no_ed25519" ? "no_ed25519" : "no_webcrypto";
+      return [fail("signature", why), fail("issued", why)];
+    }
+    const checks = [];
+    const pinId = await sha256(pin.key);
+    let reached = true;
+    if (!same(cp.keyId, pinId)) {
+      const ids = [];
+      for (const r of chain.steps) ids.push(hex(await sha256(r.newKey)));
+      const at = ids.indexOf(hex(cp.keyId));
+      reached = at >= 0;
+      if (reached) {
+        const c = pass("key_change");
+        c.handovers = await Promise.all(chain.steps.slice(0, at + 1).map(async (r) => ({
+          after: r.after, from: hex(await sha256(r.oldKey)), to: hex(await sha256(r.newKey)),
+        })));
+        checks.push(c);
+      } else {
+        checks.push(fail("key_change", ...chain.stop));
+      }
+    }
+    checks.push(reached ? await signedCheck("signature", chain.spans, cp.size, cp.root, cp.chain, cp.keyId, cp.sig)
+      : fail("signature", "key_changed", `key id ${hex(cp.keyId).slice(0, 16)}…`));
+    checks.push(await signedCheck("issued", chain.spans, pin.size, pin.root, pin.chain, pinId, pin.sig));
+    return checks;
+  }
+
   // every check of a receipt answer against the pinned anchor (services/audit/evidence/receipt.py)
   async function checkReceipt(doc, rid, pin, shown) {
     if (!subtle) return [fail("answer", "no_webcrypto")];
-    let canonical, index, cp, path, from, proof;
+    let canonical, index, cp, path, from, proof, statements;
     try {
       canonical = unb64(doc.event.canonical_bytes, false);
       index = Number(doc.event.leaf_index);
@@ -210,6 +311,11 @@
       path = doc.inclusion_proof.map(unhex);
       from = doc.consistency ? Number(doc.consistency.from_size) : -1;
       proof = doc.consistency ? doc.consistency.proof.map(unhex) : [];
+      statements = (doc.key_rotations || []).map((r) => ({
+        oldKey: unhex(r.old_public_key), newKey: unhex(r.new_public_key),
+        after: Number(r.after), oldSig: unhex(r.old_signature), newSig: unhex(r.new_signature),
+      }));
+      if (statements.some((r) => !Number.isInteger(r.after))) throw new Error("after is not a number");
     } catch (e) {
       return [fail("answer", "answer_unreadable", String(e))];
     }
@@ -237,10 +343,7 @@
     try { root = await rootFromInclusion(index, cp.size, leaf, path); }
     catch (e) { why = e.message; }
     checks.push(root && same(root, cp.root) ? pass("inclusion") : fail("inclusion", "not_included", why));
-    checks.push(await signatureCheck("signature", pin, cp.size, cp.root, cp.chain, cp.keyId, cp.sig));
-    checks.push(pin
-      ? await signatureCheck("issued", pin, pin.size, pin.root, pin.chain, await sha256(pin.key), pin.sig)
-      : fail("issued", "no_pin"));
+    checks.push(...await keyChecks(pin, cp, statements));
     if (!pin) {
       checks.push(fail("consistency", "no_pin"));
     } else if (from !== pin.size) {
@@ -255,7 +358,7 @@
 
   globalThis.ReceiptVerifier = {
     sha256, leafHash, nodeHash, rootFromInclusion, verifyInclusion, verifyConsistency, note,
-    ed25519Verify, parseCanonical, parseFragment, checkReceipt, hex, unhex, unb64,
+    rotationNote, handoverValid, keyChain, ed25519Verify, parseCanonical, parseFragment, checkReceipt, hex, unhex, unb64,
   };
 
   // ---- the page ----
@@ -271,6 +374,13 @@
     }
   }
 
+  // the hand-overs a passed key change followed, in the page's language
+  function handoversSaid(strings, check) {
+    return (check.handovers || []).map((h, i) =>
+      say(strings, i ? "handover_next" : "handover_pinned")
+        .replace("{after}", String(h.after)).replace("{key}", h.to.slice(0, 16))).join(" ");
+  }
+
   function show(page, checks) {
     const strings = document.getElementById("receipt-strings");
     let all = true;
@@ -280,8 +390,9 @@
       const li = document.querySelector(`[data-check="${c.name}"]`) ||
         document.querySelector('[data-check="event"]');
       li.dataset.state = c.ok ? "ok" : "failed";
+      li.hidden = false;  // the key change line shows only when the key changed
       li.querySelector(".check-result").textContent = say(strings, c.ok ? "ok" : "failed");
-      li.querySelector(".check-reason").textContent = c.ok ? "" :
+      li.querySelector(".check-reason").textContent = c.ok ? handoversSaid(strings, c) :
         say(strings, "reason_" + c.reason) + (c.detail ? ` (${c.detail})` : "");
       if (c.reason === "key_changed") document.getElementById("key-change").hidden = false;
     }
