@@ -157,7 +157,7 @@ def test_a_donor_checks_a_receipt_and_every_cheat_is_caught(site: Site, browser:
     page = desk.new_page()
     sign_in(page, site, token)
     page.get_by_label("基金名称").fill(FUND)
-    page.get_by_label("银发助餐").check()
+    page.locator("form[action='/funds']").get_by_label("银发助餐").check()
     page.get_by_label("限定区域").fill("玄武区")
     page.get_by_role("button", name="设立基金").click()
     until_shown(page, FUND, "the fund to be opened")

@@ -87,7 +87,7 @@ def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: A
     shot(page, site, "01-signin-zh")
     sign_in(page, site, site.foundation)
     page.get_by_label("基金名称").fill("锁金村银发助餐基金")
-    page.get_by_label("银发助餐").check()
+    page.locator("form[action='/funds']").get_by_label("银发助餐").check()
     page.get_by_label("限定区域").fill("玄武区")
     page.get_by_role("button", name="设立基金").click()
     until_shown(page, "锁金村银发助餐基金", "the fund to be opened")
