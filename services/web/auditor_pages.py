@@ -164,6 +164,16 @@ async def event(request: Request, event_id: uuid.UUID) -> Response:
     return render(request, "audit_event.html", session, ev=found, shown=shown, section="trail")
 
 
+def end_of_minute(at: str) -> datetime:
+    """The moment a person means by a minute (`2026-12-03T14:05`, Nanjing time): the end of it,
+    so that what happened during 14:05 is included, as the field's default ("now", to the
+    minute) must include what just happened. A moment given with seconds is taken as it is."""
+    moment = datetime.fromisoformat(at).replace(tzinfo=ZONE)
+    if len(at.strip()) <= len("2026-12-03T14:05"):
+        moment += timedelta(minutes=1, microseconds=-1)
+    return moment
+
+
 @router.get("/as-of", response_class=HTMLResponse)
 async def as_of(request: Request, at: str = "") -> Response:
     """Balances and statuses at a past moment, given in Nanjing time."""
@@ -173,7 +183,7 @@ async def as_of(request: Request, at: str = "") -> Response:
     report, errors, status = None, {}, 200
     if at:
         try:
-            moment = datetime.fromisoformat(at).replace(tzinfo=ZONE)
+            moment = end_of_minute(at)
         except ValueError:
             errors, status = {"at": "error.moment"}, 422
         else:
