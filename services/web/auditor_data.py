@@ -19,12 +19,18 @@ from typing import Any
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.evidence.checkpoint import Checkpoint, TreeHead, key_id, raw_public_key
+from services.audit.evidence.checkpoint import (
+    ORIGIN,
+    Checkpoint,
+    TreeHead,
+    key_id,
+    raw_public_key,
+)
 from services.audit.evidence.database import trusted_keys, verify_archive
 from services.audit.evidence.keys import fingerprint, key_path, load_key, public_key_from_text
 from services.audit.evidence.merkle import inclusion_proof, leaf_hash, verify_inclusion
 from services.audit.evidence.proofs import checkpoint_json
-from services.audit.evidence.rotation import Rotation, rotation_problem
+from services.audit.evidence.rotation import Rotation, rotation_json, rotation_problem
 from services.audit.replay.derived import verify_derived
 from services.audit.replay.rebuild import (
     Progress,
@@ -97,6 +103,50 @@ class Handover:
     after: int
     valid: bool
     at: datetime
+
+
+async def signed_checkpoints(pool: asyncpg.Pool, tree_size: int | None = None) -> list[Any]:
+    """The signed checkpoints, newest first (or the one of `tree_size`), each as the
+    CheckpointRecorded payload a witness file and `exchange audit verify --held` read."""
+    rows = await pool.fetch(
+        "SELECT tree_size, root_hash, chain_hash, signature, key_id, created_at FROM checkpoints"
+        " WHERE $1::bigint IS NULL OR tree_size = $1 ORDER BY tree_size DESC",
+        tree_size,
+    )
+    return [
+        {
+            "origin": ORIGIN,
+            **checkpoint_json(
+                Checkpoint(
+                    TreeHead(r["tree_size"], r["root_hash"], r["chain_hash"]),
+                    r["key_id"],
+                    r["signature"],
+                )
+            ),
+            "signed_at": r["created_at"].isoformat(),
+        }
+        for r in rows
+    ]
+
+
+async def rotation_statements(pool: asyncpg.Pool) -> list[dict[str, object]]:
+    """Every key hand-over as its signed statement (services/audit/evidence/rotation.py)."""
+    rows = await pool.fetch(
+        "SELECT old_public_key, new_public_key, after, old_signature, new_signature"
+        " FROM key_rotations ORDER BY after, created_at"
+    )
+    return [
+        rotation_json(
+            Rotation(
+                r["old_public_key"],
+                r["new_public_key"],
+                r["after"],
+                r["old_signature"],
+                r["new_signature"],
+            )
+        )
+        for r in rows
+    ]
 
 
 async def handovers(pool: asyncpg.Pool) -> list[Handover]:

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
 from services.web import auditor_data as data
@@ -100,6 +100,7 @@ async def front(request: Request) -> Response:
             funds=sorted(funds, key=lambda f: f.name),
             key=data.published_key(settings),
             handovers=await data.handovers(request.app.state.pool),
+            latest=next(iter(await data.signed_checkpoints(request.app.state.pool)), None),
             public=True,
         )
     )
@@ -127,3 +128,34 @@ async def fund(request: Request, fund_id: uuid.UUID) -> Response:
             public=True,
         )
     )
+
+
+@router.get("/checkpoints.json")
+async def checkpoints(request: Request) -> Response:
+    """Every signed checkpoint (newest first) and every key hand-over, for anyone to keep: a
+    copy outside the exchange's database that a later rewrite of the archive cannot match
+    (docs/transparency.md). Public, no sign-in."""
+    pool = request.app.state.pool
+    body = {
+        "checkpoints": await data.signed_checkpoints(pool),
+        "key_rotations": await data.rotation_statements(pool),
+    }
+    return _public_json(body)
+
+
+@router.get("/checkpoints/{tree_size}.json")
+async def one_checkpoint(request: Request, tree_size: int) -> Response:
+    """One signed checkpoint, in the shape `exchange audit verify --held FILE` reads."""
+    found = await data.signed_checkpoints(request.app.state.pool, tree_size)
+    if not found:
+        return JSONResponse(
+            {"detail": [{"loc": ["path", "tree_size"], "msg": "no checkpoint of this size"}]},
+            status_code=404,
+        )
+    return _public_json(found[0])
+
+
+def _public_json(body: Any) -> Response:
+    response = JSONResponse(body)
+    response.headers["Cache-Control"] = CACHE
+    return response

@@ -298,6 +298,25 @@ def test_an_auditor_walks_health_trail_as_of_disclosure_and_replay(
     assert not [p for ps in problems.values() for p in ps], problems
 
 
+def published_checkpoints_verify(site: Site, shown_key: str) -> None:
+    """The checkpoints the public site hands out are signed by the key it shows (the one the
+    exchange pinned), and each is offered alone in the shape `verify --held` reads."""
+    from services.audit.evidence.checkpoint import problem, public_key_from_hex
+    from services.audit.evidence.proofs import checkpoint_from_json
+
+    key = public_key_from_hex(shown_key)
+    published = httpx.get(site.url + "/public/checkpoints.json", timeout=30).json()
+    assert published["checkpoints"] and published["key_rotations"] == []
+    for cp in published["checkpoints"]:
+        assert problem(checkpoint_from_json(cp), key) is None, cp
+    newest = published["checkpoints"][0]
+    one = httpx.get(f"{site.url}/public/checkpoints/{newest['tree_size']}.json", timeout=30)
+    assert one.status_code == 200 and checkpoint_from_json(one.json()) == checkpoint_from_json(
+        newest
+    )
+    assert httpx.get(site.url + "/public/checkpoints/0.json", timeout=30).status_code in (200, 404)
+
+
 def test_the_public_site_in_both_languages_without_signing_in(
     site: Site, browser: Any, made: Made
 ) -> None:
@@ -313,6 +332,8 @@ def test_the_public_site_in_both_languages_without_signing_in(
     expect(page.get_by_role("img", name="各区域志愿服务时长")).to_contain_text("2")
     expect(page.locator("#key")).to_contain_text("指纹")
     expect(page.locator("#key")).to_contain_text("至今没有交接")
+    expect(page.locator("#checkpoints")).to_contain_text("覆盖的事件数")
+    published_checkpoints_verify(site, page.locator("#key code.hash").nth(1).inner_text())
     problems["public-zh"] = accessibility(page)
     shot(page, site, "40-public-zh")
     page.get_by_role("link", name="锁金村银发助餐公开基金").click()
