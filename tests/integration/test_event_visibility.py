@@ -83,6 +83,7 @@ SEES: dict[str, set[str]] = {
     "SupplyReleased": set(),
     "SupplyRevoked": set(),
     "CheckpointRecorded": set(),
+    "KeyRotated": set(),
 }
 
 
