@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from schemas.messages import OrgKind
+from services.cli import main
 from services.identity import create_operator
 from services.platform.db import connect
 from tests import factories as f
@@ -186,3 +187,33 @@ def test_a_suspended_organisations_web_session_is_refused_at_once(
     # and reinstating lets the same session back in
     client.post(f"/v1/orgs/{org_id}/reinstate", headers=bearer(op))
     assert client.get("/home").status_code == 200
+
+
+def test_the_command_line_suspends_through_the_same_code_and_the_log_says_so(
+    client: TestClient,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a foundation registered over HTTP
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    _, op = operator_token(database_url)
+    r = client.post("/v1/orgs", json=FOUNDATION, headers=bearer(op))
+    org_id, token = r.json()["org_id"], r.json()["token"]
+
+    # When the command line suspends it, then reinstates it
+    for action, seen in (("suspend", SUSPENDED), ("reinstate", OK)):
+        with pytest.raises(SystemExit) as done:
+            main(["orgs", action, FOUNDATION["name"]])
+        assert done.value.code in (0, None), capsys.readouterr().err
+        # Then the gateway refuses (or serves) it at once: another process's act reaches the
+        # gateway by NOTIFY at commit; the deadline only absorbs that delivery
+        wait_until(lambda seen=seen: acts(client, token) == seen, 1.0, f"{action} heard")
+
+    # and the log numbers the acts on the same stream, naming the command line
+    stream = outbox(database_url, org_id)
+    assert [(e["event_type"], e["stream_seq"], e["actor"]["org_id"]) for e in stream[1:]] == [
+        ("OrganisationSuspended", 2, "operator"),
+        ("OrganisationReinstated", 3, "operator"),
+    ]
+    assert "suspended" in capsys.readouterr().out
