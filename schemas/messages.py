@@ -48,7 +48,14 @@ from schemas.needs import (
     PostNeed,
     Recurrence,
 )
-from schemas.organisations import OrganisationRegistered, OrgKind
+from schemas.organisations import (
+    OrganisationRegistered,
+    OrganisationReinstated,
+    OrganisationSuspended,
+    OrganisationTokenRotated,
+    OrganisationTokensRevoked,
+    OrgKind,
+)
 from schemas.refusals import PostingRefused, Problem
 from schemas.reservations import (
     SupplyGranted,
@@ -90,6 +97,10 @@ COMMANDS: tuple[type[Message], ...] = (
 
 EVENTS: tuple[type[Message], ...] = (
     OrganisationRegistered,
+    OrganisationSuspended,
+    OrganisationReinstated,
+    OrganisationTokenRotated,
+    OrganisationTokensRevoked,
     VolunteerRegistered,
     NeedPosted,
     NeedAmended,
@@ -168,6 +179,10 @@ __all__ = [
     "OpenFund",
     "OrgKind",
     "OrganisationRegistered",
+    "OrganisationReinstated",
+    "OrganisationSuspended",
+    "OrganisationTokenRotated",
+    "OrganisationTokensRevoked",
     "PledgeAmended",
     "PledgeMade",
     "PledgeWithdrawn",

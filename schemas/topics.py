@@ -41,6 +41,10 @@ from schemas.messages import (
     NoShowRecorded,
     OpenFund,
     OrganisationRegistered,
+    OrganisationReinstated,
+    OrganisationSuspended,
+    OrganisationTokenRotated,
+    OrganisationTokensRevoked,
     PledgeAmended,
     PledgeMade,
     PledgeWithdrawn,
@@ -132,11 +136,18 @@ MATCHES_POSTINGS = TopicSpec(
 ORGANISATIONS_EVENTS = TopicSpec(
     "organisations.events",
     "org_id",
-    (OrganisationRegistered, EventCorrected),
+    (
+        OrganisationRegistered,
+        OrganisationSuspended,
+        OrganisationReinstated,
+        OrganisationTokenRotated,
+        OrganisationTokensRevoked,
+        EventCorrected,
+    ),
     "gateway",
     1,
-    "Registered organisations: foundations, communities, street offices, social "
-    "organisations, auditors.",
+    "Registered organisations (foundations, communities, street offices, social "
+    "organisations, auditors), and what the operator did to them since.",
 )
 NEEDS_EVENTS = TopicSpec(
     "needs.events",

@@ -129,7 +129,8 @@ def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
 
     from schemas.codec import describe_errors
     from schemas.messages import OrgKind
-    from services.identity import OrganisationExists, create_organisation
+    from services import operator
+    from services.identity import COMMAND_LINE, OrganisationExists
     from services.platform.db import connect, migrate
 
     async def create() -> tuple[object, str]:
@@ -137,8 +138,9 @@ def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
         await migrate(dsn)
         conn = await connect(dsn)
         try:
-            return await create_organisation(
-                conn, OrgKind(args.kind.replace("-", "_")), args.name, args.district, args.street
+            kind = OrgKind(args.kind.replace("-", "_"))
+            return await operator.register(
+                conn, COMMAND_LINE, kind, args.name, args.district, args.street
             )
         finally:
             await conn.close()
@@ -157,40 +159,47 @@ def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
-    import asyncpg
+    from services import operator
+    from services.platform.db import connect, migrate
 
-    async def rows() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(database_url(settings))
+    async def rows() -> list[operator.Listed]:
+        dsn = database_url(settings)
+        await migrate(dsn)
+        conn = await connect(dsn)
         try:
-            return list(
-                await conn.fetch(
-                    "SELECT org_id, kind, name, district, street FROM organisations"
-                    " ORDER BY created_at"
-                )
-            )
+            return await operator.organisations(conn)
         finally:
             await conn.close()
 
     for r in asyncio.run(rows()):
-        print(f"{r['org_id']}  {r['kind']:13} {r['district']} {r['street'] or ''}  {r['name']}")
+        print(f"{r.org_id}  {r.kind:13} {r.status:9} {r.district} {r.street or ''}  {r.name}")
     return 0
 
 
-def _cmd_orgs_token(settings: Settings, args: argparse.Namespace) -> int:
-    """`orgs rotate-token` and `orgs revoke`: one transaction, recorded in token_events."""
-    from services.identity import find_organisation, revoke_all, rotate_token
+def _cmd_orgs_act(settings: Settings, args: argparse.Namespace) -> int:
+    """`orgs rotate-token`, `revoke`, `suspend`, `reinstate`: the operator's acts, through the
+    same functions as `/v1/orgs` over HTTP (services/operator.py), each one transaction with
+    its event on organisations.events."""
+    from services import operator
+    from services.identity import COMMAND_LINE, find_organisation
     from services.platform.db import connect, migrate
 
-    async def act() -> tuple[str, str | int]:
+    async def act() -> tuple[str, str | int | bool]:
         dsn = database_url(settings)
-        await migrate(dsn)  # token_events may be newer than the database
+        await migrate(dsn)  # token_events, suspensions may be newer than the database
         conn = await connect(dsn)
         try:
             org = await find_organisation(conn, args.org)
             label = f"{org['kind']} {org['name']} ({org['org_id']})"
-            if args.orgs_command == "rotate-token":
-                return label, await rotate_token(conn, "organisation", org["org_id"], "operator")
-            return label, await revoke_all(conn, "organisation", org["org_id"], "operator")
+            org_id = org["org_id"]
+            match args.orgs_command:
+                case "rotate-token":
+                    return label, await operator.rotate(conn, COMMAND_LINE, org_id)
+                case "revoke":
+                    return label, await operator.revoke(conn, COMMAND_LINE, org_id)
+                case command:
+                    suspend = command == "suspend"
+                    return label, await operator.set_suspended(conn, COMMAND_LINE, org_id, suspend)
         finally:
             await conn.close()
 
@@ -199,12 +208,40 @@ def _cmd_orgs_token(settings: Settings, args: argparse.Namespace) -> int:
     except LookupError as exc:
         print(f"refused: {exc.args[0]}", file=sys.stderr)
         return 2
-    if args.orgs_command == "rotate-token":
-        print(f"rotated: {label}; every earlier token stopped working")
-        print(f"token (shown once, keep it secret): {outcome}")
-    else:
-        print(f"revoked: {label}; {outcome} token(s) stopped working")
-        print("to let it act again: exchange orgs rotate-token")
+    match args.orgs_command:
+        case "rotate-token":
+            print(f"rotated: {label}; every earlier token stopped working")
+            print(f"token (shown once, keep it secret): {outcome}")
+        case "revoke":
+            print(f"revoked: {label}; {outcome} token(s) stopped working")
+            print("to let it act again: exchange orgs rotate-token")
+        case command:
+            done = "suspended" if command == "suspend" else "reinstated"
+            print(f"{done}: {label}" + ("" if outcome else f" (it was {done} already)"))
+    return 0
+
+
+def _cmd_operators_create(settings: Settings, args: argparse.Namespace) -> int:
+    """An operator's token, for `/v1/orgs` over HTTP; only whoever has the database makes one."""
+    from services.identity import create_operator
+    from services.platform.db import connect, migrate
+
+    async def create() -> tuple[object, str]:
+        dsn = database_url(settings)
+        await migrate(dsn)
+        conn = await connect(dsn)
+        try:
+            return await create_operator(conn, args.name)
+        finally:
+            await conn.close()
+
+    try:
+        operator_id, token = asyncio.run(create())
+    except ValueError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    print(f"created: operator {args.name} ({operator_id})")
+    print(f"token (shown once, keep it secret): {token}")
     return 0
 
 
@@ -328,10 +365,21 @@ def parser() -> argparse.ArgumentParser:
         "rotate-token", help="issue an organisation a new token (printed once); old ones stop"
     )
     rotate.add_argument("org", metavar="NAME_OR_ID")
-    rotate.set_defaults(func=_cmd_orgs_token)
-    revoke = osub.add_parser("revoke", help="stop every token of an organisation at once")
-    revoke.add_argument("org", metavar="NAME_OR_ID")
-    revoke.set_defaults(func=_cmd_orgs_token)
+    rotate.set_defaults(func=_cmd_orgs_act)
+    for action, what in (
+        ("revoke", "stop every token of an organisation at once"),
+        ("suspend", "refuse an organisation's every request (403) until reinstated"),
+        ("reinstate", "let a suspended organisation act again"),
+    ):
+        act = osub.add_parser(action, help=what)
+        act.add_argument("org", metavar="NAME_OR_ID")
+        act.set_defaults(func=_cmd_orgs_act)
+
+    operators = sub.add_parser("operators", help="the exchange's operators (/v1/orgs over HTTP)")
+    opsub = operators.add_subparsers(dest="operators_command", required=True, metavar="ACTION")
+    op_create = opsub.add_parser("create", help="register an operator and print its token")
+    op_create.add_argument("name", metavar="NAME", help="who the operator is, e.g. 运营-王芳")
+    op_create.set_defaults(func=_cmd_operators_create)
 
     topics = sub.add_parser("topics", help="print the topic registry")
     topics.add_argument(

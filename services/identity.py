@@ -40,11 +40,20 @@ class Principal:
     role: Role
     kind: OrgKind | None = None
     name: str = ""
+    suspended: bool = False
+    """An organisation the operator suspended: the gateway refuses its every request (403)."""
 
     @property
     def is_volunteer(self) -> bool:
         """A volunteer acting with their own token."""
         return self.role is Role.VOLUNTEER
+
+    @property
+    def is_operator(self) -> bool:
+        """One of the exchange's operators (`exchange operators create`). Operators act in the
+        log as role `system`: `Role` is part of every published schema, and a new member
+        would change what each of them accepts (docs/contract.md)."""
+        return self.role is Role.SYSTEM
 
 
 def new_token() -> str:
@@ -186,13 +195,54 @@ class OrganisationExists(Exception):
         self.same_name = same
 
 
+COMMAND_LINE = Actor(org_id="operator", role=Role.SYSTEM)
+"""The actor of what `exchange orgs …` does: whoever has the database; over HTTP the actor is
+the operator's own id (`services.operator.actor_of`)."""
+
+
+async def append_to_log(
+    conn: asyncpg.Connection, org_id: uuid.UUID, seq: int, event: Message, actor: Actor
+) -> None:
+    """Put an event of the organisation's stream (`organisation:<id>`, number `seq`) into the
+    outbox, in the caller's transaction; the gateway's relay publishes it to
+    organisations.events. No client posted it, so it has no idempotency key or answer."""
+    now = datetime.now(UTC)
+    envelope = Envelope[Message](
+        event_id=uuid.uuid4(),
+        event_type=event.TYPE,
+        schema_version=event.VERSION,
+        stream_id=f"organisation:{org_id}",
+        stream_seq=seq,
+        occurred_at=now,
+        recorded_at=now,
+        actor=actor,
+        correlation_id=org_id,
+        payload=event,
+    )
+    await conn.execute(
+        "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id,"
+        " request_hash, response) VALUES ($1, $2, $3, $4, $5, 'operator', $6, '{}'::jsonb)",
+        envelope.event_id,
+        ORGANISATIONS_EVENTS.name,
+        str(org_id).encode(),
+        encode(envelope),
+        event.TYPE,
+        f"org:{org_id}:{seq}",
+    )
+
+
 NAMES_LOCK = 0x6F72_6773
 """Advisory lock taken while a name is checked and registered, so two operators registering
 look-alike names at the same moment cannot both pass the check."""
 
 
 async def create_organisation(
-    conn: asyncpg.Connection, kind: OrgKind, name: str, district: str, street: str | None
+    conn: asyncpg.Connection,
+    kind: OrgKind,
+    name: str,
+    district: str,
+    street: str | None,
+    actor: Actor | None = None,
 ) -> tuple[uuid.UUID, str]:
     """Register an organisation and issue its first token; return (org_id, token).
 
@@ -202,7 +252,9 @@ async def create_organisation(
     how one organisation passes for another in the log and the auditor's reports. A lost
     token is re-issued with `rotate_token`, which also stops the old one. The
     `OrganisationRegistered` event goes into the outbox in the same transaction; the
-    gateway's relay publishes it."""
+    gateway's relay publishes it, naming `actor` (the operator who registered it; by default
+    the command line's `COMMAND_LINE`)."""
+    actor = actor or COMMAND_LINE
     event = OrganisationRegistered(
         org_id=uuid.uuid4(), kind=kind, name=name, district=district, street=street
     )  # validates name and place before anything is written
@@ -221,29 +273,7 @@ async def create_organisation(
             event.district,
             event.street,
         )
-        now = datetime.now(UTC)
-        envelope = Envelope[Message](
-            event_id=uuid.uuid4(),
-            event_type=event.TYPE,
-            schema_version=event.VERSION,
-            stream_id=f"organisation:{event.org_id}",
-            stream_seq=1,
-            occurred_at=now,
-            recorded_at=now,
-            actor=Actor(org_id="operator", role=Role.SYSTEM),
-            correlation_id=event.org_id,
-            payload=event,
-        )
-        await conn.execute(
-            "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id,"
-            " request_hash, response) VALUES ($1, $2, $3, $4, $5, 'operator', $6, '{}'::jsonb)",
-            envelope.event_id,
-            ORGANISATIONS_EVENTS.name,
-            str(event.org_id).encode(),
-            encode(envelope),
-            event.TYPE,
-            f"org:{event.org_id}",
-        )
+        await append_to_log(conn, event.org_id, 1, event, actor)
         return event.org_id, await issue_token(conn, "organisation", event.org_id)
 
 
@@ -257,8 +287,10 @@ async def principal_for_hash(
 ) -> Principal | None:
     """The principal of the token whose hash is `hashed` (a web session keeps only the hash)."""
     row = await conn.fetchrow(
-        "SELECT t.principal_kind, t.principal_id, o.kind, o.name FROM access_tokens t"
+        "SELECT t.principal_kind, t.principal_id, o.kind, o.name, o.suspended_at,"
+        " p.name AS operator FROM access_tokens t"
         " LEFT JOIN organisations o ON o.org_id = t.principal_id"
+        " LEFT JOIN operators p ON p.operator_id = t.principal_id"
         " WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
         hashed,
     )
@@ -266,5 +298,31 @@ async def principal_for_hash(
         return None
     if row["principal_kind"] == "volunteer":
         return Principal(row["principal_id"], Role.VOLUNTEER)
+    if row["principal_kind"] == "operator":
+        return Principal(row["principal_id"], Role.SYSTEM, None, row["operator"])
     kind = OrgKind(row["kind"])
-    return Principal(row["principal_id"], ROLE_OF_KIND[kind], kind, row["name"])
+    return Principal(
+        row["principal_id"],
+        ROLE_OF_KIND[kind],
+        kind,
+        row["name"],
+        suspended=row["suspended_at"] is not None,
+    )
+
+
+async def create_operator(conn: asyncpg.Connection, name: str) -> tuple[uuid.UUID, str]:
+    """Register one of the exchange's operators and issue its first token; return (id, token).
+    Only the command line does this (whoever has the database): an operator cannot make
+    another over HTTP. A name already taken is refused (ValueError naming the existing id)."""
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name or len(name) > 80:
+        raise ValueError("an operator's name is 1 to 80 characters")
+    async with conn.transaction():
+        existing = await conn.fetchval("SELECT operator_id FROM operators WHERE name = $1", name)
+        if existing is not None:
+            raise ValueError(f"operator {name!r} exists ({existing}); choose another name")
+        operator_id = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO operators (operator_id, name) VALUES ($1, $2)", operator_id, name
+        )
+        return operator_id, await issue_token(conn, "operator", operator_id)

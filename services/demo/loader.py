@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from schemas.messages import OrgKind
-from services.identity import OrganisationExists, create_organisation, rotate_token
+from services import operator
+from services.identity import COMMAND_LINE, OrganisationExists, create_organisation
 from services.platform.db import connect
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -67,7 +68,7 @@ async def register_organisations(dsn: str, orgs: list[dict[str, Any]]) -> dict[s
             except OrganisationExists as exc:
                 if not exc.same_name or exc.existing["kind"] != o["kind"]:
                     raise
-                token = await rotate_token(conn, "organisation", exc.existing["org_id"], "operator")
+                token = await operator.rotate(conn, COMMAND_LINE, exc.existing["org_id"])
             tokens[o["ref"]] = token
         return tokens
     finally:

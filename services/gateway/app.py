@@ -25,6 +25,7 @@ from services.gateway import (
     health,
     limits,
     openapi,
+    operator_api,
     readapi,
     receipts_api,
     writes,
@@ -172,6 +173,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(writes.router)
     app.include_router(readapi.router)
+    app.include_router(operator_api.router)  # the exchange's operator (issue #16)
     # the web app (services/web): pages under /, its own assets under /static, all served here
     app.state.web_secret = secrets.token_urlsafe(32)
     app.include_router(web_routes.router)

@@ -21,6 +21,12 @@ from services.gateway.tokens import TokenCache, principal_of
 from services.gateway.visibility import Resource, Visibility
 from services.identity import Principal
 
+SUSPENDED = (
+    "this organisation is suspended by the exchange's operator: its token is refused until "
+    "the operator reinstates it"
+)
+"""The reason every request of a suspended organisation gets (403), API and web app alike."""
+
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 """Requests counted against the read budget; every other method is a write."""
 
@@ -58,6 +64,8 @@ async def caller(
         who = await principal_of(cache, request.app.state.pool, credentials.credentials)
     if who is None:
         raise HTTPException(401, "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+    if who.suspended:
+        raise HTTPException(403, SUSPENDED)
     # budgets are per principal, reads and writes apart (429 with Retry-After beyond them)
     limiter: RateLimiter = request.app.state.rate
     limiter.check(who.id, write=request.method not in READ_METHODS)
@@ -98,6 +106,24 @@ def require_role(who: Principal, *roles: Role) -> None:
             raise HTTPException(403, "auditors read everything and write nothing")
         wanted = " or ".join(r.value for r in roles)
         raise HTTPException(403, f"only a {wanted} may do this; you act as {who.role.value}")
+
+
+def require_operator(who: Principal) -> None:
+    """403 unless the caller is one of the exchange's operators (`exchange operators create`)."""
+    if not who.is_operator:
+        raise HTTPException(
+            403, f"only the exchange's operator may do this; you act as {who.role.value}"
+        )
+
+
+async def operator_caller(who: Caller) -> Principal:
+    """The caller, when an operator: a dependency, so that anyone else gets 403 before their
+    body is even read (never a 422 that tells them what an operator's body looks like)."""
+    require_operator(who)
+    return who
+
+
+OperatorCaller = Annotated[Principal, Depends(operator_caller)]
 
 
 async def require_owner(pool: asyncpg.Pool, who: Principal, resource: str, rid: uuid.UUID) -> None:

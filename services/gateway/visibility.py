@@ -44,8 +44,16 @@ MATCH_EVENTS = (
     "NoShowRecorded",
 )
 
+ORGANISATION_EVENTS = (
+    "OrganisationRegistered",
+    "OrganisationSuspended",
+    "OrganisationReinstated",
+    "OrganisationTokenRotated",
+    "OrganisationTokensRevoked",
+)
+
 CONCERNS: dict[str, tuple[tuple[Resource, str], ...]] = {
-    "OrganisationRegistered": (("organisation", "org_id"),),
+    **{t: (("organisation", "org_id"),) for t in ORGANISATION_EVENTS},
     **{t: (("need", "need_id"),) for t in NEED_EVENTS},
     **{t: (("fund", "fund_id"),) for t in FUND_EVENTS},
     # money promised or paid to a need: the fund's foundation and the need's community

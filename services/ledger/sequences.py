@@ -5,7 +5,8 @@ writer, so the rule lives here, in one place (docs/audit.md, "Which streams are 
 
 - `need:`, `fund:`, `volunteer:` are numbered by their intake service, one number per decided
   posting or occurrence; `match:` by the matcher that owns the match; `organisation:` by the
-  operator's registration (always 1).
+  operator (1 is the registration; then each suspension, reinstatement, token rotation or
+  revocation, `services/operator.py`).
 - Sequence 0 means "unsequenced": commands (`*.postings`, numbered when decided, not when
   posted), clock ticks (`clock…`), dead letters (`dead-letters:…`).
 - `listing:…` carries the supply's version (sparse by design), `checkpoints:ledger` the tree

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import segno
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
@@ -29,6 +29,7 @@ from starlette.datastructures import FormData
 from schemas.common import Category, Role, Skill, Urgency
 from schemas.messages import EVENTS
 from services.gateway import health
+from services.gateway.deps import SUSPENDED
 from services.gateway.readapi import events
 from services.web.api import Api, field_errors
 from services.web.charts import SERIES, balance_chart, balances_over_time, bar_chart
@@ -137,7 +138,12 @@ def render(
 
 
 async def current(request: Request) -> Session | None:
-    return await session_of(request.app.state.pool, request.cookies.get(COOKIE))
+    """The signed-in session, or None. A suspended organisation's session is refused outright
+    (403, the API's reason), on every page, from the moment the operator suspends it."""
+    session = await session_of(request.app.state.pool, request.cookies.get(COOKIE))
+    if session is not None and session.principal.suspended:
+        raise HTTPException(403, SUSPENDED)
+    return session
 
 
 def api_for(request: Request, session: Session) -> Api:

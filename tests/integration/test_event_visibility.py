@@ -29,6 +29,7 @@ from schemas.messages import (
     SupplyKind,
     VolunteerRegistered,
 )
+from services.gateway.visibility import ORGANISATION_EVENTS
 from services.identity import create_organisation, issue_token
 from services.ledger.archive import archive_batch, prepare
 from services.platform.db import connect
@@ -48,7 +49,8 @@ VOLUNTEER_SIDE = {"social_org", "volunteer"}
 MATCH_SIDE = NEED_SIDE | VOLUNTEER_SIDE  # the sample match is a shift: no fund in it
 
 SEES: dict[str, set[str]] = {
-    "OrganisationRegistered": {"community"},  # the sample names the community
+    # the samples name the community (the operator's acts are shown to the organisation)
+    **{t: {"community"} for t in ORGANISATION_EVENTS},
     "VolunteerRegistered": VOLUNTEER_SIDE,
     "NeedPosted": NEED_SIDE,
     "NeedAmended": NEED_SIDE,
@@ -75,6 +77,7 @@ SEES: dict[str, set[str]] = {
     "EventCorrected": FUND_SIDE,  # it corrects the foundation's donation
     # the matcher's traffic, the clock, dead letters and checkpoints: auditors only
     "ClockTicked": set(),
+    "KeyRotated": set(),
     "MessageDeadLettered": set(),
     "SupplyListed": set(),
     "SupplyRequested": set(),
@@ -200,7 +203,7 @@ def test_every_event_type_reaches_exactly_those_who_may_see_it(
     assert {m.TYPE for m in current} == {e.TYPE for e in EVENTS} == set(SEES)
     events = []
     for i, payload in enumerate(current):
-        if isinstance(payload, OrganisationRegistered):
+        if payload.TYPE in ORGANISATION_EVENTS:
             payload = payload.model_copy(update={"org_id": w.ids["community"]})
         # the actor is someone who may NOT see the event: actors are copied from causes
         actor = w.ids["other" if i % 2 else "other_org"]
