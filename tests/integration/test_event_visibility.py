@@ -86,7 +86,6 @@ SEES: dict[str, set[str]] = {
     "SupplyReleased": set(),
     "SupplyRevoked": set(),
     "CheckpointRecorded": set(),
-    "KeyRotated": set(),
 }
 
 
