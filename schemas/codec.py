@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from schemas import envelope as _envelope_module
 from schemas.envelope import Envelope
 from schemas.messages import ALL_MESSAGES, Message
 from schemas.refusals import posting_refused_v1_to_v2
@@ -133,6 +134,13 @@ def describe_errors(error: ValidationError) -> str:
 ENVELOPES: dict[str, type[Envelope[Any]]] = {t: Envelope[m] for t, m in MESSAGE_TYPES.items()}  # type: ignore[valid-type]
 """The envelope model of each type, parametrised once (`Envelope[cls]` costs a cache lookup
 of several microseconds per call)."""
+
+for _model in ENVELOPES.values():
+    # Pickle finds a class by module and name; pydantic does not register the classes it makes
+    # for `Envelope[X]` outside module level, so a processor's rollback point (a pickle of its
+    # state, services/platform/rollback.py) failed on a waiting Envelope[AcceptMatch] and
+    # stopped the matcher's router. Registered under their own names, they pickle.
+    setattr(_envelope_module, _model.__qualname__, _model)
 
 
 def decode(raw: bytes, type_hint: str | None = None) -> Envelope[Message]:

@@ -152,3 +152,13 @@ def test_chinese_names_round_trip_byte_for_byte(name: str) -> None:
     raw = encode(env)
     assert name.encode() in raw
     assert decode(raw).payload.name == name  # type: ignore[attr-defined]
+
+
+def test_every_envelope_model_pickles() -> None:
+    """A processor's rollback point pickles its state, which may hold envelopes (an answer
+    waiting for its match): every parametrised envelope must survive a pickle round trip."""
+    import pickle
+
+    for payload in samples():
+        env = decode(json.dumps(envelope_json(payload)).encode())
+        assert pickle.loads(pickle.dumps(env, pickle.HIGHEST_PROTOCOL)) == env, payload.TYPE
