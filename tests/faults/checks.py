@@ -121,18 +121,26 @@ class Verdict:
     problems: list[str] = field(default_factory=list)
 
 
-def audit(ex: Exchange, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run `exchange audit ARGS` against the running exchange, as an auditor would."""
+def audit_battery(
+    ex: Exchange, commands: list[list[str]], timeout: float = 600
+) -> list[dict[str, object]]:
+    """Run `exchange audit` commands against the running exchange in one interpreter
+    (tests/faults/audit_battery.py), as an auditor would; one result per command."""
     env = {**os.environ, "EXCHANGE_VAR_DIR": str(ex.var_dir)}
     env.pop("DATABASE_URL", None)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "audit", *args],
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.faults.audit_battery", json.dumps(commands)],
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if len(results) != len(commands):
+        return [{"args": ["battery"], "returncode": done.returncode or 98,
+                 "stdout": done.stdout[-2000:], "stderr": done.stderr[-2000:]}]  # fmt: skip
+    return results
 
 
 async def _facts(dsn: str, ids: list[uuid.UUID]) -> dict[str, Any]:
@@ -255,17 +263,16 @@ def settle_and_check(
         verdict.problems.append(
             f"the matcher never caught up (partition: (position, end)): {matcher_behind(ex)}"
         )
-    key = audit(ex, "key")  # published once by the operator; the auditor pins it
-    if key.returncode != 0:
-        verdict.problems.append(f"audit key exited {key.returncode}: {key.stderr.strip()[-300:]}")
-    pinned = ("--public-key", key.stdout.split()[1]) if key.returncode == 0 else ()
-    # replay runs right after and compares the derived tables itself: verify skips that fold
-    verify = ("verify", *pinned, "--no-derived")
-    for args in (verify, ("invariants",), ("sequences",), ("replay",)):
-        result = audit(ex, *args)
-        if result.returncode != 0:
-            tail = (result.stdout + result.stderr).strip().splitlines()[-8:]
+    # the key is published once by the operator and the auditor pins it; replay runs right
+    # after verify and compares the derived tables itself, so verify skips that fold
+    commands = [["key"], ["verify", "--no-derived"], ["invariants"], ["sequences"], ["replay"]]
+    for result in audit_battery(ex, commands):
+        if result["returncode"] != 0:
+            text = str(result["stdout"]) + str(result["stderr"])
+            tail = text.strip().splitlines()[-8:]
+            args = result["args"]
+            assert isinstance(args, list)
             verdict.problems.append(
-                f"audit {args[0]} exited {result.returncode}: " + " | ".join(tail)
+                f"audit {args[0]} exited {result['returncode']}: " + " | ".join(tail)
             )
     return verdict

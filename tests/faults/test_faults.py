@@ -36,9 +36,10 @@ from tests.faults.load import tomorrow_at
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 
-STALL_SECONDS = 6.0
-"""How long a SIGSTOPped process stays stopped: longer than a heartbeat's staleness would be
-too slow for a suite of many; long enough for timeouts, lag and back-pressure to show."""
+STALL_SECONDS = 4.0
+"""How long a SIGSTOPped process stays stopped: longer than a heartbeat's staleness (10 s) would
+be too slow for a suite of many; long enough for timeouts, lag and back-pressure to show (the
+broker and PostgreSQL are stopped twice as long, past the 5 s connect and acquire timeouts)."""
 
 
 def signal_pid(pid: int, sig: signal.Signals) -> None:
