@@ -205,3 +205,19 @@ class Settings(BaseSettings):
         if not self.database_url:
             raise SystemExit("DATABASE_URL is not set (exchange up sets it)")
         return self.database_url
+
+
+_for_clients: Settings | None = None
+
+
+def remember_for_clients(settings: Settings) -> None:
+    """Keep the process's settings for clients built far from them (Kafka tooling, the
+    restore, the audit readers: services.platform.kafka.security). Here rather than beside
+    those clients so that `exchange`'s main can call it without importing them."""
+    global _for_clients
+    _for_clients = settings
+
+
+def remembered_for_clients() -> Settings | None:
+    """The settings given to `remember_for_clients`, or None (clients then use PLAINTEXT)."""
+    return _for_clients
