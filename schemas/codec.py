@@ -8,6 +8,7 @@ returns the payload of the next.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -131,6 +132,9 @@ def describe_errors(error: ValidationError) -> str:
     )
 
 
+_MAKING = threading.Lock()
+
+
 class _Envelopes(dict[str, type[Envelope[Any]]]):
     """The envelope model of each type, parametrised on first use and kept (`Envelope[cls]`
     costs a cache lookup of several microseconds per call, and making all of them up front
@@ -141,6 +145,13 @@ class _Envelopes(dict[str, type[Envelope[Any]]]):
         return self[event_type] if event_type in MESSAGE_TYPES else None
 
     def __missing__(self, event_type: str) -> type[Envelope[Any]]:
+        with _MAKING:  # one model per type, even when two threads ask first at once
+            made = dict.get(self, event_type)
+            if made is not None:
+                return made
+            return self._make(event_type)
+
+    def _make(self, event_type: str) -> type[Envelope[Any]]:
         model: type[Envelope[Any]] = Envelope[MESSAGE_TYPES[event_type]]  # type: ignore[valid-type]
         # Pickle finds a class by module and name; pydantic does not register the classes it
         # makes for `Envelope[X]` outside module level, so a processor's rollback point (a
