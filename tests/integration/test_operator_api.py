@@ -189,6 +189,30 @@ def test_a_suspended_organisations_web_session_is_refused_at_once(
     assert client.get("/home").status_code == 200
 
 
+def test_open_event_streams_end_when_their_token_is_cut_off(
+    client: TestClient, database_url: str
+) -> None:
+    # Given two foundations, each with an event stream open
+    _, op = operator_token(database_url)
+    opened = [
+        client.post("/v1/orgs", json={**FOUNDATION, "name": name}, headers=bearer(op)).json()
+        for name in ("秦淮慈善基金会", "玄武慈善基金会")
+    ]
+    for org, cut in zip(opened, ("suspend", "revoke"), strict=True):
+        with client.stream("GET", "/v1/events", headers=bearer(org["token"])) as stream:
+            lines = stream.iter_lines()
+            assert ": connected" in [next(lines), next(lines)]
+            # When the operator suspends the one, and revokes the other's token
+            if cut == "suspend":
+                client.post(f"/v1/orgs/{org['org_id']}/suspend", headers=bearer(op))
+            else:
+                client.delete(f"/v1/orgs/{org['org_id']}/tokens", headers=bearer(op))
+            # Then its open stream says so and ends (the next keep-alive would be 15 s away)
+            seen = list(lines)
+            assert "event: refused" in seen, (cut, seen)
+            assert '"reason": "token_refused"' in seen[seen.index("event: refused") + 1]
+
+
 def test_the_command_line_suspends_through_the_same_code_and_the_log_says_so(
     client: TestClient,
     database_url: str,
