@@ -247,6 +247,30 @@ def _cmd_operators_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_operators_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    """A new token for an operator; every earlier one stops working at once."""
+    from services.identity import rotate_operator_token
+    from services.platform.db import connect, migrate
+
+    async def rotate() -> tuple[object, str]:
+        dsn = database_url(settings)
+        await migrate(dsn)
+        conn = await connect(dsn)
+        try:
+            return await rotate_operator_token(conn, args.operator)
+        finally:
+            await conn.close()
+
+    try:
+        operator_id, token = asyncio.run(rotate())
+    except LookupError as exc:
+        print(f"refused: {exc.args[0]}", file=sys.stderr)
+        return 2
+    print(f"rotated: operator {operator_id}; every earlier token stopped working")
+    print(f"token (shown once, keep it secret): {token}")
+    return 0
+
+
 def _cmd_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
     from schemas.export import SchemaChanged, write
 
@@ -383,6 +407,11 @@ def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     op_create = opsub.add_parser("create", help="register an operator and print its token")
     op_create.add_argument("name", metavar="NAME", help="who the operator is, e.g. 运营-王芳")
     op_create.set_defaults(func=_cmd_operators_create)
+    op_rotate = opsub.add_parser(
+        "rotate-token", help="give an operator a new token (every earlier one stops working)"
+    )
+    op_rotate.add_argument("operator", metavar="NAME_OR_ID")
+    op_rotate.set_defaults(func=_cmd_operators_rotate)
 
     topics = sub.add_parser("topics", help="print the topic registry")
     topics.add_argument(

@@ -326,3 +326,20 @@ async def create_operator(conn: asyncpg.Connection, name: str) -> tuple[uuid.UUI
             "INSERT INTO operators (operator_id, name) VALUES ($1, $2)", operator_id, name
         )
         return operator_id, await issue_token(conn, "operator", operator_id)
+
+
+async def rotate_operator_token(conn: asyncpg.Connection, name_or_id: str) -> tuple[uuid.UUID, str]:
+    """Give an operator a new token (every earlier one stops working at once); return (id,
+    token). Like `create_operator`, only the command line does this: an operator who lost a
+    token, or fears it leaked, asks whoever has the database. LookupError when unknown."""
+    key = unicodedata.normalize("NFC", name_or_id).strip()
+    try:
+        by_id = uuid.UUID(key)
+    except ValueError:
+        by_id = None
+    operator_id: uuid.UUID | None = await conn.fetchval(
+        "SELECT operator_id FROM operators WHERE name = $1 OR operator_id = $2", key, by_id
+    )
+    if operator_id is None:
+        raise LookupError(f"no operator {name_or_id!r} (exchange operators create NAME)")
+    return operator_id, await rotate_token(conn, "operator", operator_id, "operator")
