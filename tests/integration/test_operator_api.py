@@ -241,3 +241,14 @@ def test_the_command_line_suspends_through_the_same_code_and_the_log_says_so(
         ("OrganisationReinstated", 3, "operator"),
     ]
     assert "suspended" in capsys.readouterr().out
+
+    # When the operator's own token is rotated by the command line, the old one is refused
+    with pytest.raises(SystemExit) as done:
+        main(["operators", "rotate-token", "运营-王芳"])
+    assert done.value.code in (0, None), capsys.readouterr().err
+    new = re.search(r"(cx_\S+)", capsys.readouterr().out)
+    assert new is not None
+    wait_until(
+        lambda: client.get("/v1/orgs", headers=bearer(op)).status_code == 401, 1.0, "old refused"
+    )
+    assert client.get("/v1/orgs", headers=bearer(new.group(1))).status_code == 200
