@@ -30,7 +30,7 @@ import tracemalloc
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -50,15 +50,28 @@ from schemas.messages import (  # noqa: E402
     MatchProposed,
     MatchWithdrawn,
     Message,
+    NeedPosted,
 )
 from services.demo.city import WEIGHT, Scenario, answer, generate  # noqa: E402
-from services.domain.matching import MatcherState, apply, fund_share  # noqa: E402
+from services.domain.matching import (  # noqa: E402
+    DEFAULT_POLICY,
+    MatcherState,
+    Policy,
+    apply,
+    fund_share,
+)
 
 
-def timeline(sc: Scenario, hours: int = 8 * 24) -> list[Envelope[Message]]:
-    """The postings, then an hourly clock tick through the week of shifts (time is an input:
-    widening to volunteers further away, expiry and deadlines happen on ticks)."""
+def timeline(sc: Scenario) -> list[Envelope[Message]]:
+    """The postings, then an hourly clock tick through the week of shifts and on to the last
+    need's deadline (time is an input: expiry, deadlines and the release of what a fund holds
+    back for urgent needs happen on ticks). Ticking past the shifts' week changes nothing
+    today's policy decides (proposals are answered at once), but money needs fall due up to
+    twenty days after Monday, and a policy that makes a need wait is judged by what it
+    serves by then."""
     at = sc.events[-1].recorded_at
+    last = max(n.deadline for n in (*sc.money_needs.values(), *sc.shift_needs.values()))
+    hours = max(8 * 24, int((last - at).total_seconds() // 3600) + 2)
     ticks = []
     for h in range(1, hours + 1):
         now = at + timedelta(hours=h)
@@ -70,23 +83,66 @@ def timeline(sc: Scenario, hours: int = 8 * 24) -> list[Envelope[Message]]:
     return [*sc.events, *ticks]
 
 
-def decide_city(sc: Scenario) -> tuple[list[MatchProposed], int]:
+ORDERS = ("supply-first", "needs-first", "interleaved")
+"""The arrival orders every run scores: every fund, donation and pledge posted before any need;
+every need before any supply; and the generator's seeded shuffle of both."""
+
+
+def is_supply(event: Envelope[Message]) -> bool:
+    """Funds, donations and pledges, as opposed to needs."""
+    return not isinstance(event.payload, NeedPosted)
+
+
+def in_order(sc: Scenario, order: str) -> Scenario:
+    """The same city posted in another order: the same events (ids, payloads) in a stable
+    partition of the generator's shuffle, stamped again five seconds apart from the same first
+    moment, so that only the order differs. A fund still opens before its donations."""
+    if order == "interleaved":
+        return sc
+    supply = [e for e in sc.events if is_supply(e)]
+    needs = [e for e in sc.events if not is_supply(e)]
+    ordered = [*supply, *needs] if order == "supply-first" else [*needs, *supply]
+    first = sc.events[0].recorded_at
+    events = [
+        e.model_copy(update={"recorded_at": first + timedelta(seconds=5 * i)})
+        for i, e in enumerate(ordered)
+    ]
+    return replace(sc, events=events)
+
+
+@dataclass
+class Online:
+    """What the matcher decided on one city: the proposals standing at the end, how many
+    inputs it applied, and when each need got its first proposal (logged time)."""
+
+    live: list[MatchProposed]
+    inputs: int
+    waited: dict[uuid.UUID, timedelta]
+
+
+def decide_city(sc: Scenario, policy: Policy = DEFAULT_POLICY) -> Online:
     """Run the matcher over the city's timeline with answers; the proposals that stand at the
-    end of the week, and how many inputs were applied."""
-    state = MatcherState()
+    end, how many inputs were applied, and each served need's wait for its first proposal."""
+    state = MatcherState(policy=policy)
     live: dict[uuid.UUID, MatchProposed] = {}
+    posted: dict[uuid.UUID, Any] = {}
+    waited: dict[uuid.UUID, timedelta] = {}
     inputs = 0
     pending = list(reversed(timeline(sc)))
     while pending:
         event = pending.pop()
         inputs += 1
+        if isinstance(event.payload, NeedPosted):
+            posted[event.payload.need_id] = event.recorded_at
         for d in apply(state, event):
             if isinstance(d.payload, MatchProposed):
                 live[d.payload.match_id] = d.payload
+                nid = d.payload.need_id
+                waited.setdefault(nid, d.recorded_at - posted[nid])
                 pending.extend(reversed(answer(sc, d)))
             elif isinstance(d.payload, MatchDeclined | MatchWithdrawn | MatchExpired):
                 live.pop(d.payload.match_id, None)
-    return list(live.values()), inputs
+    return Online(list(live.values()), inputs, waited)
 
 
 def quantity(p: MatchProposed) -> int:
@@ -94,17 +150,22 @@ def quantity(p: MatchProposed) -> int:
     return p.amount.amount_minor if p.amount else 1
 
 
-def run_matcher(sc: Scenario) -> tuple[list[MatchProposed], float, int]:
-    """Decide online; return the standing proposals, inputs per second and peak traced
-    memory (bytes). Speed and memory are measured in two passes: tracing slows Python down."""
+def run_matcher(
+    sc: Scenario, policy: Policy = DEFAULT_POLICY, memory: bool = False
+) -> tuple[Online, float, int]:
+    """Decide online; return what was decided, inputs per second and (with `memory`) peak
+    traced memory in bytes. Speed and memory are measured in two passes: tracing slows Python
+    down."""
     t = time.perf_counter()
-    live, inputs = decide_city(sc)
-    rate = inputs / (time.perf_counter() - t)
-    tracemalloc.start()
-    decide_city(sc)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return live, rate, peak
+    online = decide_city(sc, policy)
+    rate = online.inputs / (time.perf_counter() - t)
+    peak = 0
+    if memory:
+        tracemalloc.start()
+        decide_city(sc, policy)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return online, rate, peak
 
 
 def wanted_of(spec: Any) -> tuple[str, int, int]:
@@ -115,23 +176,29 @@ def wanted_of(spec: Any) -> tuple[str, int, int]:
     return "money", spec.amount.amount_minor, 1
 
 
-def served(sc: Scenario, filled: dict[uuid.UUID, float]) -> dict[str, float]:
-    """Share of demand met, weighted by urgency: per kind, urgency-weighted quantity served
-    (fen, volunteer minutes) over urgency-weighted quantity wanted; "all" is their mean, so
-    money and time count alike. "per_need" is the mean of each need's own met share (a view
-    that favours many small needs over a few large ones), shown for comparison."""
+def served(sc: Scenario, filled: dict[uuid.UUID, float], weighted: bool = True) -> dict[str, float]:
+    """Share of demand met, per kind ("money", "shifts") and "all", their mean, so money and
+    time count alike.
+
+    Urgency-weighted (`weighted`): each need counts with its urgency's weight (`WEIGHT`: low 1,
+    normal 2, high 4, critical 8) times its quantity: fen, or volunteer minutes (places times
+    the shift's minutes). Count-based: yuan paid over yuan wanted, and person-shifts (volunteer
+    places) filled over places wanted, every need alike. "per_need" (weighted only) is the mean
+    of each need's own met share (a view that favours many small needs over a few large ones),
+    shown for comparison."""
     total: dict[str, float] = defaultdict(float)
     met: dict[str, float] = defaultdict(float)
     per_need_total = per_need_met = 0.0
     for nid, spec in {**sc.money_needs, **sc.shift_needs}.items():
         kind, wanted, unit = wanted_of(spec)
-        w = WEIGHT[spec.urgency.value]
+        w = WEIGHT[spec.urgency.value] if weighted else 1
+        unit = unit if weighted else 1
         got = min(filled.get(nid, 0.0), wanted)
         total[kind] += w * wanted * unit
         met[kind] += w * got * unit
         per_need_total += w
         per_need_met += w * got / wanted
-    out = {k: met[k] / total[k] for k in total}
+    out = {("shifts" if k == "hours" else k): met[k] / total[k] for k in total}
     out["all"] = sum(out.values()) / len(out)
     out["per_need"] = per_need_met / per_need_total
     return out
@@ -162,6 +229,9 @@ class Lp:
     upper: np.ndarray
     fill: Callable[[np.ndarray], dict[uuid.UUID, float]]
     column: Callable[[MatchProposed], int | None]
+    count: np.ndarray | None = None
+    """The gain of each column when every unit counts alike (a fen, a person-shift): the
+    count-based optimum."""
     build_seconds: float = 0.0
     solve_seconds: float = 0.0
     parts: int = 0
@@ -201,8 +271,8 @@ class Lp:
         return max(0.0, float(over.max(initial=0.0))), missing
 
 
-def solve_max(lp: Lp) -> np.ndarray:
-    """Solve `lp` with HiGHS.
+def solve_max(lp: Lp, gain: np.ndarray | None = None) -> np.ndarray:
+    """Solve `lp` with HiGHS, maximising `gain` (`lp.gain`, urgency-weighted, by default).
 
     The LP is cut into its independent parts (columns that share no row, found as connected
     components of the rows-columns graph): the optimum of the whole is the sum of theirs, and
@@ -226,13 +296,14 @@ def solve_max(lp: Lp) -> np.ndarray:
     row_group = np.where(np.isin(row_label, big), row_label, -1)
     lp.build_seconds += time.perf_counter() - t
     x = np.zeros(n)
+    gain = lp.gain if gain is None else gain
     t = time.perf_counter()
     for group in np.unique(col_group):
         cols = np.flatnonzero(col_group == group)
         rows = np.flatnonzero(row_group == group)
         whole = len(cols) == n and len(rows) == m  # one part: no copy of the matrix
         res = linprog(
-            -lp.gain[cols],
+            -gain[cols],
             A_ub=a if whole else a[rows][:, cols],
             b_ub=b[rows],
             bounds=np.column_stack([np.zeros(len(cols)), lp.upper[cols]]),
@@ -241,7 +312,7 @@ def solve_max(lp: Lp) -> np.ndarray:
         if res.status != 0:
             raise RuntimeError(f"{lp.kind}: HiGHS stopped short of the optimum: {res.message}")
         x[cols] = res.x
-    lp.solve_seconds = time.perf_counter() - t
+    lp.solve_seconds += time.perf_counter() - t
     return x
 
 
@@ -332,6 +403,7 @@ def money_lp(sc: Scenario) -> Lp:
         return None if c is None or i is None else at.get((c, i))
 
     lp = Lp("money LP", "fund", np.array(gain), a.tocsr(), b, np.array(upper), fill, column)
+    lp.count = np.ones(len(gain))
     lp.build_seconds = time.perf_counter() - t
     return lp
 
@@ -506,20 +578,25 @@ def shift_lp(sc: Scenario) -> Lp:
         np.ones(n_cols),
         fill,
         column,
+        np.ones(n_cols),
     )
     lp.build_seconds = time.perf_counter() - t
     return lp
 
 
-def optimum(sc: Scenario) -> tuple[dict[uuid.UUID, float], list[Lp]]:
+def optimum(sc: Scenario) -> tuple[dict[uuid.UUID, float], dict[uuid.UUID, float], list[Lp]]:
     """The offline optimum as filled quantity per need (money exact, shifts an LP upper
-    bound), and its two LPs. Money and shifts share no supply and no row, and the objective
-    is a sum over the two kinds, so each is solved on its own."""
-    filled: dict[uuid.UUID, float] = {}
+    bound), urgency-weighted and count-based, and its two LPs. Money and shifts share no supply
+    and no row, and the objective is a sum over the two kinds, so each is solved on its own;
+    each LP is built once and solved for both objectives. The optimum knows every posting in
+    advance, so it is the same whatever the arrival order."""
+    weighted: dict[uuid.UUID, float] = {}
+    counted: dict[uuid.UUID, float] = {}
     lps = [money_lp(sc), shift_lp(sc)]
     for lp in lps:
-        filled.update(lp.fill(solve_max(lp)))
-    return filled, lps
+        weighted.update(lp.fill(solve_max(lp)))
+        counted.update(lp.fill(solve_max(lp, lp.count)))
+    return weighted, counted, lps
 
 
 def fairness(sc: Scenario, filled: dict[uuid.UUID, float]) -> tuple[float, float, float]:
@@ -544,59 +621,103 @@ def fairness(sc: Scenario, filled: dict[uuid.UUID, float]) -> tuple[float, float
     return min(shares), max(shares), jain
 
 
+POLICIES: dict[str, Policy] = {"before": DEFAULT_POLICY}
+"""The policies a run can compare on the same city, by name."""
+
+
+def waits(sc: Scenario, online: Online) -> str:
+    """Logged time from a need's posting to its first proposal, over the needs served: the share
+    proposed at once (in the input that posted them), and the median and 90th percentile in
+    hours, for low and normal needs and for high and critical ones."""
+    parts = []
+    for label, urgent in (("low/normal", False), ("high/critical", True)):
+        hours = sorted(
+            w.total_seconds() / 3600
+            for nid, w in online.waited.items()
+            if (sc.money_needs.get(nid) or sc.shift_needs[nid]).urgency.value
+            in (("high", "critical") if urgent else ("low", "normal"))
+        )
+        if not hours:
+            continue
+        at_once = sum(1 for h in hours if h == 0) / len(hours)
+        p50, p90 = hours[len(hours) // 2], hours[int(len(hours) * 0.9)]
+        parts.append(f"{label} {at_once:.1%} at once, p50 {p50:.1f} h, p90 {p90:.1f} h")
+    return "; ".join(parts)
+
+
+def score(
+    sc: Scenario,
+    online: Online,
+    weighted: dict[str, float],
+    counted: dict[str, float],
+) -> str:
+    """One run's figures against the optimum: count-based and urgency-weighted, per kind."""
+    filled: dict[uuid.UUID, float] = defaultdict(float)
+    for p in online.live:
+        filled[p.need_id] += quantity(p)
+    w, c = served(sc, filled), served(sc, filled, weighted=False)
+    lo, hi, jain = fairness(sc, filled)
+    return (
+        f"  count-based: person-shifts {c['shifts'] / counted['shifts']:.1%}, "
+        f"yuan {c['money'] / counted['money']:.1%}, all {c['all'] / counted['all']:.1%}\n"
+        f"  urgency-weighted: shifts {w['shifts'] / weighted['shifts']:.1%}, "
+        f"money {w['money'] / weighted['money']:.1%}, all {w['all'] / weighted['all']:.1%} "
+        f"(online {w['shifts']:.1%} / {w['money']:.1%} of what was wanted)\n"
+        f"  fairness: Jain's index {jain:.3f}, lowest community {lo:.1%}, highest {hi:.1%}\n"
+        f"  wait for a first proposal: {waits(sc, online)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--needs", type=int, default=4000)
     parser.add_argument("--volunteers", type=int, default=2000)
     parser.add_argument("--funds", type=int, default=120)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--orders", default=",".join(ORDERS), help=f"comma-separated, of {', '.join(ORDERS)}"
+    )
+    parser.add_argument(
+        "--policies", default="before", help=f"comma-separated, of {', '.join(POLICIES)}"
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="trace the matcher's memory (a second pass)"
+    )
     args = parser.parse_args()
     t = time.perf_counter()
-    sc = generate(args.needs, args.volunteers, args.funds, args.seed)
+    city = generate(args.needs, args.volunteers, args.funds, args.seed)
     print(
-        f"scenario: {len(sc.events)} events ({len(sc.money_needs)} money needs, "
-        f"{len(sc.shift_needs)} shift needs, {len(sc.volunteers)} volunteers, "
-        f"{len(sc.funds)} funds), generated in {time.perf_counter() - t:.1f} s"
-    )
-    online, rate, peak = run_matcher(sc)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        f"matcher: {rate:,.0f} events/s (pure, one core); peak traced memory "
-        f"{peak / 2**20:.0f} MiB; process max RSS {rss:.0f} MiB"
+        f"scenario: {len(city.events)} events ({len(city.money_needs)} money needs, "
+        f"{len(city.shift_needs)} shift needs, {len(city.volunteers)} volunteers, "
+        f"{len(city.funds)} funds), generated in {time.perf_counter() - t:.1f} s"
     )
     t = time.perf_counter()
-    best, lps = optimum(sc)
+    best, most, lps = optimum(city)
     lp_seconds = time.perf_counter() - t
-    filled: dict[uuid.UUID, float] = defaultdict(float)
-    for p in online:
-        filled[p.need_id] += quantity(p)
-    got, bound = served(sc, filled), served(sc, best)
+    weighted, counted = served(city, best), served(city, most, weighted=False)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"optimum: {lp_seconds:.1f} s in all (HiGHS "
-        f"{sum(lp.solve_seconds for lp in lps):.1f} s); process max RSS {rss:.0f} MiB"
+        f"{sum(lp.solve_seconds for lp in lps):.1f} s); process max RSS {rss:.0f} MiB\n"
+        f"  urgency-weighted: shifts <= {weighted['shifts']:.1%}, money {weighted['money']:.1%} "
+        f"of what was wanted; count-based: person-shifts <= {counted['shifts']:.1%}, "
+        f"yuan {counted['money']:.1%}"
     )
     for lp in lps:
         print(f"  {lp.line()}")
-    checks = [lp.excess(online) for lp in lps]
-    if all(over <= 1e-9 and not missing for over, missing in checks):
-        print("  check: the matcher's standing proposals are a feasible point of both LPs")
-    else:
-        print(
-            "  WARNING: the matcher's proposals break the LPs (largest relative excess, "
-            f"proposals without a column: {checks}); the optimum printed is not a bound"
-        )
-    for kind in ("money", "hours", "all"):
-        print(
-            f"demand served (urgency-weighted), {kind}: online {got[kind]:.1%}, "
-            f"optimum <= {bound[kind]:.1%}; ratio >= {got[kind] / bound[kind]:.1%}"
-        )
-    print(f"per-need view (not optimised for): online {got['per_need']:.1%}")
-    lo, hi, jain = fairness(sc, filled)
-    print(
-        f"fairness (normal-urgency money needs that some fund allows, share served per "
-        f"community): lowest {lo:.1%}, highest {hi:.1%}, Jain's index {jain:.3f}"
-    )
+    for order in args.orders.split(","):
+        sc = in_order(city, order)
+        for name in args.policies.split(","):
+            online, rate, peak = run_matcher(sc, POLICIES[name], args.memory)
+            memory = f"; peak traced memory {peak / 2**20:.0f} MiB" if args.memory else ""
+            print(f"{order}, policy {name}: {rate:,.0f} inputs/s (pure, one core){memory}")
+            checks = [lp.excess(online.live) for lp in lps]
+            if not all(over <= 1e-9 and not missing for over, missing in checks):
+                print(
+                    "  WARNING: the matcher's proposals break the LPs (largest relative excess, "
+                    f"proposals without a column: {checks}); the optimum printed is not a bound"
+                )
+            print(score(sc, online, weighted, counted))
 
 
 if __name__ == "__main__":
