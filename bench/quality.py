@@ -621,8 +621,17 @@ def fairness(sc: Scenario, filled: dict[uuid.UUID, float]) -> tuple[float, float
     return min(shares), max(shares), jain
 
 
-POLICIES: dict[str, Policy] = {"before": DEFAULT_POLICY}
-"""The policies a run can compare on the same city, by name."""
+POLICIES: dict[str, Policy] = {
+    "before": replace(DEFAULT_POLICY, urgent_reserve_percent=0, urgent_hours_percent=0),
+    "now": DEFAULT_POLICY,
+    "money-only": replace(DEFAULT_POLICY, urgent_hours_percent=0),
+    "reserve-50": replace(DEFAULT_POLICY, urgent_reserve_percent=50),
+    "reserve-90": replace(DEFAULT_POLICY, urgent_reserve_percent=90),
+    "hours-25": replace(DEFAULT_POLICY, urgent_hours_percent=25),
+    "hours-75": replace(DEFAULT_POLICY, urgent_hours_percent=75),
+}
+"""The policies a run can compare on the same city, by name: "now" is the matcher's, "before"
+the policy before reserves (release 0.3); the others change one reserve of "now"."""
 
 
 def waits(sc: Scenario, online: Online) -> str:
@@ -678,7 +687,7 @@ def main() -> None:
         "--orders", default=",".join(ORDERS), help=f"comma-separated, of {', '.join(ORDERS)}"
     )
     parser.add_argument(
-        "--policies", default="before", help=f"comma-separated, of {', '.join(POLICIES)}"
+        "--policies", default="before,now", help=f"comma-separated, of {', '.join(POLICIES)}"
     )
     parser.add_argument(
         "--memory", action="store_true", help="trace the matcher's memory (a second pass)"

@@ -21,7 +21,14 @@ from schemas.reservations import (
     SupplyRevoked,
 )
 from services.domain.matching.decisions import Decisions
-from services.domain.matching.fit import fund_may_pay, fund_share, view_fits, volunteer_fits
+from services.domain.matching.fit import (
+    fund_may_pay,
+    fund_share,
+    kept_for,
+    reserve_holds,
+    view_fits,
+    volunteer_fits,
+)
 from services.domain.matching.serve import (
     MONEY_SHELF,
     mark_unfilled,
@@ -76,6 +83,9 @@ def _listing_share(
         return 0
     if not spec.allows(need.view.category, need.view.place.district, now):
         return 0
+    if reserve_holds(need, spec.valid_until, now, state.policy.reserve_horizon):
+        # the owner keeps its reserve from this need: ask only for what lies beyond it
+        budget -= max(listing.net_minor, 0) * state.policy.urgent_reserve_percent // 100
     share = min(need.remaining, budget)
     if spec.cap_per_need is not None:
         share = min(
@@ -202,7 +212,9 @@ def on_requested(state: MatcherState, event: Envelope[Message], d: Decisions) ->
     if req.supply is SupplyKind.VOLUNTEER:
         vol = state.volunteers.get(req.supply_id)
         if vol is not None and req.need.shift is not None:
-            if volunteer_fits(probe, vol):
+            policy = state.policy
+            kept = kept_for(probe, now, policy.reserve_horizon, policy.urgent_hours_percent)
+            if volunteer_fits(probe, vol, kept):
                 assert probe.view.slot is not None
                 vol.booked[req.hold_id] = probe.view.slot
                 granted = 1
@@ -211,7 +223,7 @@ def on_requested(state: MatcherState, event: Envelope[Message], d: Decisions) ->
     else:
         fund = state.funds.get(req.supply_id)
         if fund is not None:
-            granted = fund_share(probe, fund, now)
+            granted = fund_share(probe, fund, now, state.policy.reserve_horizon)
             fund.available -= granted
             reason = "the fund has nothing left that its earmarks allow for this need"
     if granted <= 0:
@@ -257,7 +269,11 @@ def on_answered(state: MatcherState, event: Envelope[Message], d: Decisions) -> 
         _undo_ask(need, ask, ask.quantity)
         listing = state.listings.get(ask.supply_id)
         need.refused[ask.supply_id] = listing.version if listing else 0
-        if ask.supply is SupplyKind.FUND:
+        fund = listing.fund if listing else None
+        horizon = state.policy.reserve_horizon
+        if ask.supply is SupplyKind.FUND and not (
+            fund is not None and reserve_holds(need, fund.valid_until, now, horizon)
+        ):  # a refusal while the reserve held says nothing of what urgent needs may have
             state.exhausted[ask.supply_id] = listing.version if listing else 0
         elif listing is not None:
             listing.refused_in_row += 1

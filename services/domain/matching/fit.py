@@ -6,9 +6,9 @@ against hundreds of volunteers, so each test is a few comparisons of plain value
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from schemas.common import NeedKind
+from schemas.common import NeedKind, Urgency
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec, TravelRange
 from services.domain.matching.state import Fund, OpenNeed, Volunteer
 from services.domain.matching.views import NeedView, PledgeView, Spot
@@ -75,8 +75,9 @@ def distance_rank(pledge: PledgeView, need: NeedView) -> tuple[int, float]:
     return (0 if same else 1), far
 
 
-def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
-    """Skills, travel, availability, no overlapping shift, weekly limit, not already on it."""
+def volunteer_fits(need: OpenNeed, vol: Volunteer, kept_percent: int = 0) -> bool:
+    """Skills, travel, availability, no overlapping shift, weekly limit, not already on it;
+    `kept_percent` of the weekly limit stays free (held back for urgent shifts: `kept_for`)."""
     view = need.view
     slot = view.slot
     if slot is None or vol.withdrawn or not view_fits(view, vol.pledge):
@@ -90,7 +91,18 @@ def volunteer_fits(need: OpenNeed, vol: Volunteer) -> bool:
             return False
         if b[3] == week:
             held += b[2]
-    return held + minutes <= vol.pledge.limit
+    limit = vol.pledge.limit
+    return held + minutes <= limit - limit * kept_percent // 100
+
+
+def kept_for(need: OpenNeed, now: datetime, horizon: timedelta, percent: int) -> int:
+    """The share of each volunteer's weekly limit a shift may not book now: `percent` for a low
+    or normal shift that starts further than `horizon` away, else 0 (urgent shifts, and every
+    shift once it is near, may book all of it)."""
+    shift = need.view.shift
+    if not percent or shift is None or need.view.urgency >= URGENT:
+        return 0
+    return percent if shift[0] - horizon > now else 0
 
 
 def fund_may_pay(need: OpenNeed, spec: FundSpec, now: datetime) -> bool:
@@ -101,14 +113,34 @@ def fund_may_pay(need: OpenNeed, spec: FundSpec, now: datetime) -> bool:
     return spec.allows(view.category, view.place.district, now)
 
 
-def fund_share(need: OpenNeed, fund: Fund, now: datetime) -> int:
-    """How much of the need this fund may pay now under its earmarks (0 when none)."""
+URGENT = Urgency.HIGH.rank
+"""High and critical needs may take a fund's reserve at any time."""
+
+NO_HORIZON = timedelta(0)
+
+
+def reserve_holds(
+    need: OpenNeed, valid_until: datetime | None, now: datetime, horizon: timedelta
+) -> bool:
+    """Whether a fund's reserve still holds against this need: the need is low or normal, its
+    deadline is further than `horizon` away, and so is the fund's end of validity."""
+    if need.view.urgency >= URGENT or need.view.deadline - horizon <= now:
+        return False
+    return valid_until is None or valid_until - horizon > now
+
+
+def fund_share(need: OpenNeed, fund: Fund, now: datetime, horizon: timedelta = NO_HORIZON) -> int:
+    """How much of the need this fund may pay now under its earmarks (0 when none), leaving
+    the fund's reserve for urgent needs while it holds (`reserve_holds`)."""
     view = need.view
     if view.currency is None or view.currency != fund.spec.currency or fund.available <= 0:
         return 0
     if not fund.spec.allows(view.category, view.place.district, now):
         return 0
-    share = min(need.remaining, fund.available)
+    free = fund.available
+    if fund.reserve and reserve_holds(need, fund.spec.valid_until, now, horizon):
+        free -= fund.reserve
+    share = min(need.remaining, free)
     if fund.spec.cap_per_need is not None:
         cap = fund.spec.cap_per_need.amount_minor - need.from_funds.get(fund.fund_id, 0)
         share = min(share, cap)

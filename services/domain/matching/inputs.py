@@ -33,6 +33,7 @@ from schemas.messages import (
 )
 from services.domain.matching.across import holds_of, revoke
 from services.domain.matching.decisions import Decisions
+from services.domain.matching.reserve import release_reserves, watch_fund, watch_horizon
 from services.domain.matching.serve import (
     active,
     fair_order,
@@ -72,6 +73,7 @@ def on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> None
         )
         state.needs[need.need_id] = need
         mark_unfilled(state, need)
+        watch_horizon(state, need)
         serve_need(state, need, d, now)
     elif isinstance(payload, NeedCancelled) and payload.need_id in state.needs:
         need = state.needs[payload.need_id]
@@ -90,6 +92,7 @@ def on_need(state: MatcherState, event: Envelope[Message], d: Decisions) -> None
         need.remaining = amended.quantity - held
         for p in active(state, need_id=need.need_id):  # the deadline may have moved earlier
             watch(state, p)
+        watch_horizon(state, need)
         mark_unfilled(state, need)
         for p in active(state, need_id=need.need_id):  # newest first
             if need.remaining >= 0:
@@ -121,14 +124,19 @@ def on_supply(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
         for hold in holds_of(state, vol.volunteer_id):
             revoke(d, hold, "the volunteer withdrew their pledge")
     elif isinstance(payload, FundOpened):
-        state.open_fund(Fund(payload.fund_id, payload.fund, state.arrivals))
+        percent = state.policy.urgent_reserve_percent
+        fund = Fund(payload.fund_id, payload.fund, state.arrivals, reserve_percent=percent)
+        state.open_fund(fund)
+        watch_fund(state, fund)
     elif isinstance(payload, DonationReceived) and payload.fund_id in state.funds:
         fund = state.funds[payload.fund_id]
         fund.available += payload.donation.amount.amount_minor
+        fund.received += payload.donation.amount.amount_minor
         serve_fund(state, fund, d, now)
     elif isinstance(payload, DonationRefunded) and payload.fund_id in state.funds:
         fund = state.funds[payload.fund_id]
         fund.available -= payload.amount.amount_minor
+        fund.received -= payload.amount.amount_minor
         for p in active(state, fund_id=fund.fund_id):  # never leave the fund over-spent
             if fund.available >= 0:
                 break
@@ -246,3 +254,4 @@ def on_tick(state: MatcherState, at: datetime, d: Decisions) -> None:
             watch(state, p)
     for need in fair_order(reopened.values()):
         serve_need(state, need, d, at)
+    release_reserves(state, at, d)

@@ -20,6 +20,7 @@ from services.domain.matching.fit import (
     distance_rank,
     fund_may_pay,
     fund_share,
+    kept_for,
     view_fits,
     volunteer_fits,
 )
@@ -74,7 +75,9 @@ def serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime)
         # order until the need is met: booking one volunteer changes no other's fit, except
         # that a volunteer is booked once (checked again below).
         view = need.view
-        fitting = [v for v in state.candidates_for(need) if volunteer_fits(need, v)]
+        policy = state.policy
+        kept = kept_for(need, now, policy.reserve_horizon, policy.urgent_hours_percent)
+        fitting = [v for v in state.candidates_for(need) if volunteer_fits(need, v, kept)]
         fitting.sort(
             key=lambda v: (v.no_shows, distance_rank(v.pledge, view), len(v.booked), v.arrival)
         )
@@ -87,7 +90,7 @@ def serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime)
         for fund in state.funds_in_order():
             if need.remaining <= 0:
                 break
-            share = fund_share(need, fund, now)
+            share = fund_share(need, fund, now, state.policy.reserve_horizon)
             if share > 0:
                 reserve_fund(state, d, need, fund, share)
     if need.remaining > 0 and state.listings:
@@ -192,13 +195,14 @@ def serve_volunteer(state: MatcherState, vol: Volunteer, d: Decisions, now: date
         shelves = [f"shift:{vol.pledge.home.district}"]
     pledge = vol.pledge
     for need in open_needs(state, now, shelves, lambda n: view_fits(n.view, pledge)):
-        if volunteer_fits(need, vol):
+        kept = kept_for(need, now, state.policy.reserve_horizon, state.policy.urgent_hours_percent)
+        if volunteer_fits(need, vol, kept):
             book_volunteer(state, d, need, vol)
 
 
 def serve_fund(state: MatcherState, fund: Fund, d: Decisions, now: datetime) -> None:
     for need in open_needs(state, now, [MONEY_SHELF], lambda n: fund_may_pay(n, fund.spec, now)):
-        share = fund_share(need, fund, now)
+        share = fund_share(need, fund, now, state.policy.reserve_horizon)
         if share > 0:
             reserve_fund(state, d, need, fund, share)
 

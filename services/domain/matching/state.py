@@ -60,6 +60,24 @@ class Policy:
 
     asks_in_flight_per_volunteer: int = 2
 
+    urgent_reserve_percent: int = 75
+    """The share of each fund's net donations held back for high and critical needs (a
+    protection level): a low or normal need may take only what the fund holds beyond it,
+    until the reserve is released (`reserve_horizon`). Urgent needs take from all of it.
+    So a need of normal urgency is still paid at once while the fund holds more than its
+    reserve (nothing is contested), and when money is scarce the last three quarters of it
+    wait for the urgent needs that may come, instead of going to whichever need came first."""
+
+    urgent_hours_percent: int = 50
+    """The share of each volunteer's weekly hour limit a low or normal shift may not book
+    until it is `reserve_horizon` from its start: held for high and critical shifts, as a
+    fund's reserve is for urgent money needs."""
+
+    reserve_horizon: timedelta = timedelta(hours=48)
+    """When the reserve stops holding: for a low or normal need, once its deadline is this
+    near (it is served on the first tick after, from whatever the reserve still holds); for a
+    fund, once its `valid_until` is this near (its whole reserve is then free for anyone)."""
+
     refusals_before_rest: int = 3
     """Refusals in a row after which a volunteer listed from elsewhere is not asked again
     until their listing changes (their calendar is the owner's, so it is most likely full)."""
@@ -199,12 +217,22 @@ class Volunteer:
 
 @dataclass(slots=True)
 class Fund:
-    """A fund and the money in it not yet reserved for a need."""
+    """A fund and the money in it not yet reserved for a need; what it has received (net of
+    refunds), and the share of that held back for urgent needs (`Policy.urgent_reserve_percent`)."""
 
     fund_id: uuid.UUID
     spec: FundSpec
     arrival: int
     available: int = 0
+    received: int = 0
+    reserve_percent: int = 0
+
+    @property
+    def reserve(self) -> int:
+        """Minor units that only high and critical needs may take before the horizon: a
+        share of the net donations, as a protection level (the less urgent take only what
+        the fund holds beyond it)."""
+        return max(self.received, 0) * self.reserve_percent // 100
 
 
 @dataclass(slots=True)
@@ -291,6 +319,10 @@ class MatcherState:
     by_volunteer: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
     by_fund: dict[uuid.UUID, list[Proposal]] = field(default_factory=dict)
     due: list[tuple[datetime, int, uuid.UUID]] = field(default_factory=list)
+    horizons: list[tuple[datetime, int, uuid.UUID]] = field(default_factory=list)
+    """A heap of when a fund's reserve stops holding back a need (the need's deadline less
+    `Policy.reserve_horizon`) or a whole fund (its `valid_until` less the same), by need or
+    fund id: the tick after, the need is served again, or the fund offered again."""
     """A heap of when each proposal may next need a tick's attention (its need's deadline, or
     its expiry), so a tick costs what falls due rather than every open proposal."""
     # Cross-partition: listings of supply owned elsewhere, requests in flight, holds lent out.
