@@ -406,6 +406,9 @@ def parser() -> argparse.ArgumentParser:
     from services.privacy_cli import add_privacy_commands
 
     add_privacy_commands(sub)
+    from services.importing.cli import add_import_commands
+
+    add_import_commands(sub)
     return p
 
 

@@ -23,6 +23,7 @@ from services.gateway import (
     audit_reports_api,
     faults,
     health,
+    imports_api,
     limits,
     openapi,
     operator_api,
@@ -46,6 +47,9 @@ from services.web import routes as web_routes
 from services.web.routes import STATIC as WEB_STATIC
 
 log = logging.getLogger(__name__)
+
+IMPORT_PATHS = ("/v1/imports/", "/imports/")
+"""Where the bulk import's files are posted: bodies up to `max_import_bytes` (docs/import.md)."""
 
 
 def _utf8(text: str) -> str:
@@ -157,7 +161,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     faults.install(app, settings.retry_after_seconds)
     limits.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        wider={IMPORT_PATHS: settings.max_import_bytes},
+    )
     app.state.settings = settings
     app.state.rate = RateLimiter(
         reads_per_second=settings.rate_reads_per_second,
@@ -174,6 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(writes.router)
     app.include_router(readapi.router)
     app.include_router(operator_api.router)  # the exchange's operator (issue #16)
+    app.include_router(imports_api.router)  # bulk import of files (docs/import.md)
     # the web app (services/web): pages under /, its own assets under /static, all served here
     app.state.web_secret = secrets.token_urlsafe(32)
     app.include_router(web_routes.router)
