@@ -42,6 +42,7 @@ from services.platform.dead_letters import dead_letters
 from services.platform.kafka import client_security
 from services.settings import Settings
 from services.web import auditor_pages, public_pages
+from services.web import imports as web_imports
 from services.web import receipts as web_receipts
 from services.web import routes as web_routes
 from services.web.routes import STATIC as WEB_STATIC
@@ -186,6 +187,7 @@ def create_app(settings: Settings) -> FastAPI:
     # the web app (services/web): pages under /, its own assets under /static, all served here
     app.state.web_secret = secrets.token_urlsafe(32)
     app.include_router(web_routes.router)
+    app.include_router(web_imports.router)  # the upload page, /imports (docs/import.md)
     app.include_router(receipts_api.router)  # donor receipts (docs/receipts.md)
     app.include_router(web_receipts.router)
     app.mount("/static", StaticFiles(directory=WEB_STATIC), name="static")

@@ -288,6 +288,12 @@ def skill_labels() -> dict[str, str]:
 
 def travel(cell: str) -> str:
     """`本街道` / `同街道` / `same street` → `same_street`; anything else is passed on."""
+    return travel_labels().get(folded(cell), cell.strip())
+
+
+@cache
+def travel_labels() -> dict[str, str]:
+    """Folded label (the web app's, either language, or one of TRAVEL_LABELS) → value."""
     from services.web.i18n import LANGUAGES, catalogue
 
     labels = dict(TRAVEL_LABELS)
@@ -295,7 +301,7 @@ def travel(cell: str) -> str:
         for key, label in catalogue(lang).items():
             if key.startswith("travel."):
                 labels[folded(label)] = key.removeprefix("travel.")
-    return labels.get(folded(cell), cell.strip())
+    return labels
 
 
 def hours(cell: str) -> int:

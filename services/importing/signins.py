@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from services.importing.store import Report
@@ -22,17 +23,17 @@ HEADERS = {
 }
 
 
-def sign_ins_csv(report: Report, base_url: str | None = None) -> bytes:
-    """The report's sign-ins as CSV bytes (UTF-8 with BOM). With `base_url`, a last column
-    holds each person's sign-in link (`<base>/#token=…`: the token stays in the fragment,
-    which no browser sends to a server)."""
+def sign_ins_csv(report: Report) -> bytes:
+    """The report's sign-ins as CSV bytes (UTF-8 with BOM)."""
+    return csv_of(report.what, [(s.ref, s.name, str(s.id), s.token) for s in report.sign_ins])
+
+
+def csv_of(what: str, rows: Iterable[tuple[str, str, str, str]]) -> bytes:
+    """Sign-ins (ref or kind, name, id, token) as the file: UTF-8 with BOM, CRLF lines."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    link = ("登录链接/link",) if base_url else ()
-    writer.writerow((*HEADERS[report.what], *link))
-    for s in report.sign_ins:
-        extra = (f"{base_url.rstrip('/')}/#token={s.token}",) if base_url else ()
-        writer.writerow((s.ref, s.name, str(s.id), s.token, *extra))
+    writer.writerow(HEADERS[what])
+    writer.writerows(rows)
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 

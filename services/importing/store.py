@@ -18,6 +18,7 @@ running at the same moment, writes nothing for a ref already there.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -197,7 +198,8 @@ async def import_volunteers(
     social organisation, checked by the caller); report every row. `published` is handed each
     committed batch's outbox rows (the gateway's relay publishes them at once; without it the
     relay's sweep finds them within seconds)."""
-    rows, problems = volunteer_rows(table, today)
+    # CPU work for a while: in a thread, so a gateway's event loop goes on serving meanwhile
+    rows, problems = await asyncio.to_thread(volunteer_rows, table, today)
     report = Report("volunteers", dry_run, len(table.rows), table.encoding, problems=problems)
     checked: list[VolunteerRow] = []
     for row in rows:

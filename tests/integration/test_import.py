@@ -15,6 +15,7 @@ import asyncio
 import csv
 import io
 import os
+import re
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -279,6 +280,26 @@ def test_a_district_imported_from_csv_and_excel_then_proposed_to(
         p.volunteer_id for p in proposals(dsn) if p.need_id == uuid.UUID(r.json()["need_id"])
     }
     assert len(proposed) == 3 and proposed <= imported
+
+    # And a community uses the upload page: the check shows the bad row, the import the sign-ins
+    pre = client.get("/").cookies.get("cx_pre")
+    token = tokens["辰龙广场社区"]
+    assert client.post("/signin", data={"pre": pre, "token": token}).status_code == 200
+    page = client.get("/imports")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and csrf is not None, page.text
+    upload = gb.replace(b"JL-", b"CL-")
+    r = client.post(
+        "/imports/check",
+        data={"csrf": csrf[1]},
+        files={"file": ("辰龙广场.csv", upload, "text/csv")},
+    )
+    assert r.status_code == 200 and "手机号码" in r.text and "导入 1 位志愿者" in r.text, r.text
+    data = re.search(r'name="data" value="([^"]+)"', r.text)
+    assert data is not None
+    r = client.post("/imports/run", data={"csrf": csrf[1], "data": data[1]})
+    assert r.status_code == 200 and "CL-101" in r.text and "data:text/csv" in r.text, r.text
+    assert r.headers["cache-control"] == "no-store"
 
 
 async def _imported(dsn: str) -> list[tuple[uuid.UUID]]:
