@@ -15,6 +15,7 @@ cached (`Cache-Control: no-store`); with `Accept: text/csv` it is the sign-ins f
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -170,7 +171,7 @@ async def import_organisations(
     language = _lang(lang, accept_language)
     data = await _file(request)
     try:
-        table = read_table(data)
+        table = await asyncio.to_thread(read_table, data)
         async with pool.acquire() as conn:
             report = await import_orgs(conn, operator.actor_of(who), table, dry_run=dry_run)
     except FileRefused as exc:
@@ -206,7 +207,7 @@ async def import_volunteer_file(
         request.app.state.accepted += len(rows)
 
     try:
-        table = read_table(data)
+        table = await asyncio.to_thread(read_table, data)  # openpyxl takes a while: off the loop
         report = await import_volunteers(
             pool,
             who,

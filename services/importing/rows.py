@@ -323,7 +323,7 @@ def availability(cell: str, today: date) -> list[dict[str, str]]:
         end = _clock(m["end"]) if m else None
         days = _days(m["days"].strip(), today) if m else None
         if m is None or start is None or end is None or days is None or end <= start:
-            raise BadCell("availability", "row.availability", value=entry[:40])
+            raise BadCell("availability", "row.availability", value=quoted(entry))
         windows += [
             (datetime.combine(d, start, tzinfo=ZONE), datetime.combine(d, end, tzinfo=ZONE))
             for d in days
@@ -410,7 +410,7 @@ def _reason(field: str, error: Any, cell: str) -> tuple[str, dict[str, Any]]:
     if kind in ("enum", "literal_error"):
         key = {"skills": "row.skill", "travel": "row.travel"}.get(field, "row.kind")
         value = cell if field != "skills" else _unknown_skill(cell)
-        return key, {"value": value[:40], "known": ctx.get("expected", "")}
+        return key, {"value": quoted(value), "known": ctx.get("expected", "")}
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return "row.number", {}
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -419,6 +419,12 @@ def _reason(field: str, error: Any, cell: str) -> tuple[str, dict[str, Any]]:
     if "overlap" in str(error.get("msg", "")):
         return "row.overlap", {}
     return "row.invalid", {"error": str(error.get("msg", kind))}
+
+
+def quoted(value: str) -> str:
+    """A cell quoted in a reason, so it can be found: at most 40 characters, and never when it
+    holds personal data (a phone number typed into the wrong column is not echoed back)."""
+    return "…" if find_personal_data(value) is not None else value[:40]
 
 
 def _unknown_skill(cell: str) -> str:

@@ -165,3 +165,9 @@ def test_availability_formats() -> None:
 
 def test_every_reason_has_both_languages() -> None:
     assert all(zh and en and zh != en for zh, en in REASONS.values())
+
+
+def test_a_reason_never_quotes_personal_data_typed_into_the_wrong_column() -> None:
+    data = f"{HEADER}\nJD-5,王师傅,鼓楼区,,,驾驶,周一 13812345678,,\n".encode()
+    (problem,) = volunteer_rows(read_table(data), TODAY)[1]
+    assert problem.column == "可服务时间" and "13812345678" not in problem.reason("zh-CN")
