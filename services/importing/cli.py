@@ -102,6 +102,8 @@ def run_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace, data: bytes) -> Report:
+    from schemas.common import Role
+    from schemas.messages import OrgKind
     from services.identity import COMMAND_LINE, ROLE_OF_KIND, Principal, find_organisation
     from services.importing.reading import read_table
     from services.importing.rows import ZONE
@@ -123,9 +125,6 @@ async def _run(settings: Settings, args: argparse.Namespace, data: bytes) -> Rep
     pool = await connect_pool(dsn, max_size=2)
     try:
         org = await find_organisation(pool, args.org)
-        from schemas.common import Role
-        from schemas.messages import OrgKind
-
         kind = OrgKind(org["kind"])
         registrar = Principal(org["org_id"], ROLE_OF_KIND[kind], kind, org["name"])
         if registrar.role not in (Role.COMMUNITY, Role.SOCIAL_ORG):
