@@ -125,6 +125,8 @@ def text(key: str, lang: str, **values: Any) -> str:
 def _shown(value: Any, lang: str) -> Any:
     if isinstance(value, tuple):  # a key of its own (e.g. what.ref), translated too
         return text(value[0], lang)
+    if isinstance(value, dict):  # a value given in each language (a list of labels)
+        return value.get(pick(lang), next(iter(value.values()), ""))
     return value
 
 

@@ -109,6 +109,8 @@ class OrgRow:
 
     line: int
     registration: OrgRegistration
+    name_column: str
+    """The name column as the file spells its header (名称, name …), for a later problem."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def org_rows(table: Table) -> tuple[list[OrgRow], list[Problem]]:
             )
             continue
         seen[key] = line
-        good.append(OrgRow(line, registration))
+        good.append(OrgRow(line, registration, shown["name"]))
     return good, _in_file_order(problems, table.headers)
 
 
@@ -410,7 +412,8 @@ def _reason(field: str, error: Any, cell: str) -> tuple[str, dict[str, Any]]:
     if kind in ("enum", "literal_error"):
         key = {"skills": "row.skill", "travel": "row.travel"}.get(field, "row.kind")
         value = cell if field != "skills" else _unknown_skill(cell)
-        return key, {"value": quoted(value), "known": ctx.get("expected", "")}
+        known = _known(field, str(ctx.get("expected", "")))
+        return key, {"value": quoted(value), "known": known}
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return "row.number", {}
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -419,6 +422,27 @@ def _reason(field: str, error: Any, cell: str) -> tuple[str, dict[str, Any]]:
     if "overlap" in str(error.get("msg", "")):
         return "row.overlap", {}
     return "row.invalid", {"error": str(error.get("msg", kind))}
+
+
+KIND_NAMES = {
+    "foundation": "基金会",
+    "community": "社区",
+    "street_office": "街道办",
+    "social_org": "社会组织",
+    "auditor": "审计",
+}
+
+
+def _known(field: str, expected: str) -> dict[str, str]:
+    """The values a vocabulary field takes, as each language names them: the web app's labels
+    for skills and travel ranges (驾驶、急救…), and the API's values in English."""
+    from services.web.i18n import catalogue
+
+    values = re.findall(r"'([^']+)'", expected)
+    prefix = {"skills": "skill.", "travel": "travel."}.get(field)
+    zh = catalogue("zh-CN")
+    names = [zh.get(f"{prefix}{v}", v) if prefix else KIND_NAMES.get(v, v) for v in values]
+    return {"zh-CN": "、".join(names), "en": ", ".join(values)}
 
 
 def quoted(value: str) -> str:

@@ -177,7 +177,7 @@ async def _register(conn: asyncpg.Connection, actor: Actor, row: OrgRow, report:
 
 
 def _similar(row: OrgRow, existing: str) -> Problem:
-    return Problem(row.line, "名称/name", "row.similar_org", {"name": existing})
+    return Problem(row.line, row.name_column, "row.similar_org", {"name": existing})
 
 
 # ---- volunteers ----

@@ -128,6 +128,13 @@ def test_a_district_imported_from_csv_and_excel_then_proposed_to(
         "/v1/imports/orgs", content=ORGS.encode(), headers={**operator, "Content-Type": "text/csv"}
     )
     assert (again.json()["created"], again.json()["unchanged"]) == (0, 4)
+    # (a name that only reads like a registered one is a bad row, never a second organisation)
+    lookalike = "名称,类型,区\n金陵名人居 社区,社区,鼓楼区\n".encode()
+    r = client.post(
+        "/v1/imports/orgs", content=lookalike, headers={**operator, "Content-Type": "text/csv"}
+    )
+    (similar,) = r.json()["problems"]
+    assert (similar["line"], similar["column"], similar["code"]) == (2, "名称", "row.similar_org")
     assert query(dsn, "SELECT count(*) FROM organisations") == 4
     community = {"Authorization": f"Bearer {tokens['金陵名人居社区']}"}
     # (only the operator imports organisations; a foundation imports no volunteers)
