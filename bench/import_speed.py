@@ -13,6 +13,8 @@ Starts the exchange in a scratch directory (as bench/latency.py does) and measur
   "Acknowledged" is the last answer (every row durable in the outbox); "accepted" is when every
   imported pledge is in the read model the read API serves (`rm_pledges`, i.e. decided by
   intake-pledges and projected by the ledger), checked once through `GET /v1/volunteers/{id}`.
+- **command line**: `--cli-volunteers` more through `exchange import volunteers` (a process of
+  its own writing to PostgreSQL; the gateway relay's sweep publishes what it wrote).
 
     .venv/bin/python bench/import_speed.py                         # the goal's sizes
     .venv/bin/python bench/import_speed.py --orgs 100 --volunteers 1000 --baseline 200
@@ -130,6 +132,25 @@ async def baseline(url: str, community: str, n: int, connections: int) -> dict[s
     return {"volunteers": n, "seconds": took, "rate": n / took, "postings_rate": 2 * n / took}
 
 
+def cli_import(
+    ex: Exchange, dsn: str, org: dict[str, Any], n: int, rng: random.Random, tmp: str
+) -> dict[str, float]:
+    """`n` volunteers through `exchange import volunteers` (its own process, writing to
+    PostgreSQL): seconds until it is done, and until every pledge is visible."""
+    file = Path(tmp) / "cli.csv"
+    file.write_bytes(volunteers_csv("CLI", n, rng))
+    env = {**os.environ, "EXCHANGE_VAR_DIR": str(ex.var_dir)}
+    env.pop("DATABASE_URL", None)
+    args = [sys.executable, "-m", "services.cli", "import", "volunteers", str(file)]
+    args += ["--org", org["id"], "--sign-ins", str(Path(tmp) / "cli-sign-ins.csv")]
+    progress(f"command line: importing {n} volunteers")
+    start = time.monotonic()
+    subprocess.run(args, env=env, check=True, capture_output=True)
+    written = time.monotonic() - start
+    visible = asyncio.run(pledges_visible(dsn, [org["id"]], n, start))
+    return {"written": written, "visible": visible}
+
+
 async def pledges_visible(dsn: str, org_ids: list[str], want: int, since: float) -> float:
     """Seconds from `since` until `want` pledges of these organisations are in the read model."""
     conn = await asyncpg.connect(dsn)
@@ -152,6 +173,7 @@ def main() -> None:
     parser.add_argument("--per-file", type=int, default=1000)
     parser.add_argument("--baseline", type=int, default=500)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--cli-volunteers", type=int, default=2000)
     args = parser.parse_args()
     os.environ.setdefault("EXCHANGE_RATE_WRITES_PER_SECOND", "0")  # one client, many postings
     os.environ.setdefault("EXCHANGE_RATE_READS_PER_SECOND", "0")
@@ -183,7 +205,7 @@ def main() -> None:
             report = r.json()
             assert report["created"] == args.orgs, report["problems"][:3]
             communities = [s for s in report["sign_ins"] if s["ref"] == "community"]
-            assert len(communities) >= len(files), "too few communities for the files"
+            assert len(communities) > len(files), "too few communities for the files"
 
             progress(f"importing {args.volunteers} volunteers in {len(files)} files")
             start = time.monotonic()
@@ -220,6 +242,7 @@ def main() -> None:
                 and r.json()["unchanged"] == len(files[-1].splitlines()) - 1
             )
             rerun_seconds = time.monotonic() - rerun
+            cli = cli_import(ex, dsn, communities[len(files)], args.cli_volunteers, rng, tmp)
         finally:
             ex.stop()
     rate = args.volunteers / acknowledged
@@ -248,6 +271,12 @@ def main() -> None:
     print(
         f"rerun of one file ({len(files[-1].splitlines()) - 1} rows, nothing to write):"
         f" {rerun_seconds:.2f} s",
+        file=out,
+    )
+    print(
+        f"command line: {args.cli_volunteers} volunteers written in {cli['written']:.1f} s"
+        f" (`exchange import volunteers`, another process), all visible in the read API"
+        f" after {cli['visible']:.1f} s (published by the gateway relay's sweep)",
         file=out,
     )
     total = orgs_seconds + acknowledged
