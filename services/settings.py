@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     """Largest request body the gateway reads (413 beyond it, before reading more). The
     largest posting is a few KiB; there are no bulk endpoints."""
 
+    max_import_bytes: int = 16 * 1024 * 1024
+    """Largest file the bulk import takes (`/v1/imports/…` and the web app's upload page;
+    413 beyond it). 16 MiB holds tens of thousands of volunteers' rows (docs/import.md)."""
+
     max_streams_per_token: int = 3
     """Event streams (`GET /v1/events`) one principal may hold open at once (429 beyond);
     each open stream polls the archive, so an unbounded number is a load anyone could make."""
