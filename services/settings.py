@@ -214,10 +214,11 @@ class Settings(BaseSettings):
 _for_clients: Settings | None = None
 
 
-def remember_for_clients(settings: Settings) -> None:
+def remember_for_clients(settings: Settings | None) -> None:
     """Keep the process's settings for clients built far from them (Kafka tooling, the
-    restore, the audit readers: services.platform.kafka.security). Here rather than beside
-    those clients so that `exchange`'s main can call it without importing them."""
+    restore, the audit readers: services.platform.kafka.security); None forgets them. Here
+    rather than beside those clients so that `exchange`'s main can call it without importing
+    them."""
     global _for_clients
     _for_clients = settings
 
