@@ -200,7 +200,7 @@ async def submit_match(
 def need_fingerprint(need: specs.NeedSpec) -> str:
     """Same category, same place, same window (or deadline): a possible duplicate."""
     when = need.shift.model_dump_json() if need.shift else need.deadline.isoformat()
-    text = f"{need.category.value}|{need.place.model_dump_json()}|{when}"
+    text = f"{need.category}|{need.place.model_dump_json()}|{when}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
