@@ -72,6 +72,8 @@ from schemas.messages import (
     ReceiveDonation,
     RecordNoShow,
     Recurrence,
+    ReferenceTermDefined,
+    ReferenceTermRetired,
     RefundDonation,
     RegisterVolunteer,
     ReservationReleased,
@@ -195,6 +197,17 @@ def samples() -> list[Message]:
         OrganisationReinstated(org_id=ORG),
         OrganisationTokenRotated(org_id=ORG, tokens_revoked=1),
         OrganisationTokensRevoked(org_id=ORG, tokens_revoked=1),
+        ReferenceTermDefined(
+            kind="skill", code="it_support", label_zh="电脑手机帮忙", label_en="IT support"
+        ),
+        ReferenceTermDefined(
+            kind="category",
+            code="digital_elderly",
+            label_zh="数字助老",
+            label_en="Helping the elderly with phones and apps",
+            district="鼓楼区",
+        ),
+        ReferenceTermRetired(kind="skill", code="it_support"),
         VolunteerRegistered(volunteer_id=VOL, pseudonym=pseudonym, home=home),
         NeedPosted(need_id=NEED, need=need),
         NeedAmended(need_id=NEED, need=need, changed=["urgency"]),

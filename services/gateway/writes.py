@@ -59,6 +59,7 @@ from services.gateway.deps import (
 )
 from services.gateway.outbox import IdempotencyConflict, Ownership
 from services.gateway.postings import Posting, request_hash
+from services.gateway.reference_api import check_codes
 from services.gateway.screening import personal_data_problems
 from services.identity import Principal, issue_token, rotate_token
 from services.privacy import Forgotten, get_or_create_key, insert_key, key_writer
@@ -222,6 +223,7 @@ async def open_fund(
 ) -> JSONResponse:
     """Open a fund with its restrictions (categories, districts, period, cap per need)."""
     require_role(who, Role.FOUNDATION)
+    await check_codes(request, body)
     fund_id = uuid.uuid4()
     return await submit(
         request,
@@ -334,6 +336,7 @@ async def post_need(
     `repeat_weeks`, the need comes back every week: the answer lists every occurrence's id
     (`need_ids`), each an ordinary need that can be amended or cancelled on its own."""
     require_role(who, *COMMUNITY)
+    await check_codes(request, body)
     problem = recurrence_problem(body, repeat_weeks) if repeat_weeks else None
     if problem:
         field = {"field": "query.repeat_weeks", "reason": problem, "value_type": "integer"}
@@ -556,6 +559,7 @@ async def pledge(
     """Pledge skills and availability, or replace the pledge (the volunteer, or the
     organisation that registered them)."""
     await _volunteer_or_registrar(pool, who, volunteer_id)
+    await check_codes(request, body)
     first = not await pool.fetchval(
         "SELECT 1 FROM ownership WHERE resource = 'pledge' AND resource_id = $1", volunteer_id
     )
