@@ -27,6 +27,7 @@ from services.identity import create_operator
 from services.intake.processor import KINDS, IntakeProcessor
 from services.ledger.archive import archive_batch, prepare
 from services.platform.kafka import Record, headers_for
+from services.reference import seed
 from tests import factories as f
 from tests.integration.conftest import org_token
 
@@ -182,6 +183,7 @@ def test_a_skill_added_at_run_time_is_matched_and_replay_equals_live(
             refdata = await replay_reference(conn)
             assert refdata.equal, refdata.differences
             assert refdata.terms == len(after) + len(skills) + 1  # and it_support
+            assert await seed(conn) == 0, "a seed already on the log is not written again"
         finally:
             await conn.close()
 
