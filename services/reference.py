@@ -49,7 +49,7 @@ async def load(conn: asyncpg.Connection | asyncpg.Pool) -> Terms:
     """Both lists as the table holds them."""
     rows = await conn.fetch(
         "SELECT kind, code, label_zh, label_en, district, retired_at IS NOT NULL AS retired"
-        " FROM reference_terms"
+        " FROM reference_terms ORDER BY position"
     )
     return Terms(
         Term(

@@ -132,18 +132,16 @@ class Terms:
     def listed(
         self, kind: TermKind, district: str | None = None, retired: bool = False
     ) -> list[Term]:
-        """One list in code order: its live terms (and retired ones when asked), only those
+        """One list in the order its terms were defined (the built-in ones first, as the
+        forms always showed them): its live terms (and retired ones when asked), only those
         usable in `district` when one is given."""
-        return sorted(
-            (
-                t
-                for t in self._by_key.values()
-                if t.kind is kind
-                and (retired or not t.retired)
-                and (district is None or t.usable_in(district))
-            ),
-            key=lambda t: t.code,
-        )
+        return [
+            t
+            for t in self._by_key.values()
+            if t.kind is kind
+            and (retired or not t.retired)
+            and (district is None or t.usable_in(district))
+        ]
 
     def label(self, kind: TermKind, code: str, lang: str) -> str:
         """The term's label in `lang`; the code itself for a code no list knows."""
@@ -165,8 +163,10 @@ class Terms:
         return None
 
     def with_term(self, term: Term) -> Terms:
-        """A copy with `term` added or replaced."""
-        return Terms([*(t for t in self if (t.kind, t.code) != (term.kind, term.code)), term])
+        """A copy with `term` added at the end, or replaced where it stands."""
+        terms = dict(self._by_key)
+        terms[(term.kind, term.code)] = term
+        return Terms(terms.values())
 
 
 def evolve(terms: Terms, event: Message) -> Terms:

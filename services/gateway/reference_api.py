@@ -32,6 +32,7 @@ from schemas.reference import Label, TermCode
 from services import reference
 from services.domain.reference import PLURAL, Term, Terms, define_refusal, posting_problems
 from services.gateway.deps import Caller, Pool
+from services.gateway.screening import personal_data_problems
 from services.gateway.tokens import TokenCache
 from services.identity import Principal
 from services.operator import actor_of
@@ -132,7 +133,8 @@ async def list_terms(
     ] = None,
     retired: Annotated[bool, Query(description="include retired terms")] = False,
 ) -> list[TermOut]:
-    """A list (`skills` or `categories`) in code order: what postings may name, with labels."""
+    """A list (`skills` or `categories`) in the order its terms were defined: what postings
+    may name, with labels."""
     terms = await current_terms(request)
     return [_out(t) for t in terms.listed(KINDS[list_name], district, retired)]
 
@@ -155,6 +157,9 @@ async def define_term(
     """Add a term to a list: postings may name it from this answer on. A code already in the
     list, live or retired, is refused (409 naming `code`): codes are never reused."""
     district = await _may_act(pool, who, body.district)
+    problems = personal_data_problems(body, None)  # labels are public, and on the log for good
+    if problems:
+        raise HTTPException(422, problems)
     kind = KINDS[list_name]
     term = Term(kind, body.code, body.label_zh, body.label_en, district)
     async with pool.acquire() as conn:

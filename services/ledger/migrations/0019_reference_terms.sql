@@ -14,5 +14,6 @@ CREATE TABLE reference_terms (
     retired_at  timestamptz,
     retired_by  text,
     stream_seq  integer NOT NULL DEFAULT 1,  -- last number used on reference:<kind>:<code>
+    position    bigserial,           -- the lists' order: as defined (the seed's order first)
     PRIMARY KEY (kind, code)
 );
