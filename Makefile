@@ -69,6 +69,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/quality.py $(QUALITY_ARGS)
 	@echo "== throughput and memory: matcher workers against a raw consumer"
 	$(BIN)/python bench/throughput.py $(THROUGHPUT_ARGS)
+	@echo "== one-shot commands: exchange orgs create, against the bare interpreter and raw client"
+	$(BIN)/python bench/one_shot.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ returns the payload of the next.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -144,16 +145,40 @@ def describe_errors(error: ValidationError) -> str:
     )
 
 
-ENVELOPES: dict[str, type[Envelope[Any]]] = {t: Envelope[m] for t, m in MESSAGE_TYPES.items()}  # type: ignore[valid-type]
-"""The envelope model of each type, parametrised once (`Envelope[cls]` costs a cache lookup
-of several microseconds per call)."""
+_MAKING = threading.Lock()
 
-for _model in ENVELOPES.values():
-    # Pickle finds a class by module and name; pydantic does not register the classes it makes
-    # for `Envelope[X]` outside module level, so a processor's rollback point (a pickle of its
-    # state, services/platform/rollback.py) failed on a waiting Envelope[AcceptMatch] and
-    # stopped the matcher's router. Registered under their own names, they pickle.
-    setattr(_envelope_module, _model.__qualname__, _model)
+
+class _Envelopes(dict[str, type[Envelope[Any]]]):
+    """The envelope model of each type, parametrised on first use and kept (`Envelope[cls]`
+    costs a cache lookup of several microseconds per call, and making all of them up front
+    cost every process, a one-shot command included, about 140 ms at start)."""
+
+    def model_of(self, event_type: str) -> type[Envelope[Any]] | None:
+        """The model of `event_type`, made now if needed; None for an unknown type."""
+        return self[event_type] if event_type in MESSAGE_TYPES else None
+
+    def __missing__(self, event_type: str) -> type[Envelope[Any]]:
+        with _MAKING:  # one model per type, even when two threads ask first at once
+            made = dict.get(self, event_type)
+            if made is not None:
+                return made
+            return self._make(event_type)
+
+    def _make(self, event_type: str) -> type[Envelope[Any]]:
+        model: type[Envelope[Any]] = Envelope[MESSAGE_TYPES[event_type]]  # type: ignore[valid-type]
+        # Pickle finds a class by module and name; pydantic does not register the classes it
+        # makes for `Envelope[X]` outside module level, so a processor's rollback point (a
+        # pickle of its state, services/platform/rollback.py) failed on a waiting
+        # Envelope[AcceptMatch] and stopped the matcher's router. Registered under their own
+        # names, they pickle; schemas.envelope's module `__getattr__` makes one on demand for
+        # a process that unpickles before it has used the type.
+        setattr(_envelope_module, model.__qualname__, model)
+        self[event_type] = model
+        return model
+
+
+ENVELOPES = _Envelopes()
+"""The envelope model of each message type, by type name (made on first use)."""
 
 
 def decode(raw: bytes, type_hint: str | None = None) -> Envelope[Message]:
@@ -164,7 +189,7 @@ def decode(raw: bytes, type_hint: str | None = None) -> Envelope[Message]:
     from its bytes, in one pass inside pydantic's core; the result is kept only if it says the
     same type and version, so a wrong hint or an older version takes the general path, with
     its upcasters and errors."""
-    model = ENVELOPES.get(type_hint) if type_hint is not None else None
+    model = ENVELOPES.model_of(type_hint) if type_hint is not None else None
     if model is not None:
         try:
             env = model.model_validate_json(raw)

@@ -83,3 +83,16 @@ def originate(
         correlation_id=event_id,
         payload=payload,
     )
+
+
+def __getattr__(name: str) -> object:
+    """`Envelope[X]` by its class name, made on demand: what unpickling a rollback point needs
+    in a process that has not used type X yet (schemas.codec makes the models lazily)."""
+    if name.startswith("Envelope[") and name.endswith("]"):
+        from schemas.codec import ENVELOPES
+
+        event_type = name[len("Envelope[") : -1]
+        model = ENVELOPES.model_of(event_type)
+        if model is not None:
+            return model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

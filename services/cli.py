@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -127,7 +128,6 @@ def _print_acls(fmt: str) -> int:
 def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from schemas.codec import describe_errors
     from schemas.messages import OrgKind
     from services import operator
     from services.identity import COMMAND_LINE, OrganisationExists
@@ -148,6 +148,8 @@ def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
     try:
         org_id, token = asyncio.run(create())
     except ValidationError as exc:
+        from schemas.codec import describe_errors  # the upcasters' models: only when needed
+
         print(f"refused: {describe_errors(exc)}", file=sys.stderr)
         return 2
     except OrganisationExists as exc:
@@ -245,6 +247,30 @@ def _cmd_operators_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_operators_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    """A new token for an operator; every earlier one stops working at once."""
+    from services.identity import rotate_operator_token
+    from services.platform.db import connect, migrate
+
+    async def rotate() -> tuple[object, str]:
+        dsn = database_url(settings)
+        await migrate(dsn)
+        conn = await connect(dsn)
+        try:
+            return await rotate_operator_token(conn, args.operator)
+        finally:
+            await conn.close()
+
+    try:
+        operator_id, token = asyncio.run(rotate())
+    except LookupError as exc:
+        print(f"refused: {exc.args[0]}", file=sys.stderr)
+        return 2
+    print(f"rotated: operator {operator_id}; every earlier token stopped working")
+    print(f"token (shown once, keep it secret): {token}")
+    return 0
+
+
 def _cmd_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
     from schemas.export import SchemaChanged, write
 
@@ -308,8 +334,9 @@ def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command line; `exchange --help` lists every command with one line each."""
+def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; `exchange --help` lists every command with one line each. Given
+    `argv`, only the command group it names is loaded (every group otherwise)."""
     p = argparse.ArgumentParser(
         prog="exchange",
         description="Community Exchange 社区资源交换: volunteers, donations and needs, "
@@ -380,6 +407,11 @@ def parser() -> argparse.ArgumentParser:
     op_create = opsub.add_parser("create", help="register an operator and print its token")
     op_create.add_argument("name", metavar="NAME", help="who the operator is, e.g. 运营-王芳")
     op_create.set_defaults(func=_cmd_operators_create)
+    op_rotate = opsub.add_parser(
+        "rotate-token", help="give an operator a new token (every earlier one stops working)"
+    )
+    op_rotate.add_argument("operator", metavar="NAME_OR_ID")
+    op_rotate.set_defaults(func=_cmd_operators_rotate)
 
     topics = sub.add_parser("topics", help="print the topic registry")
     topics.add_argument(
@@ -397,25 +429,55 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="load the demo scenario into a running exchange")
     demo.add_argument("--url", help="gateway URL (default: the running exchange's)")
     demo.set_defaults(func=_cmd_demo)
-    from services.audit.entrypoints.cli import add_commands as add_audit_commands
-
-    add_audit_commands(sub)
-    from services.ledger.head_cli import add_ledger_commands
-
-    add_ledger_commands(sub)
-    from services.privacy_cli import add_privacy_commands
-
-    add_privacy_commands(sub)
+    wanted = None if argv is None else _command_named(argv)
+    for name, (module, register, summary) in _GROUPS.items():
+        if wanted in (None, name):
+            getattr(importlib.import_module(module), register)(sub)
+        else:  # listed in --help, its module (and what that imports) left unloaded
+            sub.add_parser(name, help=summary)
     return p
+
+
+_GROUPS = {
+    "audit": (
+        "services.audit.entrypoints.cli",
+        "add_commands",
+        "tamper evidence: verify the archive, keys, proofs",
+    ),
+    "ledger": (
+        "services.ledger.head_cli",
+        "add_ledger_commands",
+        "the ledger's own record of what it wrote",
+    ),
+    "import": (
+        "services.importing.cli",
+        "add_import_commands",
+        "import organisations or volunteers from CSV or Excel",
+    ),
+    "privacy": (
+        "services.privacy_cli",
+        "add_privacy_commands",
+        "forget a volunteer's, a need's or a donation's free text (PIPL erasure requests)",
+    ),
+}
+"""Command groups whose modules are imported only when the group is the command given (or
+for `--help`): a one-shot command such as `exchange orgs create` should not pay for the audit
+tools' imports (issue #16: under 0.3 s)."""
+
+
+def _command_named(argv: list[str]) -> str | None:
+    """The command word of `argv` (its first word not starting with '-'), or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `exchange` console script."""
-    from services.platform.kafka import configure_security
+    from services.settings import remember_for_clients
 
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(argv).parse_args(argv)
     settings = Settings()
-    configure_security(settings)
+    remember_for_clients(settings)
     func: Callable[[Settings, argparse.Namespace], int] = args.func
     sys.exit(func(settings, args))
 

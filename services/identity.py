@@ -78,6 +78,22 @@ async def issue_token(conn: asyncpg.Connection, kind: str, principal_id: uuid.UU
     return token
 
 
+async def issue_tokens(
+    conn: asyncpg.Connection, kind: str, principal_ids: list[uuid.UUID]
+) -> list[str]:
+    """`issue_token` for many principals in one statement (the bulk import); the tokens, in
+    the order of `principal_ids`."""
+    tokens = [new_token() for _ in principal_ids]
+    await conn.execute(
+        "INSERT INTO access_tokens (token_hash, principal_kind, principal_id)"
+        " SELECT h, $2, p FROM unnest($1::text[], $3::uuid[]) AS t(h, p)",
+        [token_hash(t) for t in tokens],
+        kind,
+        principal_ids,
+    )
+    return tokens
+
+
 TOKEN_CHANNEL = "exchange_tokens"
 """PostgreSQL NOTIFY channel on which a revocation names the principal whose tokens stopped
 working, so every gateway drops them from its token cache at once (`TokenCache`)."""
@@ -326,3 +342,20 @@ async def create_operator(conn: asyncpg.Connection, name: str) -> tuple[uuid.UUI
             "INSERT INTO operators (operator_id, name) VALUES ($1, $2)", operator_id, name
         )
         return operator_id, await issue_token(conn, "operator", operator_id)
+
+
+async def rotate_operator_token(conn: asyncpg.Connection, name_or_id: str) -> tuple[uuid.UUID, str]:
+    """Give an operator a new token (every earlier one stops working at once); return (id,
+    token). Like `create_operator`, only the command line does this: an operator who lost a
+    token, or fears it leaked, asks whoever has the database. LookupError when unknown."""
+    key = unicodedata.normalize("NFC", name_or_id).strip()
+    try:
+        by_id = uuid.UUID(key)
+    except ValueError:
+        by_id = None
+    operator_id: uuid.UUID | None = await conn.fetchval(
+        "SELECT operator_id FROM operators WHERE name = $1 OR operator_id = $2", key, by_id
+    )
+    if operator_id is None:
+        raise LookupError(f"no operator {name_or_id!r} (exchange operators create NAME)")
+    return operator_id, await rotate_token(conn, "operator", operator_id, "operator")

@@ -587,7 +587,13 @@ def up(settings: Settings, demo: bool) -> int:
         if sup.demo_sign_ins:
             say("Demo sign-ins (paste one on the web app's sign-in page):")
             for role, token in sup.demo_sign_ins.items():
-                say(f"  {role:<27} {token}")
+                if role != "operator":
+                    say(f"  {role:<27} {token}")
+            if "operator" in sup.demo_sign_ins:
+                say(
+                    "The operator's token (the API's /v1/orgs: register and suspend organisations):"
+                )
+                say(f"  {'operator':<27} {sup.demo_sign_ins['operator']}")
         say(f"Logs in {sup.log_dir}. Press Ctrl-C to stop.")
         sup.serve_forever()
         return 0

@@ -20,7 +20,13 @@ import httpx
 
 from schemas.messages import OrgKind
 from services import operator
-from services.identity import COMMAND_LINE, OrganisationExists, create_organisation
+from services.identity import (
+    COMMAND_LINE,
+    OrganisationExists,
+    create_operator,
+    create_organisation,
+    rotate_operator_token,
+)
 from services.platform.db import connect
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -70,9 +76,17 @@ async def register_organisations(dsn: str, orgs: list[dict[str, Any]]) -> dict[s
                     raise
                 token = await operator.rotate(conn, COMMAND_LINE, exc.existing["org_id"])
             tokens[o["ref"]] = token
+        try:
+            _, tokens[DEMO_OPERATOR] = await create_operator(conn, DEMO_OPERATOR)
+        except ValueError:  # loaded before: a fresh token, as `exchange operators rotate-token`
+            _, tokens[DEMO_OPERATOR] = await rotate_operator_token(conn, DEMO_OPERATOR)
         return tokens
     finally:
         await conn.close()
+
+
+DEMO_OPERATOR = "运营-演示"
+"""The demo's operator (`/v1/orgs` over HTTP: register, suspend, reinstate organisations)."""
 
 
 SIGN_IN_AS = {
@@ -148,6 +162,7 @@ def load_demo(
                     sign_ins["volunteer"] = fresh.json()["volunteer_token"]
         if sign_ins is not None:
             sign_ins.update({role: tokens[ref] for role, ref in SIGN_IN_AS.items()})
+            sign_ins["operator"] = tokens[DEMO_OPERATOR]
         for n in data["needs"]:
             call("POST", "/v1/needs", tokens[n["org"]], f"need/{n['ref']}", n["body"])
 

@@ -72,6 +72,20 @@ async def caller(
     return who
 
 
+async def still_admitted(request: Request) -> bool:
+    """Whether the credentials of this (long-running) request still name a principal that may
+    act: not revoked, not rotated away, not suspended. An open event stream asks it whenever a
+    revocation or suspension was heard, and now and then besides, so that cutting a token
+    off also ends the streams it opened (no rate budget is spent asking)."""
+    credentials = await bearer(request)
+    if credentials is None:
+        who = await web_session_principal(request)
+    else:
+        cache: TokenCache = request.app.state.principals
+        who = await principal_of(cache, request.app.state.pool, credentials.credentials)
+    return who is not None and not who.suspended
+
+
 async def web_session_principal(request: Request) -> Principal | None:
     """The principal of an in-process call from the web app, or None for any other request."""
     from services.web.sessions import session_of

@@ -109,7 +109,8 @@ EVENT_STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-Sent Events: `id` (the archive sequence), `event` (the event "
         "type), `data` (the event's JSON); an `unavailable` event ends a stream whose "
-        "database went away.",
+        "database went away, a `refused` event one whose token was revoked or replaced or "
+        "whose organisation was suspended since it opened.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }

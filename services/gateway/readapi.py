@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -14,10 +15,11 @@ from fastapi.responses import StreamingResponse
 
 from schemas.common import CategoryCode, PlaceName, Role, Urgency
 from services.gateway import reads
-from services.gateway.deps import Caller, Pool, may_read_private, require_role
+from services.gateway.deps import Caller, Pool, may_read_private, require_role, still_admitted
 from services.gateway.faults import DETAILS
 from services.gateway.limits import StreamSlots, check_min_seq
 from services.gateway.openapi import EVENT_STREAM
+from services.gateway.tokens import TokenCache
 from services.gateway.visibility import Visibility
 from services.identity import Principal
 from services.platform.db import unavailable_reason
@@ -26,6 +28,16 @@ from services.settings import Settings
 router = APIRouter(prefix="/v1", tags=["read"])
 
 MAX_SEQ = 2**63 - 1
+
+RECHECK_SECONDS = 30.0
+"""How often an open event stream asks whether its credentials still hold even when no
+revocation was heard (the listener may have been down): the longest a cut-off token's stream
+can outlive the cut."""
+
+CUT_OFF = (
+    "this token was revoked or replaced, or its organisation suspended, since the stream "
+    "opened: the stream ends here"
+)
 """Archive sequences are PostgreSQL bigints: a larger number names nothing, and asyncpg cannot
 even send it (it was a 500)."""
 
@@ -253,7 +265,10 @@ async def events(
     matches and postings (auditors: all). At most `EXCHANGE_MAX_STREAMS_PER_TOKEN` streams
     per caller are open at once (429 beyond). With the database
     down the request is answered 503; if it goes down mid-stream, an `unavailable` event
-    ends the stream and `retry` tells the client when to reconnect."""
+    ends the stream and `retry` tells the client when to reconnect. A token revoked or
+    replaced, or an organisation suspended, while its stream is open gets a `refused` event
+    and the stream ends (at once when the revocation is heard, within `RECHECK_SECONDS`
+    otherwise)."""
     start = after if after is not None else last_event_id
     if start is None:
         start = await reads.as_of(pool)
@@ -261,10 +276,21 @@ async def events(
     retry_after: int = request.app.state.retry_after
     sees = Visibility(pool, who)
 
+    principals: TokenCache = request.app.state.principals
+
     async def stream() -> AsyncIterator[bytes]:
         cursor, idle = start, 0.0
+        heard, asked = principals.generation, time.monotonic()
         yield f"retry: {retry_after * 1000}\n: connected\n\n".encode()
         while not await request.is_disconnected():
+            if principals.generation != heard or time.monotonic() - asked >= RECHECK_SECONDS:
+                heard, asked = principals.generation, time.monotonic()
+                if not await still_admitted(request):
+                    # revoked, rotated away or suspended since the stream opened: it ends
+                    # here, with the reason, rather than go on serving a cut-off token
+                    data = json.dumps({"detail": CUT_OFF, "reason": "token_refused"})
+                    yield f"event: refused\ndata: {data}\n\n".encode()
+                    return
             try:
                 rows = await pool.fetch(
                     "SELECT a.archive_seq, a.event_type, a.value FROM projected_events p"

@@ -20,6 +20,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from schemas.topics import all_topic_names, partitions_of
 from services.platform.access import PRODUCER_HEADER, principal_of
+from services.settings import remember_for_clients, remembered_for_clients
 
 if TYPE_CHECKING:
     from services.settings import Settings
@@ -109,20 +110,19 @@ def set_producer(service: str | None) -> None:
 
 Library = Literal["kafka-python", "aiokafka", "faust"]
 
-_security: Settings | None = None
-
 
 def configure_security(settings: Settings) -> None:
     """Remember the process's settings for clients built far from them (tooling helpers below,
-    the restore, the audit readers) so their signatures need not carry the settings. Called
-    once by `exchange`'s main; unset, those clients connect PLAINTEXT as before."""
-    global _security
-    _security = settings
+    the restore, the audit readers) so their signatures need not carry the settings. `exchange`'s
+    main does it through `services.settings.remember_for_clients`, without importing Kafka's
+    clients; unset, those clients connect PLAINTEXT as before."""
+    remember_for_clients(settings)
 
 
 def security(library: Library) -> dict[str, Any]:
     """`client_security` for the settings given to `configure_security` (PLAINTEXT if none)."""
-    return client_security(_security, library) if _security is not None else {}
+    settings = remembered_for_clients()
+    return client_security(settings, library) if settings is not None else {}
 
 
 def client_security(settings: Settings, library: Library) -> dict[str, Any]:

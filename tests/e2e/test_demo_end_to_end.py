@@ -79,10 +79,12 @@ def test_the_demo_prints_the_web_app_and_a_working_sign_in_per_role(exchange: Ex
         "social organisation",
         "volunteer",
         "auditor",
+        "operator",
     }
     with exchange.http() as http:
         for role, token in sign_ins.items():
-            r = http.get("/v1/matches", headers={"Authorization": f"Bearer {token}"})
+            path = "/v1/orgs" if role == "operator" else "/v1/matches"
+            r = http.get(path, headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200, (role, r.status_code)
         page = http.get("/")
     assert page.status_code == 200 and 'lang="zh-CN"' in page.text

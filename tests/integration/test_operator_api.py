@@ -189,6 +189,30 @@ def test_a_suspended_organisations_web_session_is_refused_at_once(
     assert client.get("/home").status_code == 200
 
 
+def test_open_event_streams_end_when_their_token_is_cut_off(
+    client: TestClient, database_url: str
+) -> None:
+    # Given two foundations, each with an event stream open
+    _, op = operator_token(database_url)
+    opened = [
+        client.post("/v1/orgs", json={**FOUNDATION, "name": name}, headers=bearer(op)).json()
+        for name in ("秦淮慈善基金会", "玄武慈善基金会")
+    ]
+    for org, cut in zip(opened, ("suspend", "revoke"), strict=True):
+        with client.stream("GET", "/v1/events", headers=bearer(org["token"])) as stream:
+            lines = stream.iter_lines()
+            assert ": connected" in [next(lines), next(lines)]
+            # When the operator suspends the one, and revokes the other's token
+            if cut == "suspend":
+                client.post(f"/v1/orgs/{org['org_id']}/suspend", headers=bearer(op))
+            else:
+                client.delete(f"/v1/orgs/{org['org_id']}/tokens", headers=bearer(op))
+            # Then its open stream says so and ends (the next keep-alive would be 15 s away)
+            seen = list(lines)
+            assert "event: refused" in seen, (cut, seen)
+            assert '"reason": "token_refused"' in seen[seen.index("event: refused") + 1]
+
+
 def test_the_command_line_suspends_through_the_same_code_and_the_log_says_so(
     client: TestClient,
     database_url: str,
@@ -217,3 +241,14 @@ def test_the_command_line_suspends_through_the_same_code_and_the_log_says_so(
         ("OrganisationReinstated", 3, "operator"),
     ]
     assert "suspended" in capsys.readouterr().out
+
+    # When the operator's own token is rotated by the command line, the old one is refused
+    with pytest.raises(SystemExit) as done:
+        main(["operators", "rotate-token", "运营-王芳"])
+    assert done.value.code in (0, None), capsys.readouterr().err
+    new = re.search(r"(cx_\S+)", capsys.readouterr().out)
+    assert new is not None
+    wait_until(
+        lambda: client.get("/v1/orgs", headers=bearer(op)).status_code == 401, 1.0, "old refused"
+    )
+    assert client.get("/v1/orgs", headers=bearer(new.group(1))).status_code == 200

@@ -162,3 +162,22 @@ def test_every_envelope_model_pickles() -> None:
     for payload in samples():
         env = decode(json.dumps(envelope_json(payload)).encode())
         assert pickle.loads(pickle.dumps(env, pickle.HIGHEST_PROTOCOL)) == env, payload.TYPE
+
+
+def test_an_envelope_unpickles_in_a_process_that_never_used_its_type() -> None:
+    """Envelope models are made on first use (schemas.codec): a rollback point written by one
+    process must still load in a fresh one, which has made no envelope model yet."""
+    import pickle
+    import subprocess
+    import sys
+
+    env = decode(json.dumps(envelope_json(samples()[0])).encode())
+    blob = pickle.dumps(env, pickle.HIGHEST_PROTOCOL)
+    script = (
+        "import pickle, sys; env = pickle.loads(sys.stdin.buffer.read()); "
+        "print(type(env).__qualname__, env.event_type)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=blob, capture_output=True, check=True
+    )
+    assert done.stdout.decode().split() == [type(env).__qualname__, env.event_type]
