@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from schemas.codec import json_type
 from schemas.common import Role
 from schemas.topics import BY_NAME
+from services import reference
 from services.gateway import (
     audit_events_api,
     audit_reports_api,
@@ -29,6 +30,7 @@ from services.gateway import (
     operator_api,
     readapi,
     receipts_api,
+    reference_api,
     writes,
 )
 from services.gateway.audit_api import router as audit_router
@@ -138,7 +140,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.accepted = 0
         app.state.retry_after = settings.retry_after_seconds
         app.state.principals = TokenCache(dsn, connect_timeout=settings.db_connect_timeout_seconds)
+        app.state.reference = reference_api.ReferenceCache(app.state.principals, pool)
         app.state.principals.start()
+        async with pool.acquire() as conn:
+            await reference.seed(conn)  # the built-in terms, on the log once (issue #16)
+        await app.state.reference.terms()
         try:
             yield
         finally:
@@ -183,6 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(writes.router)
     app.include_router(readapi.router)
     app.include_router(operator_api.router)  # the exchange's operator (issue #16)
+    app.include_router(reference_api.router)  # skills and categories (issue #16)
     app.include_router(imports_api.router)  # bulk import of files (docs/import.md)
     # the web app (services/web): pages under /, its own assets under /static, all served here
     app.state.web_secret = secrets.token_urlsafe(32)

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ValidationError
 
 from schemas.bodies import PledgeSpec
+from schemas.common import Skill
 from schemas.personal_data import find_personal_data
 from services.gateway.operator_api import OrgRegistration
 from services.gateway.screening import personal_data_problems
@@ -409,10 +410,15 @@ def _reason(field: str, error: Any, cell: str) -> tuple[str, dict[str, Any]]:
         return "row.required", {}
     if kind == "string_too_long":
         return "row.too_long", {"most": ctx.get("max_length")}
-    if kind in ("enum", "literal_error"):
+    if kind in ("enum", "literal_error") or (
+        kind == "string_pattern_mismatch" and field == "skills"
+    ):
         key = {"skills": "row.skill", "travel": "row.travel"}.get(field, "row.kind")
         value = cell if field != "skills" else _unknown_skill(cell)
-        known = _known(field, str(ctx.get("expected", "")))
+        expected = str(ctx.get("expected", ""))
+        if kind == "string_pattern_mismatch":  # skills are codes of a list (reference data)
+            expected = ", ".join(f"'{s.value}'" for s in Skill)  # the built-in ones named
+        known = _known(field, expected)
         return key, {"value": quoted(value), "known": known}
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return "row.number", {}

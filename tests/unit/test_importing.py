@@ -46,7 +46,7 @@ def test_csv_in_utf8_with_or_without_bom_and_in_gb18030_reads_the_same(
     assert problems == []
     assert row.ref == "JD-001" and row.volunteer.pseudonym == "王师傅"
     assert row.volunteer.home.community == "金陵名人居社区"
-    assert [s.value for s in row.pledge.skills] == ["driving", "meal_delivery"]
+    assert [str(s) for s in row.pledge.skills] == ["driving", "meal_delivery"]
     assert row.pledge.travel.value == "same_street" and row.pledge.weekly_hour_limit == 8
     # weekday ranges are laid over the next 14 days from tomorrow: ten weekdays, in Nanjing
     assert len(row.pledge.availability) == 10
@@ -70,7 +70,7 @@ def test_an_excel_file_reads_like_its_csv_with_numbers_as_typed() -> None:
         (2, "JD-7", 6),
         (4, "1002", 4),
     ]
-    assert [s.value for s in rows[0].pledge.skills] == ["cooking", "first_aid"]
+    assert [str(s) for s in rows[0].pledge.skills] == ["cooking", "first_aid"]
 
 
 def test_header_names_in_chinese_and_english_and_org_kinds_by_their_chinese_names() -> None:
