@@ -55,6 +55,7 @@ from schemas.messages import (  # noqa: E402
 from services.demo.city import WEIGHT, Scenario, answer, generate  # noqa: E402
 from services.domain.matching import (  # noqa: E402
     DEFAULT_POLICY,
+    URGENT_RESERVES,
     MatcherState,
     Policy,
     apply,
@@ -622,16 +623,17 @@ def fairness(sc: Scenario, filled: dict[uuid.UUID, float]) -> tuple[float, float
 
 
 POLICIES: dict[str, Policy] = {
-    "before": replace(DEFAULT_POLICY, urgent_reserve_percent=0, urgent_hours_percent=0),
-    "now": DEFAULT_POLICY,
-    "money-only": replace(DEFAULT_POLICY, urgent_hours_percent=0),
-    "reserve-50": replace(DEFAULT_POLICY, urgent_reserve_percent=50),
-    "reserve-90": replace(DEFAULT_POLICY, urgent_reserve_percent=90),
-    "hours-25": replace(DEFAULT_POLICY, urgent_hours_percent=25),
-    "hours-75": replace(DEFAULT_POLICY, urgent_hours_percent=75),
+    "before": DEFAULT_POLICY,
+    "now": URGENT_RESERVES,
+    "money-only": replace(URGENT_RESERVES, urgent_hours_percent=0),
+    "reserve-50": replace(URGENT_RESERVES, urgent_reserve_percent=50),
+    "reserve-90": replace(URGENT_RESERVES, urgent_reserve_percent=90),
+    "hours-25": replace(URGENT_RESERVES, urgent_hours_percent=25),
+    "hours-75": replace(URGENT_RESERVES, urgent_hours_percent=75),
 }
-"""The policies a run can compare on the same city, by name: "now" is the matcher's, "before"
-the policy before reserves (release 0.3); the others change one reserve of "now"."""
+"""The policies a run can compare on the same city, by name: "before" is the exchange's
+(`DEFAULT_POLICY`: no reserves), "now" the measured reserves (`URGENT_RESERVES`, off in the
+exchange until foundations set their own); the others change one reserve of "now"."""
 
 
 def waits(sc: Scenario, online: Online) -> str:

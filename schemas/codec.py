@@ -52,6 +52,19 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("PledgeWithdrawn", 1): dict,
     ("DeclineMatch", 1): dict,
     ("MatchDeclined", 1): dict,
+    # skills and categories became reference data: the wire values are the same strings, so
+    # every earlier message reads unchanged (the enumerations are the seed of the lists)
+    ("PostNeed", 3): dict,
+    ("NeedPosted", 2): dict,
+    ("NeedAmended", 2): dict,
+    ("OpenFund", 1): dict,
+    ("FundOpened", 1): dict,
+    ("MakePledge", 3): dict,
+    ("AmendPledge", 3): dict,
+    ("PledgeMade", 3): dict,
+    ("PledgeAmended", 3): dict,
+    ("SupplyListed", 3): dict,
+    ("SupplyRequested", 2): dict,
 }
 """(type, version) -> function turning that version's payload into version + 1's."""
 

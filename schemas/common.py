@@ -139,6 +139,32 @@ class Money(Frozen):
     currency: CurrencyCode = "CNY"
 
 
+CODE_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
+"""A reference term's code: lower-case ASCII, a letter first, 2–40 characters. Stable for
+life: labels change, a code is only ever retired (docs/contract.md, "Reference data")."""
+
+SkillCode = Annotated[
+    str,
+    StringConstraints(pattern=CODE_PATTERN),
+    Field(json_schema_extra={"x-reference-list": "skills"}),
+]
+"""A volunteer skill, by its code in the skills list on `reference.events`. The message only
+checks the code's form; whether it is a known, live skill is the gateway's check against the
+list (docs/architecture.md, "Reference data"). Its JSON Schema names the list
+(`x-reference-list`), which `GET /v1/schemas/{type}` fills in as an `enum` of the live codes."""
+
+CategoryCode = Annotated[
+    str,
+    StringConstraints(pattern=CODE_PATTERN),
+    Field(json_schema_extra={"x-reference-list": "categories"}),
+]
+"""What a need is for, by its code in the categories list on `reference.events` (see
+`SkillCode`)."""
+
+
+# The built-in categories and skills: the seed of the reference lists
+# (services/domain/reference.py) and the vocabulary of the messages published before skills and
+# categories became codes. Their docstrings are as published (they are in old JSON Schemas).
 class Category(StrEnum):
     """What a need is for. Grows by adding members; a member is never removed or renamed."""
 

@@ -19,6 +19,7 @@ class OpenFund(Message):
     """A foundation opens a fund with restrictions."""
 
     TYPE: ClassVar[str] = "OpenFund"
+    VERSION: ClassVar[int] = 2  # v2: categories are codes (reference data)
     fund_id: uuid.UUID
     fund: FundSpec
 
@@ -48,6 +49,7 @@ class FundOpened(Message):
     """The donations service opened a fund; it can now receive donations."""
 
     TYPE: ClassVar[str] = "FundOpened"
+    VERSION: ClassVar[int] = 2  # v2: categories are codes (reference data)
     fund_id: uuid.UUID
     fund: FundSpec
 

@@ -6,22 +6,49 @@ so that a client validating an old message from the log can still find its schem
 
 from __future__ import annotations
 
+import types
 import uuid
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import Field
 
-from schemas import specs
-from schemas.common import Description, Frozen, Name, Place, TimeWindow
+from schemas import funds, needs, reservations, specs, volunteers
+from schemas.common import Category, Description, Frozen, Name, Place, Skill, TimeWindow
 from schemas.matches import SupplyKind
 from schemas.message import Message
 from schemas.needs import Recurrence
 from schemas.reservations import Partition, Quantity
-from schemas.specs import FundSpec, SkillSet
+
+SkillSet = Annotated[list[Skill], Field(max_length=12)]
+"""Skills as published before they became reference data: the closed `Skill` enumeration."""
 
 
-class NeedSpec(specs.NeedSpec):
+class FundSpec(specs.FundSpec):
+    __doc__ = specs.FundSpec.__doc__  # as published, before categories became codes
+    categories: Annotated[list[Category], Field(max_length=20)] = Field(default_factory=list)  # type: ignore[assignment]
+
+
+def _enum_era_specs() -> tuple[type[specs.NeedSpec], type[specs.PledgeSpec]]:
+    """The specs as published before skills and categories became reference data (codes):
+    the same rules with the closed enumerations. Named as published ($defs keys)."""
+
+    class NeedSpec(specs.NeedSpec):
+        __doc__ = specs.NeedSpec.__doc__
+        category: Category
+        required_skills: SkillSet = Field(default_factory=list)  # type: ignore[assignment]
+
+    class PledgeSpec(specs.PledgeSpec):
+        __doc__ = specs.PledgeSpec.__doc__
+        skills: Annotated[SkillSet, Field(min_length=1)]  # type: ignore[assignment]
+
+    return NeedSpec, PledgeSpec
+
+
+EnumNeedSpec, EnumPledgeSpec = _enum_era_specs()
+
+
+class NeedSpec(EnumNeedSpec):  # type: ignore[valid-type,misc]
     """A community's need: volunteer hours for a shift, an amount of money, or goods.
 
     Carries how many people are served, never who they are."""
@@ -157,7 +184,7 @@ def _before_sealing() -> dict[str, type[Message]]:
 
     Named as published: a JSON Schema's $defs keys are class names."""
 
-    class PledgeSpec(specs.PledgeSpec):
+    class PledgeSpec(EnumPledgeSpec):  # type: ignore[valid-type,misc]
         """A volunteer's offer of time. Pseudonymous: no phone, ID number or address, ever."""
 
         pseudonym: Name  # v2: plain text
@@ -388,10 +415,68 @@ BEFORE_SEALING_MORE = _before_sealing_more()
 """Superseded when donor labels, donation notes and volunteers' reasons were sealed
 (docs/privacy.md)."""
 
+_CODED: dict[type[Any], type[Any]] = {
+    specs.NeedSpec: EnumNeedSpec,
+    specs.FundSpec: FundSpec,
+    specs.PledgeSpec: EnumPledgeSpec,
+}
+
+
+def _enum_era(annotation: Any) -> Any:
+    """`annotation` with every spec that now carries codes replaced by its enum-era model."""
+    if annotation in _CODED:
+        return _CODED[annotation]
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = tuple(_enum_era(a) for a in get_args(annotation))
+        return Union[args]  # noqa: UP007 (built from a tuple)
+    return annotation
+
+
+def _before_codes(cls: type[Message], version: int) -> type[Message]:
+    """`cls` as published at `version`, its last version before skills and categories became
+    codes: the same fields, with the enum-era specs. Named and documented as published."""
+    annotations: dict[str, Any] = {"VERSION": ClassVar[int]}
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "__qualname__": cls.__name__,
+        "__doc__": cls.__doc__,
+        "VERSION": version,
+    }
+    for name, field in cls.model_fields.items():
+        old = _enum_era(field.annotation)
+        if old is not field.annotation:
+            annotations[name] = old
+            if not field.is_required():
+                namespace[name] = field.default
+    namespace["__annotations__"] = annotations
+    made: type[Message] = type(cls.__name__, (cls,), namespace)
+    return made
+
+
+BEFORE_CODES: dict[str, type[Message]] = {
+    f"{cls.TYPE}.v{version}": _before_codes(cls, version)
+    for cls, version in (
+        (needs.PostNeed, 3),
+        (needs.NeedPosted, 2),
+        (needs.NeedAmended, 2),
+        (funds.OpenFund, 1),
+        (funds.FundOpened, 1),
+        (volunteers.MakePledge, 3),
+        (volunteers.AmendPledge, 3),
+        (volunteers.PledgeMade, 3),
+        (volunteers.PledgeAmended, 3),
+        (reservations.SupplyListed, 3),
+        (reservations.SupplyRequested, 2),
+    )
+}
+"""Superseded when skills and categories became reference data (codes on the log, checked
+against the lists by the gateway): each upcasts unchanged, its values being codes already."""
+
 LEGACY: tuple[type[Message], ...] = (
     PostingRefusedV1,
     PostNeedV1,
     *_PLEDGES_V1.values(),
     *BEFORE_SEALING.values(),
     *BEFORE_SEALING_MORE.values(),
+    *BEFORE_CODES.values(),
 )

@@ -56,6 +56,7 @@ from schemas.organisations import (
     OrganisationTokensRevoked,
     OrgKind,
 )
+from schemas.reference import ReferenceTermDefined, ReferenceTermRetired, TermKind
 from schemas.refusals import PostingRefused, Problem
 from schemas.reservations import (
     SupplyGranted,
@@ -101,6 +102,8 @@ EVENTS: tuple[type[Message], ...] = (
     OrganisationReinstated,
     OrganisationTokenRotated,
     OrganisationTokensRevoked,
+    ReferenceTermDefined,
+    ReferenceTermRetired,
     VolunteerRegistered,
     NeedPosted,
     NeedAmended,
@@ -192,6 +195,8 @@ __all__ = [
     "ReceiveDonation",
     "RecordNoShow",
     "Recurrence",
+    "ReferenceTermDefined",
+    "ReferenceTermRetired",
     "RefundDonation",
     "RegisterVolunteer",
     "ReservationReleased",
@@ -202,6 +207,7 @@ __all__ = [
     "SupplyReleased",
     "SupplyRequested",
     "SupplyRevoked",
+    "TermKind",
     "VolunteerRegistered",
     "WithdrawPledge",
 ]

@@ -47,7 +47,8 @@ class PostNeed(Message):
     the others under ids derived from it (`services.domain.needs.occurrences`)."""
 
     TYPE: ClassVar[str] = "PostNeed"
-    VERSION: ClassVar[int] = 3  # v3: the description is sealed; v2: weekly recurrence
+    # v4: skills and categories are codes (reference data)
+    VERSION: ClassVar[int] = 4  # v3: the description is sealed; v2: weekly recurrence
     need_id: uuid.UUID
     need: NeedSpec
     repeat: Recurrence | None = None
@@ -98,7 +99,8 @@ class NeedPosted(Message):
     """The needs service accepted a need; it is open for matching."""
 
     TYPE: ClassVar[str] = "NeedPosted"
-    VERSION: ClassVar[int] = 2  # v2: the description is sealed (plain only when upcast from v1)
+    # v3: codes for skills and categories (reference data)
+    VERSION: ClassVar[int] = 3  # v2: the description is sealed (plain only when upcast from v1)
     need_id: uuid.UUID
     need: NeedSpec
 
@@ -107,7 +109,8 @@ class NeedAmended(Message):
     """A need changed; `need` is the whole need as it now stands, `changed` names the fields."""
 
     TYPE: ClassVar[str] = "NeedAmended"
-    VERSION: ClassVar[int] = 2  # v2: the description is sealed (plain only when upcast from v1)
+    # v3: codes for skills and categories (reference data)
+    VERSION: ClassVar[int] = 3  # v2: the description is sealed (plain only when upcast from v1)
     need_id: uuid.UUID
     need: NeedSpec
     changed: Annotated[list[str], Field(min_length=1, max_length=10)]

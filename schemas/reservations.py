@@ -36,7 +36,8 @@ class SupplyListed(Message):
     was donated less refunds: a hint of what the owner may grant, never a balance to spend."""
 
     TYPE: ClassVar[str] = "SupplyListed"
-    VERSION: ClassVar[int] = 3  # v3: sealed pseudonym; v2: travel by community, or by distance
+    # v4: skills and categories are codes (reference data)
+    VERSION: ClassVar[int] = 4  # v3: sealed pseudonym; v2: travel by community, or by distance
     supply: SupplyKind
     supply_id: uuid.UUID
     owner_partition: Partition
@@ -61,7 +62,8 @@ class SupplyRequested(Message):
     request carries the need so the supply's owner can check skills, travel and earmarks."""
 
     TYPE: ClassVar[str] = "SupplyRequested"
-    VERSION: ClassVar[int] = 2  # v2: the need's description is sealed
+    # v3: codes for skills and categories (reference data)
+    VERSION: ClassVar[int] = 3  # v2: the need's description is sealed
     hold_id: uuid.UUID
     need_id: uuid.UUID
     need: NeedSpec

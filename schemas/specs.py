@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from schemas.common import (
     MAX_AMOUNT_MINOR,
-    Category,
+    CategoryCode,
     Description,
     Frozen,
     Moment,
@@ -24,13 +24,13 @@ from schemas.common import (
     NeedKind,
     Place,
     PlaceName,
-    Skill,
+    SkillCode,
     TimeWindow,
     Urgency,
 )
 from schemas.sealed import Sealed, SealedDonation
 
-SkillSet = Annotated[list[Skill], Field(max_length=12)]
+SkillSet = Annotated[list[SkillCode], Field(max_length=12)]
 
 
 def _unique(items: list[object], field: str) -> None:
@@ -67,7 +67,7 @@ class NeedSpec(Frozen):
     PostNeed v3 on), so that forgetting the need forgets it; plain text only in needs posted
     earlier, and the empty string when there is none (docs/privacy.md)."""
     kind: NeedKind
-    category: Category
+    category: CategoryCode
     place: Place
     urgency: Urgency = Urgency.NORMAL
     deadline: Moment
@@ -125,7 +125,7 @@ class FundSpec(Frozen):
     name: Name
     foundation: Name
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "CNY"
-    categories: Annotated[list[Category], Field(max_length=20)] = Field(default_factory=list)
+    categories: Annotated[list[CategoryCode], Field(max_length=20)] = Field(default_factory=list)
     districts: Annotated[list[PlaceName], Field(max_length=20)] = Field(default_factory=list)
     valid_from: Moment | None = None
     valid_until: Moment | None = None
@@ -141,7 +141,7 @@ class FundSpec(Frozen):
             raise ValueError("cap_per_need must be in the fund's currency")
         return self
 
-    def allows(self, category: Category, district: str, at: datetime) -> bool:
+    def allows(self, category: str, district: str, at: datetime) -> bool:
         """Whether this fund's earmarks allow paying for a need of this category and place."""
         if self.categories and category not in self.categories:
             return False

@@ -52,6 +52,8 @@ from schemas.messages import (
     PostNeed,
     ReceiveDonation,
     RecordNoShow,
+    ReferenceTermDefined,
+    ReferenceTermRetired,
     RefundDonation,
     RegisterVolunteer,
     ReservationReleased,
@@ -148,6 +150,15 @@ ORGANISATIONS_EVENTS = TopicSpec(
     1,
     "Registered organisations (foundations, communities, street offices, social "
     "organisations, auditors), and what the operator did to them since.",
+)
+REFERENCE_EVENTS = TopicSpec(
+    "reference.events",
+    "kind:code",
+    (ReferenceTermDefined, ReferenceTermRetired, EventCorrected),
+    "gateway",
+    1,
+    "The skills and need categories postings may name: each term's definition (code, zh/en "
+    "labels, district or the whole city) and retirement (schemas/reference.py).",
 )
 NEEDS_EVENTS = TopicSpec(
     "needs.events",
@@ -274,6 +285,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     PLEDGES_POSTINGS,
     MATCHES_POSTINGS,
     ORGANISATIONS_EVENTS,
+    REFERENCE_EVENTS,
     NEEDS_EVENTS,
     FUNDS_EVENTS,
     VOLUNTEERS_EVENTS,

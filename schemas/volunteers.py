@@ -31,7 +31,8 @@ class MakePledge(Message):
     """A volunteer pledges time and skills."""
 
     TYPE: ClassVar[str] = "MakePledge"
-    VERSION: ClassVar[int] = 3  # v3: the pseudonym is sealed; v2: travel by community or distance
+    # v4: skills are codes (reference data)
+    VERSION: ClassVar[int] = 4  # v3: the pseudonym is sealed; v2: travel by community or distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 
@@ -40,7 +41,8 @@ class AmendPledge(Message):
     """A volunteer replaces their pledge (skills, availability, limits)."""
 
     TYPE: ClassVar[str] = "AmendPledge"
-    VERSION: ClassVar[int] = 3  # v3: the pseudonym is sealed; v2: travel by community or distance
+    # v4: skills are codes (reference data)
+    VERSION: ClassVar[int] = 4  # v3: the pseudonym is sealed; v2: travel by community or distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 
@@ -70,7 +72,8 @@ class PledgeMade(Message):
     """A volunteer's pledge is on record and can be matched."""
 
     TYPE: ClassVar[str] = "PledgeMade"
-    VERSION: ClassVar[int] = 3  # v3: the pseudonym is sealed; v2: travel by community or distance
+    # v4: skills are codes (reference data)
+    VERSION: ClassVar[int] = 4  # v3: the pseudonym is sealed; v2: travel by community or distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 
@@ -79,7 +82,8 @@ class PledgeAmended(Message):
     """The pledge now reads as `pledge`; proposals it no longer fits are released."""
 
     TYPE: ClassVar[str] = "PledgeAmended"
-    VERSION: ClassVar[int] = 3  # v3: the pseudonym is sealed; v2: travel by community or distance
+    # v4: skills are codes (reference data)
+    VERSION: ClassVar[int] = 4  # v3: the pseudonym is sealed; v2: travel by community or distance
     volunteer_id: uuid.UUID
     pledge: PledgeSpec
 

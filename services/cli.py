@@ -449,6 +449,11 @@ _GROUPS = {
         "add_ledger_commands",
         "the ledger's own record of what it wrote",
     ),
+    "import": (
+        "services.importing.cli",
+        "add_import_commands",
+        "import organisations or volunteers from CSV or Excel",
+    ),
     "privacy": (
         "services.privacy_cli",
         "add_privacy_commands",

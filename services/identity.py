@@ -78,6 +78,22 @@ async def issue_token(conn: asyncpg.Connection, kind: str, principal_id: uuid.UU
     return token
 
 
+async def issue_tokens(
+    conn: asyncpg.Connection, kind: str, principal_ids: list[uuid.UUID]
+) -> list[str]:
+    """`issue_token` for many principals in one statement (the bulk import); the tokens, in
+    the order of `principal_ids`."""
+    tokens = [new_token() for _ in principal_ids]
+    await conn.execute(
+        "INSERT INTO access_tokens (token_hash, principal_kind, principal_id)"
+        " SELECT h, $2, p FROM unnest($1::text[], $3::uuid[]) AS t(h, p)",
+        [token_hash(t) for t in tokens],
+        kind,
+        principal_ids,
+    )
+    return tokens
+
+
 TOKEN_CHANNEL = "exchange_tokens"
 """PostgreSQL NOTIFY channel on which a revocation names the principal whose tokens stopped
 working, so every gateway drops them from its token cache at once (`TokenCache`)."""

@@ -57,6 +57,15 @@ async def insert_key(conn: asyncpg.Connection, subject: str, key: bytes) -> None
     await conn.execute("INSERT INTO subject_keys (subject, key) VALUES ($1, $2)", subject, key)
 
 
+async def insert_keys(conn: asyncpg.Connection, keys: dict[str, bytes]) -> None:
+    """`insert_key` for many new subjects in one statement (the bulk import)."""
+    await conn.execute(
+        "INSERT INTO subject_keys (subject, key) SELECT * FROM unnest($1::text[], $2::bytea[])",
+        list(keys),
+        list(keys.values()),
+    )
+
+
 def key_writer(subject: str, key: bytes) -> Callable[[asyncpg.Connection], Awaitable[None]]:
     """`insert_key` for this subject and key, to run on a posting's own transaction."""
 

@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     """Largest request body the gateway reads (413 beyond it, before reading more). The
     largest posting is a few KiB; there are no bulk endpoints."""
 
+    max_import_bytes: int = 16 * 1024 * 1024
+    """Largest file the bulk import takes (`/v1/imports/…` and the web app's upload page;
+    413 beyond it). 16 MiB holds tens of thousands of volunteers' rows (docs/import.md)."""
+
     max_streams_per_token: int = 3
     """Event streams (`GET /v1/events`) one principal may hold open at once (429 beyond);
     each open stream polls the archive, so an unbounded number is a load anyone could make."""
@@ -210,10 +214,11 @@ class Settings(BaseSettings):
 _for_clients: Settings | None = None
 
 
-def remember_for_clients(settings: Settings) -> None:
+def remember_for_clients(settings: Settings | None) -> None:
     """Keep the process's settings for clients built far from them (Kafka tooling, the
-    restore, the audit readers: services.platform.kafka.security). Here rather than beside
-    those clients so that `exchange`'s main can call it without importing them."""
+    restore, the audit readers: services.platform.kafka.security); None forgets them. Here
+    rather than beside those clients so that `exchange`'s main can call it without importing
+    them."""
     global _for_clients
     _for_clients = settings
 

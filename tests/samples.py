@@ -12,6 +12,7 @@ from typing import Any
 
 from schemas.common import Money, Place, TimeWindow
 from schemas.legacy import (
+    BEFORE_CODES,
     BEFORE_SEALING,
     BEFORE_SEALING_MORE,
     AmendPledgeV1,
@@ -71,6 +72,8 @@ from schemas.messages import (
     ReceiveDonation,
     RecordNoShow,
     Recurrence,
+    ReferenceTermDefined,
+    ReferenceTermRetired,
     RefundDonation,
     RegisterVolunteer,
     ReservationReleased,
@@ -194,6 +197,17 @@ def samples() -> list[Message]:
         OrganisationReinstated(org_id=ORG),
         OrganisationTokenRotated(org_id=ORG, tokens_revoked=1),
         OrganisationTokensRevoked(org_id=ORG, tokens_revoked=1),
+        ReferenceTermDefined(
+            kind="skill", code="it_support", label_zh="电脑手机帮忙", label_en="IT support"
+        ),
+        ReferenceTermDefined(
+            kind="category",
+            code="digital_elderly",
+            label_zh="数字助老",
+            label_en="Helping the elderly with phones and apps",
+            district="鼓楼区",
+        ),
+        ReferenceTermRetired(kind="skill", code="it_support"),
         VolunteerRegistered(volunteer_id=VOL, pseudonym=pseudonym, home=home),
         NeedPosted(need_id=NEED, need=need),
         NeedAmended(need_id=NEED, need=need, changed=["urgency"]),
@@ -304,6 +318,7 @@ def samples() -> list[Message]:
         PostNeedV1(need_id=NEED, need=f.volunteer_need()),
         *before_sealing(),
         *before_sealing_more(),
+        *before_codes(),
         MakePledgeV1(volunteer_id=VOL, pledge=f.pledge()),
         AmendPledgeV1(volunteer_id=VOL, pledge=f.pledge()),
         PledgeMadeV1(volunteer_id=VOL, pledge=f.pledge()),
@@ -372,6 +387,36 @@ def before_sealing_more() -> list[Message]:
         m["PledgeWithdrawn.v1"](volunteer_id=VOL, reason="搬家"),
         m["DeclineMatch.v1"](match_id=MATCH, reason="那天有事"),
         m["MatchDeclined.v1"](match_id=MATCH, need_id=NEED, reason="那天有事"),
+    ]
+
+
+def before_codes() -> list[Message]:
+    """The last versions whose skills and categories were closed enumerations: the same
+    payloads as today's, whose codes are the enumerations' values."""
+    m = BEFORE_CODES
+    n = {"need_id": NEED, "need": need.model_dump()}
+    v = {"volunteer_id": VOL, "pledge": near.model_dump()}
+    listed = {"supply": "volunteer", "supply_id": VOL, "owner_partition": 2, "version": 1}
+    return [
+        m["PostNeed.v3"].model_validate({**n, "repeat": {"weeks": 8}}),
+        m["NeedPosted.v2"].model_validate(n),
+        m["NeedAmended.v2"].model_validate({**n, "changed": ["urgency"]}),
+        m["OpenFund.v1"].model_validate({"fund_id": FUND, "fund": fund.model_dump()}),
+        m["FundOpened.v1"].model_validate({"fund_id": FUND, "fund": fund.model_dump()}),
+        *(m[f"{t}.v3"].model_validate(v) for t in ("MakePledge", "AmendPledge", "PledgeMade")),
+        m["PledgeAmended.v3"].model_validate(v),
+        m["SupplyListed.v3"].model_validate({**listed, "active": True, "pledge": v["pledge"]}),
+        m["SupplyRequested.v2"].model_validate(
+            {
+                "hold_id": HOLD,
+                **n,
+                "need_zone": "鼓楼区",
+                "from_partition": 1,
+                "supply": "volunteer",
+                "supply_id": VOL,
+                "quantity": 1,
+            }
+        ),
     ]
 
 

@@ -257,7 +257,7 @@ def _need_posted(event: Envelope[Message]) -> list[Change]:
                 "org_id": event.actor.org_id,
                 "title": p.need.title,
                 "kind": p.need.kind.value,
-                "category": p.need.category.value,
+                "category": p.need.category,
                 "district": p.need.place.district,
                 "urgency": p.need.urgency.value,
                 "status": "open",

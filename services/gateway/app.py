@@ -18,16 +18,19 @@ from fastapi.staticfiles import StaticFiles
 from schemas.codec import json_type
 from schemas.common import Role
 from schemas.topics import BY_NAME
+from services import reference
 from services.gateway import (
     audit_events_api,
     audit_reports_api,
     faults,
     health,
+    imports_api,
     limits,
     openapi,
     operator_api,
     readapi,
     receipts_api,
+    reference_api,
     writes,
 )
 from services.gateway.audit_api import router as audit_router
@@ -41,11 +44,15 @@ from services.platform.dead_letters import dead_letters
 from services.platform.kafka import client_security
 from services.settings import Settings
 from services.web import auditor_pages, public_pages
+from services.web import imports as web_imports
 from services.web import receipts as web_receipts
 from services.web import routes as web_routes
 from services.web.routes import STATIC as WEB_STATIC
 
 log = logging.getLogger(__name__)
+
+IMPORT_PATHS = ("/v1/imports/", "/imports/")
+"""Where the bulk import's files are posted: bodies up to `max_import_bytes` (docs/import.md)."""
 
 
 def _utf8(text: str) -> str:
@@ -133,7 +140,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.accepted = 0
         app.state.retry_after = settings.retry_after_seconds
         app.state.principals = TokenCache(dsn, connect_timeout=settings.db_connect_timeout_seconds)
+        app.state.reference = reference_api.ReferenceCache(app.state.principals, pool)
         app.state.principals.start()
+        async with pool.acquire() as conn:
+            await reference.seed(conn)  # the built-in terms, on the log once (issue #16)
+        await app.state.reference.terms()
         try:
             yield
         finally:
@@ -157,7 +168,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     faults.install(app, settings.retry_after_seconds)
     limits.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        wider={IMPORT_PATHS: settings.max_import_bytes},
+    )
     app.state.settings = settings
     app.state.rate = RateLimiter(
         reads_per_second=settings.rate_reads_per_second,
@@ -174,9 +189,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(writes.router)
     app.include_router(readapi.router)
     app.include_router(operator_api.router)  # the exchange's operator (issue #16)
+    app.include_router(reference_api.router)  # skills and categories (issue #16)
+    app.include_router(imports_api.router)  # bulk import of files (docs/import.md)
     # the web app (services/web): pages under /, its own assets under /static, all served here
     app.state.web_secret = secrets.token_urlsafe(32)
     app.include_router(web_routes.router)
+    app.include_router(web_imports.router)  # the upload page, /imports (docs/import.md)
     app.include_router(receipts_api.router)  # donor receipts (docs/receipts.md)
     app.include_router(web_receipts.router)
     app.mount("/static", StaticFiles(directory=WEB_STATIC), name="static")

@@ -177,14 +177,26 @@ class BodyLimit:
     stops and the answer is 413, whatever the application was doing with the body (FastAPI
     would otherwise turn the interrupted read into a 400)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, wider: dict[tuple[str, ...], int] | None = None
+    ) -> None:
+        """`wider`: path prefixes that take larger bodies (the bulk import's files) → their
+        limit."""
         self.app = app
         self.max_bytes = max_bytes
+        self.wider = wider or {}
 
-    def _answer(self) -> tuple[Message, Message]:
+    def _limit(self, scope: Scope) -> int:
+        path = str(scope.get("path", ""))
+        for prefixes, limit in self.wider.items():
+            if path.startswith(prefixes):
+                return limit
+        return self.max_bytes
+
+    def _answer(self, limit: int) -> tuple[Message, Message]:
         body = json.dumps(
             {
-                "detail": f"the request body is larger than {self.max_bytes} bytes",
+                "detail": f"the request body is larger than {limit} bytes",
                 "reason": "body_too_large",
             }
         ).encode()
@@ -200,7 +212,8 @@ class BodyLimit:
         return start, {"type": "http.response.body", "body": body}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.max_bytes <= 0:
+        limit = self._limit(scope) if scope["type"] == "http" else 0
+        if limit <= 0:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):
@@ -209,8 +222,8 @@ class BodyLimit:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    for message in self._answer():
+                if declared > limit:
+                    for message in self._answer(limit):
                         await send(message)
                     return
 
@@ -225,7 +238,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     too_large = True
                     raise BodyTooLarge()
             return message
@@ -235,7 +248,7 @@ class BodyLimit:
             if too_large:
                 if not started:  # replace whatever the app answers (400, 422) with the 413
                     started = True
-                    for m in self._answer():
+                    for m in self._answer(limit):
                         await send(m)
                 return
             started = started or message["type"] == "http.response.start"
@@ -247,7 +260,7 @@ class BodyLimit:
             if not too_large:
                 raise
         if too_large and not started:
-            for m in self._answer():
+            for m in self._answer(limit):
                 await send(m)
 
 

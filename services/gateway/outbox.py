@@ -221,6 +221,16 @@ class OutboxWriter:
         return outcomes
 
 
+async def insert_rows(conn: asyncpg.Connection, rows: list[OutboxRow]) -> None:
+    """Insert rows without an Idempotency-Key and their ownership on the caller's transaction
+    (the bulk import's batches, whose idempotency is its own table). `also` hooks are not run:
+    the caller writes its side rows itself, for the whole batch at once."""
+    if any(r.idempotency_key is not None or r.also is not None for r in rows):
+        raise ValueError("insert_rows takes rows without Idempotency-Key or `also`")
+    await _insert(conn, rows, {r.posting_id: r.response for r in rows})
+    await _insert_ownership(conn, [o for r in rows for o in r.owns])
+
+
 def _settle(waiting: _Waiting, outcome: Written | Exception) -> None:
     if waiting.done.done():
         return

@@ -79,41 +79,48 @@ class Postings:
         (`OutboxWriter`); `posting.owns` and `posting.also` commit with it, and only for a new
         posting, never for a replayed one. It never waits for the broker: the relay publishes
         it right after, and keeps retrying while the broker is down."""
-        posting_id = uuid.UUID(posting.response["posting_id"])
-        now = datetime.now(UTC)
-        envelope = Envelope[Message](
-            event_id=posting_id,
-            event_type=posting.payload.TYPE,
-            schema_version=posting.payload.VERSION,
-            stream_id=stream_of(posting.payload),
-            stream_seq=0,
-            occurred_at=now,
-            recorded_at=now,
-            actor=Actor(org_id=posting.org_id, role=posting.role),
-            correlation_id=posting_id,
-            idempotency_key=posting.idempotency_key,
-            payload=posting.payload,
-        )
-        value = encode(envelope)
-        key = str(posting.key).encode()
-        written = await self.outbox.write(
-            OutboxRow(
-                posting_id=posting_id,
-                topic=posting.topic.name,
-                kafka_key=key,
-                value=value,
-                event_type=posting.payload.TYPE,
-                org_id=posting.org_id,
-                idempotency_key=posting.idempotency_key,
-                request_hash=posting.request_hash,
-                response=posting.response,
-                fingerprint=posting.similar_to,
-                owns=posting.owns,
-                also=posting.also,
-            )
-        )
+        row = outbox_row(posting)
+        written = await self.outbox.write(row)
         if not written.replayed:
-            self.relay.hand_over(
-                Unpublished(posting_id, posting.topic.name, key, value, posting.payload.TYPE)
-            )
+            self.relay.hand_over(unpublished(row))
         return written
+
+
+def outbox_row(posting: Posting) -> OutboxRow:
+    """The outbox row of a posting: its envelope's exact bytes (the id is the posting's id),
+    who posted it and what to write with it. Also used by the bulk import
+    (services/importing), which writes many postings in one transaction of its own."""
+    posting_id = uuid.UUID(posting.response["posting_id"])
+    now = datetime.now(UTC)
+    envelope = Envelope[Message](
+        event_id=posting_id,
+        event_type=posting.payload.TYPE,
+        schema_version=posting.payload.VERSION,
+        stream_id=stream_of(posting.payload),
+        stream_seq=0,
+        occurred_at=now,
+        recorded_at=now,
+        actor=Actor(org_id=posting.org_id, role=posting.role),
+        correlation_id=posting_id,
+        idempotency_key=posting.idempotency_key,
+        payload=posting.payload,
+    )
+    return OutboxRow(
+        posting_id=posting_id,
+        topic=posting.topic.name,
+        kafka_key=str(posting.key).encode(),
+        value=encode(envelope),
+        event_type=posting.payload.TYPE,
+        org_id=posting.org_id,
+        idempotency_key=posting.idempotency_key,
+        request_hash=posting.request_hash,
+        response=posting.response,
+        fingerprint=posting.similar_to,
+        owns=posting.owns,
+        also=posting.also,
+    )
+
+
+def unpublished(row: OutboxRow) -> Unpublished:
+    """A committed row as the relay publishes it."""
+    return Unpublished(row.posting_id, row.topic, row.kafka_key, row.value, row.event_type)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from schemas.common import Category, PlaceName, Role, Urgency
+from schemas.common import CategoryCode, PlaceName, Role, Urgency
 from services.gateway import reads
 from services.gateway.deps import Caller, Pool, may_read_private, require_role, still_admitted
 from services.gateway.faults import DETAILS
@@ -107,7 +107,7 @@ async def list_needs(
     pool: Pool,
     who: Caller,
     district: PlaceName | None = None,
-    category: Category | None = None,
+    category: CategoryCode | None = None,
     status: NeedStatus | None = None,
     urgency: Urgency | None = None,
     org_id: Annotated[

@@ -169,6 +169,9 @@ class Relay:
                     if swept:
                         await self._publish(swept)
                         log.info("relay published swept postings", extra={"count": len(swept)})
+                        if len(swept) >= self.batch:  # more wait (`exchange import`): at once
+                            last_sweep = float("-inf")
+                            self._wake.set()
                 delay = 0.0
             except asyncio.CancelledError:
                 raise

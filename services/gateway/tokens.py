@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -44,6 +45,10 @@ class TokenCache:
         self._task: asyncio.Task[None] | None = None
         self.generation = 0
         """Bumped by every revocation heard: a look-up that began before one is not cached."""
+        self.channels: dict[str, Callable[[str], None]] = {}
+        """Other caches heard on the same connection: channel -> what to call with a NOTIFY's
+        payload (and with "" whenever the link is made or lost, when anything may have
+        changed unheard)."""
 
     @property
     def listening(self) -> bool:
@@ -101,6 +106,8 @@ class TokenCache:
                 self._listening = False
                 self._entries.clear()
                 self.generation += 1
+                for drop in self.channels.values():
+                    drop("")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -114,6 +121,9 @@ class TokenCache:
         try:
             conn.add_termination_listener(lambda _c: lost.set())
             await conn.add_listener(TOKEN_CHANNEL, heard)
+            for channel, drop in self.channels.items():
+                await conn.add_listener(channel, lambda _c, _p, _ch, payload, d=drop: d(payload))
+                drop("")
             self._entries.clear()
             self._listening = True
             while not lost.is_set() and not conn.is_closed():

@@ -48,7 +48,9 @@ from schemas.topics import (
     PLEDGES_POSTINGS,
     TopicSpec,
 )
+from services import reference
 from services.domain.needs import occurrences
+from services.domain.reference import Terms, posting_problems
 from services.gateway.deps import (
     Caller,
     IdemHeader,
@@ -59,6 +61,7 @@ from services.gateway.deps import (
 )
 from services.gateway.outbox import IdempotencyConflict, Ownership
 from services.gateway.postings import Posting, request_hash
+from services.gateway.reference_api import check_codes, current_terms
 from services.gateway.screening import personal_data_problems
 from services.identity import Principal, issue_token, rotate_token
 from services.privacy import Forgotten, get_or_create_key, insert_key, key_writer
@@ -200,7 +203,7 @@ async def submit_match(
 def need_fingerprint(need: specs.NeedSpec) -> str:
     """Same category, same place, same window (or deadline): a possible duplicate."""
     when = need.shift.model_dump_json() if need.shift else need.deadline.isoformat()
-    text = f"{need.category.value}|{need.place.model_dump_json()}|{when}"
+    text = f"{need.category}|{need.place.model_dump_json()}|{when}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -222,6 +225,7 @@ async def open_fund(
 ) -> JSONResponse:
     """Open a fund with its restrictions (categories, districts, period, cap per need)."""
     require_role(who, Role.FOUNDATION)
+    await check_codes(request, body)
     fund_id = uuid.uuid4()
     return await submit(
         request,
@@ -334,6 +338,7 @@ async def post_need(
     `repeat_weeks`, the need comes back every week: the answer lists every occurrence's id
     (`need_ids`), each an ordinary need that can be amended or cancelled on its own."""
     require_role(who, *COMMUNITY)
+    await check_codes(request, body)
     problem = recurrence_problem(body, repeat_weeks) if repeat_weeks else None
     if problem:
         field = {"field": "query.repeat_weeks", "reason": problem, "value_type": "integer"}
@@ -497,15 +502,42 @@ async def register_volunteer(
         who,
         topic=PLEDGES_POSTINGS,
         key=volunteer_id,
-        payload=RegisterVolunteer(
-            volunteer_id=volunteer_id, pseudonym=seal(body.pseudonym, subject, key), home=body.home
-        ),
+        payload=registration(volunteer_id, body, key),
         body=body,
         idem=idem,
         ids={"volunteer_id": str(volunteer_id)},
         also=register,
         shown_once=issued,
     )
+
+
+def registration(volunteer_id: uuid.UUID, body: VolunteerBody, key: bytes) -> RegisterVolunteer:
+    """What registering a volunteer posts: the pseudonym sealed under the volunteer's new key
+    (docs/privacy.md). The bulk import (services/importing) posts exactly this too."""
+    pseudonym = seal(body.pseudonym, subject_of("volunteer", volunteer_id), key)
+    return RegisterVolunteer(volunteer_id=volunteer_id, pseudonym=pseudonym, home=body.home)
+
+
+def pledge_wire(volunteer_id: uuid.UUID, body: PledgeSpec, key: bytes) -> specs.PledgeSpec:
+    """The pledge the log carries: the body with the pseudonym sealed under the volunteer's
+    key. The bulk import's MakePledge carries exactly this too."""
+    return _wire(
+        specs.PledgeSpec,
+        body,
+        pseudonym=seal(body.pseudonym, subject_of("volunteer", volunteer_id), key),
+    )
+
+
+async def pledge_problems(
+    pool: Pool, body: PledgeSpec, terms: Terms | None = None
+) -> list[dict[str, str]]:
+    """Why the gateway refuses a pledge body beyond its model and the personal-data screening
+    that `submit` runs on every body: a skill that is unknown, retired, or for another district
+    than the volunteer's home (`skills.1`; docs/contract.md, "Reference data"). A check here
+    (422 items: field, reason, value_type) refuses the pledge over HTTP and the same row of a
+    bulk import (services/importing calls this for every row), so the two never differ.
+    `terms`: the lists, when the caller has them (the HTTP route's cache); else read here."""
+    return posting_problems(terms if terms is not None else await reference.load(pool), body)
 
 
 async def _volunteer_or_registrar(pool: Pool, who: Principal, volunteer_id: uuid.UUID) -> None:
@@ -556,6 +588,9 @@ async def pledge(
     """Pledge skills and availability, or replace the pledge (the volunteer, or the
     organisation that registered them)."""
     await _volunteer_or_registrar(pool, who, volunteer_id)
+    problems = await pledge_problems(pool, body, await current_terms(request))
+    if problems:
+        raise HTTPException(422, problems)
     first = not await pool.fetchval(
         "SELECT 1 FROM ownership WHERE resource = 'pledge' AND resource_id = $1", volunteer_id
     )
@@ -566,7 +601,7 @@ async def pledge(
         raise HTTPException(
             409, "this volunteer was forgotten at their request; register them anew"
         ) from None
-    wire = _wire(specs.PledgeSpec, body, pseudonym=seal(body.pseudonym, subject, key))
+    wire = pledge_wire(volunteer_id, body, key)
     payload: Message = (
         MakePledge(volunteer_id=volunteer_id, pledge=wire)
         if first

@@ -6,7 +6,8 @@ writer, so the rule lives here, in one place (docs/audit.md, "Which streams are 
 - `need:`, `fund:`, `volunteer:` are numbered by their intake service, one number per decided
   posting or occurrence; `match:` by the matcher that owns the match; `organisation:` by the
   operator (1 is the registration; then each suspension, reinstatement, token rotation or
-  revocation, `services/operator.py`).
+  revocation, `services/operator.py`); `reference:<kind>:<code>` by the gateway (1 is the
+  term's definition, 2 its retirement, `services/reference.py`).
 - Sequence 0 means "unsequenced": commands (`*.postings`, numbered when decided, not when
   posted), clock ticks (`clock…`), dead letters (`dead-letters:…`).
 - `listing:…` carries the supply's version (sparse by design), `checkpoints:ledger` the tree
@@ -37,6 +38,7 @@ HOME = {
     "volunteer": "volunteers.events",
     "match": "matches.events",
     "organisation": "organisations.events",
+    "reference": "reference.events",
 }
 """The topic each numbered stream is written to by its single writer."""
 SEQUENCED = frozenset(HOME)

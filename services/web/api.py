@@ -46,6 +46,18 @@ class Api:
             headers={"Idempotency-Key": key or str(uuid.uuid4())},
         )
 
+    async def upload(
+        self, path: str, data: bytes, content_type: str, **params: Any
+    ) -> httpx.Response:
+        """A file as the request body (the bulk import: docs/import.md)."""
+        return await self.client.post(
+            f"/v1{path}",
+            content=data,
+            params=params,
+            headers={"Content-Type": content_type},
+            timeout=600,
+        )
+
 
 def field_errors(response: httpx.Response) -> dict[str, str]:
     """The API's refusal as {form field: reason}; "" holds what names no field."""

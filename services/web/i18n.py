@@ -18,6 +18,9 @@ from babel.dates import format_datetime
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
+from schemas.reference import TermKind
+from services.domain.reference import Terms
+
 LOCALES = Path(__file__).parent / "locales"
 LANGUAGES = {"zh-CN": "zh_CN", "en": "en"}
 """Language tags the app offers (the `lang` attribute of each page) → Babel locale names."""
@@ -40,17 +43,42 @@ def pick(requested: str | None, accept_language: str = "") -> str:
     return requested if requested in LANGUAGES else DEFAULT
 
 
-class Translator:
-    """`t("key", name=...)` for one language; a missing key shows itself, never a blank."""
+TERM_KEYS = {"category.": TermKind.CATEGORY, "skill.": TermKind.SKILL}
+"""Keys whose text comes from the reference lists (`category.<code>`, `skill.<code>`)."""
 
-    def __init__(self, lang: str) -> None:
+
+def terms_of(state: object) -> Terms | None:
+    """The reference lists the gateway last loaded (`app.state`), for labels; None outside
+    a gateway (the catalogue's labels of the built-in terms are then used)."""
+    cache = getattr(state, "reference", None)
+    return getattr(cache, "last", None)
+
+
+class Translator:
+    """`t("key", name=...)` for one language; a missing key shows itself, never a blank.
+
+    A skill's or a category's label (`category.<code>`) comes from the reference lists, in the
+    page's language (zh for zh-CN, en otherwise), so terms defined at run time are shown by
+    name; the catalogue's labels are the fallback when the lists are not at hand."""
+
+    def __init__(self, lang: str, terms: Terms | None = None) -> None:
         self.lang = lang
         self.locale = LANGUAGES[lang]
         self.messages = catalogue(lang)
+        self.terms = terms
 
     def __call__(self, key: str, **values: object) -> str:
-        text = self.messages.get(key, key)
+        text = self._term(key) or self.messages.get(key, key)
         return text.format(**values) if values else text
+
+    def _term(self, key: str) -> str | None:
+        if self.terms is None:
+            return None
+        for prefix, kind in TERM_KEYS.items():
+            if key.startswith(prefix):
+                term = self.terms.get(kind, key.removeprefix(prefix))
+                return term.label("zh" if self.lang == "zh-CN" else "en") if term else None
+        return None
 
     def money(self, amount_minor: int, currency: str = "CNY") -> str:
         """¥1,234.50 from 123450 fen (integer arithmetic; no float ever touches money)."""

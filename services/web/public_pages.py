@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from services.web import auditor_data as data
 from services.web.charts import bar_chart
-from services.web.i18n import Translator
+from services.web.i18n import Translator, terms_of
 from services.web.routes import _lang, render
 from services.web.transparency import OTHER, Cell, fund_figures, totals
 
@@ -67,7 +67,7 @@ def hours(t: Translator, minutes: int) -> str:
 async def front(request: Request) -> Response:
     """Totals of the whole exchange, by district, by category and by month, as tables and
     charts; the funds; the exchange's public key."""
-    t = Translator(_lang(request))
+    t = Translator(_lang(request), terms_of(request.app.state))
     needs, matches, donations, funds = await facts(request)
     tot = totals(needs, matches, donations)
     cat = partial(lambda n: t(f"category.{n}"))
@@ -109,7 +109,7 @@ async def front(request: Request) -> Response:
 @router.get("/funds/{fund_id}", response_class=HTMLResponse)
 async def fund(request: Request, fund_id: uuid.UUID) -> Response:
     """One fund: its earmarks, what it received, what it paid for by category and district."""
-    t = Translator(_lang(request))
+    t = Translator(_lang(request), terms_of(request.app.state))
     needs, matches, donations, funds = await facts(request)
     found = next((f for f in funds if f.fund_id == fund_id), None)
     if found is None:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.web.api import Api
-from services.web.i18n import Translator
+from services.web.i18n import Translator, terms_of
 from services.web.routes import _lang, _see_other, api_for, current, qr_svg, render
 
 router = APIRouter(include_in_schema=False)
@@ -79,7 +79,7 @@ async def issue_page(request: Request, fund_id: uuid.UUID, donation_id: uuid.UUI
         return render(request, "error.html", session, r.status_code, message=message)
     issued = r.json()
     link = f"{str(request.base_url).rstrip('/')}{issued['path']}#{issued['fragment']}"
-    t = Translator(_lang(request))
+    t = Translator(_lang(request), terms_of(request.app.state))
     return render(
         request,
         "receipt_issue.html",

@@ -26,14 +26,15 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.datastructures import FormData
 
-from schemas.common import Category, Role, Skill, Urgency
+from schemas.common import Role, Urgency
 from schemas.messages import EVENTS
+from schemas.reference import TermKind
 from services.gateway import health
 from services.gateway.deps import SUSPENDED
 from services.gateway.readapi import events
 from services.web.api import Api, field_errors
 from services.web.charts import SERIES, balance_chart, balances_over_time, bar_chart
-from services.web.i18n import LANGUAGES, ZONE, Translator, pick
+from services.web.i18n import LANGUAGES, ZONE, Translator, pick, terms_of
 from services.web.sankey import KINDS, fund_flows, layout, sankey_svg, sankey_table
 from services.web.sessions import (
     COOKIE,
@@ -110,7 +111,8 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    t = Translator(_lang(request))
+    terms = terms_of(request.app.state)
+    t = Translator(_lang(request), terms)
     return templates.TemplateResponse(
         request,
         template,
@@ -121,8 +123,8 @@ def render(
             "session": session,
             "who": session.principal if session else None,
             "csrf": session.csrf if session else "",
-            "categories": list(Category),
-            "skills": list(Skill),
+            "categories": terms.listed(TermKind.CATEGORY) if terms else [],
+            "skills": terms.listed(TermKind.SKILL) if terms else [],
             "urgencies": list(Urgency),
             "live_events": LIVE_EVENTS,
             "weekdays": list(WEEKDAYS),
@@ -284,7 +286,7 @@ async def _foundation(
 ) -> HTMLResponse:
     funds = (await api.get("/funds", limit=100)).json().get("items", [])
     mine = [f for f in funds if f.get("org_id") == str(session.principal.id)]
-    t = Translator(_lang(request))
+    t = Translator(_lang(request), terms_of(request.app.state))
     labels = {s: t(f"fund.{s}") for s in SERIES}
     for f in mine:
         history = await api.get(f"/funds/{f['fund_id']}/history")
@@ -447,7 +449,7 @@ async def _submit(
         try:
             body = build(form)
         except BadForm as bad:
-            t = Translator(_lang(request))
+            t = Translator(_lang(request), terms_of(request.app.state))
             return await again(
                 request,
                 session,
@@ -560,7 +562,7 @@ async def _flow(
     matches: list[dict[str, Any]],
 ) -> tuple[Markup, Markup] | None:
     """The fund's flow chart and its table (services/web/sankey.py), or None before any gift."""
-    t = Translator(_lang(request))
+    t = Translator(_lang(request), terms_of(request.app.state))
     fund_id = str(fund["fund_id"])
     titles = {}
     for need_id in {str(m["need_id"]) for m in matches if m.get("fund_id") == fund_id}:
@@ -600,7 +602,7 @@ async def refund(request: Request, fund_id: uuid.UUID, donation_id: uuid.UUID) -
                 "reason": values.get("reason", "").strip(),
             }
         except BadForm as bad:
-            t = Translator(_lang(request))
+            t = Translator(_lang(request), terms_of(request.app.state))
             return await _fund(
                 request,
                 session,
@@ -723,7 +725,9 @@ async def register_volunteer(request: Request) -> Response:
         session,
         pseudonym=body["pseudonym"],
         token=token,
-        qr=qr_svg(link, Translator(_lang(request))("register.qr_title")),
+        qr=qr_svg(
+            link, Translator(_lang(request), terms_of(request.app.state))("register.qr_title")
+        ),
     )
 
 

@@ -140,7 +140,7 @@ NEED_FILTERS = [
     ("district", "鼓楼\x00区"),
     ("district", ""),
     ("category", "\x00"),
-    ("category", "elderly"),
+    ("category", "Elderly"),  # not a code (a well-formed one filters, finding none)
     ("status", "\x00"),
     ("status", "pending"),
     ("urgency", "\x00"),

@@ -86,6 +86,9 @@ SEES: dict[str, set[str]] = {
     "SupplyReleased": set(),
     "SupplyRevoked": set(),
     "CheckpointRecorded": set(),
+    # reference data is public, read through GET /v1/reference/…: the stream is auditors' only
+    "ReferenceTermDefined": set(),
+    "ReferenceTermRetired": set(),
 }
 
 

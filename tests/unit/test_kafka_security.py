@@ -11,7 +11,7 @@ import pytest
 
 from services.platform import kafka
 from services.platform.kafka import client_security
-from services.settings import Settings
+from services.settings import Settings, remember_for_clients
 
 
 def sasl(tmp_path: Path, protocol: str = "SASL_SSL", **extra: object) -> Settings:
@@ -104,7 +104,7 @@ def test_tooling_clients_use_the_configured_settings(tmp_path: Path) -> None:
     try:
         assert kafka.security("kafka-python")["sasl_plain_username"] == "intake-donations"
     finally:
-        kafka._security = None
+        remember_for_clients(None)
 
 
 def test_the_producer_header_names_the_process_service_not_the_topic() -> None:

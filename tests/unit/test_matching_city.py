@@ -21,10 +21,7 @@ from tests import factories as f
 
 pytestmark = pytest.mark.unit
 
-DIGEST = "af44036eb6df2a159463d1c897790e8c9983104b61b184c56813f58db6059d51"
-"""0.3: reserves for urgent needs (docs/matching.md). No clock ticks here, so what a fund holds
-back and what a volunteer keeps free is never released: 139 proposals instead of 204 (digest
-before: 6e57c367…5cb4)."""
+DIGEST = "6e57c367d85c7f72fbd3d01b6f621ab025e3ad991125c7c21b6e034fc15d5cb4"
 
 
 def decide() -> list[MatchProposed]:
@@ -37,7 +34,7 @@ def decide() -> list[MatchProposed]:
             digest.update(decision.model_dump_json().encode())
             assert isinstance(decision.payload, MatchProposed)
             out.append(decision.payload)
-    assert len(out) == 139
+    assert len(out) == 204
     assert digest.hexdigest() == DIGEST, "the matcher decides differently than recorded"
     return out
 
@@ -80,9 +77,7 @@ def test_a_generated_city_keeps_every_invariant() -> None:
         assert all(m <= limit for m in per_week.values()), "over a weekly limit"
 
 
-TICKED_DIGEST = "f176c40354af0449f7b54b0d430bcacce45391d20e0606be6ae49d0140cd6eb1"
-"""0.3: reserves for urgent needs; the ticks release them at each need's horizon, though a week
-of ticks reaches few money deadlines: 1,079 decisions instead of 1,250 (before: bd8bbbca…c6bf)."""
+TICKED_DIGEST = "bd8bbbca72b2b806e2114a5b2faffd932e429a8eb00605cbf5dcb1181057c6bf"
 
 
 def test_a_week_of_clock_ticks_with_some_proposals_unanswered_is_decided_as_recorded() -> None:
@@ -110,17 +105,18 @@ def test_a_week_of_clock_ticks_with_some_proposals_unanswered_is_decided_as_reco
             p = d.payload
             if isinstance(p, MatchProposed) and (p.fund_id or p.match_id.int % 2):
                 pending.extend(reversed(answer(sc, d)))
-    assert count == 1079
+    assert count == 1250
     assert digest.hexdigest() == TICKED_DIGEST, "ticks decide differently than recorded"
 
 
-PARTITIONED_DIGEST = "95e0033bbc122f9a15f11bf477768f7cc90ff9b11a7ea888691ed8e8badbf368"
-"""0.3: reserves for urgent needs (1,323 outputs instead of 1,547; before: 48343d98…5a4b). Before
-that, changed only by schema versions. When pseudonyms and descriptions were sealed, by those of
+PARTITIONED_DIGEST = "d4cbbc928145a3bdf6efd802dce63a1d0e595f6cd263034ceca48b7b15ee4192"
+"""Changed only by schema versions. When pseudonyms and descriptions were sealed, by those of
 SupplyListed (v3) and SupplyRequested (v2): with those two numbers set back, the bytes gave the
 digest recorded before, 112c3962…3b0b621. When volunteers' reasons were sealed, by that of
 MatchDeclined (v2, 21 events): with it set back to 1, the bytes give 63fd6c35…2a5996dd9, the
-digest recorded before (checked when the versions were raised)."""
+digest recorded before (checked when the versions were raised). When skills and categories
+became codes (reference data), by those of SupplyListed (v4) and SupplyRequested (v3): set back
+to 3 and 2, the bytes give 48343d98…ab384dead5a4b, the digest recorded before."""
 
 
 def test_a_city_on_four_partitions_with_answers_and_ticks_is_decided_as_recorded(
@@ -142,5 +138,5 @@ def test_a_city_on_four_partitions_with_answers_and_ticks_is_decided_as_recorded
         for d in run.outputs[n]:
             digest.update(d.model_dump_json().encode())
             count += 1
-    assert count == 1323
+    assert count == 1547
     assert digest.hexdigest() == PARTITIONED_DIGEST, "partitions decide differently than recorded"

@@ -130,7 +130,7 @@ def test_a_city_wide_fund_is_spent_once_across_partitions() -> None:
     spec = FundSpec.model_validate(f.fund(districts=[], categories=[]))
     money_needs = []
     for district in (a, b, a, b):
-        body = f.money_need(60_000, urgency="high")  # urgent: the fund's reserve is theirs too
+        body = f.money_need(60_000)
         body["place"] = {"district": district}
         money_needs.append((uuid.uuid4(), NeedSpec.model_validate(body)))
     events = [envelope(NeedPosted(need_id=nid, need=s), T, "c") for nid, s in money_needs]

@@ -21,7 +21,7 @@ from schemas.messages import (
     PledgeMade,
 )
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
-from services.domain.matching import DEFAULT_POLICY, MatcherState, apply
+from services.domain.matching import URGENT_RESERVES, MatcherState, apply
 from tests import factories as f
 
 pytestmark = pytest.mark.unit
@@ -66,18 +66,18 @@ def test_money_waiting_in_a_fund_keeps_its_reserve_for_a_critical_need_posted_la
     # Given a fund of 1,000 yuan (a 75 % reserve) and a normal need of 900 yuan posted first
     normal, first = posted("normal", 90_000)
     critical, later = posted("critical", 70_000)
-    state = MatcherState()
+    state = MatcherState(policy=URGENT_RESERVES)
     # When the critical need of 700 yuan comes after
     got = paid(state, [*fund(100_000), first, later])
     # Then the normal need got only what lies beyond the reserve, and the critical need its all
-    assert DEFAULT_POLICY.urgent_reserve_percent == 75
+    assert URGENT_RESERVES.urgent_reserve_percent == 75
     assert got == {normal: 25_000, critical: 70_000}
 
 
 def test_a_need_within_its_horizon_draws_on_the_reserve_at_the_next_tick() -> None:
     # Given a normal need held back by the reserve
     normal, need = posted("normal", 90_000)
-    state = MatcherState()
+    state = MatcherState(policy=URGENT_RESERVES)
     assert paid(state, [*fund(100_000), need]) == {normal: 25_000}
     # When the clock passes 48 hours before its deadline
     before = paid(state, [tick(FAR - timedelta(hours=49))])
@@ -91,7 +91,7 @@ def test_at_its_horizon_a_low_need_leaves_what_a_waiting_normal_need_still_wants
     soon = f.T0 + timedelta(days=3)
     low, first = posted("low", 50_000, deadline=soon)
     normal, second = posted("normal", 60_000)
-    state = MatcherState()
+    state = MatcherState(policy=URGENT_RESERVES)
     assert paid(state, [*fund(100_000), first, second]) == {low: 25_000}
     # When the low need's horizon passes
     got = paid(state, [tick(soon - timedelta(hours=47))])
@@ -105,7 +105,7 @@ def test_a_fund_near_its_end_of_validity_frees_its_whole_reserve() -> None:
     # Given a fund valid for three more days, and a normal need held back by its reserve
     until = f.T0 + timedelta(days=3)
     normal, need = posted("normal", 90_000)
-    state = MatcherState()
+    state = MatcherState(policy=URGENT_RESERVES)
     assert paid(state, [*fund(100_000, valid_until=f.iso(until)), need]) == {normal: 25_000}
     # When the clock passes 48 hours before the fund's end
     got = paid(state, [tick(until - timedelta(hours=47))])
@@ -134,7 +134,7 @@ def test_half_a_volunteers_week_waits_for_urgent_shifts_until_the_horizon() -> N
     normal_long, a = shift("normal", monday + timedelta(hours=1), 4)
     normal_short, b = shift("normal", monday + timedelta(hours=6), 3)
     critical, c = shift("critical", monday + timedelta(days=1), 3)
-    state = MatcherState()
+    state = MatcherState(policy=URGENT_RESERVES)
     booked: list[uuid.UUID] = []
     for event in [f.envelope(PledgeMade(volunteer_id=vid, pledge=pledge)), a, b, c]:
         booked += [d.payload.need_id for d in apply(state, event) if is_proposal(d)]

@@ -75,6 +75,7 @@ async def _replay(dsn: str, bootstrap: str, show: int, jobs: int = 1) -> int:
         replay_matcher,
         replay_projections,
     )
+    from services.audit.replay.reference import replay_reference
     from services.platform.db import connect
     from services.platform.kafka import Record
 
@@ -92,6 +93,7 @@ async def _replay(dsn: str, bootstrap: str, show: int, jobs: int = 1) -> int:
             inputs, logged = await archived_matcher_log(conn)
         else:
             inputs, logged = kafka_matcher_log(records)
+        refdata = await replay_reference(conn)
     finally:
         await conn.close()
     bar = Progress("matcher", sum(len(v) for v in inputs.values()))
@@ -117,7 +119,13 @@ async def _replay(dsn: str, bootstrap: str, show: int, jobs: int = 1) -> int:
     )
     for m in matcher.differences[:show]:
         print(f"  DIFFERENT {m}")
-    return 0 if proj.equal and matcher.equal else 1
+    print(
+        f"reference data: {refdata.terms} skills and categories on the log:"
+        f" {'the table is their fold' if refdata.equal else f'{len(refdata.differences)} differ'}"
+    )
+    for r in refdata.differences[:show]:
+        print(f"  DIFFERENT {r}")
+    return 0 if proj.equal and matcher.equal and refdata.equal else 1
 
 
 def _cmd_invariants(settings: Settings, args: argparse.Namespace) -> int:

@@ -374,7 +374,7 @@ def _minutes(m: _Match) -> int:
 def _earmark_problem(fund: FundSpec, need: NeedSpec, at: datetime) -> str | None:
     """Why paying this need from this fund at `at` breaks an earmark (None when it does not)."""
     if fund.categories and need.category not in fund.categories:
-        return f"need category {need.category.value} not in the fund's categories"
+        return f"need category {need.category} not in the fund's categories"
     if fund.districts and need.place.district not in fund.districts:
         return f"need district {need.place.district} not in the fund's districts"
     if fund.valid_from and at < fund.valid_from:

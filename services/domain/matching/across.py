@@ -271,9 +271,13 @@ def on_answered(state: MatcherState, event: Envelope[Message], d: Decisions) -> 
         need.refused[ask.supply_id] = listing.version if listing else 0
         fund = listing.fund if listing else None
         horizon = state.policy.reserve_horizon
-        if ask.supply is SupplyKind.FUND and not (
-            fund is not None and reserve_holds(need, fund.valid_until, now, horizon)
-        ):  # a refusal while the reserve held says nothing of what urgent needs may have
+        held = (
+            state.policy.urgent_reserve_percent > 0
+            and fund is not None
+            and reserve_holds(need, fund.valid_until, now, horizon)
+        )
+        if ask.supply is SupplyKind.FUND and not held:
+            # a refusal while the reserve held says nothing of what urgent needs may have
             state.exhausted[ask.supply_id] = listing.version if listing else 0
         elif listing is not None:
             listing.refused_in_row += 1

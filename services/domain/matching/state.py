@@ -60,7 +60,7 @@ class Policy:
 
     asks_in_flight_per_volunteer: int = 2
 
-    urgent_reserve_percent: int = 75
+    urgent_reserve_percent: int = 0
     """The share of each fund's net donations held back for high and critical needs (a
     protection level): a low or normal need may take only what the fund holds beyond it,
     until the reserve is released (`reserve_horizon`). Urgent needs take from all of it.
@@ -68,7 +68,7 @@ class Policy:
     reserve (nothing is contested), and when money is scarce the last three quarters of it
     wait for the urgent needs that may come, instead of going to whichever need came first."""
 
-    urgent_hours_percent: int = 50
+    urgent_hours_percent: int = 0
     """The share of each volunteer's weekly hour limit a low or normal shift may not book
     until it is `reserve_horizon` from its start: held for high and critical shifts, as a
     fund's reserve is for urgent money needs."""
@@ -89,6 +89,14 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
+"""The policy the exchange decides with. Reserves are off in it: holding money back changes
+what every foundation's fund does, so it waits for the foundation's own say (the per-fund
+reserve of the matching issue, not built yet); `URGENT_RESERVES` is the measured policy."""
+
+URGENT_RESERVES = Policy(urgent_reserve_percent=75, urgent_hours_percent=50)
+"""Reserves for urgent needs as measured in bench/quality.py (docs/matching.md): 75 % of each
+fund's net donations and half of each volunteer's week held for high and critical needs until
+48 hours before a need's deadline or shift."""
 
 
 @dataclass(slots=True)

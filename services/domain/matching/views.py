@@ -18,7 +18,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.common import Category, NeedKind, Place, TimeWindow
+from schemas.common import NeedKind, Place, TimeWindow
 from schemas.specs import NeedSpec, PledgeSpec, TravelRange
 from services.domain.matching.weeks import local_week
 from services.domain.needs import need_quantity
@@ -81,7 +81,7 @@ class NeedView:
     """What decisions read from a need's spec."""
 
     kind: NeedKind
-    category: Category
+    category: str
     place: Spot
     urgency: int
     """The urgency's rank: larger is more urgent."""
