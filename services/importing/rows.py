@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
@@ -30,6 +31,8 @@ from pydantic import BaseModel, ValidationError
 from schemas.bodies import PledgeSpec
 from schemas.common import Skill
 from schemas.personal_data import find_personal_data
+from schemas.reference import TermKind
+from services.domain.reference import Term
 from services.gateway.operator_api import OrgRegistration
 from services.gateway.screening import personal_data_problems
 from services.gateway.writes import VolunteerBody
@@ -173,9 +176,12 @@ def org_rows(table: Table) -> tuple[list[OrgRow], list[Problem]]:
 # ---- volunteers ----
 
 
-def volunteer_rows(table: Table, today: date) -> tuple[list[VolunteerRow], list[Problem]]:
+def volunteer_rows(
+    table: Table, today: date, listed: Mapping[str, str] | None = None
+) -> tuple[list[VolunteerRow], list[Problem]]:
     """The volunteers of a file with their pledges, and the problems of its bad rows. `today`
-    is Nanjing's date: weekday ranges start tomorrow."""
+    is Nanjing's date: weekday ranges start tomorrow. `listed`: the reference lists' skill
+    words (`listed_skills`)."""
     fields = map_header(table.headers, VOLUNTEER_COLUMNS, table.header_line)
     shown = _shown_headers(table.headers, fields, VOLUNTEER_COLUMNS)
     good: list[VolunteerRow] = []
@@ -183,7 +189,7 @@ def volunteer_rows(table: Table, today: date) -> tuple[list[VolunteerRow], list[
     seen: dict[str, int] = {}
     for line, cells in table.rows:
         raw = _cells(cells, fields)
-        row_problems = _volunteer_row(line, raw, shown, today)
+        row_problems = _volunteer_row(line, raw, shown, today, listed)
         if isinstance(row_problems, list):
             problems += row_problems
             continue
@@ -204,7 +210,11 @@ def volunteer_rows(table: Table, today: date) -> tuple[list[VolunteerRow], list[
 
 
 def _volunteer_row(
-    line: int, raw: dict[str, str], shown: dict[str, str], today: date
+    line: int,
+    raw: dict[str, str],
+    shown: dict[str, str],
+    today: date,
+    listed: Mapping[str, str] | None = None,
 ) -> VolunteerRow | list[Problem]:
     ref = raw.get("ref", "")
     problems = _ref_problems(line, ref, shown["ref"])
@@ -212,7 +222,7 @@ def _volunteer_row(
     volunteer = {"pseudonym": raw.get("pseudonym", ""), "home": home}
     pledge: dict[str, Any] = dict(volunteer)
     converters: dict[str, Any] = {
-        "skills": skills,
+        "skills": lambda cell: skills(cell, listed),
         "availability": lambda cell: availability(cell, today),
         "weekly_hour_limit": hours,
         "travel": travel,
@@ -263,15 +273,18 @@ def _ref_problems(line: int, ref: str, column: str) -> list[Problem]:
     return []
 
 
-def skills(cell: str) -> list[str]:
-    """`驾驶、急救` / `driving, first aid` → the API's skill values. A word that is no known
-    label is passed on as it is, for the API's own validation to judge."""
-    labels = skill_labels()
+def skills(cell: str, listed: Mapping[str, str] | None = None) -> list[str]:
+    """`驾驶、急救` / `driving, first aid` → the API's skill values. `listed` (folded label →
+    code) names the skills of the reference lists, those added at run time among them (see
+    `listed_skills`). A word that is no known label is passed on as it is, for the API's own
+    validation to judge."""
+    labels = {**skill_labels(), **listed} if listed else skill_labels()
     words: list[str] = []
     for piece in (p.strip() for p in _SPLIT_SKILLS.split(cell)):
         known = folded(piece) in labels
         words += [piece] if known or not piece else piece.split()  # 驾驶 送餐, first aid
-    return [labels.get(folded(w), w) for w in words if w]
+    # 电脑手机帮忙、IT support: two words, one skill (the API refuses a repeated entry)
+    return list(dict.fromkeys(labels.get(folded(w), w) for w in words if w))
 
 
 @cache
@@ -287,6 +300,17 @@ def skill_labels() -> dict[str, str]:
                 labels[folded(label)] = value
                 labels[folded(value)] = value
     return labels
+
+
+def listed_skills(terms: Iterable[Term]) -> dict[str, str]:
+    """Folded label (either language) or code → code, for every live skill of the reference
+    lists: a file may name a skill added at run time (电脑手机帮忙) as people read it."""
+    words: dict[str, str] = {}
+    for term in terms:
+        if term.kind is TermKind.SKILL and not term.retired:
+            for word in (term.code, term.label_zh, term.label_en):
+                words[folded(word)] = term.code
+    return words
 
 
 def travel(cell: str) -> str:

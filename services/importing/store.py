@@ -31,7 +31,7 @@ from schemas.envelope import Actor
 from schemas.messages import MakePledge
 from schemas.sealed import new_key, subject_of
 from schemas.topics import PLEDGES_POSTINGS
-from services import operator
+from services import operator, reference
 from services.gateway.outbox import OutboxRow, Ownership, insert_rows
 from services.gateway.postings import Posting, outbox_row, request_hash
 from services.gateway.writes import pledge_problems, pledge_wire, registration
@@ -43,7 +43,13 @@ from services.identity import (
 )
 from services.importing.reading import Table
 from services.importing.reasons import Problem
-from services.importing.rows import OrgRow, VolunteerRow, org_rows, volunteer_rows
+from services.importing.rows import (
+    OrgRow,
+    VolunteerRow,
+    listed_skills,
+    org_rows,
+    volunteer_rows,
+)
 from services.privacy import insert_keys
 
 Progress = Callable[[int, int], None]
@@ -199,7 +205,8 @@ async def import_volunteers(
     committed batch's outbox rows (the gateway's relay publishes them at once; without it the
     relay's sweep finds them within seconds)."""
     # CPU work for a while: in a thread, so a gateway's event loop goes on serving meanwhile
-    rows, problems = await asyncio.to_thread(volunteer_rows, table, today)
+    listed = listed_skills(await reference.load(pool))  # skills added at run time too
+    rows, problems = await asyncio.to_thread(volunteer_rows, table, today, listed)
     report = Report("volunteers", dry_run, len(table.rows), table.encoding, problems=problems)
     checked: list[VolunteerRow] = []
     for row in rows:

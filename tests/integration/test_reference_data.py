@@ -117,6 +117,18 @@ def test_a_skill_added_at_run_time_is_matched_and_replay_equals_live(
     skill_codes = schema["$defs"]["NeedSpec"]["properties"]["required_skills"]["items"]["enum"]
     assert "it_support" in skill_codes
 
+    # and a registrar's file may name it as people read it (a dry run: nothing written)
+    sheet = (
+        "编号,称呼,区,技能,可服务时间\nIT-1,小周,鼓楼区,电脑手机帮忙、IT support,每天 09:00-12:00\n"
+    )
+    r = client.post(
+        "/v1/imports/volunteers?dry_run=true",
+        content=sheet.encode(),
+        headers={**social, "Content-Type": "text/csv"},
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["would_create"], r.json()["problems"]) == (1, []), r.json()["problems"]
+
     # Then a need requiring it and a pledge offering it, posted after, are accepted
     assert client.post("/v1/needs", json=need, headers=community).status_code == 202
     volunteer = client.post(
