@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from schemas import envelope as _envelope_module
 from schemas.envelope import Envelope
+from schemas.envelope import encode as encode  # its home; codec is where readers look
 from schemas.messages import ALL_MESSAGES, Message
 from schemas.refusals import posting_refused_v1_to_v2
 
@@ -75,11 +76,6 @@ class DecodeError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def encode(envelope: Envelope[Any]) -> bytes:
-    """Canonical JSON bytes of an envelope (UTF-8, Chinese kept as characters, not escapes)."""
-    return envelope.model_dump_json().encode("utf-8")
 
 
 def upcast(

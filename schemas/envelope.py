@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field, SerializeAsAny
 
@@ -83,6 +83,13 @@ def originate(
         correlation_id=event_id,
         payload=payload,
     )
+
+
+def encode(envelope: Envelope[Any]) -> bytes:
+    """Canonical JSON bytes of an envelope (UTF-8, Chinese kept as characters, not escapes).
+    Here, beside the envelope, so that a writer of a few message types (the operator's
+    one-shot commands) need not import every model and upcaster (`schemas.codec`)."""
+    return envelope.model_dump_json().encode("utf-8")
 
 
 def __getattr__(name: str) -> object:

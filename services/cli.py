@@ -128,7 +128,7 @@ def _print_acls(fmt: str) -> int:
 def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from schemas.messages import OrgKind
+    from schemas.organisations import OrgKind
     from services import operator
     from services.identity import COMMAND_LINE, OrganisationExists
     from services.platform.db import connect, migrate

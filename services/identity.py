@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from schemas.codec import encode
 from schemas.common import Role
-from schemas.envelope import Actor, Envelope
-from schemas.messages import Message, OrganisationRegistered, OrgKind
-from schemas.topics import ORGANISATIONS_EVENTS
+from schemas.envelope import Actor, Envelope, encode
+from schemas.message import Message
+from schemas.organisations import OrganisationRegistered, OrgKind
 
 TOKEN_PREFIX = "cx_"
 
@@ -216,6 +215,12 @@ COMMAND_LINE = Actor(org_id="operator", role=Role.SYSTEM)
 the operator's own id (`services.operator.actor_of`)."""
 
 
+ORGANISATIONS_TOPIC = "organisations.events"
+"""`schemas.topics.ORGANISATIONS_EVENTS.name`, spelt out so that an operator's one-shot command
+does not import the whole registry (and with it every message model) to write one row; a unit
+test holds the two equal."""
+
+
 async def append_to_log(
     conn: asyncpg.Connection, org_id: uuid.UUID, seq: int, event: Message, actor: Actor
 ) -> None:
@@ -239,7 +244,7 @@ async def append_to_log(
         "INSERT INTO postings (posting_id, topic, kafka_key, value, event_type, org_id,"
         " request_hash, response) VALUES ($1, $2, $3, $4, $5, 'operator', $6, '{}'::jsonb)",
         envelope.event_id,
-        ORGANISATIONS_EVENTS.name,
+        ORGANISATIONS_TOPIC,
         str(org_id).encode(),
         encode(envelope),
         event.TYPE,

@@ -26,7 +26,7 @@ import asyncpg
 from schemas.common import Role
 from schemas.envelope import Actor
 from schemas.message import Message
-from schemas.messages import (
+from schemas.organisations import (
     OrganisationReinstated,
     OrganisationSuspended,
     OrganisationTokenRotated,

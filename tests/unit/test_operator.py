@@ -78,3 +78,12 @@ def test_the_command_line_names_an_organisation_for_each_act(action: str) -> Non
 def test_the_command_line_makes_operators() -> None:
     args = parser().parse_args(["operators", "create", "运营-王芳"])
     assert args.name == "运营-王芳"
+
+
+def test_the_organisations_topic_is_the_registrys() -> None:
+    """services.identity spells the topic's name out (a one-shot command imports no registry):
+    it must be the registry's."""
+    from schemas.topics import ORGANISATIONS_EVENTS
+    from services.identity import ORGANISATIONS_TOPIC
+
+    assert ORGANISATIONS_TOPIC == ORGANISATIONS_EVENTS.name
