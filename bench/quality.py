@@ -45,6 +45,7 @@ from schemas.common import Role  # noqa: E402
 from schemas.envelope import Actor, Envelope, derive_id, originate  # noqa: E402
 from schemas.messages import (  # noqa: E402
     ClockTicked,
+    FundOpened,
     MatchDeclined,
     MatchExpired,
     MatchProposed,
@@ -55,6 +56,7 @@ from schemas.messages import (  # noqa: E402
 from services.demo.city import WEIGHT, Scenario, answer, generate  # noqa: E402
 from services.domain.matching import (  # noqa: E402
     DEFAULT_POLICY,
+    URGENT_FUND_RESERVE_PERCENT,
     URGENT_RESERVES,
     MatcherState,
     Policy,
@@ -622,18 +624,47 @@ def fairness(sc: Scenario, filled: dict[uuid.UUID, float]) -> tuple[float, float
     return min(shares), max(shares), jain
 
 
-POLICIES: dict[str, Policy] = {
-    "before": DEFAULT_POLICY,
-    "now": URGENT_RESERVES,
-    "money-only": replace(URGENT_RESERVES, urgent_hours_percent=0),
-    "reserve-50": replace(URGENT_RESERVES, urgent_reserve_percent=50),
-    "reserve-90": replace(URGENT_RESERVES, urgent_reserve_percent=90),
-    "hours-25": replace(URGENT_RESERVES, urgent_hours_percent=25),
-    "hours-75": replace(URGENT_RESERVES, urgent_hours_percent=75),
+@dataclass(frozen=True)
+class Treatment:
+    """What a run decides with: the matcher's policy, and the reserve every foundation of the
+    city opens its fund with (`FundOpened.urgent_reserve_percent`: the foundation's say, not
+    the policy's)."""
+
+    policy: Policy
+    fund_reserve_percent: int = 0
+
+
+NOW = Treatment(URGENT_RESERVES, URGENT_FUND_RESERVE_PERCENT)
+
+POLICIES: dict[str, Treatment] = {
+    "before": Treatment(DEFAULT_POLICY),
+    "now": NOW,
+    "money-only": replace(NOW, policy=replace(URGENT_RESERVES, urgent_hours_percent=0)),
+    "reserve-50": replace(NOW, fund_reserve_percent=50),
+    "reserve-90": replace(NOW, fund_reserve_percent=90),
+    "hours-25": replace(NOW, policy=replace(URGENT_RESERVES, urgent_hours_percent=25)),
+    "hours-75": replace(NOW, policy=replace(URGENT_RESERVES, urgent_hours_percent=75)),
 }
-"""The policies a run can compare on the same city, by name: "before" is the exchange's
-(`DEFAULT_POLICY`: no reserves), "now" the measured reserves (`URGENT_RESERVES`, off in the
-exchange until foundations set their own); the others change one reserve of "now"."""
+"""The treatments a run can compare on the same city, by name: "before" is the exchange's
+policy with no fund holding anything back (every foundation left its reserve at 0 %), "now"
+the measured reserves (`URGENT_RESERVES`, with every fund opened holding back 75 %); the others
+change one reserve of "now"."""
+
+
+def with_fund_reserve(sc: Scenario, percent: int) -> Scenario:
+    """The same city with every fund opened holding back `percent` for urgent needs (the same
+    events and ids: only the opening's reserve differs)."""
+    if not percent:
+        return sc
+    events = [
+        e.model_copy(
+            update={"payload": e.payload.model_copy(update={"urgent_reserve_percent": percent})}
+        )
+        if isinstance(e.payload, FundOpened)
+        else e
+        for e in sc.events
+    ]
+    return replace(sc, events=events)
 
 
 def waits(sc: Scenario, online: Online) -> str:
@@ -719,7 +750,9 @@ def main() -> None:
     for order in args.orders.split(","):
         sc = in_order(city, order)
         for name in args.policies.split(","):
-            online, rate, peak = run_matcher(sc, POLICIES[name], args.memory)
+            run = POLICIES[name]
+            opened = with_fund_reserve(sc, run.fund_reserve_percent)
+            online, rate, peak = run_matcher(opened, run.policy, args.memory)
             memory = f"; peak traced memory {peak / 2**20:.0f} MiB" if args.memory else ""
             print(f"{order}, policy {name}: {rate:,.0f} inputs/s (pure, one core){memory}")
             checks = [lp.excess(online.live) for lp in lps]

@@ -66,6 +66,10 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("PledgeAmended", 3): dict,
     ("SupplyListed", 3): dict,
     ("SupplyRequested", 2): dict,
+    # a fund's own reserve for urgent needs: a fund opened or listed before holds none
+    ("OpenFund", 2): lambda payload: {**payload, "urgent_reserve_percent": 0},
+    ("FundOpened", 2): lambda payload: {**payload, "urgent_reserve_percent": 0},
+    ("SupplyListed", 4): lambda payload: {**payload, "urgent_reserve_percent": 0},
 }
 """(type, version) -> function turning that version's payload into version + 1's."""
 

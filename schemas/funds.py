@@ -14,14 +14,21 @@ from schemas.specs import DonationSpec, FundSpec
 
 Reason = Annotated[Description, Field(min_length=1, max_length=500)]
 
+ReservePercent = Annotated[int, Field(ge=0, le=100)]
+"""The share of a fund's net donations its foundation holds back for high and critical needs
+(whole percent, 0 to 100): low and normal needs take only what the fund holds beyond it until
+48 hours before their deadline (docs/matching.md, "Reserves for urgent needs")."""
+
 
 class OpenFund(Message):
     """A foundation opens a fund with restrictions."""
 
     TYPE: ClassVar[str] = "OpenFund"
-    VERSION: ClassVar[int] = 2  # v2: categories are codes (reference data)
+    # v3: the share held for urgent needs (`urgent_reserve_percent`, 0 when upcast)
+    VERSION: ClassVar[int] = 3  # v2: categories are codes (reference data)
     fund_id: uuid.UUID
     fund: FundSpec
+    urgent_reserve_percent: ReservePercent = 0
 
 
 class ReceiveDonation(Message):
@@ -49,9 +56,32 @@ class FundOpened(Message):
     """The donations service opened a fund; it can now receive donations."""
 
     TYPE: ClassVar[str] = "FundOpened"
-    VERSION: ClassVar[int] = 2  # v2: categories are codes (reference data)
+    # v3: the share held for urgent needs (`urgent_reserve_percent`, 0 when upcast)
+    VERSION: ClassVar[int] = 3  # v2: categories are codes (reference data)
     fund_id: uuid.UUID
     fund: FundSpec
+    urgent_reserve_percent: ReservePercent = 0
+
+
+class SetFundReserve(Message):
+    """A foundation changes the share of one of its funds held back for urgent needs.
+
+    It applies to what the fund holds from then on: nothing already proposed is withdrawn."""
+
+    TYPE: ClassVar[str] = "SetFundReserve"
+    fund_id: uuid.UUID
+    urgent_reserve_percent: ReservePercent
+
+
+class FundReserveSet(Message):
+    """The donations service changed the share of a fund held back for high and critical needs.
+
+    Proposals already made keep their money; a lower share frees money for any need at once,
+    a higher one holds back only what the fund has not yet promised."""
+
+    TYPE: ClassVar[str] = "FundReserveSet"
+    fund_id: uuid.UUID
+    urgent_reserve_percent: ReservePercent
 
 
 class DonationReceived(Message):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import Field
 
-from schemas import funds, needs, reservations, specs, volunteers
+from schemas import needs, reservations, specs, volunteers
 from schemas.common import Category, Description, Frozen, Name, Place, Skill, TimeWindow
 from schemas.matches import SupplyKind
 from schemas.message import Message
@@ -453,19 +453,60 @@ def _before_codes(cls: type[Message], version: int) -> type[Message]:
     return made
 
 
+def _before_fund_reserves() -> dict[str, type[Message]]:
+    """The last versions without a fund's own reserve for urgent needs (matcher 0.4).
+
+    Named and documented as published: a JSON Schema's $defs keys are class names."""
+
+    class OpenFund(Message):
+        """A foundation opens a fund with restrictions."""
+
+        TYPE: ClassVar[str] = "OpenFund"
+        VERSION: ClassVar[int] = 2
+        fund_id: uuid.UUID
+        fund: specs.FundSpec
+
+    class FundOpened(Message):
+        """The donations service opened a fund; it can now receive donations."""
+
+        TYPE: ClassVar[str] = "FundOpened"
+        VERSION: ClassVar[int] = 2
+        fund_id: uuid.UUID
+        fund: specs.FundSpec
+
+    class SupplyListed(Message):
+        TYPE: ClassVar[str] = "SupplyListed"
+        VERSION: ClassVar[int] = 4
+        supply: SupplyKind
+        supply_id: uuid.UUID
+        owner_partition: Partition
+        version: Annotated[int, Field(ge=1)]
+        active: bool
+        pledge: specs.PledgeSpec | None = None
+        fund: specs.FundSpec | None = None
+        net_minor: Annotated[int, Field(ge=0)] = 0
+
+    SupplyListed.__doc__ = SupplyListedV1.__doc__  # as published
+    return {f"{m.TYPE}.v{m.VERSION}": m for m in (OpenFund, FundOpened, SupplyListed)}
+
+
+BEFORE_FUND_RESERVES = _before_fund_reserves()
+"""Superseded when each fund got its own reserve for urgent needs (`urgent_reserve_percent`
+on the opening and on fund listings): each upcasts with a reserve of 0."""
+
 BEFORE_CODES: dict[str, type[Message]] = {
     f"{cls.TYPE}.v{version}": _before_codes(cls, version)
     for cls, version in (
         (needs.PostNeed, 3),
         (needs.NeedPosted, 2),
         (needs.NeedAmended, 2),
-        (funds.OpenFund, 1),
-        (funds.FundOpened, 1),
+        (BEFORE_FUND_RESERVES["OpenFund.v2"], 1),
+        (BEFORE_FUND_RESERVES["FundOpened.v2"], 1),
         (volunteers.MakePledge, 3),
         (volunteers.AmendPledge, 3),
         (volunteers.PledgeMade, 3),
         (volunteers.PledgeAmended, 3),
-        (reservations.SupplyListed, 3),
+        (BEFORE_FUND_RESERVES["SupplyListed.v4"], 3),
         (reservations.SupplyRequested, 2),
     )
 }
@@ -479,4 +520,5 @@ LEGACY: tuple[type[Message], ...] = (
     *BEFORE_SEALING.values(),
     *BEFORE_SEALING_MORE.values(),
     *BEFORE_CODES.values(),
+    *BEFORE_FUND_RESERVES.values(),
 )

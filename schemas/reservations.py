@@ -19,6 +19,7 @@ from typing import Annotated, ClassVar, Self
 
 from pydantic import Field, model_validator
 
+from schemas.funds import ReservePercent
 from schemas.matches import Reason, SupplyKind
 from schemas.message import Message
 from schemas.specs import FundSpec, NeedSpec, PledgeSpec
@@ -33,11 +34,13 @@ class SupplyListed(Message):
 
     `version` grows with every change the router saw (a donation, an amended pledge), so a
     need that was refused may ask again once the supply changed. `net_minor` (funds) is what
-    was donated less refunds: a hint of what the owner may grant, never a balance to spend."""
+    was donated less refunds: a hint of what the owner may grant, never a balance to spend.
+    `urgent_reserve_percent` (funds) is the share of it the owner holds back for high and
+    critical needs, so that a low or normal need asks only for what lies beyond it."""
 
     TYPE: ClassVar[str] = "SupplyListed"
-    # v4: skills and categories are codes (reference data)
-    VERSION: ClassVar[int] = 4  # v3: sealed pseudonym; v2: travel by community, or by distance
+    # v5: a fund's reserve for urgent needs; v4: skills and categories are codes
+    VERSION: ClassVar[int] = 5  # v3: sealed pseudonym; v2: travel by community, or by distance
     supply: SupplyKind
     supply_id: uuid.UUID
     owner_partition: Partition
@@ -46,6 +49,7 @@ class SupplyListed(Message):
     pledge: PledgeSpec | None = None
     fund: FundSpec | None = None
     net_minor: Annotated[int, Field(ge=0)] = 0
+    urgent_reserve_percent: ReservePercent = 0
 
     @model_validator(mode="after")
     def _one_spec(self) -> Self:

@@ -13,6 +13,7 @@ from typing import Any
 from schemas.common import Money, Place, TimeWindow
 from schemas.legacy import (
     BEFORE_CODES,
+    BEFORE_FUND_RESERVES,
     BEFORE_SEALING,
     BEFORE_SEALING_MORE,
     AmendPledgeV1,
@@ -38,6 +39,7 @@ from schemas.messages import (
     DonationRefunded,
     EventCorrected,
     FundOpened,
+    FundReserveSet,
     FundsDisbursed,
     FundsReserved,
     KeyRotated,
@@ -77,6 +79,7 @@ from schemas.messages import (
     RefundDonation,
     RegisterVolunteer,
     ReservationReleased,
+    SetFundReserve,
     SupplyKind,
     VolunteerRegistered,
     WithdrawPledge,
@@ -162,7 +165,8 @@ def samples() -> list[Message]:
         PostNeed(need_id=NEED, need=need, repeat=Recurrence(weeks=8)),
         AmendNeed(need_id=NEED, amendment=NeedAmendment(urgency="critical", volunteers_needed=3)),
         CancelNeed(need_id=NEED, reason="活动取消 (event cancelled)"),
-        OpenFund(fund_id=FUND, fund=fund),
+        OpenFund(fund_id=FUND, fund=fund, urgent_reserve_percent=75),
+        SetFundReserve(fund_id=FUND, urgent_reserve_percent=50),
         ReceiveDonation(fund_id=FUND, donation_id=DON, donation=gift),
         RefundDonation(
             fund_id=FUND,
@@ -214,7 +218,8 @@ def samples() -> list[Message]:
         NeedCancelled(need_id=NEED, reason="活动取消"),
         NeedExpired(need_id=NEED, deadline=AT),
         NeedFulfilled(need_id=NEED),
-        FundOpened(fund_id=FUND, fund=fund),
+        FundOpened(fund_id=FUND, fund=fund, urgent_reserve_percent=75),
+        FundReserveSet(fund_id=FUND, urgent_reserve_percent=50),
         DonationReceived(fund_id=FUND, donation_id=DON, donation=gift),
         DonationRefunded(
             fund_id=FUND,
@@ -260,12 +265,14 @@ def samples() -> list[Message]:
         ),
         ClockTicked(at=AT),
         SupplyListed(
-            supply=SupplyKind.VOLUNTEER,
-            supply_id=VOL,
+            supply=SupplyKind.FUND,
+            supply_id=FUND,
             owner_partition=2,
-            version=1,
+            version=3,
             active=True,
-            pledge=near,
+            fund=fund,
+            net_minor=2_000_000,
+            urgent_reserve_percent=75,
         ),
         SupplyRequested(
             hold_id=HOLD,
@@ -319,6 +326,7 @@ def samples() -> list[Message]:
         *before_sealing(),
         *before_sealing_more(),
         *before_codes(),
+        *before_fund_reserves(),
         MakePledgeV1(volunteer_id=VOL, pledge=f.pledge()),
         AmendPledgeV1(volunteer_id=VOL, pledge=f.pledge()),
         PledgeMadeV1(volunteer_id=VOL, pledge=f.pledge()),
@@ -415,6 +423,26 @@ def before_codes() -> list[Message]:
                 "supply": "volunteer",
                 "supply_id": VOL,
                 "quantity": 1,
+            }
+        ),
+    ]
+
+
+def before_fund_reserves() -> list[Message]:
+    """The last versions without a fund's own reserve for urgent needs."""
+    m = BEFORE_FUND_RESERVES
+    opened = {"fund_id": FUND, "fund": fund.model_dump()}
+    return [
+        m["OpenFund.v2"].model_validate(opened),
+        m["FundOpened.v2"].model_validate(opened),
+        m["SupplyListed.v4"].model_validate(
+            {
+                "supply": "volunteer",
+                "supply_id": VOL,
+                "owner_partition": 2,
+                "version": 1,
+                "active": True,
+                "pledge": near.model_dump(),
             }
         ),
     ]

@@ -20,6 +20,7 @@ from schemas.messages import (
     DonationReceived,
     DonationRefunded,
     FundOpened,
+    FundReserveSet,
     MakePledge,
     Message,
     NeedAmended,
@@ -35,6 +36,7 @@ from schemas.messages import (
     ReceiveDonation,
     RefundDonation,
     RegisterVolunteer,
+    SetFundReserve,
     VolunteerRegistered,
     WithdrawPledge,
 )
@@ -62,6 +64,8 @@ class IntakeState:
     needs: dict[uuid.UUID, NeedSpec] = field(default_factory=dict)
     cancelled: set[uuid.UUID] = field(default_factory=set)
     fund_currency: dict[uuid.UUID, str] = field(default_factory=dict)
+    fund_owner: dict[uuid.UUID, str] = field(default_factory=dict)
+    """fund id -> the organisation that opened it (the only one that may set its reserve)."""
     donations: dict[uuid.UUID, Donation] = field(default_factory=dict)
     volunteers: dict[uuid.UUID, str] = field(default_factory=dict)
     """volunteer id -> "registered", "pledged" or "withdrawn"."""
@@ -136,11 +140,23 @@ def _fund_verdict(state: IntakeState, posting: Envelope[Message], cmd: Message) 
     if isinstance(cmd, OpenFund):
         if cmd.fund_id in state.fund_currency:
             return _refusal(posting, "this fund is already open", "fund_id")
-        return FundOpened(fund_id=cmd.fund_id, fund=cmd.fund)
-    assert isinstance(cmd, ReceiveDonation | RefundDonation)
+        return FundOpened(
+            fund_id=cmd.fund_id, fund=cmd.fund, urgent_reserve_percent=cmd.urgent_reserve_percent
+        )
+    assert isinstance(cmd, ReceiveDonation | RefundDonation | SetFundReserve)
     currency = state.fund_currency.get(cmd.fund_id)
     if currency is None:
         return _refusal(posting, "no open fund has this id", "fund_id")
+    if isinstance(cmd, SetFundReserve):
+        if state.fund_owner.get(cmd.fund_id) != posting.actor.org_id:
+            return _refusal(
+                posting,
+                "only the foundation that opened the fund may change its reserve",
+                "fund_id",
+            )
+        return FundReserveSet(
+            fund_id=cmd.fund_id, urgent_reserve_percent=cmd.urgent_reserve_percent
+        )
     if isinstance(cmd, ReceiveDonation):
         if cmd.donation_id in state.donations:
             return _refusal(posting, "this donation was already recorded", "donation_id")
@@ -201,7 +217,7 @@ def _verdict(state: IntakeState, posting: Envelope[Message]) -> Message:
     cmd = posting.payload
     if isinstance(cmd, PostNeed | AmendNeed | CancelNeed):
         return _need_verdict(state, posting, cmd)
-    if isinstance(cmd, OpenFund | ReceiveDonation | RefundDonation):
+    if isinstance(cmd, OpenFund | ReceiveDonation | RefundDonation | SetFundReserve):
         return _fund_verdict(state, posting, cmd)
     if isinstance(cmd, RegisterVolunteer | MakePledge | AmendPledge | WithdrawPledge):
         return _volunteer_verdict(state, posting, cmd)
@@ -240,6 +256,8 @@ def decide(state: IntakeState, posting: Envelope[Message]) -> list[Envelope[Mess
         posting, verdict, label="decided", stream_id=stream, stream_seq=state.next_seq(stream)
     )
     evolve(state, verdict)
+    if isinstance(verdict, FundOpened):
+        state.fund_owner[verdict.fund_id] = posting.actor.org_id
     cmd = posting.payload
     if not (isinstance(verdict, NeedPosted) and isinstance(cmd, PostNeed) and cmd.repeat):
         return [event]

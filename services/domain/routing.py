@@ -24,6 +24,7 @@ from schemas.messages import (
     DonationReceived,
     DonationRefunded,
     FundOpened,
+    FundReserveSet,
     MatchProposed,
     Message,
     NeedAmended,
@@ -72,6 +73,7 @@ class Supply:
     pledge: PledgeSpec | None = None
     fund: FundSpec | None = None
     net_minor: int = 0
+    reserve_percent: int = 0
     active: bool = True
 
 
@@ -112,7 +114,7 @@ def route(state: RoutingState, event: Envelope[Message]) -> list[Routed]:
         return [] if zone is None else [_forward(state, event, zone)]
     if isinstance(p, PledgeMade | PledgeAmended | PledgeWithdrawn):
         return _volunteer(state, event)
-    if isinstance(p, FundOpened | DonationReceived | DonationRefunded):
+    if isinstance(p, FundOpened | FundReserveSet | DonationReceived | DonationRefunded):
         return _fund(state, event)
     return []
 
@@ -152,14 +154,20 @@ def _volunteer(state: RoutingState, event: Envelope[Message]) -> list[Routed]:
 
 def _fund(state: RoutingState, event: Envelope[Message]) -> list[Routed]:
     p = event.payload
-    assert isinstance(p, FundOpened | DonationReceived | DonationRefunded)
+    assert isinstance(p, FundOpened | FundReserveSet | DonationReceived | DonationRefunded)
     known = state.supply.get(p.fund_id)
     if isinstance(p, FundOpened):
         if known is not None:
             return [_forward(state, event, known.zone)]
-        known = state.supply[p.fund_id] = Supply(fund_zone(p.fund_id, p.fund), fund=p.fund)
+        known = state.supply[p.fund_id] = Supply(
+            fund_zone(p.fund_id, p.fund),
+            fund=p.fund,
+            reserve_percent=p.urgent_reserve_percent,
+        )
     elif known is None:
         return []  # money for a fund never opened: the matcher has nothing to hold it in
+    elif isinstance(p, FundReserveSet):
+        known.reserve_percent = p.urgent_reserve_percent
     elif isinstance(p, DonationReceived):
         known.net_minor += p.donation.amount.amount_minor
     else:
@@ -197,6 +205,7 @@ def _list(
             pledge=known.pledge,
             fund=known.fund,
             net_minor=known.net_minor,
+            urgent_reserve_percent=known.reserve_percent,
         )
         copy = derived(
             event,

@@ -32,7 +32,13 @@ from services.identity import Principal
 Resource = Literal["need", "fund", "volunteer", "match", "organisation", "posting"]
 
 NEED_EVENTS = ("NeedPosted", "NeedAmended", "NeedCancelled", "NeedExpired", "NeedFulfilled")
-FUND_EVENTS = ("FundOpened", "DonationReceived", "DonationRefunded", "ReservationReleased")
+FUND_EVENTS = (
+    "FundOpened",
+    "FundReserveSet",
+    "DonationReceived",
+    "DonationRefunded",
+    "ReservationReleased",
+)
 VOLUNTEER_EVENTS = ("VolunteerRegistered", "PledgeMade", "PledgeAmended", "PledgeWithdrawn")
 MATCH_EVENTS = (
     "MatchProposed",

@@ -58,6 +58,7 @@ SEES: dict[str, set[str]] = {
     "NeedExpired": NEED_SIDE,
     "NeedFulfilled": NEED_SIDE,
     "FundOpened": FUND_SIDE,
+    "FundReserveSet": FUND_SIDE,
     "DonationReceived": FUND_SIDE,
     "DonationRefunded": FUND_SIDE,
     "FundsReserved": FUND_SIDE | NEED_SIDE,

@@ -6,16 +6,19 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from schemas.envelope import derive_id
 from schemas.messages import (
     DonationReceived,
     FundOpened,
+    FundReserveSet,
     NeedPosted,
     OpenFund,
     PostingRefused,
     PostNeed,
     ReceiveDonation,
+    SetFundReserve,
 )
 from schemas.specs import DonationSpec, FundSpec, NeedSpec
 from services.domain.intake import IntakeState, decide
@@ -104,3 +107,28 @@ def test_a_need_id_is_posted_once() -> None:
     decide(state, f.envelope(post_need(need_id)))
     [again] = decide(state, f.envelope(post_need(need_id)))
     assert isinstance(again.payload, PostingRefused)
+
+
+def test_only_the_foundation_that_opened_a_fund_sets_its_reserve_from_0_to_100() -> None:
+    # Given a fund opened by one foundation with a 75 % reserve
+    state, fund_id = IntakeState(), uuid.uuid4()
+    spec = FundSpec.model_validate(f.fund())
+    opening = OpenFund(fund_id=fund_id, fund=spec, urgent_reserve_percent=75)
+    [opened] = decide(state, f.envelope(opening, org="jiangdong"))
+    assert isinstance(opened.payload, FundOpened) and opened.payload.urgent_reserve_percent == 75
+    # When another organisation tries to change it, it is refused naming the fund
+    change = SetFundReserve(fund_id=fund_id, urgent_reserve_percent=20)
+    [refused] = decide(state, f.envelope(change, org="someone-else"))
+    assert isinstance(refused.payload, PostingRefused)
+    assert refused.payload.problems[0].field == "fund_id"
+    # and the foundation itself changes it, on the fund's own stream
+    [done] = decide(state, f.envelope(change, org="jiangdong"))
+    assert done.payload == FundReserveSet(fund_id=fund_id, urgent_reserve_percent=20)
+    assert done.stream_id == f"fund:{fund_id}" and done.stream_seq == 3
+    # A fund never opened has no reserve to set; a share outside 0..100 is no command at all
+    [unknown] = decide(
+        state, f.envelope(SetFundReserve(fund_id=uuid.uuid4(), urgent_reserve_percent=5))
+    )
+    assert isinstance(unknown.payload, PostingRefused)
+    with pytest.raises(ValidationError, match="urgent_reserve_percent"):
+        SetFundReserve(fund_id=fund_id, urgent_reserve_percent=101)

@@ -15,13 +15,19 @@ from schemas.messages import (
     ClockTicked,
     DonationReceived,
     FundOpened,
+    FundReserveSet,
     MatchProposed,
     Message,
     NeedPosted,
     PledgeMade,
 )
 from schemas.specs import DonationSpec, FundSpec, NeedSpec, PledgeSpec
-from services.domain.matching import URGENT_RESERVES, MatcherState, apply
+from services.domain.matching import (
+    URGENT_FUND_RESERVE_PERCENT,
+    URGENT_RESERVES,
+    MatcherState,
+    apply,
+)
 from tests import factories as f
 
 pytestmark = pytest.mark.unit
@@ -38,14 +44,24 @@ def posted(
     return nid, f.envelope(NeedPosted(need_id=nid, need=NeedSpec.model_validate(body)))
 
 
-def fund(amount: int, **over: Any) -> list[Envelope[Message]]:
-    fid = uuid.uuid4()
+def fund(
+    amount: int,
+    percent: int = URGENT_FUND_RESERVE_PERCENT,
+    fid: uuid.UUID | None = None,
+    **over: Any,
+) -> list[Envelope[Message]]:
+    """A fund its foundation opens holding back `percent` for urgent needs, and a donation."""
+    fid = fid or uuid.uuid4()
     spec = FundSpec.model_validate(f.fund(**over))
     gift = DonationSpec.model_validate(f.donation(amount))
     return [
-        f.envelope(FundOpened(fund_id=fid, fund=spec)),
+        f.envelope(FundOpened(fund_id=fid, fund=spec, urgent_reserve_percent=percent)),
         f.envelope(DonationReceived(fund_id=fid, donation_id=uuid.uuid4(), donation=gift)),
     ]
+
+
+def set_reserve(fid: uuid.UUID, percent: int) -> Envelope[Message]:
+    return f.envelope(FundReserveSet(fund_id=fid, urgent_reserve_percent=percent))
 
 
 def tick(at: datetime) -> Envelope[Message]:
@@ -70,47 +86,39 @@ def test_money_waiting_in_a_fund_keeps_its_reserve_for_a_critical_need_posted_la
     # When the critical need of 700 yuan comes after
     got = paid(state, [*fund(100_000), first, later])
     # Then the normal need got only what lies beyond the reserve, and the critical need its all
-    assert URGENT_RESERVES.urgent_reserve_percent == 75
+    assert URGENT_FUND_RESERVE_PERCENT == 75
     assert got == {normal: 25_000, critical: 70_000}
 
 
-def test_a_need_within_its_horizon_draws_on_the_reserve_at_the_next_tick() -> None:
-    # Given a normal need held back by the reserve
-    normal, need = posted("normal", 90_000)
-    state = MatcherState(policy=URGENT_RESERVES)
-    assert paid(state, [*fund(100_000), need]) == {normal: 25_000}
-    # When the clock passes 48 hours before its deadline
-    before = paid(state, [tick(FAR - timedelta(hours=49))])
-    after = paid(state, [tick(FAR - timedelta(hours=47))])
-    # Then nothing moves before the horizon, and the need gets the rest it wants after it
-    assert before == {} and after == {normal: 65_000}
+def test_a_fund_whose_foundation_holds_nothing_back_pays_whoever_comes_first() -> None:
+    # Given the same fund opened with no reserve (the exchange's default) and the same needs
+    normal, first = posted("normal", 90_000)
+    critical, later = posted("critical", 70_000)
+    # When the critical need comes after the normal one
+    got = paid(MatcherState(), [*fund(100_000, percent=0), first, later])
+    # Then the normal need took what it asked and the critical need found only the rest
+    assert got == {normal: 90_000, critical: 10_000}
 
 
-def test_at_its_horizon_a_low_need_leaves_what_a_waiting_normal_need_still_wants() -> None:
-    # Given a low need due soon and a normal need due later, both held back by the reserve
-    soon = f.T0 + timedelta(days=3)
-    low, first = posted("low", 50_000, deadline=soon)
+def test_the_foundation_changes_its_reserve_later_and_nothing_promised_moves() -> None:
+    # Given a fund opened with no reserve that has paid a normal need 300 yuan
+    fid = uuid.uuid4()
+    first_need, first = posted("normal", 30_000)
+    state = MatcherState()
+    assert paid(state, [*fund(100_000, percent=0, fid=fid), first]) == {first_need: 30_000}
+    # When its foundation holds back 75 % and a normal need of 600 yuan comes
     normal, second = posted("normal", 60_000)
-    state = MatcherState(policy=URGENT_RESERVES)
-    assert paid(state, [*fund(100_000), first, second]) == {low: 25_000}
-    # When the low need's horizon passes
-    got = paid(state, [tick(soon - timedelta(hours=47))])
-    # Then it takes only what the more urgent waiting need does not want (75 - 60 = 15 yuan)
-    assert got == {low: 15_000}
-    # and the normal need gets its 600 yuan at its own horizon
-    assert paid(state, [tick(FAR - timedelta(hours=47))]) == {normal: 60_000}
-
-
-def test_a_fund_near_its_end_of_validity_frees_its_whole_reserve() -> None:
-    # Given a fund valid for three more days, and a normal need held back by its reserve
-    until = f.T0 + timedelta(days=3)
-    normal, need = posted("normal", 90_000)
-    state = MatcherState(policy=URGENT_RESERVES)
-    assert paid(state, [*fund(100_000, valid_until=f.iso(until)), need]) == {normal: 25_000}
-    # When the clock passes 48 hours before the fund's end
-    got = paid(state, [tick(until - timedelta(hours=47))])
-    # Then the reserve is spent before it expires
-    assert got == {normal: 65_000}
+    got = paid(state, [set_reserve(fid, 75), second])
+    # Then the proposal already made stands, and the normal need gets nothing of the 700 yuan
+    # left: all of it is within the reserve (750)
+    assert got == {}
+    assert [p.status for p in state.proposals.values()] == ["proposed"]
+    assert state.funds[fid].reserve == 75_000
+    # When the foundation lowers the reserve to 10 %, what that frees goes at once to the
+    # normal need that waited, and a critical need coming after finds the 100 yuan kept
+    critical, third = posted("critical", 70_000)
+    assert paid(state, [set_reserve(fid, 10)]) == {normal: 60_000}
+    assert paid(state, [third]) == {critical: 10_000}
 
 
 def shift(urgency: str, start: datetime, hours: int) -> tuple[uuid.UUID, Envelope[Message]]:

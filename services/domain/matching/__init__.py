@@ -46,6 +46,7 @@ from services.domain.matching.inputs import on_answer, on_need, on_supply, on_ti
 from services.domain.matching.serve import fair_order
 from services.domain.matching.state import (
     DEFAULT_POLICY,
+    URGENT_FUND_RESERVE_PERCENT,
     URGENT_RESERVES,
     Fund,
     MatcherState,
@@ -59,6 +60,7 @@ from services.domain.matching.vet import vet
 
 __all__ = [
     "DEFAULT_POLICY",
+    "URGENT_FUND_RESERVE_PERCENT",
     "URGENT_RESERVES",
     "Decisions",
     "Fund",

@@ -85,7 +85,7 @@ def _listing_share(
         return 0
     if reserve_holds(need, spec.valid_until, now, state.policy.reserve_horizon):
         # the owner keeps its reserve from this need: ask only for what lies beyond it
-        budget -= max(listing.net_minor, 0) * state.policy.urgent_reserve_percent // 100
+        budget -= max(listing.net_minor, 0) * listing.reserve_percent // 100
     share = min(need.remaining, budget)
     if spec.cap_per_need is not None:
         share = min(
@@ -170,10 +170,13 @@ def on_listed(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
         None if msg.pledge is None else PledgeView.of(msg.pledge),
         msg.fund,
         msg.net_minor,
+        reserve_percent=msg.urgent_reserve_percent,
         in_flight=known.in_flight if known else 0,
         held=known.held if known else 0,
     )
     state.index_listing(listing)
+    if listing.fund is not None:
+        state.note_reserve(listing.supply_id, listing.reserve_percent if listing.active else 0)
     if not listing.active:
         return
     if listing.pledge is not None:
@@ -272,7 +275,8 @@ def on_answered(state: MatcherState, event: Envelope[Message], d: Decisions) -> 
         fund = listing.fund if listing else None
         horizon = state.policy.reserve_horizon
         held = (
-            state.policy.urgent_reserve_percent > 0
+            listing is not None
+            and listing.reserve_percent > 0
             and fund is not None
             and reserve_holds(need, fund.valid_until, now, horizon)
         )

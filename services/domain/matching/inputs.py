@@ -16,6 +16,7 @@ from schemas.messages import (
     DonationReceived,
     DonationRefunded,
     FundOpened,
+    FundReserveSet,
     MatchAccepted,
     MatchCompleted,
     MatchDeclined,
@@ -124,10 +125,21 @@ def on_supply(state: MatcherState, event: Envelope[Message], d: Decisions) -> No
         for hold in holds_of(state, vol.volunteer_id):
             revoke(d, hold, "the volunteer withdrew their pledge")
     elif isinstance(payload, FundOpened):
-        percent = state.policy.urgent_reserve_percent
+        percent = payload.urgent_reserve_percent
         fund = Fund(payload.fund_id, payload.fund, state.arrivals, reserve_percent=percent)
         state.open_fund(fund)
+        state.note_reserve(fund.fund_id, percent)
         watch_fund(state, fund)
+    elif isinstance(payload, FundReserveSet) and payload.fund_id in state.funds:
+        # The foundation's new share holds from now on: nothing proposed is withdrawn when it
+        # grows (only money not yet promised is held back), and what a smaller share frees is
+        # offered at once to the needs it was kept from.
+        fund = state.funds[payload.fund_id]
+        freed = payload.urgent_reserve_percent < fund.reserve_percent
+        fund.reserve_percent = payload.urgent_reserve_percent
+        state.note_reserve(fund.fund_id, fund.reserve_percent)
+        if freed and fund.available > 0:
+            serve_fund(state, fund, d, now)
     elif isinstance(payload, DonationReceived) and payload.fund_id in state.funds:
         fund = state.funds[payload.fund_id]
         fund.available += payload.donation.amount.amount_minor

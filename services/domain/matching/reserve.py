@@ -1,12 +1,13 @@
 """Reserves: the share of each fund held back for high and critical needs, and its release.
 
-A fund's reserve (`Fund.reserve`, a share of its net donations set by
-`Policy.urgent_reserve_percent`) is a protection level: a low or normal need takes only what
-the fund holds beyond it (`fit.fund_share`), high and critical needs take from all of it. So
-money that waits is kept for the urgent needs that may still come, whatever the order in which
-supply and needs arrive. The reserve stops holding against a need once the need's deadline is
-`Policy.reserve_horizon` away, and against everyone once the fund's `valid_until` is: from
-then on it is spent, and spent on the most urgent open need first (`release_reserves`).
+A fund's reserve (`Fund.reserve`, a share of its net donations its foundation sets:
+`FundOpened.urgent_reserve_percent`, `FundReserveSet`) is a protection level: a low or normal
+need takes only what the fund holds beyond it (`fit.fund_share`), high and critical needs take
+from all of it. So money that waits is kept for the urgent needs that may still come, whatever
+the order in which supply and needs arrive. The reserve stops holding against a need once the
+need's deadline is `Policy.reserve_horizon` away, and against everyone once the fund's
+`valid_until` is: from then on it is spent, and spent on the most urgent open need first
+(`release_reserves`).
 
 Time enters only as ticks: what falls due is kept in a heap (`MatcherState.horizons`), so a
 replay releases the same money on the same tick."""
@@ -34,13 +35,15 @@ RELEASED = timedelta(days=366_000)
 
 def horizon_of(state: MatcherState, need: OpenNeed) -> datetime | None:
     """When reserves stop holding against a low or normal need: its deadline (money) or the
-    start of its shift, less `Policy.reserve_horizon`; None when none ever holds."""
+    start of its shift, less `Policy.reserve_horizon`; None when none ever holds. Every money
+    need is watched, since a foundation may set a reserve on its fund at any time; the
+    release skips it while no fund holds one (`release_reserves`)."""
     view, policy = need.view, state.policy
     if view.urgency >= URGENT:
         return None
     if view.shift is not None and policy.urgent_hours_percent:
         return view.shift[0] - policy.reserve_horizon
-    if view.currency is not None and policy.urgent_reserve_percent:
+    if view.currency is not None:
         return view.deadline - policy.reserve_horizon
     return None
 
@@ -53,8 +56,9 @@ def watch_horizon(state: MatcherState, need: OpenNeed) -> None:
 
 
 def watch_fund(state: MatcherState, fund: Fund) -> None:
-    """File when a fund's whole reserve becomes free: its `valid_until` less the horizon."""
-    if fund.reserve_percent and fund.spec.valid_until is not None:
+    """File when a fund's whole reserve becomes free: its `valid_until` less the horizon (for
+    every fund with an end: its foundation may set a reserve later)."""
+    if fund.spec.valid_until is not None:
         at = fund.spec.valid_until - state.policy.reserve_horizon
         heapq.heappush(state.horizons, (at, fund.arrival, fund.fund_id))
 
@@ -67,16 +71,18 @@ def release_reserves(state: MatcherState, at: datetime, d: Decisions) -> None:
     what the waiting needs more urgent than it (a normal need, for a low one) that the fund may
     pay still want (`_release_to`). Then each fund past its own horizon is offered, whole, to
     the open needs in the fair order. An entry whose need has since moved its time is skipped
-    (the amendment filed a new one)."""
+    (the amendment filed a new one), and so is a money need while no fund here or listed holds
+    a reserve, and a fund that holds none (nothing was held back: there is nothing to free)."""
     due: list[OpenNeed] = []
     funds: list[Fund] = []
     while state.horizons and state.horizons[0][0] <= at:
         when, _, key = heapq.heappop(state.horizons)
         need = state.needs.get(key)
         if need is not None:
-            if horizon_of(state, need) == when and need.is_open(at):
+            held = need.view.shift is not None or bool(state.reserving)
+            if held and horizon_of(state, need) == when and need.is_open(at):
                 due.append(need)
-        elif key in state.funds:
+        elif key in state.funds and state.funds[key].reserve_percent:
             funds.append(state.funds[key])
     if due:
         waiting = [n for n in open_needs(state, at, [MONEY_SHELF]) if n.view.urgency < URGENT]

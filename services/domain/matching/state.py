@@ -60,18 +60,12 @@ class Policy:
 
     asks_in_flight_per_volunteer: int = 2
 
-    urgent_reserve_percent: int = 0
-    """The share of each fund's net donations held back for high and critical needs (a
-    protection level): a low or normal need may take only what the fund holds beyond it,
-    until the reserve is released (`reserve_horizon`). Urgent needs take from all of it.
-    So a need of normal urgency is still paid at once while the fund holds more than its
-    reserve (nothing is contested), and when money is scarce the last three quarters of it
-    wait for the urgent needs that may come, instead of going to whichever need came first."""
-
     urgent_hours_percent: int = 0
     """The share of each volunteer's weekly hour limit a low or normal shift may not book
     until it is `reserve_horizon` from its start: held for high and critical shifts, as a
-    fund's reserve is for urgent money needs."""
+    fund's reserve is for urgent money needs. The policy's, not anyone's to set: a volunteer's
+    hours belong to no foundation. (How much of a fund is held back is its foundation's say:
+    `FundOpened.urgent_reserve_percent`, `FundReserveSet`, kept in `Fund.reserve_percent`.)"""
 
     reserve_horizon: timedelta = timedelta(hours=48)
     """When the reserve stops holding: for a low or normal need, once its deadline is this
@@ -89,14 +83,16 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
-"""The policy the exchange decides with. Reserves are off in it: holding money back changes
-what every foundation's fund does, so it waits for the foundation's own say (the per-fund
-reserve of the matching issue, not built yet); `URGENT_RESERVES` is the measured policy."""
+"""The policy the exchange decides with. No volunteer hours are held back in it; money is held
+back only where a foundation set a reserve on its fund (0 % unless it did)."""
 
-URGENT_RESERVES = Policy(urgent_reserve_percent=75, urgent_hours_percent=50)
-"""Reserves for urgent needs as measured in bench/quality.py (docs/matching.md): 75 % of each
-fund's net donations and half of each volunteer's week held for high and critical needs until
-48 hours before a need's deadline or shift."""
+URGENT_RESERVES = Policy(urgent_hours_percent=50)
+"""Hours held for urgent shifts as measured in bench/quality.py (docs/matching.md): half of each
+volunteer's week held for high and critical shifts until 48 hours before the shift. The bench
+runs it with every fund opened with a 75 % reserve (`URGENT_FUND_RESERVE_PERCENT`)."""
+
+URGENT_FUND_RESERVE_PERCENT = 75
+"""The share of each fund the bench's foundations hold back in its measured "now" run."""
 
 
 @dataclass(slots=True)
@@ -226,7 +222,8 @@ class Volunteer:
 @dataclass(slots=True)
 class Fund:
     """A fund and the money in it not yet reserved for a need; what it has received (net of
-    refunds), and the share of that held back for urgent needs (`Policy.urgent_reserve_percent`)."""
+    refunds), and the share of that held back for urgent needs, as its foundation set it
+    (`FundOpened.urgent_reserve_percent`, then `FundReserveSet`)."""
 
     fund_id: uuid.UUID
     spec: FundSpec
@@ -256,6 +253,8 @@ class Listing:
     pledge: PledgeView | None = None
     fund: FundSpec | None = None
     net_minor: int = 0
+    reserve_percent: int = 0
+    """A fund's share of `net_minor` its owner holds back for urgent needs."""
     in_flight: int = 0
     """Requests this partition sent and the owner has not answered: minor units for a fund,
     requests for a volunteer."""
@@ -345,6 +344,9 @@ class MatcherState:
     """Funds listed from elsewhere that refused a request, with the listing version they
     refused at: no need here asks them again until their listing changes (a donation). The
     asking side checked the earmarks before asking, so a refusal means the money is gone."""
+    reserving: set[uuid.UUID] = field(default_factory=set)
+    """Funds, here or listed from elsewhere, whose foundation holds a reserve (above 0 %):
+    while none does, a need's horizon changes nothing and is not served again."""
     _funds_in_order: list[Listing] | None = field(default=None, repr=False)
     _local_funds: list[Fund] | None = field(default=None, repr=False)
 
@@ -357,6 +359,13 @@ class MatcherState:
                 self.funds.values(), key=lambda f: (f.spec.valid_until or far, f.arrival)
             )
         return self._local_funds
+
+    def note_reserve(self, fund_id: uuid.UUID, percent: int) -> None:
+        """Keep `reserving` current: the funds here or listed that hold a reserve."""
+        if percent > 0:
+            self.reserving.add(fund_id)
+        else:
+            self.reserving.discard(fund_id)
 
     def open_fund(self, fund: Fund) -> None:
         """A fund opened (or opened again: the new record replaces the old)."""
