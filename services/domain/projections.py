@@ -17,6 +17,7 @@ from schemas.messages import (
     DonationReceived,
     DonationRefunded,
     FundOpened,
+    FundReserveSet,
     MatchAccepted,
     MatchCompleted,
     MatchDeclined,
@@ -313,9 +314,17 @@ def _fund_opened(event: Envelope[Message]) -> list[Change]:
                 "currency": p.fund.currency,
                 "spec": _dump(p.fund),
                 "opened_event": event.event_id,
+                "urgent_reserve_percent": p.urgent_reserve_percent,
             },
         )
     ]
+
+
+def _reserve_set(event: Envelope[Message]) -> list[Change]:
+    p = event.payload
+    assert isinstance(p, FundReserveSet)
+    values = {"urgent_reserve_percent": p.urgent_reserve_percent}
+    return [Update("rm_funds", "fund_id", p.fund_id, values)]
 
 
 def _donation(event: Envelope[Message]) -> list[Change]:
@@ -435,6 +444,7 @@ _PROJECTORS: tuple[tuple[Any, Callable[[Envelope[Message]], list[Change]]], ...]
     (NeedAmended, _need_amended),
     (NeedCancelled, _need_cancelled),
     (FundOpened, _fund_opened),
+    (FundReserveSet, _reserve_set),
     (DonationReceived, _donation),
     (DonationRefunded, _refund),
     (VolunteerRegistered, _volunteer),

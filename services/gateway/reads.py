@@ -19,6 +19,7 @@ import asyncpg
 
 from schemas.envelope import derive_id
 from schemas.sealed import open_sealed, parse_sealed, reveal_json, subject_of
+from services.domain.fund_reserve import held_for_urgent
 from services.domain.projections import fund_account, income_account, volunteer_account
 from services.identity import Principal
 from services.privacy import keys_for, keys_in
@@ -159,13 +160,17 @@ async def fund(pool: asyncpg.Pool, fund_id: uuid.UUID) -> dict[str, Any] | None:
     row = await pool.fetchrow("SELECT * FROM rm_funds WHERE fund_id = $1", fund_id)
     if row is None:
         return None
+    money = await balance(pool, fund_id)
+    percent = int(row["urgent_reserve_percent"])
+    held = held_for_urgent(money["donated_minor"], money["available_minor"], percent)
     return {
         "fund_id": str(row["fund_id"]),
         "org_id": row["org_id"],
         "name": row["name"],
         "currency": row["currency"].strip(),
         "spec": row["spec"],
-        "balance": await balance(pool, fund_id),
+        "urgent_reserve_percent": percent,
+        "balance": money | {"held_for_urgent_minor": held},
     }
 
 

@@ -19,6 +19,7 @@ from pydantic.config import JsonDict
 from schemas import specs
 from schemas.bodies import DonationSpec, NeedSpec, PledgeSpec
 from schemas.common import Description, Frozen, Money, Name, Place, Role
+from schemas.funds import ReservePercent
 from schemas.messages import (
     AcceptMatch,
     AmendNeed,
@@ -36,6 +37,7 @@ from schemas.messages import (
     Recurrence,
     RefundDonation,
     RegisterVolunteer,
+    SetFundReserve,
     WithdrawPledge,
 )
 from schemas.needs import recurrence_problem
@@ -219,25 +221,71 @@ def _wire(spec: type[S], body: BaseModel, **sealed: Any) -> S:
 # ---- foundations ----
 
 
+class FundOpening(FundSpec):
+    """A fund to open: its restrictions, and the share of its money held back for urgent
+    needs (0 to 100 %, default 0; changed later with `PUT /v1/funds/{id}/reserve`)."""
+
+    urgent_reserve_percent: ReservePercent = 0
+
+
+class FundReserve(Frozen):
+    """The share of a fund's net donations held back for high and critical needs: low and
+    normal needs take only what lies beyond it until 48 hours before their deadline. A change
+    holds from now on; no proposal already made is withdrawn (docs/matching.md)."""
+
+    urgent_reserve_percent: ReservePercent
+
+
 @router.post("/funds", status_code=202, tags=["foundations"])
 async def open_fund(
-    request: Request, body: FundSpec, svc: PostingsDep, who: Caller, idem: IdemHeader = None
+    request: Request, body: FundOpening, svc: PostingsDep, who: Caller, idem: IdemHeader = None
 ) -> JSONResponse:
-    """Open a fund with its restrictions (categories, districts, period, cap per need)."""
+    """Open a fund with its restrictions (categories, districts, period, cap per need) and
+    what it holds back for urgent needs (`urgent_reserve_percent`, default 0)."""
     require_role(who, Role.FOUNDATION)
     await check_codes(request, body)
     fund_id = uuid.uuid4()
+    spec = FundSpec.model_validate(body.model_dump(exclude={"urgent_reserve_percent"}))
     return await submit(
         request,
         svc,
         who,
         topic=DONATIONS_POSTINGS,
         key=fund_id,
-        payload=OpenFund(fund_id=fund_id, fund=body),
+        payload=OpenFund(
+            fund_id=fund_id, fund=spec, urgent_reserve_percent=body.urgent_reserve_percent
+        ),
         body=body,
         idem=idem,
         ids={"fund_id": str(fund_id)},
         owns=(Ownership("fund", fund_id, who.id),),
+    )
+
+
+@router.put("/funds/{fund_id}/reserve", status_code=202, tags=["foundations"])
+async def set_fund_reserve(
+    request: Request,
+    fund_id: uuid.UUID,
+    body: FundReserve,
+    svc: PostingsDep,
+    pool: Pool,
+    who: Caller,
+    idem: IdemHeader = None,
+) -> JSONResponse:
+    """Set the share of your fund held back for high and critical needs (0 to 100 %). Money
+    already proposed to a need stays with it; what a lower share frees is offered at once."""
+    require_role(who, Role.FOUNDATION)
+    await require_owner(pool, who, "fund", fund_id)
+    return await submit(
+        request,
+        svc,
+        who,
+        topic=DONATIONS_POSTINGS,
+        key=fund_id,
+        payload=SetFundReserve(fund_id=fund_id, urgent_reserve_percent=body.urgent_reserve_percent),
+        body=body,
+        idem=idem,
+        ids={"fund_id": str(fund_id)},
     )
 
 

@@ -23,6 +23,7 @@ INTAKE_TOPIC = {
     "NeedAmended": "needs.events",
     "NeedCancelled": "needs.events",
     "FundOpened": "funds.events",
+    "FundReserveSet": "funds.events",
     "DonationReceived": "funds.events",
     "DonationRefunded": "funds.events",
     "VolunteerRegistered": "volunteers.events",
