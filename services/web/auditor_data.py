@@ -480,6 +480,7 @@ def _facts(
                 tuple(str(d) for d in spec.get("districts") or ()),
                 int(cap["amount_minor"]) if isinstance(cap, dict) else None,
                 datetime.fromisoformat(str(until)) if until else None,
+                f.urgent_reserve_percent,
             )
         )
     return needs, matches, donations, funds

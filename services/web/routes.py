@@ -628,6 +628,37 @@ async def refund(request: Request, fund_id: uuid.UUID, donation_id: uuid.UUID) -
         )
 
 
+@router.post("/funds/{fund_id}/reserve")
+async def set_reserve(request: Request, fund_id: uuid.UUID) -> Response:
+    """Change the share of the fund held back for urgent needs (the API decides the range and
+    who may; its reason is shown next to the field)."""
+    session, form, refused = await _checked(request)
+    if refused is not None or session is None or form is None:
+        return refused or _see_other("/")
+    values = {k: str(v) for k, v in form.items()}
+    async with api_for(request, session) as api:
+        typed = values.get("urgent_reserve_percent", "").strip().rstrip("%％").strip()
+        if not typed.isdigit():
+            t = Translator(_lang(request), terms_of(request.app.state))
+            errors = {"urgent_reserve_percent": t("error.percent")}
+            return await _fund(
+                request, session, api, fund_id, errors=errors, values=values, status_code=422
+            )
+        body = {"urgent_reserve_percent": int(typed)}
+        r = await api.post(f"/funds/{fund_id}/reserve", body, values.get("key", ""), "PUT")
+        if r.status_code == 202:
+            return _see_other(f"/funds/{fund_id}?posted={r.json().get('posting_id', '')}")
+        return await _fund(
+            request,
+            session,
+            api,
+            fund_id,
+            errors=field_errors(r),
+            values=values,
+            status_code=r.status_code if 400 <= r.status_code < 500 else 503,
+        )
+
+
 @router.post("/funds/{fund_id}/donations")
 async def donate(request: Request, fund_id: uuid.UUID) -> Response:
     session, form, refused = await _checked(request)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from services.domain.fund_reserve import held_for_urgent
+
 ZONE = ZoneInfo("Asia/Shanghai")
 MIN_NEEDS = 3
 """Fewest needs a published cell may stand for."""
@@ -72,6 +74,8 @@ class FundFact:
     districts: tuple[str, ...]
     cap_per_need_minor: int | None
     valid_until: datetime | None
+    urgent_reserve_percent: int = 0
+    """The share of its net donations the foundation holds back for high and critical needs."""
 
 
 @dataclass
@@ -136,6 +140,12 @@ class FundFigures:
     paid: int
     by_category: list[Cell]
     by_district: list[Cell]
+
+    @property
+    def held_for_urgent(self) -> int:
+        """What the fund holds back for urgent needs now, of the money still available."""
+        available = self.received - self.reserved - self.paid
+        return held_for_urgent(self.received, available, self.fund.urgent_reserve_percent)
 
 
 def pooled(cells: Iterable[Cell], least: int = MIN_NEEDS) -> list[Cell]:

@@ -183,6 +183,11 @@ def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: A
     desk_page.get_by_role("button", name="退回").click()
     until_shown(desk_page, "¥7,200.00", "the refund to leave the fund")
     expect(desk_page.get_by_role("table", name="资金往来明细")).to_contain_text("退回捐赠")
+    # and holds 40 % of it back for urgent needs: the balance shows the share and the amount
+    expect(desk_page.get_by_text("为紧急需求保留")).to_be_visible()
+    desk_page.get_by_label("保留比例（%）").fill("40")
+    desk_page.get_by_role("button", name="保存保留比例").click()
+    until_shown(desk_page, re.compile(r"40 %（¥[\d,]+\.\d\d）"), "the reserve to be shown")
     problems["fund"] = accessibility(desk_page)
     shot(desk_page, site, "08-fund-history-zh")
 

@@ -132,3 +132,39 @@ def test_the_disclosure_names_only_plain_organisation_labels_never_a_sealed_one(
     assert income["金陵名人居业主委员会"].amount_minor == 800_000
     assert income["金陵名人居业主委员会"].count == 1
     assert income[OTHER_DONORS].amount_minor == 500
+
+
+def test_the_disclosure_and_the_trail_show_what_a_fund_holds_back_for_urgent_needs() -> None:
+    """The foundation's share held for urgent needs, as last set, is in the quarter's report
+    (a closing line: how much of what is available it holds) and each change is in the trail."""
+    from schemas.messages import DonationReceived, FundOpened, FundReserveSet
+    from services.audit.reports.books import fold
+    from services.audit.reports.disclosure import disclosure, to_html
+    from services.audit.reports.trail import trail
+    from tests import factories as f
+
+    fund_id = uuid.uuid4()
+    stream = f"fund:{fund_id}"
+    events = [
+        f.envelope(
+            FundOpened(fund_id=fund_id, fund=f.fund(), urgent_reserve_percent=75), stream=stream
+        ),
+        f.envelope(
+            DonationReceived(fund_id=fund_id, donation_id=uuid.uuid4(), donation=f.donation()),
+            stream=stream,
+        ),
+        f.envelope(FundReserveSet(fund_id=fund_id, urgent_reserve_percent=40), stream=stream),
+    ]
+    books = fold(events)
+    quarter = f"{f.T0.astimezone(CST).year}Q{(f.T0.astimezone(CST).month - 1) // 3 + 1}"
+    report = disclosure(fold([]), books, fund_id, quarter)
+    (held,) = [x for x in report.lines if x.label == "held_for_urgent"]
+    assert (held.section, held.amount_minor, report.urgent_reserve_percent) == (
+        "closing",
+        320_000,
+        40,
+    )
+    assert "Held for urgent needs: 40 %" in to_html(report)
+    said = [s.what for s in trail(books, events, fund=fund_id)]
+    assert said[0] == "opened, holding 75 % for urgent needs"
+    assert "held for urgent needs set to 40 % (from now on)" in said

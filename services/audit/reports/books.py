@@ -129,6 +129,8 @@ class FundBook:
     name: str
     currency: str
     spec: dict[str, Any]
+    urgent_reserve_percent: int = 0
+    """The share of its net donations the foundation holds back for urgent needs."""
 
 
 @dataclass(frozen=True)
@@ -313,7 +315,14 @@ def _need(row: dict[str, Any]) -> NeedBook:
 
 
 def _fund(row: dict[str, Any]) -> FundBook:
-    return FundBook(row["fund_id"], str(row["org_id"]), row["name"], row["currency"], row["spec"])
+    return FundBook(
+        row["fund_id"],
+        str(row["org_id"]),
+        row["name"],
+        row["currency"],
+        row["spec"],
+        int(row.get("urgent_reserve_percent") or 0),
+    )
 
 
 def _donation(env: Envelope[Message], p: DonationReceived, n: int) -> DonationBook:

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from schemas.messages import EventCorrected
 from services.audit.reports.asof import yuan
 from services.audit.reports.books import Books
+from services.domain.fund_reserve import held_for_urgent
 
 CST = timezone(timedelta(hours=8), "CST")
 
@@ -75,6 +76,10 @@ class Disclosure:
     start: datetime
     end: datetime
     lines: list[Line] = field(default_factory=list)
+    urgent_reserve_percent: int = 0
+    """The share of net donations held back for high and critical needs at the quarter's end
+    (the foundation's own setting); when above 0, a closing line says how much of what is
+    available it holds (`held_for_urgent`)."""
 
 
 def disclosure(opening: Books, closing: Books, fund_id: uuid.UUID, quarter: str) -> Disclosure:
@@ -139,6 +144,12 @@ def disclosure(opening: Books, closing: Books, fund_id: uuid.UUID, quarter: str)
         add(Line("spending", cat, cat, district, n, amount, served))
     for bucket in ("available", "reserved", "disbursed"):
         add(Line("closing", bucket, amount_minor=after[bucket]))
+    rep.urgent_reserve_percent = f.urgent_reserve_percent
+    if f.urgent_reserve_percent:
+        net = after["available"] + after["reserved"] + after["disbursed"]
+        held = held_for_urgent(net, after["available"], f.urgent_reserve_percent)
+        note = f"{f.urgent_reserve_percent} % of net donations, part of available"
+        add(Line("closing", "held_for_urgent", amount_minor=held, note=note))
     for c in closing.corrections:
         if within(c.recorded_at) and _about_fund(closing, c.payload, fund_id):
             assert isinstance(c.payload, EventCorrected)
@@ -243,6 +254,7 @@ def to_html(rep: Disclosure) -> str:
         f"<title>{e(rep.fund_name)} {e(rep.quarter)} 信息公开 Disclosure</title></head><body>",
         f"<h1>{e(rep.fund_name)} — {e(rep.quarter)} 定期信息公开 Periodic disclosure</h1>",
         f"<p>{e(rep.foundation)} · {e(period)} · {e(rep.currency)}</p>",
+        f"<p>为紧急需求保留 Held for urgent needs: {rep.urgent_reserve_percent} %</p>",
     ]
     for section, title in SECTIONS.items():
         lines = [x for x in rep.lines if x.section == section]

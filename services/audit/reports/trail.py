@@ -21,7 +21,7 @@ from datetime import datetime
 
 from schemas.common import Role
 from schemas.envelope import Envelope
-from schemas.messages import Message
+from schemas.messages import FundOpened, FundReserveSet, Message
 from schemas.sealed import Sealed
 from services.audit.reports.books import Books, MatchBook
 
@@ -132,6 +132,10 @@ def _event_steps(books: Books, events: list[Envelope[Message]], keep: set[str]) 
 
 def _describe(books: Books, env: Envelope[Message]) -> str:
     p = env.payload
+    if isinstance(p, FundOpened):
+        return f"opened, holding {p.urgent_reserve_percent} % for urgent needs"
+    if isinstance(p, FundReserveSet):
+        return f"held for urgent needs set to {p.urgent_reserve_percent} % (from now on)"
     amount = getattr(p, "amount", None)
     donation = getattr(p, "donation", None)
     if donation is not None:
