@@ -13,6 +13,7 @@ from schemas.messages import (
     DonationReceived,
     DonationRefunded,
     FundOpened,
+    FundReserveSet,
     MatchProposed,
     MatchWithdrawn,
     NeedCancelled,
@@ -155,6 +156,54 @@ def test_a_city_wide_fund_is_spent_once_across_partitions() -> None:
             if isinstance(d.payload, MatchProposed) and d.payload.amount
         )
         assert total == 100_000, "all the money and no more"
+
+
+def test_a_funds_reserve_holds_across_partitions_and_a_change_is_listed_again() -> None:
+    # Given a city-wide fund of 1,000 yuan whose foundation holds back 75 %, and a normal need
+    # and a critical one in districts owned by different partitions
+    a, b = _districts_on_different_partitions(4)
+    fid = uuid.uuid4()
+    spec = FundSpec.model_validate(f.fund(districts=[], categories=[]))
+    far = f.iso(T + timedelta(days=10))
+    needs = {}
+    for name, district, urgency, amount in (
+        ("normal", b, "normal", 60_000),
+        ("critical", a, "critical", 70_000),
+    ):
+        body = f.money_need(amount, urgency=urgency, deadline=far)
+        body["place"] = {"district": district}
+        needs[name] = (uuid.uuid4(), NeedSpec.model_validate(body))
+    gift = DonationSpec.model_validate(f.donation(100_000))
+    opened = envelope(FundOpened(fund_id=fid, fund=spec, urgent_reserve_percent=75), T, "fdn")
+    events = [
+        opened,
+        envelope(DonationReceived(fund_id=fid, donation_id=uuid.uuid4(), donation=gift), T, "fdn"),
+        *(envelope(NeedPosted(need_id=nid, need=s), T, "c") for nid, s in needs.values()),
+    ]
+    # When the partitions decide, in any interleaving
+    for seed in range(5):
+        run = simulate(events, partitions=4, seed=seed)
+        paid: dict[uuid.UUID, int] = {}
+        for d in run.decisions:
+            if isinstance(d.payload, MatchProposed) and d.payload.amount:
+                paid[d.payload.need_id] = (
+                    paid.get(d.payload.need_id, 0) + d.payload.amount.amount_minor
+                )
+        # Then the normal need, wherever it is, got no more than what lies beyond the reserve,
+        # and the critical need all it asked
+        assert paid.get(needs["normal"][0], 0) <= 25_000, seed
+        assert paid[needs["critical"][0]] == 70_000, seed
+    # and each partition the fund reaches is told its share, again when the foundation changes it
+    router = RoutingState(4)
+    listed = [r.envelope.payload for r in route(router, opened) if not r.original]
+    assert listed and {getattr(p, "urgent_reserve_percent", None) for p in listed} == {75}
+    change = envelope(FundReserveSet(fund_id=fid, urgent_reserve_percent=20), T, "fdn")
+    routed = route(router, change)
+    assert [r.original for r in routed].count(True) == 1  # to the fund's owner
+    again = [r.envelope.payload for r in routed if not r.original]
+    assert {
+        (getattr(p, "urgent_reserve_percent", None), getattr(p, "version", None)) for p in again
+    } == {(20, 2)}
 
 
 def test_a_withdrawn_pledge_revokes_its_proposed_holds_elsewhere() -> None:
