@@ -497,6 +497,11 @@ async def open_fund(request: Request) -> Response:
             }
         if f.get("valid_until"):
             body["valid_until"] = moment(str(f["valid_until"]), "23:59", "valid_until")
+        share = str(f.get("urgent_reserve_percent", "")).strip().rstrip("%％").strip()
+        if share:
+            if not share.isdigit():
+                raise BadForm("urgent_reserve_percent", "error.percent")
+            body["urgent_reserve_percent"] = int(share)
         return body
 
     return await _submit(request, session, form, "/funds", build, _foundation)
