@@ -86,4 +86,4 @@ def test_the_organisations_topic_is_the_registrys() -> None:
     from schemas.topics import ORGANISATIONS_EVENTS
     from services.identity import ORGANISATIONS_TOPIC
 
-    assert ORGANISATIONS_TOPIC == ORGANISATIONS_EVENTS.name
+    assert ORGANISATIONS_EVENTS.name == ORGANISATIONS_TOPIC
