@@ -32,9 +32,9 @@ from services.restore import restore_if_empty
 from services.settings import Settings
 from tests.integration.test_matcher_workers import (
     Services,
-    look,
+    first_copies,
     publish,
-    replay,
+    replay_all,
     wait_for,
 )
 from tests.partitioned import partition_log
@@ -50,13 +50,13 @@ def settle(bootstrap: str, inputs: set[uuid.UUID], services: Services, why: str)
     last: dict[str, object] = {"n": -1}
 
     def settled() -> bool:
-        now = look(bootstrap)  # one read of both topics for the whole comparison
-        forwarded = inputs <= set(now.inputs)
+        forwarded = inputs <= set(first_copies(bootstrap, [MATCHER_INPUTS.name]))
         last["inputs"] = "all forwarded" if forwarded else "not all forwarded yet"
         if not forwarded:
             return False
-        expected, n = replay(now.logs)
-        decisions, cross = now.decisions, now.inputs
+        expected, n = replay_all(bootstrap)
+        decisions = first_copies(bootstrap, [MATCHES_EVENTS.name])
+        cross = first_copies(bootstrap, [MATCHER_INPUTS.name])
         missing = [i for i in expected if i not in decisions and i not in cross]
         differ = [
             i

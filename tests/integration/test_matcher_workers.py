@@ -13,7 +13,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -111,37 +110,11 @@ def first_copies(bootstrap: str, topics: list[str]) -> dict[uuid.UUID, Record]:
     return seen
 
 
-@dataclass
-class Look:
-    """One read of matcher.inputs and matches.events (a read of the two topics costs about
-    half a second here, most of it the quiet polls that say "caught up"; one read per look
-    instead of three leaves the two cores to the workers under test)."""
-
-    inputs: dict[uuid.UUID, Record]
-    """The first copy of each record on matcher.inputs, by event id."""
-    decisions: dict[uuid.UUID, Record]
-    """The first copy of each decision on matches.events, by event id."""
-    logs: dict[int, list[Record]]
-    """Each partition of matcher.inputs, every record in order."""
-
-
-def look(bootstrap: str) -> Look:
-    inputs: dict[uuid.UUID, Record] = {}
-    decisions: dict[uuid.UUID, Record] = {}
-    logs: dict[int, list[Record]] = defaultdict(list)
-    for r in read_all(bootstrap, [MATCHER_INPUTS.name, MATCHES_EVENTS.name]):
-        if r.topic == MATCHER_INPUTS.name:
-            logs[r.partition].append(r)
-            seen = inputs
-        else:
-            seen = decisions
-        if r.event_id is not None:
-            seen.setdefault(r.event_id, r)
-    return Look(inputs, decisions, logs)
-
-
-def replay(logs: dict[int, list[Record]]) -> tuple[dict[uuid.UUID, bytes], int]:
+def replay_all(bootstrap: str) -> tuple[dict[uuid.UUID, bytes], int]:
     """What each partition's logged input decides, replayed from scratch, by event id."""
+    logs: dict[int, list[Record]] = defaultdict(list)
+    for r in read_all(bootstrap, [MATCHER_INPUTS.name]):
+        logs[r.partition].append(r)
     expected: dict[uuid.UUID, bytes] = {}
     inputs = 0
     for partition, records in logs.items():
@@ -207,13 +180,12 @@ def test_two_workers_and_a_sigkill_decide_exactly_what_the_log_replays_to(
     last: dict[str, object] = {"n": -1}
 
     def settled() -> bool:
-        now = look(broker.bootstrap)
-        inputs = now.inputs
+        inputs = first_copies(broker.bootstrap, [MATCHER_INPUTS.name])
         if not produced <= set(inputs):
             return False
-        expected, n = replay(now.logs)
-        present = set(now.decisions) | set(inputs)
-        lacking = [decode(expected[i]) for i in set(expected) - present]
+        expected, n = replay_all(broker.bootstrap)
+        present = first_copies(broker.bootstrap, [MATCHES_EVENTS.name, MATCHER_INPUTS.name])
+        lacking = [decode(expected[i]) for i in set(expected) - set(present)]
         missing = [d.event_type for d in lacking]
         done = not missing and n == last["n"]
         last["n"], last["missing"] = n, len(missing)
@@ -239,9 +211,9 @@ def test_two_workers_and_a_sigkill_decide_exactly_what_the_log_replays_to(
     seen: dict[str, dict[uuid.UUID, Record] | dict[uuid.UUID, bytes]] = {}
 
     def agree() -> bool:
-        now = look(broker.bootstrap)
-        expected, _ = replay(now.logs)
-        decisions, cross = now.decisions, now.inputs
+        expected, _ = replay_all(broker.bootstrap)
+        decisions = first_copies(broker.bootstrap, [MATCHES_EVENTS.name])
+        cross = first_copies(broker.bootstrap, [MATCHER_INPUTS.name])
         seen.update(expected=expected, decisions=decisions, cross=cross)
         lost = [i for i in expected if i not in decisions and i not in cross]
         extra = set(decisions) - set(expected)
