@@ -7,11 +7,14 @@ import asyncio
 import importlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from services import SERVICES as SERVICE_NAMES
 from services.running import database_url, running_state
 from services.settings import Settings
+
+T = TypeVar("T")
 
 
 def run_service(settings: Settings, name: str) -> None:
@@ -223,22 +226,29 @@ def _cmd_orgs_act(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_operators_create(settings: Settings, args: argparse.Namespace) -> int:
-    """An operator's token, for `/v1/orgs` over HTTP; only whoever has the database makes one."""
-    from services.identity import create_operator
+def _on_database(settings: Settings, act: Callable[[Any], Awaitable[T]]) -> T:
+    """Run one operator act on the exchange's database (migrated first), on its own
+    connection, closed however the act ends."""
     from services.platform.db import connect, migrate
 
-    async def create() -> tuple[object, str]:
+    async def run() -> T:
         dsn = database_url(settings)
         await migrate(dsn)
         conn = await connect(dsn)
         try:
-            return await create_operator(conn, args.name)
+            return await act(conn)
         finally:
             await conn.close()
 
+    return asyncio.run(run())
+
+
+def _cmd_operators_create(settings: Settings, args: argparse.Namespace) -> int:
+    """An operator's token, for `/v1/orgs` over HTTP; only whoever has the database makes one."""
+    from services.identity import create_operator
+
     try:
-        operator_id, token = asyncio.run(create())
+        operator_id, token = _on_database(settings, lambda conn: create_operator(conn, args.name))
     except ValueError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
@@ -250,19 +260,11 @@ def _cmd_operators_create(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_operators_rotate(settings: Settings, args: argparse.Namespace) -> int:
     """A new token for an operator; every earlier one stops working at once."""
     from services.identity import rotate_operator_token
-    from services.platform.db import connect, migrate
-
-    async def rotate() -> tuple[object, str]:
-        dsn = database_url(settings)
-        await migrate(dsn)
-        conn = await connect(dsn)
-        try:
-            return await rotate_operator_token(conn, args.operator)
-        finally:
-            await conn.close()
 
     try:
-        operator_id, token = asyncio.run(rotate())
+        operator_id, token = _on_database(
+            settings, lambda conn: rotate_operator_token(conn, args.operator)
+        )
     except LookupError as exc:
         print(f"refused: {exc.args[0]}", file=sys.stderr)
         return 2

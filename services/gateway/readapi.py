@@ -283,15 +283,15 @@ async def events(
         heard, asked = principals.generation, time.monotonic()
         yield f"retry: {retry_after * 1000}\n: connected\n\n".encode()
         while not await request.is_disconnected():
-            if principals.generation != heard or time.monotonic() - asked >= RECHECK_SECONDS:
-                heard, asked = principals.generation, time.monotonic()
-                if not await still_admitted(request):
-                    # revoked, rotated away or suspended since the stream opened: it ends
-                    # here, with the reason, rather than go on serving a cut-off token
-                    data = json.dumps({"detail": CUT_OFF, "reason": "token_refused"})
-                    yield f"event: refused\ndata: {data}\n\n".encode()
-                    return
             try:
+                if principals.generation != heard or time.monotonic() - asked >= RECHECK_SECONDS:
+                    heard, asked = principals.generation, time.monotonic()
+                    if not await still_admitted(request):
+                        # revoked, rotated away or suspended since the stream opened: it ends
+                        # here, with the reason, rather than go on serving a cut-off token
+                        data = json.dumps({"detail": CUT_OFF, "reason": "token_refused"})
+                        yield f"event: refused\ndata: {data}\n\n".encode()
+                        return
                 rows = await pool.fetch(
                     "SELECT a.archive_seq, a.event_type, a.value FROM projected_events p"
                     " JOIN archive a ON a.archive_seq = p.archive_seq WHERE p.archive_seq > $1"

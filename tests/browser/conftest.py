@@ -113,14 +113,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     shots.mkdir(exist_ok=True)
     try:
         ex.wait_healthy(timeout=240)
-        yield Site(
-            ex,
-            foundation=ex.create_org("foundation", "南京市玄武区慈善基金会", "玄武区"),
-            community=ex.create_org("community", "锁金村街道锁金新村社区", "玄武区", "锁金村街道"),
-            auditor=ex.create_org("auditor", "玄武区审计办公室", "玄武区"),
-            social_org=ex.create_org("social-org", "玄武区社工服务中心", "玄武区"),
-            shots=shots,
+        foundation, community, auditor, social_org = ex.create_orgs(
+            ("foundation", "南京市玄武区慈善基金会", "玄武区", None),
+            ("community", "锁金村街道锁金新村社区", "玄武区", "锁金村街道"),
+            ("auditor", "玄武区审计办公室", "玄武区", None),
+            ("social-org", "玄武区社工服务中心", "玄武区", None),
         )
+        yield Site(ex, foundation, community, auditor, social_org, shots=shots)
     finally:
         print(f"\nscreenshots of the web app: {shots}")
         try:

@@ -72,7 +72,7 @@ def until_shown(page: Page, text: re.Pattern[str] | str, what: str, timeout: flo
     def shown() -> bool:
         return reloaded(page) and page.get_by_text(text).count() > 0
 
-    wait_for(what, shown, timeout=timeout, interval=1.0)
+    wait_for(what, shown, timeout=timeout, interval=0.5)
 
 
 def test_a_shift_from_fund_to_volunteer_in_both_languages(site: Site, browser: Any) -> None:

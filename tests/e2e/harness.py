@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -129,24 +131,40 @@ class Exchange:
         return "\n".join(parts)
 
     def create_org(self, kind: str, name: str, district: str, street: str | None = None) -> str:
-        """Register an organisation with the operator's command; return its bearer token."""
-        args = [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "orgs",
-            "create",
-            "--kind",
-            kind,
-            "--name",
-            name,
-            "--district",
-            district,
-        ] + (["--street", street] if street else [])
-        env = {**os.environ, "EXCHANGE_VAR_DIR": str(self.var_dir)}
-        env.pop("DATABASE_URL", None)
-        out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
-        return out.strip().splitlines()[-1].split(": ", 1)[1]
+        """Register an organisation as the operator's command does; return its bearer token."""
+        return self.create_orgs((kind, name, district, street))[0]
+
+    def create_orgs(self, *orgs: tuple[str, str, str, str | None]) -> list[str]:
+        """Register organisations (kind, name, district, street) as `exchange orgs create`
+        does: `services.operator.register` as the command line, on the exchange's database,
+        each its own transaction. In this process, without an interpreter start-up for each
+        (a second apiece on two cores); the command itself, run as a process against a running
+        exchange, is what docs/round-trip.sh does in the demo test, and its refusals are
+        tested in tests/integration/test_org_names.py. Return the tokens in order."""
+        from schemas.messages import OrgKind
+        from services import operator
+        from services.identity import COMMAND_LINE
+        from services.platform.db import connect
+
+        dsn = self.state["database_url"]
+
+        async def register() -> list[str]:
+            conn = await connect(dsn)
+            try:
+                tokens = []
+                for kind, name, district, street in orgs:
+                    kind_of = OrgKind(kind.replace("-", "_"))
+                    _, token = await operator.register(
+                        conn, COMMAND_LINE, kind_of, name, district, street
+                    )
+                    tokens.append(token)
+                return tokens
+            finally:
+                await conn.close()
+
+        # in a thread of its own: Playwright's sync API may keep an event loop running in this one
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, register()).result()
 
     def pids(self) -> list[int]:
         """Every process of the exchange: supervisor, services, broker, PostgreSQL postmaster."""

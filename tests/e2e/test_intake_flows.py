@@ -82,17 +82,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ex = Exchange(tmp_path_factory.mktemp("flows") / "var").start()
     try:
         ex.wait_healthy()
+        tokens = ex.create_orgs(
+            ("foundation", "江东街道慈善基金会", "鼓楼区", "江东街道"),
+            ("foundation", "建邺区慈善会", "建邺区", None),
+            ("community", "金陵名人居社区", "鼓楼区", "江东街道"),
+            ("community", "永盛社区", "雨花台区", "西善桥街道"),
+            ("social-org", "江东街道社会工作服务中心", "鼓楼区", None),
+            ("auditor", "审计组", "鼓楼区", None),
+        )
         with ex.http() as http:
-            yield World(
-                ex,
-                http,
-                foundation=ex.create_org("foundation", "江东街道慈善基金会", "鼓楼区", "江东街道"),
-                other_foundation=ex.create_org("foundation", "建邺区慈善会", "建邺区"),
-                community=ex.create_org("community", "金陵名人居社区", "鼓楼区", "江东街道"),
-                other_community=ex.create_org("community", "永盛社区", "雨花台区", "西善桥街道"),
-                social_org=ex.create_org("social-org", "江东街道社会工作服务中心", "鼓楼区"),
-                auditor=ex.create_org("auditor", "审计组", "鼓楼区"),
-            )
+            yield World(ex, http, *tokens)
     finally:
         ex.stop()
 

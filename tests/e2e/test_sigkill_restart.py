@@ -125,10 +125,11 @@ def test_kill_minus_nine_everything_then_restart_loses_and_duplicates_nothing(
     ex = Exchange(var).start()
     try:
         ex.wait_healthy()
-        tokens = {
-            "foundation": ex.create_org("foundation", "江东街道慈善基金会", "鼓楼区"),
-            "community": ex.create_org("community", "金陵名人居社区", "鼓楼区", "江东街道"),
-        }
+        foundation, community = ex.create_orgs(
+            ("foundation", "江东街道慈善基金会", "鼓楼区", None),
+            ("community", "金陵名人居社区", "鼓楼区", "江东街道"),
+        )
+        tokens = {"foundation": foundation, "community": community}
         with ex.http() as http:
             acked = post_load(http, tokens, rounds=12)
         dsn = ex.state["database_url"]

@@ -223,7 +223,7 @@ def settle_and_check(
             "every acknowledged posting to be decided",
             lambda: not asyncio.run(_undecided(dsn, ids)),
             timeout=within,
-            interval=1.0,
+            interval=0.25,
         )
     except AssertionError:
         stuck = asyncio.run(_undecided(dsn, ids))
@@ -235,7 +235,7 @@ def settle_and_check(
             "every committed posting to be decided",
             lambda: not asyncio.run(_facts(dsn, ids))["committed_undecided"],
             timeout=DECISION_BOUND,
-            interval=1.0,
+            interval=0.25,
         )
     got = asyncio.run(_facts(dsn, ids))
     if got["stored"] != len(set(ids)):
@@ -257,7 +257,7 @@ def settle_and_check(
             "the matcher to decide every input",
             lambda: not matcher_behind(ex),
             timeout=within,
-            interval=1.0,
+            interval=0.5,
         )
     except AssertionError:
         verdict.problems.append(

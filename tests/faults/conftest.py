@@ -74,10 +74,14 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     ex = Exchange(mount / "var").start()
     try:
         ex.wait_healthy(timeout=240)
+        foundation, community = ex.create_orgs(
+            ("foundation", "故障演练慈善基金会", "鼓楼区", None),
+            ("community", "故障演练社区", "鼓楼区", "江东街道"),
+        )
         state = Shared(
             ex,
-            foundation=ex.create_org("foundation", "故障演练慈善基金会", "鼓楼区"),
-            community=ex.create_org("community", "故障演练社区", "鼓楼区", "江东街道"),
+            foundation=foundation,
+            community=community,
             own_filesystem=own,
             mount=mount,
             port=int(ex.url.rsplit(":", 1)[1]),

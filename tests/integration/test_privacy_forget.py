@@ -205,8 +205,8 @@ def test_forgetting_leaves_nothing_readable_and_verify_and_replay_still_pass(
     settings = Settings(
         KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
         DATABASE_URL=dsn,
-        EXCHANGE_VAR_DIR=str(tmp_path / "var"),
-        EXCHANGE_AUDIT_KEY_PATH=str(tmp_path / "ledger-ed25519.pem"),
+        var_dir=tmp_path / "var",
+        audit_key_path=tmp_path / "ledger-ed25519.pem",
     )
     community = {"Authorization": f"Bearer {org_token(dsn, OrgKind.COMMUNITY, '金陵名人居社区')}"}
     foundation = {
