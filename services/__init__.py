@@ -1,5 +1,14 @@
 """Community Exchange services: gateway, intake (needs, donations, pledges), matcher, ledger."""
 
+import os
+
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+"""No pydantic plugins are used (none is installed on purpose); without this pydantic scans
+every installed package's entry points when it builds the first model, about 10–20 ms of every
+process's start and of an operator's 0.3-s one-shot budget (bench/one_shot.py). Set before any
+model is built (every exchange process imports this package first); an operator who wants a
+plugin sets the variable to something else."""
+
 SERVICES = (
     "gateway",
     "intake-needs",
