@@ -150,7 +150,7 @@ def test_who_may_extend_a_list(
 def test_an_enum_era_message_upcasts_to_codes_unchanged(name: str) -> None:
     raw = (GOLDEN / f"{name}.json").read_bytes()
     env = decode(raw)
-    assert env.schema_version == int(name.split(".v")[1]) + 1
+    assert env.schema_version > int(name.split(".v")[1])  # upcast, maybe more than one step
     stored = json.loads(raw)["payload"]
     assert env.payload.model_dump(mode="json") | stored == env.payload.model_dump(mode="json")
 
