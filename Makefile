@@ -67,6 +67,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/latency.py $(LATENCY_ARGS)
 	@echo "== quality: the online matcher against the offline optimum"
 	$(BIN)/python bench/quality.py $(QUALITY_ARGS)
+	@echo "== rounds: what knowing the future is worth on the sparse city's shifts"
+	$(BIN)/python bench/rounds.py
 	@echo "== throughput and memory: matcher workers against a raw consumer"
 	$(BIN)/python bench/throughput.py $(THROUGHPUT_ARGS)
 	@echo "== one-shot commands: exchange orgs create, against the bare interpreter and raw client"

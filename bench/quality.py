@@ -235,6 +235,9 @@ class Lp:
     count: np.ndarray | None = None
     """The gain of each column when every unit counts alike (a fen, a person-shift): the
     count-based optimum."""
+    pairs: tuple[np.ndarray, np.ndarray] | None = None
+    """Shifts LP only: each column's shift and volunteer, as positions in the scenario's
+    `shift_needs` and `volunteers` (bench/rounds.py decides in rounds over them)."""
     build_seconds: float = 0.0
     solve_seconds: float = 0.0
     parts: int = 0
@@ -582,6 +585,7 @@ def shift_lp(sc: Scenario) -> Lp:
         fill,
         column,
         np.ones(n_cols),
+        (ps, pv),
     )
     lp.build_seconds = time.perf_counter() - t
     return lp

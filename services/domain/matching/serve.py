@@ -25,7 +25,7 @@ from services.domain.matching.fit import (
     volunteer_fits,
 )
 from services.domain.matching.state import ACTIVE, Fund, MatcherState, OpenNeed, Proposal, Volunteer
-from services.domain.matching.views import time_window
+from services.domain.matching.views import NeedView, time_window
 
 # ---- supply meets demand ----
 
@@ -65,6 +65,12 @@ def reserve_fund(state: MatcherState, d: Decisions, need: OpenNeed, fund: Fund, 
     need.from_funds[fund.fund_id] = need.from_funds.get(fund.fund_id, 0) + share
 
 
+def candidate_order(view: NeedView, vol: Volunteer) -> tuple[object, ...]:
+    """Which of the volunteers who fit a shift is asked first: the most reliable, the nearest,
+    the least booked, the earliest pledged."""
+    return (vol.no_shows, distance_rank(vol.pledge, view), len(vol.booked), vol.arrival)
+
+
 def serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime) -> None:
     """Give one need what the supply can: volunteers least booked (and most reliable) first,
     funds expiring first."""
@@ -78,9 +84,7 @@ def serve_need(state: MatcherState, need: OpenNeed, d: Decisions, now: datetime)
         policy = state.policy
         kept = kept_for(need, now, policy.reserve_horizon, policy.urgent_hours_percent)
         fitting = [v for v in state.candidates_for(need) if volunteer_fits(need, v, kept)]
-        fitting.sort(
-            key=lambda v: (v.no_shows, distance_rank(v.pledge, view), len(v.booked), v.arrival)
-        )
+        fitting.sort(key=lambda v: candidate_order(view, v))
         for vol in fitting:
             if need.remaining <= 0:
                 break
