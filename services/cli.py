@@ -134,22 +134,15 @@ def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
     from schemas.organisations import OrgKind
     from services import operator
     from services.identity import COMMAND_LINE, OrganisationExists
-    from services.platform.db import connect, migrate
 
-    async def create() -> tuple[object, str]:
-        dsn = database_url(settings)
-        await migrate(dsn)
-        conn = await connect(dsn)
-        try:
-            kind = OrgKind(args.kind.replace("-", "_"))
-            return await operator.register(
-                conn, COMMAND_LINE, kind, args.name, args.district, args.street
-            )
-        finally:
-            await conn.close()
+    async def create(conn: Any) -> tuple[object, str]:
+        kind = OrgKind(args.kind.replace("-", "_"))
+        return await operator.register(
+            conn, COMMAND_LINE, kind, args.name, args.district, args.street
+        )
 
     try:
-        org_id, token = asyncio.run(create())
+        org_id, token = _on_database(settings, create)
     except ValidationError as exc:
         from schemas.codec import describe_errors  # the upcasters' models: only when needed
 
@@ -165,18 +158,8 @@ def _cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
     from services import operator
-    from services.platform.db import connect, migrate
 
-    async def rows() -> list[operator.Listed]:
-        dsn = database_url(settings)
-        await migrate(dsn)
-        conn = await connect(dsn)
-        try:
-            return await operator.organisations(conn)
-        finally:
-            await conn.close()
-
-    for r in asyncio.run(rows()):
+    for r in _on_database(settings, operator.organisations):
         print(f"{r.org_id}  {r.kind:13} {r.status:9} {r.district} {r.street or ''}  {r.name}")
     return 0
 
@@ -187,29 +170,22 @@ def _cmd_orgs_act(settings: Settings, args: argparse.Namespace) -> int:
     its event on organisations.events."""
     from services import operator
     from services.identity import COMMAND_LINE, find_organisation
-    from services.platform.db import connect, migrate
 
-    async def act() -> tuple[str, str | int | bool]:
-        dsn = database_url(settings)
-        await migrate(dsn)  # token_events, suspensions may be newer than the database
-        conn = await connect(dsn)
-        try:
-            org = await find_organisation(conn, args.org)
-            label = f"{org['kind']} {org['name']} ({org['org_id']})"
-            org_id = org["org_id"]
-            match args.orgs_command:
-                case "rotate-token":
-                    return label, await operator.rotate(conn, COMMAND_LINE, org_id)
-                case "revoke":
-                    return label, await operator.revoke(conn, COMMAND_LINE, org_id)
-                case command:
-                    suspend = command == "suspend"
-                    return label, await operator.set_suspended(conn, COMMAND_LINE, org_id, suspend)
-        finally:
-            await conn.close()
+    async def act(conn: Any) -> tuple[str, str | int | bool]:
+        org = await find_organisation(conn, args.org)
+        label = f"{org['kind']} {org['name']} ({org['org_id']})"
+        org_id = org["org_id"]
+        match args.orgs_command:
+            case "rotate-token":
+                return label, await operator.rotate(conn, COMMAND_LINE, org_id)
+            case "revoke":
+                return label, await operator.revoke(conn, COMMAND_LINE, org_id)
+            case command:
+                suspend = command == "suspend"
+                return label, await operator.set_suspended(conn, COMMAND_LINE, org_id, suspend)
 
     try:
-        label, outcome = asyncio.run(act())
+        label, outcome = _on_database(settings, act)
     except LookupError as exc:
         print(f"refused: {exc.args[0]}", file=sys.stderr)
         return 2
