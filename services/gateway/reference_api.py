@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import logging
 from typing import Annotated, Any
 
 import asyncpg
@@ -42,6 +43,8 @@ router = APIRouter(prefix="/v1", tags=["reference"])
 KINDS = {plural: kind for kind, plural in PLURAL.items()}
 ListName = Annotated[str, Path(pattern="^(skills|categories)$", description="skills or categories")]
 
+log = logging.getLogger(__name__)
+
 
 class ReferenceCache:
     """The lists, loaded from PostgreSQL and kept until a change is heard."""
@@ -51,7 +54,7 @@ class ReferenceCache:
         self.pool = pool
         self._terms: Terms | None = None
         self._generation = 0
-        self._refreshing: asyncio.Task[Terms] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
         self.last: Terms | None = None
         """The lists as last loaded, for labels and the web app's forms: reloaded in the
         background after every change heard (a label a moment old is harmless; what postings
@@ -63,7 +66,15 @@ class ReferenceCache:
         self._terms = None
         self._generation += 1
         with contextlib.suppress(RuntimeError):  # no running loop: loaded on next use
-            self._refreshing = asyncio.get_running_loop().create_task(self.terms())
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        """Reload in the background; a database that is away now is asked again on next use
+        (the failure is expected while PostgreSQL restarts, and nobody waits for this)."""
+        try:
+            await self.terms()
+        except Exception as exc:
+            log.info("reference lists not reloaded", extra={"error": repr(exc)})
 
     async def terms(self) -> Terms:
         """The lists as they stand (cached only while changes can be heard)."""

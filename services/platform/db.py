@@ -61,6 +61,10 @@ def unavailable_reason(exc: BaseException) -> str | None:
         return "database_unavailable" if "clos" in text else None
     if isinstance(exc, ConnectionError):
         return "database_unavailable"
+    if isinstance(exc, asyncpg.InternalClientError) and "cannot switch to state" in str(exc):
+        # the server ended the session between the pool's check (`ended_by_server`) and the
+        # query: asyncpg is still "consuming" the server's goodbye (asyncpg issues #784, #1069)
+        return "database_unavailable"
     return None
 
 

@@ -32,6 +32,13 @@ pytestmark = pytest.mark.unit
         (asyncpg.TooManyConnectionsError("too many clients"), "database_unavailable"),
         (asyncpg.InterfaceError("connection is closed"), "database_unavailable"),
         (DatabaseUnavailable("database_unavailable", "no connection"), "database_unavailable"),
+        (
+            asyncpg.InternalClientError(
+                "cannot switch to state 12; another operation (2) is in progress"
+            ),
+            "database_unavailable",
+        ),
+        (asyncpg.InternalClientError("something else inside the client"), None),
         (asyncpg.UniqueViolationError("duplicate key"), None),
         (asyncpg.UndefinedTableError("no such table"), None),
         (FileNotFoundError(errno.ENOENT, "missing"), None),
