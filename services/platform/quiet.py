@@ -124,25 +124,29 @@ class Quiet:
         self._act(self.state.heard(self._now()))
 
     def _act(self, action: Action) -> None:
-        if action == "pause":
-            self.pauses += 1
-            self._pause()
-        elif action == "resume":
-            self._resume()
+        """Do `action`; a failure is logged and leaves the consumer fetching (fetching is always
+        safe, pausing only saves work), never reaches the consumer's loop that called."""
+        try:
+            if action == "pause":
+                self.pauses += 1
+                self._pause()
+            elif action == "resume":
+                self._resume()
+        except Exception as exc:
+            log.warning("pausing or resuming a consumer failed", extra={"error": repr(exc)})
+            self.state.paused = False
+            self.state.awake_until = self._now() + self.state.idle_after
+            with contextlib.suppress(Exception):
+                self._resume()
         self._changed.set()
 
     async def run(self) -> None:
-        """Pause and resume on time until cancelled; any failure of an act is logged and the
-        consumer is left fetching (fetching is always safe, pausing only saves work)."""
+        """Pause and resume on time until cancelled."""
         while True:
             self._changed.clear()
             action, until = self.state.due(self._now())
-            try:
-                self._act(action)
-            except Exception as exc:
-                log.warning("pausing or resuming a consumer failed", extra={"error": repr(exc)})
-                self.state.paused = False
-                self.state.awake_until = self._now() + self.state.idle_after
+            self._act(action)  # a failed pause leaves it fetching: then look at awake_until
+            if not self.state.paused:
                 until = self.state.awake_until
             self._changed.clear()
             with contextlib.suppress(TimeoutError):

@@ -116,3 +116,22 @@ def test_ticks_are_read_but_are_no_work() -> None:
     need = [("event_id", b"2"), ("event_type", b"NeedPosted")]
     assert work_in([tick, tick]) == 0
     assert work_in([tick, need, {"event_type": b"MatchProposed"}, None]) == 3  # no header: work
+
+
+def test_a_failing_resume_on_a_record_never_reaches_the_consumers_loop() -> None:
+    calls: list[str] = []
+
+    def refuse() -> None:
+        calls.append("resume")
+        raise RuntimeError("not assigned")
+
+    now = [0.0]
+
+    async def scenario() -> Quiet:
+        q = Quiet(lambda: None, refuse, idle_after=1.0, check_every=1.0, clock=lambda: now[0])
+        q.state.paused = True
+        q.saw(3)  # would raise into the ledger's or an agent's loop if not caught
+        return q
+
+    q = asyncio.run(scenario())
+    assert calls and not q.state.paused and q.state.awake_until == 1.0
