@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
 
-.PHONY: run test unit integration e2e faults lint typecheck check bench clean venv
+.PHONY: run test unit integration e2e faults lint typecheck check bench bench-idle clean venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,7 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 LATENCY_ARGS    ?= --rate 100 --seconds 10
 QUALITY_ARGS    ?= --needs 4000 --volunteers 2000 --funds 120 --seed 7
 THROUGHPUT_ARGS ?= --quick
+IDLE_ARGS       ?= --seconds 60 --wake 5 --gap 20
 
 ## Every benchmark figure, one after the other (bench/README.md says what each means).
 bench: $(BENCH_STAMP)
@@ -71,8 +72,14 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/rounds.py
 	@echo "== throughput and memory: matcher workers against a raw consumer"
 	$(BIN)/python bench/throughput.py $(THROUGHPUT_ARGS)
+	@echo "== idle: an exchange with nothing to do, against the bare broker and PostgreSQL"
+	$(BIN)/python bench/idle.py $(IDLE_ARGS)
 	@echo "== one-shot commands: exchange orgs create, against the bare interpreter and raw client"
 	$(BIN)/python bench/one_shot.py
+
+## The idle figure alone (issue #18): a minute with nothing to do, then five wake-ups.
+bench-idle: $(BENCH_STAMP)
+	$(BIN)/python bench/idle.py $(IDLE_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -125,6 +125,15 @@ class Settings(BaseModel):
     """Consumers' fetch wait. Tansu answers a fetch only after about half of it, so keep it
     small on the embedded default; 100–500 suits Apache Kafka."""
 
+    idle_after_seconds: float = 5.0
+    """A consumer that has read nothing for this long stops fetching until the doorbell rings
+    (the gateway's NOTIFY after publishing) or `idle_check_seconds` pass: an idle exchange then
+    costs the broker almost nothing (services/platform/quiet.py). 0: always fetch."""
+
+    idle_check_seconds: float = 1.0
+    """How often a paused consumer looks anyway: the longest a record no doorbell announced
+    (a clock tick, a ring lost while PostgreSQL was away) waits to be read."""
+
     session_timeout_ms: int = 6000
     """Consumer-group session timeout; 6 s is Kafka's minimum and makes Tansu joins take 3–6 s."""
 

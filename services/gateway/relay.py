@@ -51,6 +51,7 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from schemas.topics import TopicSpec
+from services.platform.doorbell import Ringer
 from services.platform.kafka import headers_for, partition_for
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,9 @@ class Relay:
         self._pending: dict[uuid.UUID, Unpublished] = {}  # insertion (commit) order
         self._unmarked: list[uuid.UUID] = []  # published, not yet marked in PostgreSQL
         self._wake = asyncio.Event()
+        self.ringer = Ringer()
+        """Tells paused consumers that postings are on their topics (services/platform/
+        doorbell.py): rung after a publish, at most twice a second."""
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self.published = 0
@@ -163,11 +167,13 @@ class Relay:
             try:
                 if self._pending:
                     await self._publish(list(self._pending.values())[: self.batch])
+                    await self.ringer.ring(self.pool)
                 if time.monotonic() - last_sweep >= self.sweep_every:
                     last_sweep = time.monotonic()
                     swept = await self._sweep()
                     if swept:
                         await self._publish(swept)
+                        await self.ringer.ring(self.pool)
                         log.info("relay published swept postings", extra={"count": len(swept)})
                         if len(swept) >= self.batch:  # more wait (`exchange import`): at once
                             last_sweep = float("-inf")

@@ -36,7 +36,7 @@ from services.ledger.key_rotation import (
 )
 from services.ledger.set_aside import publish_set_aside
 from services.ledger.witness import Witness, witness_path
-from services.platform import logs, taskdump
+from services.platform import logs, quiet, taskdump
 from services.platform.db import Heartbeat, connect, connect_pool, migrate
 from services.platform.kafka import Record, client_security, ensure_topics
 from services.settings import Settings
@@ -98,6 +98,8 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         **client_security(settings, "aiokafka"),
     )
     await consumer.start()
+    idle = quiet.from_settings(settings, *quiet.pausing(lambda: consumer))
+    quieting = quiet.start(idle, dsn)
     try:
         await witness.catch_up(conn)  # before the broker: files a crash or a full disk left out
         await _witness_rotations(witness.directory, rotations)
@@ -130,6 +132,8 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
                 log.info("ready: caught up", extra={"archived": archived})
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.ledger_batch_size)
             fetched = sum(len(messages) for messages in batch.values())
+            if idle is not None:
+                idle.saw(quiet.work_in(m.headers for ms in batch.values() for m in ms))
             records = [
                 Record.of(m)
                 for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
@@ -168,6 +172,8 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
             except Exception as exc:
                 log.warning("checkpoint not published at stop", extra={"error": repr(exc)})
     finally:
+        for task in quieting:
+            task.cancel()
         await publisher.stop()
         await consumer.stop()
         await beat.stop()

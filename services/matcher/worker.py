@@ -37,7 +37,7 @@ from schemas.codec import DecodeError, decode
 from schemas.topics import MATCHER_INPUTS, MATCHES_EVENTS, partitions_of
 from services.domain.outputs import Outgoing
 from services.matcher.processor import Anchor, PartitionMatcher
-from services.platform import logs, taskdump
+from services.platform import logs, quiet, taskdump
 from services.platform.db import Heartbeat, connect_pool, migrate
 from services.platform.kafka import (
     Record,
@@ -350,9 +350,13 @@ class MatcherWorker:
         self.epoch = await self._read_epoch() or 0
         await self._join()
         started = time.monotonic()
+        idle = quiet.from_settings(settings, *quiet.pausing(lambda: self.consumer))
+        quieting = quiet.start(idle, dsn)
         try:
             while not stop.is_set():
                 batch = await self._poll()
+                if idle is not None:
+                    idle.saw(quiet.work_in(r.headers for rs in batch.values() for r in rs))
                 await self._decide(batch)
                 if self.rebalancing_since is None and not self.rebuilding and not beat.ready:
                     beat.ready = True
@@ -382,6 +386,8 @@ class MatcherWorker:
                     "rate": round(self.applied / max(time.monotonic() - started, 1e-9), 1),
                 }
         finally:
+            for task in quieting:
+                task.cancel()
             if self.uncommitted:
                 await self.commit()
             async with self.deciding:

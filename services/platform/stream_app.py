@@ -17,7 +17,7 @@ import faust
 
 from schemas.topics import partitions_of
 from services.domain.outputs import Outgoing
-from services.platform import logs
+from services.platform import logs, quiet
 from services.platform.batches import take_batches
 from services.platform.db import Heartbeat, connect_pool, migrate
 from services.platform.kafka import Record, client_security, ensure_topics, headers_for
@@ -53,8 +53,11 @@ def create_app(
         **client_security(settings, "faust"),
     )
     _limit_fetch_wait(settings.fetch_max_wait_ms)
+    idle = quiet.from_settings(settings, *_pausing_in_thread(app))
     for proc in processors:
-        _add_agent(app, proc)
+        _add_agent(app, proc, idle)
+    if idle is not None:
+        _add_quiet(app, idle, settings.require_database())
     _add_heartbeat(app, settings, app_id)
     if ticker is not None and settings.tick_seconds > 0:
         _add_clock(app, ticker, settings.tick_seconds)
@@ -84,6 +87,47 @@ def _limit_fetch_wait(wait_ms: int) -> None:
     thread._exchange_fetch_wait = wait_ms
 
 
+def _pausing_in_thread(app: faust.App) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Pause and resume for the app's consumer, which faust runs on a thread of its own with
+    its own event loop: each act is handed to that loop (aiokafka is not thread-safe)."""
+    pause, resume = quiet.pausing(
+        lambda: getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
+    )
+
+    def on_consumer_thread(act: Callable[[], None]) -> Callable[[], None]:
+        def hand_over() -> None:
+            thread = getattr(app.consumer, "_thread", None)
+            loop = getattr(thread, "thread_loop", None)
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(_logged, act)
+
+        return hand_over
+
+    return on_consumer_thread(pause), on_consumer_thread(resume)
+
+
+def _logged(act: Callable[[], None]) -> None:
+    """Run a pause or resume on the consumer's thread; a failure there (a rebalance in between)
+    is logged: the consumer then keeps fetching, which is always safe."""
+    try:
+        act()
+    except Exception as exc:
+        log.warning("pausing or resuming the consumer failed", extra={"error": repr(exc)})
+
+
+def _add_quiet(app: faust.App, idle: quiet.Quiet, dsn: str) -> None:
+    """Start pausing when idle once partitions are assigned (the consumer thread exists)."""
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def quieten() -> None:
+        tasks = quiet.start(idle, dsn)
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
 def _topic(app: faust.App, name: str) -> Any:
     return app.topic(
         name,
@@ -100,7 +144,7 @@ BATCH_WINDOW = 0.002
 """How long an agent waits for more events before processing what it has (seconds)."""
 
 
-def _add_agent(app: faust.App, proc: Processor) -> None:
+def _add_agent(app: faust.App, proc: Processor, idle: quiet.Quiet | None = None) -> None:
     source = app.topic(
         *proc.inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
@@ -117,6 +161,8 @@ def _add_agent(app: faust.App, proc: Processor) -> None:
         if agens is not None:
             agens.add(batches)
         async for events in batches:
+            if idle is not None:
+                idle.saw(quiet.work_in(event.message.headers for event in events))
             pending = []
             for event in events:
                 for out in process(proc, Record.of(event.message)):
