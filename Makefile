@@ -74,6 +74,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/throughput.py $(THROUGHPUT_ARGS)
 	@echo "== idle: an exchange with nothing to do, against the bare broker and PostgreSQL"
 	$(BIN)/python bench/idle.py $(IDLE_ARGS)
+	@echo "== start-up: exchange up to a green /healthz, against the two servers alone"
+	$(BIN)/python bench/startup.py
 	@echo "== one-shot commands: exchange orgs create, against the bare interpreter and raw client"
 	$(BIN)/python bench/one_shot.py
 
