@@ -130,7 +130,7 @@ class Settings(BaseModel):
     (the gateway's NOTIFY after publishing) or `idle_check_seconds` pass: an idle exchange then
     costs the broker almost nothing (services/platform/quiet.py). 0: always fetch."""
 
-    idle_check_seconds: float = 1.0
+    idle_check_seconds: float = 2.0
     """How often a paused consumer looks anyway: the longest a record no doorbell announced
     (a clock tick, a ring lost while PostgreSQL was away) waits to be read."""
 

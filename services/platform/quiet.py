@@ -104,7 +104,7 @@ class Quiet:
         resume: Callable[[], None],
         idle_after: float = 3.0,
         check_every: float = 1.0,
-        probe: float = 0.1,
+        probe: float = 0.03,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pause, self._resume, self._now = pause, resume, clock
