@@ -13,7 +13,8 @@ How: after `idle_after` seconds without a record, a consumer pauses every partit
   together and stays awake `idle_after` seconds, which covers the hops;
 - every `check_every` seconds for a short look (`probe`), so that whatever no doorbell
   announces (the clock's ticks, a doorbell lost while PostgreSQL was away, a record written by a
-  tool) is read within a second, never lost: pausing only stops fetching, no offset moves.
+  tool) is read within `check_every` (2 s by default), never lost: pausing only stops
+  fetching, no offset moves.
 
 Nothing about at-least-once changes: pausing skips fetches, not records, and a paused consumer
 that is killed restarts from its committed offsets as before. On Apache Kafka, whose fetches
