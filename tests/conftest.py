@@ -48,34 +48,29 @@ def migrated_template(postgres: EmbeddedPostgres) -> str:
     again; the copy is the same schema, `schema_migrations` rows included. Nothing connects to
     it after this fixture (PostgreSQL copies only a template no one is connected to)."""
     name = f"template_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(postgres.admin_url)
-        try:
-            await conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
-        finally:
-            await conn.close()
-        await migrate(postgres.admin_url.replace("/postgres?", f"/{name}?"))
-
-    asyncio.run(create())
+    asyncio.run(_new_database(postgres, name, "template0 ENCODING 'UTF8'"))
     return name
 
 
 @pytest.fixture
 def database_url(postgres: EmbeddedPostgres, migrated_template: str) -> str:
     """A new, migrated database on the session's server (a copy of the migrated template)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    # migrating the copy is a no-op: every migration is applied, checksums match
+    return asyncio.run(
+        _new_database(postgres, f"t_{uuid.uuid4().hex[:12]}", f'"{migrated_template}"')
+    )
 
-    async def create() -> None:
-        conn = await asyncpg.connect(postgres.admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-        finally:
-            await conn.close()
-        await migrate(url)  # a no-op on the copy: every migration is applied, checksums match
 
+async def _new_database(postgres: EmbeddedPostgres, name: str, template: str) -> str:
+    """Create database `name` on the session's server from `template` (SQL after TEMPLATE),
+    migrate it, and return its URL."""
+    conn = await asyncpg.connect(postgres.admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE {template}')
+    finally:
+        await conn.close()
     url = postgres.admin_url.replace("/postgres?", f"/{name}?")
-    asyncio.run(create())
+    await migrate(url)
     return url
 
 

@@ -103,8 +103,8 @@ class Quiet:
         self,
         pause: Callable[[], None],
         resume: Callable[[], None],
-        idle_after: float = 3.0,
-        check_every: float = 1.0,
+        idle_after: float = 5.0,
+        check_every: float = 2.0,
         probe: float = 0.03,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
