@@ -10,7 +10,8 @@ acknowledged) to the proposal appearing on matches.events, read by a plain consu
 
 Where the time goes is shown per hop (202 -> needs.postings -> needs.events -> matcher.inputs
 -> matches.events, each read by plain consumers) and as CPU seconds per process during the
-load. `--profile DIR` also records py-spy profiles of the gateway, intake-needs and router.
+load. `--profile DIR` also records py-spy profiles of the gateway, the intake services and router
+(`streams`, or each apart), a matcher worker and the ledger.
 
 The baseline is measured in the same run on the same broker: a raw produce-to-consume round
 trip at the same rate (aiokafka). The ratio is printed, because these machines are noisy.
@@ -149,7 +150,8 @@ def start_profiles(state: dict[str, Any], folder: Path, seconds: float) -> list[
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     folder.mkdir(parents=True, exist_ok=True)
     procs = []
-    for name in ("gateway", "intake-needs", "matcher-router"):
+    hot = ("gateway", "streams", "intake-needs", "matcher-router", "matcher-1", "ledger")
+    for name in [n for n in hot if n in state["services"]]:
         pid = state["services"][name]
         out = folder / f"{name}.txt"
         procs.append(

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from services import SERVICES as SERVICE_NAMES
+from services.composition import TOGETHER
 from services.running import database_url, running_state
 from services.settings import Settings
 
@@ -26,6 +27,10 @@ def run_service(settings: Settings, name: str) -> None:
     from services.platform.lifeline import watch_supervisor
 
     watch_supervisor()
+    if name in TOGETHER:
+        set_producer(None)  # each member stamps its own name on what it writes
+        _run_together(settings, name)
+        return
     set_producer(name)
     if name == "gateway":
         from services.gateway.app import main as gateway_main
@@ -50,7 +55,23 @@ def run_service(settings: Settings, name: str) -> None:
 
         run(settings, name, [IntakeProcessor(KINDS[name])])
     else:
-        raise SystemExit(f"unknown service {name!r}; one of: {', '.join(SERVICE_NAMES)}")
+        raise SystemExit(
+            f"unknown service {name!r}; one of: {', '.join([*SERVICE_NAMES, *TOGETHER])}"
+        )
+
+
+def _run_together(settings: Settings, name: str) -> None:
+    """The intake services and the router as one faust app (services/composition.py)."""
+    from services.intake.processor import KINDS, IntakeProcessor
+    from services.matcher.processor import Router, clock_tick
+    from services.platform.processor import Processor
+    from services.platform.stream_app import run
+
+    processors: list[Processor] = [
+        Router() if member == "matcher-router" else IntakeProcessor(KINDS[member])
+        for member in TOGETHER[name]
+    ]
+    run(settings, name, processors, ticker=clock_tick, ticker_of="matcher-router")
 
 
 def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:

@@ -125,6 +125,11 @@ class Settings(BaseModel):
     """Consumers' fetch wait. Tansu answers a fetch only after about half of it, so keep it
     small on the embedded default; 100–500 suits Apache Kafka."""
 
+    composition: Literal["together", "apart"] = "together"
+    """How `exchange up` groups services into processes: `together` runs the intake services
+    and the router as one process (services/composition.py), `apart` one process per service,
+    as the production manifests do. Only the supervisor reads it."""
+
     idle_after_seconds: float = 5.0
     """A consumer that has read nothing for this long stops fetching until the doorbell rings
     (the gateway's NOTIFY after publishing) or `idle_check_seconds` pass: an idle exchange then
@@ -133,6 +138,11 @@ class Settings(BaseModel):
     idle_check_seconds: float = 2.0
     """How often a paused consumer looks anyway: the longest a record no doorbell announced
     (a clock tick, a ring lost while PostgreSQL was away) waits to be read."""
+
+    idle_tick_seconds: float = 60.0
+    """How often the clock ticks once nothing but ticks has happened for `idle_after_seconds`
+    (it ticks every `tick_seconds` while work flows): expiries of an idle exchange come up to
+    this late, and an idle exchange logs a tick a minute, not twelve (platform/quiet.py)."""
 
     session_timeout_ms: int = 6000
     """Consumer-group session timeout; 6 s is Kafka's minimum and makes Tansu joins take 3–6 s."""

@@ -3,7 +3,8 @@
 Order of start: the var dir's lock, then any process left by an earlier supervisor that died
 is stopped, then PostgreSQL, broker, migrations, topics, restore (an empty broker is refilled
 from PostgreSQL), then the services as child processes, then /healthz, then the demo. Each
-service runs exactly as production runs it (`exchange services run NAME`), one process each.
+process runs as production runs a service (`exchange services run NAME`); the intake services
+and the router share one process unless `EXCHANGE_COMPOSITION=apart` (services/composition.py).
 
 Every child dies with the supervisor (`services.platform.lifeline`). A child that dies is
 restarted after a back-off that doubles from 1 s to 30 s; nothing ever gives up, so an exchange
@@ -30,7 +31,7 @@ from typing import IO, Any, Literal
 
 import httpx
 
-from services import SERVICES
+from services.composition import members, processes
 from services.embedded.broker import EmbeddedBroker, free_port
 from services.embedded.postgres import EmbeddedPostgres
 from services.platform.db import migrate
@@ -116,7 +117,7 @@ class Supervisor:
         self.log_dir = self.var / "logs"
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
-        self.children = {name: Child(name) for name in SERVICES}
+        self.children = {name: Child(name) for name in processes(settings.composition)}
         self.stopping = False
         self.bootstrap = settings.kafka_bootstrap_servers or ""
         self.demo_sign_ins: dict[str, str] = {}
@@ -559,6 +560,15 @@ def say(message: str) -> None:
         print(message, flush=True)
 
 
+def _described(children: dict[str, Child]) -> list[str]:
+    """Each process by name, with the services it runs when it runs several."""
+    out = []
+    for name in children:
+        inside = members(name)
+        out.append(name if inside == (name,) else f"{name} ({', '.join(inside)})")
+    return out
+
+
 def up(settings: Settings, demo: bool) -> int:
     """Run the whole exchange until Ctrl-C. Returns the process exit code."""
     sup = Supervisor(settings)
@@ -571,7 +581,7 @@ def up(settings: Settings, demo: bool) -> int:
     try:
         sup.start_infrastructure()
         sup.start_services()
-        say("starting services: " + ", ".join(SERVICES) + " …")
+        say("starting services: " + ", ".join(_described(sup.children)) + " …")
         if sup.wait_healthy() is None:
             return 130
         if demo:

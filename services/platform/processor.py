@@ -161,11 +161,12 @@ def written_ids(bootstrap: str, topics: Iterable[str]) -> set[uuid.UUID]:
     return {r.event_id for r in read_all(bootstrap, list(topics)) if r.event_id is not None}
 
 
-def catch_up(bootstrap: str, processor: Processor) -> int:
+def catch_up(bootstrap: str, processor: Processor, stamp: str | None = None) -> int:
     """Rebuild the processor's state from its inputs and write whatever it decided but lost.
 
     Returns how many missing messages were written. Must run before the live agent starts and
-    while no other instance of this processor runs (the single writer of its outputs)."""
+    while no other instance of this processor runs (the single writer of its outputs).
+    `stamp`: the `producer` header to stamp (default: the process's, `set_producer`)."""
     outputs = set(processor.outputs) | {f"{t}.dlq" for t in processor.inputs}
     present = written_ids(bootstrap, outputs)
     writer = producer(bootstrap)
@@ -180,7 +181,7 @@ def catch_up(bootstrap: str, processor: Processor) -> int:
                     out.topic,
                     key=out.key,
                     value=out.value,
-                    headers=headers_for(out.event_id, out.event_type),
+                    headers=headers_for(out.event_id, out.event_type, stamp),
                     partition=out.partition,
                 )
                 present.add(out.event_id)

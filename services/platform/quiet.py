@@ -74,9 +74,12 @@ class QuietClock:
     probe: float
     awake_until: float = float("inf")
     paused: bool = False
+    last_heard: float = float("-inf")
+    """When work was last read or announced."""
 
     def heard(self, now: float) -> Action:
         """Records were read, or the doorbell rang: stay awake `idle_after` from now."""
+        self.last_heard = max(self.last_heard, now)
         self.awake_until = max(self.awake_until, now + self.idle_after)
         if self.paused:
             self.paused = False
@@ -111,8 +114,13 @@ class Quiet:
         self._pause, self._resume, self._now = pause, resume, clock
         self.state = QuietClock(idle_after, check_every, probe, clock() + idle_after)
         self._changed = asyncio.Event()
+        self._started = clock()
         self.pauses = 0
         """How many times the consumer stopped fetching (for logs and tests)."""
+
+    def quiet_for(self) -> float:
+        """Seconds since work was last read or announced (since start if never)."""
+        return self._now() - max(self.state.last_heard, self._started)
 
     def saw(self, records: int) -> None:
         """The consumer handed over `records` records of work (`work_in`; 0: an empty fetch or
@@ -152,6 +160,24 @@ class Quiet:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(0.0, until - self._now()))
+
+
+def tick_due(
+    since_tick: float, quiet_for: float, busy_every: float, idle_every: float, quiet_after: float
+) -> bool:
+    """Whether the clock should write a tick now, `since_tick` seconds after the last one, with
+    no work for `quiet_for` seconds; it is asked every `busy_every` seconds.
+
+    While work flows the clock ticks every `busy_every`; once nothing but ticks has happened for
+    `quiet_after` (when consumers pause), only every `idle_every` (half a period of slack
+    absorbs the timer's jitter).
+    Every tick is a logged event that the router copies to each matcher partition, the matchers
+    read and the ledger archives with its hashes: at 5 s, ticks were most of what an idle
+    exchange did. What ticks decide (an expiry) then comes at most `idle_every` late, and the
+    first work after a quiet spell brings the 5-s ticks back."""
+    if idle_every <= busy_every or quiet_for < quiet_after:
+        return True
+    return since_tick >= idle_every - busy_every / 2
 
 
 def pausing(consumer_of: Callable[[], Any]) -> tuple[Callable[[], None], Callable[[], None]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ import faust
 from schemas.topics import partitions_of
 from services.domain.outputs import Outgoing
 from services.platform import logs, quiet
+from services.platform.access import principal_of
 from services.platform.batches import take_batches
 from services.platform.db import Heartbeat, connect_pool, migrate
 from services.platform.kafka import Record, client_security, ensure_topics, headers_for
@@ -32,9 +34,17 @@ Ticker = Callable[[datetime], Outgoing]
 
 
 def create_app(
-    settings: Settings, app_id: str, processors: Sequence[Processor], ticker: Ticker | None = None
+    settings: Settings,
+    app_id: str,
+    processors: Sequence[Processor],
+    ticker: Ticker | None = None,
+    ticker_of: str | None = None,
 ) -> faust.App:
-    """A faust app whose agents feed `processors` and write what they decide, awaiting acks."""
+    """A faust app whose agents feed `processors` and write what they decide, awaiting acks.
+
+    One app may carry several processors (services/composition.py): each writes under its own
+    `producer` header and beats under its own name, as it would in a process of its own; the
+    ticker writes as `ticker_of` (default: the app)."""
     bootstrap = settings.require_kafka()
     app = faust.App(
         app_id,
@@ -58,9 +68,16 @@ def create_app(
         _add_agent(app, proc, idle)
     if idle is not None:
         _add_quiet(app, idle, settings.require_database())
-    _add_heartbeat(app, settings, app_id)
+    _add_heartbeat(app, settings, app_id, [p.name for p in processors])
     if ticker is not None and settings.tick_seconds > 0:
-        _add_clock(app, ticker, settings.tick_seconds)
+        _add_clock(
+            app,
+            ticker,
+            settings.tick_seconds,
+            principal_of(ticker_of or app_id),
+            idle,
+            settings.idle_tick_seconds,
+        )
     return app
 
 
@@ -150,6 +167,7 @@ def _add_agent(app: faust.App, proc: Processor, idle: quiet.Quiet | None = None)
     )
     sinks = {name: _topic(app, name) for name in proc.outputs}
     sinks.update({f"{t}.dlq": _topic(app, f"{t}.dlq") for t in proc.inputs})
+    writer = principal_of(proc.name)
 
     async def agent(stream: Any) -> None:
         # Events come in small batches (whatever arrives within 2 ms of the first, at most 500,
@@ -171,7 +189,7 @@ def _add_agent(app: faust.App, proc: Processor, idle: quiet.Quiet | None = None)
                             key=out.key,
                             value=out.value,
                             partition=out.partition,
-                            headers=headers_for(out.event_id, out.event_type),
+                            headers=headers_for(out.event_id, out.event_type, writer),
                         )
                     )
             for sent in pending:
@@ -181,24 +199,43 @@ def _add_agent(app: faust.App, proc: Processor, idle: quiet.Quiet | None = None)
     app.agent(source, name=proc.name, concurrency=1)(agent)
 
 
-def _add_clock(app: faust.App, ticker: Ticker, interval: float) -> None:
-    """Write a tick every `interval` seconds: the wall clock is read here, at the edge, and
-    enters decisions only as a logged event."""
+def _add_clock(
+    app: faust.App,
+    ticker: Ticker,
+    interval: float,
+    writer: str,
+    idle: quiet.Quiet | None = None,
+    idle_interval: float = 0.0,
+) -> None:
+    """Write a tick every `interval` seconds (every `idle_interval` while the app has had no
+    work: `quiet.tick_due`): the wall clock is read here, at the edge, and enters decisions
+    only as a logged event."""
     sinks: dict[str, Any] = {}
+    last = float("-inf")
 
     @app.timer(interval=interval)  # type: ignore[untyped-decorator]
     async def tick() -> None:
+        nonlocal last
+        now = time.monotonic()
+        if idle is not None and not quiet.tick_due(
+            now - last, idle.quiet_for(), interval, idle_interval, idle.state.idle_after
+        ):
+            return
+        last = now
         out = ticker(datetime.now(UTC))
         if out.topic not in sinks:
             sinks[out.topic] = _topic(app, out.topic)
         sent = await sinks[out.topic].send(
-            key=out.key, value=out.value, headers=headers_for(out.event_id, out.event_type)
+            key=out.key, value=out.value, headers=headers_for(out.event_id, out.event_type, writer)
         )
         await sent
 
 
-def _add_heartbeat(app: faust.App, settings: Settings, service: str) -> None:
-    """Beat in PostgreSQL; ready once faust finished a rebalance (partitions assigned).
+def _add_heartbeat(
+    app: faust.App, settings: Settings, service: str, members: Sequence[str]
+) -> None:
+    """Beat in PostgreSQL, once under each member's name (/healthz knows services, not
+    processes); ready once faust finished a rebalance (partitions assigned).
 
     The rebalance signal fires before app tasks start, so it only sets a flag: waiting in it
     for the task would deadlock faust's start-up."""
@@ -213,16 +250,22 @@ def _add_heartbeat(app: faust.App, settings: Settings, service: str) -> None:
     async def heartbeat() -> None:
         logs.configure(service, settings.log_level, settings.log_json)
         pool = await connect_pool(settings.require_database(), max_size=2)
-        beat = Heartbeat(pool, service, settings.heartbeat_seconds)
-        beat.start()
+        beats = [Heartbeat(pool, name, settings.heartbeat_seconds) for name in members]
+        for beat in beats:
+            beat.start()
         await assigned.wait()
-        beat.ready = True
-        await beat.beat()
-        log.info("ready: partitions assigned")
+        for beat in beats:
+            beat.ready = True
+            await beat.beat()
+        log.info("ready: partitions assigned", extra={"members": list(members)})
 
 
 def run(
-    settings: Settings, app_id: str, processors: Sequence[Processor], ticker: Ticker | None = None
+    settings: Settings,
+    app_id: str,
+    processors: Sequence[Processor],
+    ticker: Ticker | None = None,
+    ticker_of: str | None = None,
 ) -> None:
     """Catch every processor up, then run the faust worker in the foreground until signalled."""
     logs.configure(app_id, settings.log_level, settings.log_json)
@@ -230,9 +273,9 @@ def run(
     asyncio.run(migrate(settings.require_database()))
     ensure_topics(bootstrap)
     for proc in processors:
-        catch_up(bootstrap, proc)
+        catch_up(bootstrap, proc, principal_of(proc.name))
     (settings.var_dir / "faust" / app_id).mkdir(parents=True, exist_ok=True)
-    app = create_app(settings, app_id, processors, ticker)
+    app = create_app(settings, app_id, processors, ticker, ticker_of)
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)

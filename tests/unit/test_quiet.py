@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from services.platform.doorbell import Ringer
-from services.platform.quiet import Quiet, QuietClock
+from services.platform.quiet import Quiet, QuietClock, tick_due
 
 
 def clock(now: float = 0.0) -> QuietClock:
@@ -135,3 +135,35 @@ def test_a_failing_resume_on_a_record_never_reaches_the_consumers_loop() -> None
 
     q = asyncio.run(scenario())
     assert calls and not q.state.paused and q.state.awake_until == 1.0
+
+
+def test_the_clock_ticks_every_interval_while_work_flows_and_each_minute_once_idle() -> None:
+    # asked every 5 s; ticks every 60 s once 10 s have passed without work
+    times = {"busy_every": 5.0, "idle_every": 60.0, "quiet_after": 10.0}
+    assert tick_due(since_tick=5.0, quiet_for=0.0, **times)
+    assert tick_due(since_tick=5.0, quiet_for=9.9, **times)
+    assert not tick_due(since_tick=5.0, quiet_for=10.0, **times)
+    assert not tick_due(since_tick=57.0, quiet_for=600.0, **times)
+    assert tick_due(since_tick=57.6, quiet_for=600.0, **times)
+    # an idle interval no longer than the busy one changes nothing
+    assert tick_due(since_tick=0.0, quiet_for=600.0, busy_every=5.0, idle_every=5.0, quiet_after=1)
+
+
+def test_quiet_for_counts_from_the_last_work_or_from_the_start() -> None:
+    now = [100.0]
+
+    async def run() -> list[float]:
+        q = Quiet(lambda: None, lambda: None, idle_after=5.0, clock=lambda: now[0])
+        seen = [q.quiet_for()]
+        now[0] = 130.0
+        seen.append(q.quiet_for())
+        q.saw(0)  # an empty fetch or ticks only: not work
+        seen.append(q.quiet_for())
+        q.saw(2)
+        now[0] = 131.5
+        seen.append(q.quiet_for())
+        q.ring()
+        seen.append(q.quiet_for())
+        return seen
+
+    assert asyncio.run(run()) == [0.0, 30.0, 30.0, 1.5, 0.0]
