@@ -125,6 +125,13 @@ class Settings(BaseModel):
     """Consumers' fetch wait. Tansu answers a fetch only after about half of it, so keep it
     small on the embedded default; 100–500 suits Apache Kafka."""
 
+    ledger_fetch_max_wait_ms: int = 100
+    """The ledger's fetch wait. The ledger is not on the way from a posting to its proposal, and
+    on Tansu a fetch costs the broker CPU for every partition it names, for as long as it
+    waits, again and again: the ledger reads all 53 partitions, and at 10 ms its fetches alone
+    kept a fifth of a core busy in the broker (bench/README.md, `latency.py`). At 100 ms the
+    archive trails by about 50 ms more; on Apache Kafka fetches return when data arrives."""
+
     composition: Literal["together", "apart"] = "together"
     """How `exchange up` groups services into processes: `together` runs the intake services
     and the router as one process (services/composition.py), `apart` one process per service,
@@ -184,6 +191,13 @@ class Settings(BaseModel):
 
     retry_after_seconds: int = 5
     """`Retry-After` on a 503 (database unreachable or disk full): when clients should retry."""
+
+    relay_behind_limit_seconds: float = 2.0
+    """While the broker answers but the relay's oldest posting has waited longer than this for
+    its acknowledgement, new postings are refused with 503 and `Retry-After` (nothing is
+    written): the exchange is taking more than it can publish (services/gateway/relay.py).
+    A broker that is down or stalled never causes it: postings then wait in the outbox.
+    0: never refuse."""
 
     rate_reads_per_second: float = 100.0
     """Reads (GET) one token may make per second, sustained; 0 turns the limit off. Over it

@@ -134,7 +134,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = pool
         outbox = OutboxWriter(pool, writers=OUTBOX_WRITERS)
         outbox.start()
-        relay = Relay(pool, make_producer, dict(BY_NAME))
+        relay = Relay(
+            pool,
+            make_producer,
+            dict(BY_NAME),
+            behind_limit=settings.relay_behind_limit_seconds,
+        )
         relay.start()
         app.state.postings = Postings(pool, outbox, relay)
         app.state.accepted = 0
@@ -273,6 +278,11 @@ def create_app(settings: Settings) -> FastAPI:
             f"exchange_outbox_rows_total {request.app.state.postings.outbox.rows_written}",
             "# TYPE exchange_relay_pending gauge",
             f"exchange_relay_pending {request.app.state.postings.relay.pending}",
+            "# TYPE exchange_relay_behind_seconds gauge",
+            f"exchange_relay_behind_seconds {request.app.state.postings.relay.behind():.3f}",
+            "# TYPE exchange_postings_refused_overloaded_total counter",
+            "exchange_postings_refused_overloaded_total"
+            f" {request.app.state.postings.refused_overloaded}",
             "# TYPE exchange_relay_publish_failures_total counter",
             f"exchange_relay_publish_failures_total {request.app.state.postings.relay.failures}",
             "# TYPE exchange_outbox_unpublished gauge",

@@ -24,6 +24,7 @@ from schemas.envelope import Actor, Envelope
 from schemas.messages import Message
 from schemas.topics import TopicSpec
 from services.domain.intake import stream_of
+from services.gateway.limits import Refused
 from services.gateway.outbox import (
     OutboxRow,
     OutboxWriter,
@@ -64,6 +65,10 @@ def request_hash(path: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+OVERLOAD_RETRY_AFTER = 1
+"""Seconds an overloaded gateway asks a client to wait: a second of backlog is what tips it."""
+
+
 class Postings:
     """Writes postings to the outbox; the gateway's only write path. Publishing is the relay's."""
 
@@ -71,6 +76,8 @@ class Postings:
         self.pool = pool
         self.outbox = outbox
         self.relay = relay
+        self.refused_overloaded = 0
+        """Postings refused because the relay was overloaded (for /metrics)."""
 
     async def accept(self, posting: Posting) -> Accepted:
         """Record the posting durably (or find the original of a retry) and hand it to the relay.
@@ -78,7 +85,19 @@ class Postings:
         Returns as soon as the row has committed, in a group commit with other requests' rows
         (`OutboxWriter`); `posting.owns` and `posting.also` commit with it, and only for a new
         posting, never for a replayed one. It never waits for the broker: the relay publishes
-        it right after, and keeps retrying while the broker is down."""
+        it right after, and keeps retrying while the broker is down.
+
+        Refused (503, `Retry-After`, nothing written) while the relay is overloaded: behind by
+        more than its limit although the broker answers (`Relay.overloaded`)."""
+        if self.relay.overloaded():
+            self.refused_overloaded += 1
+            raise Refused(
+                503,
+                "overloaded",
+                "the exchange is accepting postings faster than it can publish them; nothing"
+                " was written: retry after the time given in Retry-After",
+                {"Retry-After": str(OVERLOAD_RETRY_AFTER)},
+            )
         row = outbox_row(posting)
         written = await self.outbox.write(row)
         if not written.replayed:

@@ -97,10 +97,14 @@ class Relay:
         sweep_after: float = 3.0,
         backoff_first: float = 0.1,
         backoff_max: float = 5.0,
+        behind_limit: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`make_producer` builds an unstarted producer; the relay starts it (again, after a
         failed start), so the gateway starts and accepts postings with the broker down.
-        `sweep_after`: a row younger than this is left to the process that wrote it."""
+        `sweep_after`: a row younger than this is left to the process that wrote it.
+        `behind_limit`: how far behind (seconds) the relay may fall while the broker is
+        answering before the gateway refuses new postings (`overloaded`); 0: never."""
         self.pool = pool
         self.make_producer = make_producer
         self.topics = topics
@@ -110,7 +114,12 @@ class Relay:
         self.sweep_after = sweep_after
         self.backoff_first = backoff_first
         self.backoff_max = backoff_max
+        self.behind_limit = behind_limit
+        self._clock = clock
         self._pending: dict[uuid.UUID, Unpublished] = {}  # insertion (commit) order
+        self._handed: dict[uuid.UUID, float] = {}  # when each pending row was handed over
+        self._last_ack = float("-inf")
+        self._last_failure = float("-inf")
         self._unmarked: list[uuid.UUID] = []  # published, not yet marked in PostgreSQL
         self._wake = asyncio.Event()
         self.ringer = Ringer()
@@ -128,11 +137,33 @@ class Relay:
         """Postings handed over and not yet acknowledged by the broker."""
         return len(self._pending)
 
+    def behind(self) -> float:
+        """Seconds the oldest posting handed over has waited for the broker's acknowledgement."""
+        for posting_id in self._pending:
+            return max(0.0, self._clock() - self._handed.get(posting_id, self._clock()))
+        return 0.0
+
+    def overloaded(self) -> bool:
+        """True while the relay falls behind although the broker answers: more postings are
+        accepted than the exchange publishes (on two cores, the HTTP work of a burst starves
+        the relay of its event loop), and each one more would only wait longer. The gateway then
+        refuses new postings with 503 and `Retry-After` (bench/README.md, `latency.py`).
+
+        Not while the broker is down, refusing (the last attempt failed) or silent (no
+        acknowledgement for twice the limit: stalled): postings are then accepted and wait
+        durably in the outbox, which is the relay's promise; shedding them would turn a broker
+        outage into an outage of the whole exchange."""
+        if self.behind_limit <= 0 or self._last_failure >= self._last_ack:
+            return False
+        answering = self._clock() - self._last_ack < 2 * self.behind_limit
+        return answering and self.behind() > self.behind_limit
+
     def hand_over(self, row: Unpublished) -> None:
         """Queue a committed posting and wake the relay. Never waits: when memory is full the
         row is left to the sweep (it is in PostgreSQL)."""
         if len(self._pending) < self.max_pending:
             self._pending[row.posting_id] = row
+            self._handed[row.posting_id] = self._clock()
         self._wake.set()
 
     def start(self) -> None:
@@ -183,6 +214,7 @@ class Relay:
                 raise
             except Exception as exc:
                 self.failures += 1
+                self._last_failure = self._clock()
                 delay = min(self.backoff_max, max(self.backoff_first, delay * 2))
                 log.warning(
                     "publishing failed; retrying",
@@ -218,8 +250,10 @@ class Relay:
                 raise BrokerChanged(f"the connection to broker {node} changed during the batch")
         for r in rows:
             self._pending.pop(r.posting_id, None)
+            self._handed.pop(r.posting_id, None)
             self._unmarked.append(r.posting_id)
         self.published += len(rows)
+        self._last_ack = self._clock()
 
     async def _check_topics(self, producer: AIOKafkaProducer, topics: set[str]) -> dict[int, Any]:
         """Raise `TopicNotReady` unless every topic exists with its registered partition count;

@@ -93,7 +93,7 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.ledger_fetch_max_wait_ms,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         **client_security(settings, "aiokafka"),
     )
