@@ -161,8 +161,9 @@ class Settings(BaseModel):
     """A matcher worker snapshots a partition's state to PostgreSQL after this many inputs (and
     when it gives the partition up), so a worker taking it over replays only the rest."""
 
-    heartbeat_seconds: float = 1.0
-    """How often each service records that it is alive in PostgreSQL (for /healthz)."""
+    heartbeat_seconds: float = 2.0
+    """How often each service records that it is alive in PostgreSQL (for /healthz); well
+    inside `stale_after_seconds`. A service also beats at once when it becomes ready."""
 
     stale_after_seconds: float = 10.0
     """A service whose last heartbeat is older than this is reported down by /healthz."""

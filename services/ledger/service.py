@@ -130,7 +130,11 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
                 beat.ready = True
                 await beat.beat()
                 log.info("ready: caught up", extra={"archived": archived})
-            batch = await consumer.getmany(timeout_ms=200, max_records=settings.ledger_batch_size)
+            # paused (quiet): wait longer between turns; records after a resume end the wait
+            wait_ms = 1000 if idle is not None and idle.state.paused else 200
+            batch = await consumer.getmany(
+                timeout_ms=wait_ms, max_records=settings.ledger_batch_size
+            )
             fetched = sum(len(messages) for messages in batch.values())
             if idle is not None:
                 idle.saw(quiet.work_in(m.headers for ms in batch.values() for m in ms))

@@ -354,7 +354,7 @@ class MatcherWorker:
         quieting = quiet.start(idle, dsn)
         try:
             while not stop.is_set():
-                batch = await self._poll()
+                batch = await self._poll(idle is not None and idle.state.paused)
                 if idle is not None:
                     idle.saw(quiet.work_in(r.headers for rs in batch.values() for r in rs))
                 await self._decide(batch)
@@ -475,13 +475,18 @@ class MatcherWorker:
         self.epoch = epoch
         await self._join()
 
-    async def _poll(self) -> dict[TopicPartition, list[Any]]:
+    async def _poll(self, paused: bool = False) -> dict[TopicPartition, list[Any]]:
         """One batch, or nothing after POLL_BOUND_SECONDS. Cancelling `getmany` is safe: it
-        only awaits before it drains any record, never after."""
+        only awaits before it drains any record, never after. While the consumer is paused
+        (quiet) the loop waits up to the bound, not 100 ms: records after a resume end the wait
+        as soon as they are fetched, and an idle worker need not turn ten times a second."""
         assert self.consumer is not None
         try:
             return await asyncio.wait_for(
-                self.consumer.getmany(timeout_ms=100, max_records=BATCH_MAX),
+                self.consumer.getmany(
+                    timeout_ms=int(POLL_BOUND_SECONDS * 900) if paused else 100,
+                    max_records=BATCH_MAX,
+                ),
                 timeout=POLL_BOUND_SECONDS,
             )
         except TimeoutError:
