@@ -34,7 +34,7 @@ import httpx
 from services.composition import members, processes
 from services.embedded.broker import EmbeddedBroker, free_port
 from services.embedded.postgres import EmbeddedPostgres
-from services.platform.db import migrate
+from services.platform.db import forget_readiness, migrate
 from services.platform.kafka import ensure_topics
 from services.platform.lifeline import (
     SUPERVISOR_FD_ENV,
@@ -167,6 +167,7 @@ class Supervisor:
             self._start_broker()
             self.write_processes()
         asyncio.run(migrate(self.database_url))
+        asyncio.run(forget_readiness(self.database_url))
         self._prepare_broker()
 
     def _start_postgres(self, attempts: int) -> EmbeddedPostgres:

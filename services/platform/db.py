@@ -200,6 +200,17 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+async def forget_readiness(dsn: str) -> None:
+    """Mark every service not ready, before a supervisor starts them all: a ready row left by
+    the previous run stays fresh for `stale_after_seconds`, and /healthz (and `exchange up`'s
+    own wait for it) took it for the new process's, green before the new processes were."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("UPDATE service_heartbeats SET ready = false WHERE ready")
+    finally:
+        await conn.close()
+
+
 async def migrate(dsn: str) -> list[str]:
     """Apply every migration not yet applied, each in its own transaction; return their names.
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -260,6 +261,20 @@ def _add_heartbeat(
         log.info("ready: partitions assigned", extra={"members": list(members)})
 
 
+def _catch_up_all(bootstrap: str, processors: Sequence[Processor]) -> None:
+    """Catch every processor up, side by side: each reads its own inputs and outputs and
+    writes only its own topics, and most of a catch-up is waiting for the broker, so one
+    process running four (services/composition.py) takes about as long as one did (0.6 s
+    each, one after the other, was 2.5 s of `exchange up`). The first failure is raised."""
+    if len(processors) == 1:
+        catch_up(bootstrap, processors[0], principal_of(processors[0].name))
+        return
+    with ThreadPoolExecutor(len(processors), thread_name_prefix="catch-up") as pool:
+        done = [pool.submit(catch_up, bootstrap, p, principal_of(p.name)) for p in processors]
+        for future in done:
+            future.result()
+
+
 def run(
     settings: Settings,
     app_id: str,
@@ -272,8 +287,7 @@ def run(
     bootstrap = settings.require_kafka()
     asyncio.run(migrate(settings.require_database()))
     ensure_topics(bootstrap)
-    for proc in processors:
-        catch_up(bootstrap, proc, principal_of(proc.name))
+    _catch_up_all(bootstrap, processors)
     (settings.var_dir / "faust" / app_id).mkdir(parents=True, exist_ok=True)
     app = create_app(settings, app_id, processors, ticker, ticker_of)
     from faust.worker import Worker
