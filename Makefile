@@ -78,6 +78,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/startup.py
 	@echo "== one-shot commands: exchange orgs create, against the bare interpreter and raw client"
 	$(BIN)/python bench/one_shot.py
+	@echo "== fetch cost: one consumer fetching from the embedded broker, by wait and partitions"
+	$(BIN)/python bench/fetch_cost.py
 
 ## The idle figure alone (issue #18): a minute with nothing to do, then five wake-ups.
 bench-idle: $(BENCH_STAMP)

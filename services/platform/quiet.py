@@ -46,9 +46,10 @@ Action = Literal["pause", "resume"] | None
 
 CLOCKWORK = frozenset({b"ClockTicked"})
 """Event types that are read but are no reason to stay awake: the clock's ticks come every few
-seconds whether anyone works or not, and would keep every consumer on the tick's path fetching
-for ever. A paused consumer reads them at its next look (within `idle_check_seconds`); what a
-tick decides (an expiry, a next candidate) is work and wakes the consumers that read it."""
+seconds while work flows and once a minute while idle (`tick_due`), and would keep every
+consumer on the tick's path fetching for ever. A paused consumer reads them at its next look
+(within `idle_check_seconds`); what a tick decides (an expiry, a next candidate) is work and
+wakes the consumers that read it."""
 
 
 def work_in(headers: Iterable[Any]) -> int:
