@@ -41,8 +41,9 @@ async def pool_of(request: Request) -> asyncpg.Pool:
 
 
 async def postings_of(request: Request) -> Postings:
-    """The gateway's write path."""
+    """The gateway's write path; refused at once (503) while it is overloaded."""
     p: Postings = request.app.state.postings
+    p.refuse_if_overloaded()
     return p
 
 

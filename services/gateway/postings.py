@@ -79,6 +79,21 @@ class Postings:
         self.refused_overloaded = 0
         """Postings refused because the relay was overloaded (for /metrics)."""
 
+    def refuse_if_overloaded(self) -> None:
+        """Raise `Refused` (503, `Retry-After`) while the relay is overloaded. Checked when a
+        posting route's dependencies are solved (services/gateway/deps.py), before its body is
+        validated or anything is looked up: a refusal must cost less than an acceptance, or
+        shedding load would itself be the load; and again in `accept`."""
+        if self.relay.overloaded():
+            self.refused_overloaded += 1
+            raise Refused(
+                503,
+                "overloaded",
+                "the exchange is accepting postings faster than it can publish them; nothing"
+                " was written: retry after the time given in Retry-After",
+                {"Retry-After": str(OVERLOAD_RETRY_AFTER)},
+            )
+
     async def accept(self, posting: Posting) -> Accepted:
         """Record the posting durably (or find the original of a retry) and hand it to the relay.
 
@@ -89,15 +104,7 @@ class Postings:
 
         Refused (503, `Retry-After`, nothing written) while the relay is overloaded: behind by
         more than its limit although the broker answers (`Relay.overloaded`)."""
-        if self.relay.overloaded():
-            self.refused_overloaded += 1
-            raise Refused(
-                503,
-                "overloaded",
-                "the exchange is accepting postings faster than it can publish them; nothing"
-                " was written: retry after the time given in Retry-After",
-                {"Retry-After": str(OVERLOAD_RETRY_AFTER)},
-            )
+        self.refuse_if_overloaded()
         row = outbox_row(posting)
         written = await self.outbox.write(row)
         if not written.replayed:

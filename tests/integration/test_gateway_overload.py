@@ -29,8 +29,11 @@ def test_an_overloaded_relay_refuses_postings_with_retry_after_and_writes_nothin
         assert r.headers["Retry-After"] == "1"
         assert r.json()["reason"] == "overloaded"
         assert query(database_url, "SELECT count(*) FROM postings") == before
+        # shed before the body is validated: a refusal costs less than an acceptance
+        junk = client.post("/v1/needs", json={"title": 1}, headers=community)
+        assert junk.status_code == 503 and junk.json()["reason"] == "overloaded"
         metrics = client.get("/metrics").text
-        assert "exchange_postings_refused_overloaded_total 1" in metrics
+        assert "exchange_postings_refused_overloaded_total 2" in metrics
         assert "exchange_relay_behind_seconds" in metrics
     finally:
         del relay.overloaded
