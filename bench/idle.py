@@ -106,23 +106,6 @@ async def wake_ups(ex: Exchange, community: str, count: int, gap: float) -> list
     return waits
 
 
-def fund_it(ex: Exchange) -> str:
-    """A foundation with a large fund that any need of the bench may draw on; the token of a
-    community that posts them."""
-    foundation, community = ex.create_orgs(
-        ("foundation", "空闲基准基金会", "鼓楼区", None),
-        ("community", "空闲基准社区", "鼓楼区", "江东街道"),
-    )
-    with httpx.Client(base_url=ex.url, timeout=30) as http:
-        h = {"Authorization": f"Bearer {foundation}"}
-        r = http.post("/v1/funds", json=f.fund(), headers=h)
-        assert r.status_code in (201, 202), r.text
-        fund = r.json()["fund_id"]
-        r = http.post(f"/v1/funds/{fund}/donations", json=f.donation(10**12), headers=h)
-        assert r.status_code == 202, r.text
-    return community
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60, help="length of the idle measurement")
@@ -135,7 +118,7 @@ def main() -> None:
         ex = Exchange(Path(tmp) / "var").start()
         try:
             ex.wait_healthy()
-            community = fund_it(ex)
+            community = ex.funded_community("空闲基准基金会", "空闲基准社区")
             first = asyncio.run(wake_ups(ex, community, 1, 2))  # every consumer has worked once
             time.sleep(args.settle)  # start-up and that posting's work are not idling
             meter = CpuMeter(ex.state)

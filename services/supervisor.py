@@ -166,8 +166,7 @@ class Supervisor:
         if not self.settings.kafka_bootstrap_servers:
             self._start_broker()
             self.write_processes()
-        asyncio.run(migrate(self.database_url))
-        asyncio.run(forget_readiness(self.database_url))
+        asyncio.run(_prepare_database(self.database_url))
         self._prepare_broker()
 
     def _start_postgres(self, attempts: int) -> EmbeddedPostgres:
@@ -559,6 +558,12 @@ def say(message: str) -> None:
     (found by the fault suite's full-disk test, where its output is a file in the var dir)."""
     with contextlib.suppress(OSError, ValueError):
         print(message, flush=True)
+
+
+async def _prepare_database(dsn: str) -> None:
+    """Migrate, then mark every service not ready (`forget_readiness`): in one event loop."""
+    await migrate(dsn)
+    await forget_readiness(dsn)
 
 
 def _described(children: dict[str, Child]) -> list[str]:

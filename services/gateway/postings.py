@@ -81,9 +81,9 @@ class Postings:
 
     def refuse_if_overloaded(self) -> None:
         """Raise `Refused` (503, `Retry-After`) while the relay is overloaded. Checked when a
-        posting route's dependencies are solved (services/gateway/deps.py), before its body is
-        validated or anything is looked up: a refusal must cost less than an acceptance, or
-        shedding load would itself be the load; and again in `accept`."""
+        posting route's dependencies are solved (services/gateway/deps.py, `postings_of`, which
+        every posting route takes), before its body is validated or anything is looked up: a
+        refusal must cost less than an acceptance, or shedding load would itself be the load."""
         if self.relay.overloaded():
             self.refused_overloaded += 1
             raise Refused(
@@ -100,11 +100,8 @@ class Postings:
         Returns as soon as the row has committed, in a group commit with other requests' rows
         (`OutboxWriter`); `posting.owns` and `posting.also` commit with it, and only for a new
         posting, never for a replayed one. It never waits for the broker: the relay publishes
-        it right after, and keeps retrying while the broker is down.
-
-        Refused (503, `Retry-After`, nothing written) while the relay is overloaded: behind by
-        more than its limit although the broker answers (`Relay.overloaded`)."""
-        self.refuse_if_overloaded()
+        it right after, and keeps retrying while the broker is down. (While the relay is
+        overloaded, posting routes refuse before they get here: `refuse_if_overloaded`.)"""
         row = outbox_row(posting)
         written = await self.outbox.write(row)
         if not written.replayed:

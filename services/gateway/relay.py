@@ -139,9 +139,8 @@ class Relay:
 
     def behind(self) -> float:
         """Seconds the oldest posting handed over has waited for the broker's acknowledgement."""
-        for posting_id in self._pending:
-            return max(0.0, self._clock() - self._handed.get(posting_id, self._clock()))
-        return 0.0
+        oldest = next(iter(self._handed.values()), None)  # same keys and order as `_pending`
+        return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
 
     def overloaded(self) -> bool:
         """True while the relay falls behind although the broker answers: more postings are

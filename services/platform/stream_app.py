@@ -266,9 +266,6 @@ def _catch_up_all(bootstrap: str, processors: Sequence[Processor]) -> None:
     writes only its own topics, and most of a catch-up is waiting for the broker, so one
     process running four (services/composition.py) takes about as long as one did (0.6 s
     each, one after the other, was 2.5 s of `exchange up`). The first failure is raised."""
-    if len(processors) == 1:
-        catch_up(bootstrap, processors[0], principal_of(processors[0].name))
-        return
     with ThreadPoolExecutor(len(processors), thread_name_prefix="catch-up") as pool:
         done = [pool.submit(catch_up, bootstrap, p, principal_of(p.name)) for p in processors]
         for future in done:

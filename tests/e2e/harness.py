@@ -166,6 +166,26 @@ class Exchange:
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, register()).result()
 
+    def funded_community(
+        self, foundation: str = "基准基金会", community: str = "基准社区", fen: int = 10**12
+    ) -> str:
+        """A foundation with a large fund that any money need in 鼓楼区 may draw on; the token
+        of a community there that posts them (benches and tests that need a proposal)."""
+        from tests import factories as f
+
+        founder, poster = self.create_orgs(
+            ("foundation", foundation, "鼓楼区", None),
+            ("community", community, "鼓楼区", "江东街道"),
+        )
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            h = {"Authorization": f"Bearer {founder}"}
+            r = http.post("/v1/funds", json=f.fund(), headers=h)
+            assert r.status_code in (201, 202), r.text
+            fund = r.json()["fund_id"]
+            r = http.post(f"/v1/funds/{fund}/donations", json=f.donation(fen), headers=h)
+            assert r.status_code == 202, r.text
+        return poster
+
     def pids(self) -> list[int]:
         """Every process of the exchange: supervisor, services, broker, PostgreSQL postmaster."""
         s = self.state
